@@ -1,0 +1,88 @@
+// Package activities holds the Temporal activities of an erasure: the only
+// code on the workflow's path that talks to PostgreSQL and Kafka. Activities
+// are methods on one struct of dependencies, called from workflows through a
+// typed nil pointer.
+package activities
+
+import (
+	"context"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// SystemMatcher finds the active systems that erase by any of some
+// identifier types. registry.Store implements it with one indexed query.
+type SystemMatcher interface {
+	MatchSystems(ctx context.Context, types []string) ([]lethe.System, error)
+}
+
+// LedgerWriter writes one batch of a request's changes in one transaction.
+// registry.Store implements it.
+type LedgerWriter interface {
+	ApplyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta) error
+}
+
+// Publisher writes Kafka messages and returns once every one is acknowledged
+// by all in-sync replicas. *kafka.Writer with RequiredAcks RequireAll and no
+// Topic set (each message names its own) implements it.
+type Publisher interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Activities is the set of erasure activities and what they depend on.
+type Activities struct {
+	Registry  SystemMatcher
+	Ledger    LedgerWriter
+	Publisher Publisher
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// PlanInput asks which systems a request must target.
+type PlanInput struct {
+	RequestID string `json:"request_id"`
+	// Types are the identifier types known for the subject.
+	Types []string `json:"types"`
+}
+
+// Target is one system a request must reach, as the registry described it
+// when the request planned it.
+type Target struct {
+	System string `json:"system"`
+	Topic  string `json:"topic"`
+	// Types are the identifier types the system erases by.
+	Types []string `json:"types"`
+	// Produces are the identifier types the system may reveal.
+	Produces      []string      `json:"produces,omitempty"`
+	ConfirmWithin time.Duration `json:"confirm_within"`
+}
+
+// PlanResult lists the targets, ordered by system name.
+type PlanResult struct {
+	Targets []Target `json:"targets"`
+}
+
+// Outbound is one command and the topic it goes to.
+type Outbound struct {
+	Topic   string       `json:"topic"`
+	Command wire.Command `json:"command"`
+}
+
+// SyncInput is one wave of a request: commands to publish, then the ledger
+// changes to write. The workflow builds both so the activity stays a dumb,
+// retry-safe pipe: publishing again repeats the same command_id, which every
+// connector treats as the same command.
+type SyncInput struct {
+	RequestID string            `json:"request_id"`
+	Commands  []Outbound        `json:"commands,omitempty"`
+	Ledger    lethe.LedgerDelta `json:"ledger"`
+}
+
+// SyncResult reports what one wave did.
+type SyncResult struct {
+	Published int `json:"published"`
+}

@@ -1,0 +1,218 @@
+// Package lethe holds the domain of the erasure orchestrator: the registry's
+// systems, erasure requests and their per-system progress, the audit events
+// that record what happened, and the coded errors that every layer returns.
+// It depends on the standard library only, so that every other package (API,
+// workflows, activities, registry, relay) can speak the same types without
+// importing each other.
+package lethe
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// RequestStatus is where an erasure request stands as a whole.
+type RequestStatus string
+
+// The request statuses of the public contract. A request moves from pending to
+// running and ends in exactly one of completed, failed or canceled.
+const (
+	RequestPending   RequestStatus = "pending"
+	RequestRunning   RequestStatus = "running"
+	RequestCompleted RequestStatus = "completed"
+	RequestFailed    RequestStatus = "failed"
+	RequestCanceled  RequestStatus = "canceled"
+)
+
+// Valid reports whether s is one of the contract's request statuses; the API
+// uses it to reject unknown status filters.
+func (s RequestStatus) Valid() bool {
+	switch s {
+	case RequestPending, RequestRunning, RequestCompleted, RequestFailed, RequestCanceled:
+		return true
+	}
+	return false
+}
+
+// Final reports whether no further change can happen to a request in status s.
+func (s RequestStatus) Final() bool {
+	return s == RequestCompleted || s == RequestFailed || s == RequestCanceled
+}
+
+// SystemStatus is where one targeted system stands within a request.
+type SystemStatus string
+
+// The per-system statuses of the public contract. Erased, not_found and
+// retained count as done; failed makes the whole request fail.
+const (
+	SystemPending    SystemStatus = "pending"
+	SystemDispatched SystemStatus = "dispatched"
+	SystemErased     SystemStatus = "erased"
+	SystemNotFound   SystemStatus = "not_found"
+	SystemRetained   SystemStatus = "retained"
+	SystemFailed     SystemStatus = "failed"
+)
+
+// Final reports whether a system in status s needs nothing more.
+func (s SystemStatus) Final() bool {
+	switch s {
+	case SystemErased, SystemNotFound, SystemRetained, SystemFailed:
+		return true
+	}
+	return false
+}
+
+// DefaultConfirmWithin is how long Lethe waits for a system's confirmation
+// before re-dispatching, when the system does not say.
+const DefaultConfirmWithin = 72 * time.Hour
+
+// DefaultDeadline is the legal window a request gets when nothing else is
+// said: GDPR Art. 12(3) allows one month, counted here as 30 days.
+const DefaultDeadline = 30 * 24 * time.Hour
+
+var (
+	systemNameRe     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	identifierTypeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+)
+
+// ValidSystemName reports whether name may name a system in the registry.
+func ValidSystemName(name string) bool { return systemNameRe.MatchString(name) }
+
+// ValidIdentifierType reports whether t may name an identifier type.
+func ValidIdentifierType(t string) bool { return identifierTypeRe.MatchString(t) }
+
+// System is one entry of the registry: a service that holds personal data
+// keyed by some identifier types and erases it when told on its topic.
+type System struct {
+	Name          string    `json:"name"`
+	Identifiers   []string  `json:"identifiers"`
+	Produces      []string  `json:"produces"`
+	Topic         string    `json:"topic"`
+	Owner         string    `json:"owner"`
+	Description   string    `json:"description"`
+	ConfirmWithin Duration  `json:"confirm_within"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Erasure is the public view of one erasure request: what the API answers and
+// what the workflow's status query returns. It never holds identifier values,
+// only their types.
+type Erasure struct {
+	ID           string           `json:"id"`
+	Status       RequestStatus    `json:"status"`
+	Overdue      bool             `json:"overdue"`
+	SubjectTypes []string         `json:"subject_types"`
+	Reason       string           `json:"reason"`
+	RequestedBy  string           `json:"requested_by"`
+	DryRun       bool             `json:"dry_run"`
+	CreatedAt    time.Time        `json:"created_at"`
+	Deadline     time.Time        `json:"deadline"`
+	CompletedAt  *time.Time       `json:"completed_at"`
+	WorkflowID   string           `json:"workflow_id"`
+	Systems      []SystemProgress `json:"systems"`
+}
+
+// SystemProgress is one targeted system's state within a request.
+type SystemProgress struct {
+	Name        string       `json:"name"`
+	Status      SystemStatus `json:"status"`
+	Attempts    int          `json:"attempts"`
+	Records     int64        `json:"records"`
+	ConfirmedAt *time.Time   `json:"confirmed_at"`
+	Detail      string       `json:"detail"`
+}
+
+// AuditKind names what an audit event records.
+type AuditKind string
+
+// The audit event kinds. Each is appended, never updated, so the audit tells
+// the story of a request long after Temporal has forgotten its workflow.
+const (
+	AuditReceived             AuditKind = "received"
+	AuditPlanned              AuditKind = "planned"
+	AuditDispatched           AuditKind = "dispatched"
+	AuditRedispatched         AuditKind = "redispatched"
+	AuditConfirmed            AuditKind = "confirmed"
+	AuditDerived              AuditKind = "derived"
+	AuditConfirmationRejected AuditKind = "confirmation_rejected"
+	AuditConfirmationLate     AuditKind = "confirmation_late"
+	AuditCanceled             AuditKind = "canceled"
+	AuditCompleted            AuditKind = "completed"
+	AuditFailed               AuditKind = "failed"
+)
+
+// AuditEvent is one line of a request's history. Detail is free text for
+// people and must never contain an identifier value.
+type AuditEvent struct {
+	RequestID string    `json:"request_id"`
+	System    string    `json:"system,omitempty"`
+	Kind      AuditKind `json:"kind"`
+	Attempt   int       `json:"attempt,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// LedgerDelta is what changed in a request since the ledger was last written.
+// The workflow gathers changes per wave or per batch of confirmations and the
+// activities write one delta in one transaction, so that PostgreSQL sees a
+// round trip per batch rather than per event.
+type LedgerDelta struct {
+	// Status, when not empty, is the request's new status.
+	Status RequestStatus `json:"status,omitempty"`
+	// CompletedAt is set when Status is final.
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	// Systems are the targeted systems whose progress changed, whole.
+	Systems []SystemProgress `json:"systems,omitempty"`
+	// Events are appended to the audit in order.
+	Events []AuditEvent `json:"events,omitempty"`
+}
+
+// Empty reports whether the delta has nothing to write.
+func (d LedgerDelta) Empty() bool {
+	return d.Status == "" && len(d.Systems) == 0 && len(d.Events) == 0
+}
+
+// SubjectDigest is the keyed digest of one identifier of a subject. Lethe
+// keeps these instead of values so a request can later be matched to a
+// subject (holds, suppression lists) without holding the subject's data.
+type SubjectDigest struct {
+	Type   string `json:"type"`
+	Digest string `json:"digest"`
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration string
+// ("72h", "90m") in JSON, the form the contract uses for confirm_within.
+type Duration time.Duration
+
+// String writes d compactly: 72h rather than 72h0m0s.
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string such as "72h".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"72h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
