@@ -1,0 +1,148 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/internal/kafkax"
+)
+
+// config is every setting of every role, read from the environment and then
+// from flags, which win. Each role validates only what it uses.
+type config struct {
+	DatabaseURL       string
+	HTTPAddr          string
+	KafkaBrokers      string
+	TemporalAddress   string
+	TemporalNamespace string
+	UIAddr            string
+	HealthAddr        string
+	SubjectKey        string
+	LogLevel          string
+	LogFormat         string
+	TopicPartitions   int
+	MaxAttempts       int
+
+	// lethe dev only.
+	DataDir   string
+	Demo      bool
+	Ephemeral bool
+}
+
+// setting is one configuration entry: its variable, its flag, its default.
+type setting struct {
+	env, flag, def, usage string
+	target            *string
+}
+
+func (c *config) settings() []setting {
+	return []setting{
+		{"LETHE_DATABASE_URL", "database-url", "postgres://postgres@127.0.0.1:5432/lethe?sslmode=disable", "PostgreSQL URL (lib/pq)", &c.DatabaseURL},
+		{"LETHE_HTTP_ADDR", "http-addr", "127.0.0.1:8080", "API listen address", &c.HTTPAddr},
+		{"LETHE_KAFKA_BROKERS", "kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers", &c.KafkaBrokers},
+		{"TEMPORAL_ADDRESS", "temporal-address", "127.0.0.1:7233", "Temporal frontend address", &c.TemporalAddress},
+		{"TEMPORAL_NAMESPACE", "temporal-namespace", "default", "Temporal namespace", &c.TemporalNamespace},
+		{"LETHE_UI_ADDR", "ui-addr", "127.0.0.1:8233", "Temporal Web UI listen address (lethe dev)", &c.UIAddr},
+		{"LETHE_HEALTH_ADDR", "health-addr", "127.0.0.1:8081", "health endpoints of the worker and relay", &c.HealthAddr},
+		{"LETHE_SUBJECT_KEY", "subject-key", "", "hex HMAC key for identifier digests (64+ hex digits)", &c.SubjectKey},
+		{"LETHE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
+		{"LETHE_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
+	}
+}
+
+// intSetting is a numeric configuration entry.
+type intSetting struct {
+	env, flag string
+	def       int
+	usage     string
+	target    *int
+}
+
+func (c *config) intSettings() []intSetting {
+	return []intSetting{
+		{"LETHE_TOPIC_PARTITIONS", "topic-partitions", 3, "partitions of the topics Lethe creates", &c.TopicPartitions},
+		{"LETHE_MAX_ATTEMPTS", "max-attempts", 5, "dispatches of one command before its system is failed", &c.MaxAttempts},
+	}
+}
+
+// parseConfig reads the environment, then the role's flags.
+func parseConfig(role string, args []string, env func(string) string, stderr io.Writer, extra func(*flag.FlagSet, *config)) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("lethe "+role, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, s := range c.settings() {
+		v := s.def
+		if e := env(s.env); e != "" {
+			v = e
+		}
+		fs.StringVar(s.target, s.flag, v, s.usage+" ($"+s.env+")")
+	}
+	for _, s := range c.intSettings() {
+		v := s.def
+		if e := env(s.env); e != "" {
+			n, err := strconv.Atoi(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s must be a whole number", s.env)
+			}
+			v = n
+		}
+		fs.IntVar(s.target, s.flag, v, s.usage+" ($"+s.env+")")
+	}
+	if extra != nil {
+		extra(fs, c)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.TopicPartitions < 1 {
+		return nil, errors.New("LETHE_TOPIC_PARTITIONS must be at least 1")
+	}
+	if c.MaxAttempts < 1 {
+		return nil, errors.New("LETHE_MAX_ATTEMPTS must be at least 1")
+	}
+	return c, nil
+}
+
+// brokers splits the broker list.
+func (c *config) brokers() []string { return kafkax.SplitBrokers(c.KafkaBrokers) }
+
+// digester builds the identifier digester from the subject key.
+func (c *config) digester() (*digest.Digester, error) {
+	if c.SubjectKey == "" {
+		return nil, errors.New("LETHE_SUBJECT_KEY is not set: give a hex key of 64 or more digits (openssl rand -hex 32)")
+	}
+	key, err := digest.ParseKey(c.SubjectKey)
+	if err != nil {
+		return nil, fmt.Errorf("LETHE_SUBJECT_KEY: %w", err)
+	}
+	return digest.New(key)
+}
+
+// logger builds the one logger of the process.
+func (c *config) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("LETHE_LOG_LEVEL %q: want debug, info, warn or error", c.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.LogFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("LETHE_LOG_FORMAT %q: want text or json", c.LogFormat)
+}
+
+// osEnv reads the process environment.
+func osEnv(k string) string { return os.Getenv(k) }

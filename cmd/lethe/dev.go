@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/demo"
+	"github.com/lethe-dev/lethe/devstack"
+	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/registry"
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// devFlags adds the flags only `lethe dev` has.
+func devFlags(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.DataDir, "data-dir", ".lethe", "folder for the embedded Temporal and Kafka data and the generated subject key")
+	fs.BoolVar(&c.Demo, "demo", false, "also run three sample services with their own data")
+	fs.BoolVar(&c.Ephemeral, "ephemeral", false, "keep Temporal's and Kafka's state in memory instead of the data folder")
+}
+
+// runDev starts the whole of Lethe on this machine.
+func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+	brokers := cfg.brokers()
+	if len(brokers) == 0 {
+		return errors.New("LETHE_KAFKA_BROKERS is empty")
+	}
+	for _, p := range []struct{ what, addr string }{
+		{"API", cfg.HTTPAddr}, {"Temporal", cfg.TemporalAddress}, {"Kafka", brokers[0]}, {"UI", cfg.UIAddr},
+	} {
+		if err := devstack.PortFree(p.addr); err != nil {
+			return fmt.Errorf("%s address: %w", p.what, err)
+		}
+	}
+	if err := registry.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return fmt.Errorf("PostgreSQL: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if cfg.SubjectKey == "" {
+		key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "subject.key"))
+		if err != nil {
+			return err
+		}
+		cfg.SubjectKey = key
+	}
+
+	kafkaDir := filepath.Join(cfg.DataDir, "kafka")
+	temporalDir := filepath.Join(cfg.DataDir, "temporal")
+	if cfg.Ephemeral {
+		kafkaDir, temporalDir = "", ""
+	}
+	broker, err := devstack.StartKafka(devstack.KafkaConfig{Addr: brokers[0], DataDir: kafkaDir, Partitions: cfg.TopicPartitions})
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+	tserver, err := devstack.StartTemporal(ctx, devstack.TemporalConfig{
+		Address: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+		DataDir: temporalDir, Ephemeral: cfg.Ephemeral, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer tserver.Stop()
+	ui, err := devstack.StartUI(devstack.UIConfig{Addr: cfg.UIAddr, TemporalAddress: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace})
+	if err != nil {
+		return err
+	}
+	defer ui.Stop()
+
+	d, err := openDeps(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := registry.Migrate(ctx, d.store.DB()); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := kafkax.EnsureTopics(ctx, brokers, cfg.TopicPartitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
+		return fmt.Errorf("create confirmation topics: %w", err)
+	}
+	ln, err := listen(cfg.HTTPAddr, "API")
+	if err != nil {
+		return err
+	}
+	h, err := apiHandler(d)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveHTTP(gctx, ln, h) })
+	g.Go(func() error { return workerLoop(gctx, d) })
+	g.Go(func() error { return relayLoop(gctx, d) })
+	apiURL := "http://" + ln.Addr().String()
+	if cfg.Demo {
+		if err := startDemo(gctx, g, d, apiURL); err != nil {
+			return err
+		}
+	}
+	printBanner(stdout, apiURL, "http://"+cfg.UIAddr, cfg)
+	return g.Wait()
+}
+
+// startDemo seeds the demo services' data, registers them through the API
+// and runs their connectors in g.
+func startDemo(ctx context.Context, g *errgroup.Group, d *deps, apiURL string) error {
+	db := d.store.DB()
+	if err := demo.Migrate(ctx, db); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if _, err := demo.Seed(ctx, db); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	for _, sys := range demo.Systems() {
+		if err := putSystem(ctx, apiURL, sys.Name, sys); err != nil {
+			return fmt.Errorf("demo: register %s: %w", sys.Name, err)
+		}
+	}
+	for name, h := range demo.Handlers(db) {
+		cfg := connectors.Config{Brokers: d.cfg.brokers(), System: name, Logger: d.log.With("demo", name)}
+		g.Go(func() error { return connectors.Run(ctx, cfg, h) })
+	}
+	return nil
+}
+
+// putSystem registers a system through the public API, as a service team would.
+func putSystem(ctx context.Context, apiURL, name string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, apiURL+"/v1/systems/"+name, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	var resp *http.Response
+	for try := 0; ; try++ {
+		resp, err = http.DefaultClient.Do(req.Clone(ctx))
+		if err == nil || try == 20 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		req.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("PUT /v1/systems/%s answered %s: %s", name, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// loadOrCreateKey reads the subject key kept in path, creating it on first use.
+func loadOrCreateKey(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("subject key: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	key := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("subject key: %w", err)
+	}
+	return key, nil
+}
+
+// printBanner tells the person at the terminal where everything is.
+func printBanner(w io.Writer, apiURL, uiURL string, cfg *config) {
+	fmt.Fprintf(w, "\nLethe is ready.\n  API:         %s\n  Temporal UI: %s/namespaces/%s/workflows\n", apiURL, uiURL, cfg.TemporalNamespace)
+	if !cfg.Demo {
+		fmt.Fprintln(w, "\nRegister a system with PUT /v1/systems/{name}, then POST /v1/erasures (see README.md).")
+		return
+	}
+	fmt.Fprintf(w, `
+Demo services running: accounts, orders, analytics. Erase the demo subject:
+
+  curl -s -X POST %[1]s/v1/erasures -H 'Content-Type: application/json' \
+    -d '{"subject":{"user_id":"u-demo-1","email":"ada@example.com"},"reason":"gdpr_art17","requested_by":"demo"}'
+
+Then read its status with the "id" it answers:
+
+  curl -s %[1]s/v1/erasures/<id>
+
+`, apiURL)
+}

@@ -1,0 +1,97 @@
+// Command lethe is Lethe's one binary. Each role is a subcommand: the HTTP
+// API, the Temporal worker, the confirmation relay, the migrator, and `dev`,
+// which runs all of them on one machine with an embedded Temporal server,
+// Web UI and Kafka-protocol broker.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `lethe: erase a data subject from every service that holds it.
+
+Usage: lethe <command> [flags]
+
+Commands:
+  dev       everything on one machine: embedded Temporal (+ Web UI), Kafka broker, API, worker, relay
+  api       the HTTP API
+  worker    the Temporal worker (workflows and activities)
+  relay     the confirmation consumer that signals workflows
+  migrate   apply the embedded PostgreSQL migrations
+  version   print the version
+
+Run 'lethe <command> -h' for a command's flags. Every flag mirrors an
+environment variable (see docs/configuration.md).
+`
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], osEnv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "lethe:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run dispatches to a role. It returns the error that stopped the role; a
+// canceled context (SIGINT, SIGTERM) is a clean stop.
+func run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	role, rest := args[0], args[1:]
+	switch role {
+	case "version", "--version":
+		fmt.Fprintln(stdout, "lethe", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	var extra func(*flag.FlagSet, *config)
+	if role == "dev" {
+		extra = devFlags
+	}
+	cfg, err := parseConfig(role, rest, env, stderr, extra)
+	if err != nil {
+		return err
+	}
+	log, err := cfg.logger(stderr)
+	if err != nil {
+		return err
+	}
+	var roleErr error
+	switch role {
+	case "migrate":
+		roleErr = runMigrate(ctx, cfg, log, stdout)
+	case "api":
+		roleErr = runAPI(ctx, cfg, log)
+	case "worker":
+		roleErr = runWorker(ctx, cfg, log)
+	case "relay":
+		roleErr = runRelay(ctx, cfg, log)
+	case "dev":
+		roleErr = runDev(ctx, cfg, log, stdout)
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", role)
+	}
+	if errors.Is(roleErr, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return roleErr
+}
