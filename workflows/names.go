@@ -9,6 +9,8 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -75,6 +77,53 @@ const (
 // confirmation it fetched for one request into one signal.
 type ConfirmSignal struct {
 	Confirmations []wire.Confirmation `json:"confirmations"`
+}
+
+// State is everything a run of ErasureWorkflow has reached, carried into the
+// next run when the workflow continues as new so that the request goes on
+// exactly where it stood. It holds identifier values (the commands need them
+// to be dispatched again) and so, like ErasureInput, lives only in Temporal.
+type State struct {
+	Status lethe.RequestStatus `json:"status"`
+	// Subject is every identifier known for the subject: the request's own
+	// and those that systems revealed since.
+	Subject []wire.Identifier `json:"subject"`
+	// Targets are the systems the request reaches, as last planned.
+	Targets []activities.Target `json:"targets"`
+	// Commands are all the commands issued, in the order they were issued.
+	// Which identifiers each system was sent is read from them.
+	Commands []CommandState `json:"commands"`
+	// Inbox holds confirmations received but not yet processed.
+	Inbox []wire.Confirmation `json:"inbox,omitempty"`
+}
+
+// CommandState is one command of a request and where it stands. A system has
+// one command per wave that reached it; its progress aggregates them.
+type CommandState struct {
+	ID            string            `json:"id"`
+	System        string            `json:"system"`
+	Topic         string            `json:"topic"`
+	Identifiers   []wire.Identifier `json:"identifiers"`
+	ConfirmWithin time.Duration     `json:"confirm_within"`
+	Attempt       int               `json:"attempt"`
+	IssuedAt      time.Time         `json:"issued_at"`
+	ConfirmBy     time.Time         `json:"confirm_by"`
+	// Due is when the workflow acts on the command next: its confirm_by
+	// while it waits for a confirmation, or the end of the retry delay.
+	Due time.Time `json:"due"`
+	// RetryPending is set after a failed, retryable confirmation: at Due
+	// the command is dispatched again rather than timed out.
+	RetryPending bool `json:"retry_pending,omitempty"`
+	// FailedAt is when, by the system's clock, it last reported a retryable
+	// failure; the same report delivered again is recognised by it.
+	FailedAt time.Time `json:"failed_at"`
+	// Status is dispatched while the command is open, else its outcome.
+	Status      lethe.SystemStatus `json:"status"`
+	Records     int64              `json:"records"`
+	Detail      string             `json:"detail,omitempty"`
+	ConfirmedAt *time.Time         `json:"confirmed_at,omitempty"`
+	// ChangedAt orders the details of a system's commands.
+	ChangedAt time.Time `json:"changed_at"`
 }
 
 // Search attributes the workflow keeps current so the Temporal UI's list

@@ -1,0 +1,124 @@
+package activities
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// Error types of the non-retryable application errors the activities
+// return. Temporal stops retrying on them, and a workflow or an operator
+// reading the failure can tell a bad request from a missing record.
+const (
+	ErrTypeInvalid  = "lethe.invalid"
+	ErrTypeNotFound = "lethe.not_found"
+)
+
+// Plan asks the registry which active systems erase by any of the given
+// identifier types and describes each as a target, with the defaults of the
+// contract filled in, so the workflow never has to know them.
+func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error) {
+	systems, err := a.Registry.MatchSystems(ctx, in.Types)
+	if err != nil {
+		return PlanResult{}, classify("match systems", err)
+	}
+	targets := make([]Target, 0, len(systems))
+	for _, s := range systems {
+		within := time.Duration(s.ConfirmWithin)
+		if within <= 0 {
+			within = lethe.DefaultConfirmWithin
+		}
+		topic := s.Topic
+		if topic == "" {
+			topic = wire.DefaultTopic(s.Name)
+		}
+		targets = append(targets, Target{
+			System:        s.Name,
+			Topic:         topic,
+			Types:         slices.Clone(s.Identifiers),
+			Produces:      slices.Clone(s.Produces),
+			ConfirmWithin: within,
+		})
+	}
+	slices.SortFunc(targets, func(x, y Target) int { return cmp.Compare(x.System, y.System) })
+	activity.GetLogger(ctx).Info("planned erasure",
+		"request_id", in.RequestID, "types", len(in.Types), "systems", len(targets))
+	return PlanResult{Targets: targets}, nil
+}
+
+// Sync publishes a wave of commands and then records the wave in the ledger.
+// The order matters: the ledger must never claim a dispatch that Kafka has not
+// acknowledged, while a retry after a ledger failure only publishes the same
+// command_ids again, which connectors treat as the same commands.
+func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error) {
+	msgs := make([]kafka.Message, 0, len(in.Commands))
+	for i, o := range in.Commands {
+		msg, err := commandMessage(in.RequestID, o)
+		if err != nil {
+			return SyncResult{}, classify(fmt.Sprintf("command %d", i), err)
+		}
+		msgs = append(msgs, msg)
+	}
+	if len(msgs) > 0 {
+		if err := a.Publisher.WriteMessages(ctx, msgs...); err != nil {
+			return SyncResult{}, classify("publish commands", err)
+		}
+	}
+	if !in.Ledger.Empty() {
+		if err := a.Ledger.ApplyLedger(ctx, in.RequestID, in.Ledger); err != nil {
+			return SyncResult{}, classify("apply ledger", err)
+		}
+	}
+	activity.GetLogger(ctx).Info("synced erasure",
+		"request_id", in.RequestID, "published", len(msgs),
+		"systems", len(in.Ledger.Systems), "events", len(in.Ledger.Events))
+	return SyncResult{Published: len(msgs)}, nil
+}
+
+// commandMessage encodes one command as the contract puts it on Kafka. A
+// command that breaks the contract would be dead-lettered by its connector and
+// never confirmed, so it is refused here, where the bug can be seen.
+func commandMessage(requestID string, o Outbound) (kafka.Message, error) {
+	if o.Topic == "" {
+		return kafka.Message{}, lethe.Errorf(lethe.KindInvalid, "invalid_command", "the command has no topic")
+	}
+	if err := o.Command.Validate(); err != nil {
+		return kafka.Message{}, lethe.Errorf(lethe.KindInvalid, "invalid_command", "%v", err)
+	}
+	if o.Command.RequestID != requestID {
+		return kafka.Message{}, lethe.Errorf(lethe.KindInvalid, "invalid_command", "the command belongs to another request")
+	}
+	value, err := json.Marshal(o.Command)
+	if err != nil {
+		return kafka.Message{}, fmt.Errorf("encode command: %w", err)
+	}
+	return kafka.Message{
+		Topic:   o.Topic,
+		Key:     []byte(requestID),
+		Value:   value,
+		Headers: []kafka.Header{{Key: wire.HeaderSchema, Value: []byte(wire.SchemaCommand)}},
+	}, nil
+}
+
+// classify turns errors that no retry can cure into non-retryable application
+// errors and leaves every other one to the retry policy, so that an outage of
+// Kafka or PostgreSQL delays a request but never loses it.
+func classify(op string, err error) error {
+	switch lethe.ErrorKind(err) {
+	case lethe.KindInvalid:
+		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeInvalid, err)
+	case lethe.KindNotFound:
+		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeNotFound, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,887 @@
+package workflows
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/activities"
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// continueAsNewAfter is the history length past which a run hands over to a
+// new one even if the server has not suggested it yet. Tests lower it.
+var continueAsNewAfter = 8000
+
+// syncChunk bounds how many commands, system rows and audit events one Sync
+// carries, so a large fan-out stays far below Temporal's payload limits.
+const syncChunk = 500
+
+// ErasureWorkflow carries one erasure request from planning to its end: it
+// dispatches a command to every system that holds the subject's data, waits
+// for their confirmations, dispatches again when one is late or asks for a
+// retry, follows derived identifiers to further systems, and writes each step
+// to the ledger. It returns nil once every command is final (the request
+// completed or failed) and the cancellation error when canceled.
+func ErasureWorkflow(ctx workflow.Context, in ErasureInput) error {
+	if err := validateInput(in); err != nil {
+		return err
+	}
+	w := newErasure(in)
+	if err := w.setup(ctx); err != nil {
+		return err
+	}
+	return w.run(ctx, in.State == nil)
+}
+
+// validateInput refuses a start that cannot lead anywhere; the message names
+// fields, never values.
+func validateInput(in ErasureInput) error {
+	switch {
+	case in.RequestID == "":
+		return temporal.NewNonRetryableApplicationError("erasure input has no request_id", "InvalidInput", nil)
+	case in.State == nil && len(in.Subject) == 0:
+		return temporal.NewNonRetryableApplicationError("erasure input has no subject identifiers", "InvalidInput", nil)
+	}
+	for i, id := range in.Subject {
+		if !lethe.ValidIdentifierType(id.Type) || id.Value == "" {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("erasure input subject[%d] has an invalid type or an empty value", i), "InvalidInput", nil)
+		}
+	}
+	return nil
+}
+
+// erasure is the state of one run of the workflow. Everything here is
+// touched only from workflow coroutines, which never run in parallel.
+type erasure struct {
+	in     ErasureInput
+	policy Policy
+
+	status      lethe.RequestStatus
+	completedAt *time.Time
+
+	subject  []wire.Identifier
+	known    map[string]bool
+	targets  map[string]activities.Target
+	commands []*CommandState
+	byID     map[string]*CommandState
+	bySystem map[string][]*CommandState
+	sent     map[string]map[string]bool
+
+	inbox []wire.Confirmation
+	out   outbox
+
+	search      searchValues
+	searchKnown bool
+}
+
+// outbox gathers what one step changed until it is written in one Sync.
+type outbox struct {
+	commands    []activities.Outbound
+	events      []lethe.AuditEvent
+	changed     map[string]bool
+	status      lethe.RequestStatus
+	completedAt *time.Time
+}
+
+type searchValues struct {
+	status  string
+	pending int64
+	systems int64
+}
+
+func newErasure(in ErasureInput) *erasure {
+	w := &erasure{
+		in:       in,
+		policy:   in.Policy,
+		status:   lethe.RequestPending,
+		known:    map[string]bool{},
+		targets:  map[string]activities.Target{},
+		byID:     map[string]*CommandState{},
+		bySystem: map[string][]*CommandState{},
+		sent:     map[string]map[string]bool{},
+	}
+	if w.policy.MaxAttempts <= 0 {
+		w.policy.MaxAttempts = DefaultMaxAttempts
+	}
+	if w.policy.RetryDelay <= 0 {
+		w.policy.RetryDelay = DefaultRetryDelay
+	}
+	subject := in.Subject
+	if st := in.State; st != nil {
+		subject = st.Subject
+		if st.Status != "" {
+			w.status = st.Status
+		}
+		for _, t := range st.Targets {
+			w.targets[t.System] = t
+		}
+		for i := range st.Commands {
+			c := st.Commands[i]
+			w.add(&c)
+		}
+		w.inbox = slices.Clone(st.Inbox)
+		// The state now lives in w; carry builds a new one when needed.
+		w.in.State = nil
+	}
+	for _, id := range subject {
+		w.learnIdentifier(id)
+	}
+	return w
+}
+
+// setup installs the query handler and the signal listener; nothing in it
+// blocks, so no signal or query can find the workflow unprepared.
+func (w *erasure) setup(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (lethe.Erasure, error) {
+		return w.view(ctx), nil
+	}); err != nil {
+		return fmt.Errorf("set status query handler: %w", err)
+	}
+	workflow.Go(ctx, w.listen)
+	return nil
+}
+
+// listen moves every confirmation the relay signals into the inbox, where
+// the main loop picks them up in batches.
+func (w *erasure) listen(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, SignalConfirm)
+	for {
+		var sig ConfirmSignal
+		ch.Receive(ctx, &sig)
+		w.inbox = append(w.inbox, sig.Confirmations...)
+	}
+}
+
+// run plans a fresh request, then loops: write what the last step changed in
+// one Sync, wait for confirmations or the next due command, process
+// everything pending.
+func (w *erasure) run(ctx workflow.Context, fresh bool) error {
+	if fresh {
+		if err := w.plan(ctx); err != nil {
+			return w.stop(ctx, err)
+		}
+	}
+	for {
+		if w.allFinal() {
+			// The last step's changes go out with the final status, in one Sync.
+			return w.finish(ctx)
+		}
+		if err := w.flush(ctx); err != nil {
+			return w.stop(ctx, err)
+		}
+		if w.shouldContinueAsNew(ctx) {
+			return w.continueAsNew(ctx)
+		}
+		if err := w.wait(ctx); err != nil {
+			return w.stop(ctx, err)
+		}
+		if err := w.step(ctx); err != nil {
+			return w.stop(ctx, err)
+		}
+	}
+}
+
+// plan is the first wave: one command per system that erases by any of the
+// subject's identifier types.
+func (w *erasure) plan(ctx workflow.Context) error {
+	types := identifierTypes(w.subject)
+	targets, err := w.planTargets(ctx, types)
+	if err != nil {
+		return err
+	}
+	now := workflow.Now(ctx).UTC()
+	w.status = lethe.RequestRunning
+	w.out.status = lethe.RequestRunning
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditPlanned, Detail: planDetail(targets, types)})
+	workflow.GetLogger(ctx).Info("erasure planned", "request_id", w.in.RequestID, "systems", len(targets))
+	// With no target the loop finds nothing open and completes the request
+	// in one Sync; otherwise its first Sync writes this wave.
+	return w.dispatchNew(ctx, targets)
+}
+
+// wait blocks until a confirmation arrives or the earliest command falls due.
+func (w *erasure) wait(ctx workflow.Context) error {
+	if len(w.inbox) > 0 {
+		return nil
+	}
+	d := w.nextDue().Sub(workflow.Now(ctx))
+	if d <= 0 {
+		return nil
+	}
+	_, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      d,
+		TimerOptions: workflow.TimerOptions{Summary: "next confirm_by or retry"},
+	}, func() bool { return len(w.inbox) > 0 })
+	return err
+}
+
+// step processes everything pending since the last wake; the loop writes
+// the result.
+func (w *erasure) step(ctx workflow.Context) error {
+	now := workflow.Now(ctx).UTC()
+	batch := w.inbox
+	w.inbox = nil
+	var derived []wire.Identifier
+	for _, c := range batch {
+		derived = append(derived, w.confirm(ctx, now, c)...)
+	}
+	if len(derived) > 0 {
+		if err := w.expand(ctx, derived); err != nil {
+			return err
+		}
+	}
+	w.fireDue(workflow.Now(ctx).UTC())
+	return nil
+}
+
+// confirm applies one confirmation and returns the identifiers it revealed
+// that were not known yet.
+func (w *erasure) confirm(ctx workflow.Context, now time.Time, c wire.Confirmation) []wire.Identifier {
+	logger := workflow.GetLogger(ctx)
+	cmd, reason := w.match(c)
+	if reason != "" {
+		w.reject(now, c, reason)
+		logger.Warn("confirmation rejected", "request_id", w.in.RequestID, "reason", reason)
+		return nil
+	}
+	if cmd.Status.Final() {
+		logger.Debug("duplicate confirmation ignored", "request_id", w.in.RequestID, "system", cmd.System)
+		return nil
+	}
+	if c.Outcome == wire.OutcomeFailed && c.Retryable {
+		if cmd.RetryPending {
+			logger.Debug("duplicate retryable failure ignored", "request_id", w.in.RequestID, "system", cmd.System)
+			return nil
+		}
+		if !cmd.FailedAt.IsZero() && !c.ConfirmedAt.After(cmd.FailedAt) {
+			// The failure that caused the current attempt, delivered again:
+			// counting it would burn an attempt.
+			logger.Debug("repeated retryable failure ignored", "request_id", w.in.RequestID, "system", cmd.System)
+			return nil
+		}
+	}
+
+	cmd.Detail = c.Detail
+	cmd.ChangedAt = now
+	w.touch(cmd.System)
+	confirmed := lethe.AuditEvent{Kind: lethe.AuditConfirmed, System: cmd.System, Attempt: cmd.Attempt,
+		Detail: outcomeDetail(c)}
+	w.event(now, confirmed)
+
+	switch {
+	case c.Outcome != wire.OutcomeFailed:
+		at := c.ConfirmedAt.UTC()
+		cmd.Status = lethe.SystemStatus(c.Outcome)
+		cmd.Records = c.Records
+		cmd.ConfirmedAt = &at
+		cmd.RetryPending = false
+	case c.Retryable && cmd.Attempt < w.policy.MaxAttempts:
+		cmd.FailedAt = c.ConfirmedAt.UTC()
+		cmd.RetryPending = true
+		cmd.Due = now.Add(w.policy.RetryDelay)
+	default:
+		at := c.ConfirmedAt.UTC()
+		cmd.Status = lethe.SystemFailed
+		cmd.Records = c.Records
+		cmd.ConfirmedAt = &at
+		cmd.RetryPending = false
+		why := "the system reported a failure it cannot retry"
+		if c.Retryable {
+			why = fmt.Sprintf("the system still failed after %d attempts", cmd.Attempt)
+		}
+		w.event(now, lethe.AuditEvent{Kind: lethe.AuditFailed, System: cmd.System, Attempt: cmd.Attempt, Detail: why})
+	}
+	return w.learn(now, cmd.System, c.DerivedIdentifiers)
+}
+
+// match finds the command a confirmation answers, or says why it counts for
+// nothing. The reasons name what was wrong, never a value.
+func (w *erasure) match(c wire.Confirmation) (*CommandState, string) {
+	if err := c.Validate(); err != nil {
+		return nil, "malformed confirmation"
+	}
+	cmd, ok := w.byID[c.CommandID]
+	switch {
+	case !ok:
+		return nil, "unknown command_id"
+	case c.RequestID != w.in.RequestID:
+		return nil, "request_id does not match the command"
+	case c.System != cmd.System:
+		return nil, "command_id was not issued to this system"
+	}
+	return cmd, ""
+}
+
+func (w *erasure) reject(now time.Time, c wire.Confirmation, reason string) {
+	ev := lethe.AuditEvent{Kind: lethe.AuditConfirmationRejected, Detail: reason}
+	if lethe.ValidSystemName(c.System) {
+		ev.System = c.System
+	}
+	w.event(now, ev)
+}
+
+// learn adds the derived identifiers not yet known to the subject and
+// records which types arrived.
+func (w *erasure) learn(now time.Time, system string, ids []wire.Identifier) []wire.Identifier {
+	var fresh []wire.Identifier
+	for _, id := range ids {
+		if w.learnIdentifier(id) {
+			fresh = append(fresh, id)
+		}
+	}
+	if len(fresh) > 0 {
+		w.event(now, lethe.AuditEvent{Kind: lethe.AuditDerived, System: system,
+			Detail: "new identifier types: " + strings.Join(identifierTypes(fresh), ", ")})
+	}
+	return fresh
+}
+
+func (w *erasure) learnIdentifier(id wire.Identifier) bool {
+	k := idKey(id)
+	if w.known[k] || !lethe.ValidIdentifierType(id.Type) || id.Value == "" {
+		return false
+	}
+	w.known[k] = true
+	w.subject = append(w.subject, id)
+	return true
+}
+
+// expand dispatches derived identifiers: to systems not targeted yet, and to
+// targeted systems only the identifiers of their types they were never sent.
+func (w *erasure) expand(ctx workflow.Context, derived []wire.Identifier) error {
+	types := identifierTypes(derived)
+	targets, err := w.planTargets(ctx, types)
+	if err != nil {
+		return err
+	}
+	w.event(workflow.Now(ctx).UTC(), lethe.AuditEvent{Kind: lethe.AuditPlanned, Detail: planDetail(targets, types)})
+	return w.dispatchNew(ctx, targets)
+}
+
+// dispatchNew issues a wave of new commands: for each target, the subject's
+// identifiers of the target's types that it was never sent (data
+// minimisation), in commands of at most wire.MaxIdentifiers identifiers.
+func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target) error {
+	type pending struct {
+		target activities.Target
+		ids    []wire.Identifier
+	}
+	var wave []pending
+	for _, t := range targets {
+		w.targets[t.System] = t
+		ids := w.unsent(t)
+		for len(ids) > 0 {
+			n := min(len(ids), wire.MaxIdentifiers)
+			wave = append(wave, pending{target: t, ids: ids[:n]})
+			ids = ids[n:]
+		}
+	}
+	if len(wave) == 0 {
+		return nil
+	}
+	commandIDs, err := newCommandIDs(ctx, len(wave))
+	if err != nil {
+		return err
+	}
+	now := workflow.Now(ctx).UTC()
+	for i, p := range wave {
+		within := p.target.ConfirmWithin
+		if within <= 0 {
+			within = lethe.DefaultConfirmWithin
+		}
+		topic := p.target.Topic
+		if topic == "" {
+			topic = wire.DefaultTopic(p.target.System)
+		}
+		cmd := &CommandState{
+			ID:            commandIDs[i],
+			System:        p.target.System,
+			Topic:         topic,
+			Identifiers:   p.ids,
+			ConfirmWithin: within,
+			Attempt:       1,
+			IssuedAt:      now,
+			ConfirmBy:     now.Add(within),
+			Due:           now.Add(within),
+			Status:        lethe.SystemDispatched,
+			ChangedAt:     now,
+		}
+		w.add(cmd)
+		w.publish(cmd)
+		w.event(now, lethe.AuditEvent{Kind: lethe.AuditDispatched, System: cmd.System, Attempt: 1,
+			Detail: "identifier types: " + strings.Join(identifierTypes(cmd.Identifiers), ", ")})
+	}
+	return nil
+}
+
+// newCommandIDs draws the random, unguessable command_ids of one wave in a
+// single side effect, so that replays see the same ones.
+func newCommandIDs(ctx workflow.Context, n int) ([]string, error) {
+	var ids []string
+	err := workflow.SideEffect(ctx, func(workflow.Context) any {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = uuid.NewString()
+		}
+		return out
+	}).Get(&ids)
+	if err != nil {
+		return nil, fmt.Errorf("draw command ids: %w", err)
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("draw command ids: got %d, want %d", len(ids), n)
+	}
+	return ids, nil
+}
+
+// unsent lists the subject's identifiers of t's types that t's system was
+// never sent, in the order they became known.
+func (w *erasure) unsent(t activities.Target) []wire.Identifier {
+	var ids []wire.Identifier
+	sent := w.sent[t.System]
+	for _, id := range w.subject {
+		if slices.Contains(t.Types, id.Type) && !sent[idKey(id)] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// fireDue acts on every open command whose time has come: dispatch it again,
+// or give up on it after the last attempt.
+func (w *erasure) fireDue(now time.Time) {
+	for _, cmd := range w.commands {
+		if cmd.Status.Final() || cmd.Due.After(now) {
+			continue
+		}
+		switch {
+		case cmd.RetryPending:
+			w.redispatch(now, cmd, "the system asked for a retry")
+		case cmd.Attempt < w.policy.MaxAttempts:
+			w.redispatch(now, cmd, fmt.Sprintf("no confirmation within %s", lethe.Duration(cmd.ConfirmWithin)))
+		default:
+			cmd.Status = lethe.SystemFailed
+			cmd.Detail = fmt.Sprintf("no confirmation after %d attempts", cmd.Attempt)
+			cmd.ChangedAt = now
+			w.touch(cmd.System)
+			w.event(now, lethe.AuditEvent{Kind: lethe.AuditFailed, System: cmd.System, Attempt: cmd.Attempt,
+				Detail: cmd.Detail})
+		}
+	}
+}
+
+// redispatch sends a command again under the same command_id, which is how
+// a system knows it is the same command.
+func (w *erasure) redispatch(now time.Time, cmd *CommandState, why string) {
+	cmd.Attempt++
+	cmd.IssuedAt = now
+	cmd.ConfirmBy = now.Add(cmd.ConfirmWithin)
+	cmd.Due = cmd.ConfirmBy
+	cmd.RetryPending = false
+	cmd.ChangedAt = now
+	w.publish(cmd)
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditRedispatched, System: cmd.System, Attempt: cmd.Attempt, Detail: why})
+}
+
+func (w *erasure) add(cmd *CommandState) {
+	w.commands = append(w.commands, cmd)
+	w.byID[cmd.ID] = cmd
+	w.bySystem[cmd.System] = append(w.bySystem[cmd.System], cmd)
+	sent := w.sent[cmd.System]
+	if sent == nil {
+		sent = map[string]bool{}
+		w.sent[cmd.System] = sent
+	}
+	for _, id := range cmd.Identifiers {
+		sent[idKey(id)] = true
+	}
+}
+
+func (w *erasure) publish(cmd *CommandState) {
+	w.out.commands = append(w.out.commands, activities.Outbound{
+		Topic: cmd.Topic,
+		Command: wire.Command{
+			Schema:      wire.SchemaCommand,
+			CommandID:   cmd.ID,
+			RequestID:   w.in.RequestID,
+			System:      cmd.System,
+			Attempt:     cmd.Attempt,
+			Identifiers: slices.Clone(cmd.Identifiers),
+			IssuedAt:    cmd.IssuedAt,
+			ConfirmBy:   cmd.ConfirmBy,
+			DryRun:      w.in.DryRun,
+		},
+	})
+	w.touch(cmd.System)
+}
+
+func (w *erasure) touch(system string) {
+	if w.out.changed == nil {
+		w.out.changed = map[string]bool{}
+	}
+	w.out.changed[system] = true
+}
+
+func (w *erasure) event(now time.Time, ev lethe.AuditEvent) {
+	ev.RequestID = w.in.RequestID
+	ev.At = now
+	w.out.events = append(w.out.events, ev)
+}
+
+func (w *erasure) allFinal() bool {
+	for _, cmd := range w.commands {
+		if !cmd.Status.Final() {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *erasure) nextDue() time.Time {
+	var next time.Time
+	for _, cmd := range w.commands {
+		if !cmd.Status.Final() && (next.IsZero() || cmd.Due.Before(next)) {
+			next = cmd.Due
+		}
+	}
+	return next
+}
+
+// flush writes the outbox: commands first, then the ledger, in Sync calls of
+// at most syncChunk items each. On failure it keeps the ledger part not yet
+// written, so that a final Sync (after a cancellation) still records it; the
+// commands are dropped, since nothing is dispatched after a failure.
+func (w *erasure) flush(ctx workflow.Context) error {
+	delta := lethe.LedgerDelta{Status: w.out.status, CompletedAt: w.out.completedAt, Events: w.out.events}
+	for _, name := range sortedKeys(w.out.changed) {
+		delta.Systems = append(delta.Systems, w.progress(name))
+	}
+	calls := chunkSync(w.in.RequestID, w.out.commands, delta)
+	for i, in := range calls {
+		var a *activities.Activities
+		var res activities.SyncResult
+		if err := execute(ctx, a.Sync, in, &res); err != nil {
+			w.out = remainder(calls[i:])
+			return err
+		}
+	}
+	w.out = outbox{}
+	w.upsertSearch(ctx)
+	return nil
+}
+
+// chunkSync splits one step's writes into Sync calls. Call i carries the i-th
+// slice of commands, of system rows and of events, so the order of events is
+// kept; the request status goes last, once everything before it is written.
+func chunkSync(requestID string, cmds []activities.Outbound, delta lethe.LedgerDelta) []activities.SyncInput {
+	n := max(chunks(len(cmds)), chunks(len(delta.Systems)), chunks(len(delta.Events)))
+	if n == 0 && delta.Status != "" {
+		n = 1
+	}
+	calls := make([]activities.SyncInput, n)
+	for i := range calls {
+		calls[i] = activities.SyncInput{
+			RequestID: requestID,
+			Commands:  part(cmds, i),
+			Ledger:    lethe.LedgerDelta{Systems: part(delta.Systems, i), Events: part(delta.Events, i)},
+		}
+	}
+	if n > 0 {
+		calls[n-1].Ledger.Status = delta.Status
+		calls[n-1].Ledger.CompletedAt = delta.CompletedAt
+	}
+	return calls
+}
+
+func chunks(n int) int { return (n + syncChunk - 1) / syncChunk }
+
+func part[T any](s []T, i int) []T {
+	lo := i * syncChunk
+	if lo >= len(s) {
+		return nil
+	}
+	return s[lo:min(lo+syncChunk, len(s))]
+}
+
+func remainder(calls []activities.SyncInput) outbox {
+	var out outbox
+	for _, c := range calls {
+		out.events = append(out.events, c.Ledger.Events...)
+		for _, s := range c.Ledger.Systems {
+			if out.changed == nil {
+				out.changed = map[string]bool{}
+			}
+			out.changed[s.Name] = true
+		}
+		if c.Ledger.Status != "" {
+			out.status = c.Ledger.Status
+			out.completedAt = c.Ledger.CompletedAt
+		}
+	}
+	return out
+}
+
+// upsertSearch keeps the UI's list columns current, writing only on change.
+func (w *erasure) upsertSearch(ctx workflow.Context) {
+	v := searchValues{status: string(w.status), systems: int64(len(w.bySystem))}
+	for _, name := range sortedKeys(w.bySystem) {
+		if w.progress(name).Status == lethe.SystemDispatched {
+			v.pending++
+		}
+	}
+	if w.searchKnown && v == w.search {
+		return
+	}
+	err := workflow.UpsertTypedSearchAttributes(ctx,
+		SearchStatus.ValueSet(v.status),
+		SearchPending.ValueSet(v.pending),
+		SearchSystems.ValueSet(v.systems),
+	)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("search attributes not updated", "request_id", w.in.RequestID, "error", err)
+		return
+	}
+	w.search = v
+	w.searchKnown = true
+}
+
+// finish ends a request whose commands are all final.
+func (w *erasure) finish(ctx workflow.Context) error {
+	now := workflow.Now(ctx).UTC()
+	status, kind := lethe.RequestCompleted, lethe.AuditCompleted
+	systems := w.progressAll()
+	for _, p := range systems {
+		if p.Status == lethe.SystemFailed {
+			status, kind = lethe.RequestFailed, lethe.AuditFailed
+		}
+	}
+	w.status = status
+	w.completedAt = &now
+	w.out.status = status
+	w.out.completedAt = &now
+	w.event(now, lethe.AuditEvent{Kind: kind, Detail: summary(systems)})
+	// Every command is final: a cancellation arriving now changes nothing,
+	// so the outcome is written on a context it cannot interrupt.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := w.flush(dctx); err != nil {
+		workflow.GetLogger(ctx).Error("erasure outcome not written", "request_id", w.in.RequestID, "error", err)
+		return err
+	}
+	workflow.GetLogger(ctx).Info("erasure finished", "request_id", w.in.RequestID, "status", string(status))
+	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })
+	if len(w.inbox) > 0 {
+		workflow.GetLogger(ctx).Info("confirmations after the end ignored", "request_id", w.in.RequestID, "count", len(w.inbox))
+	}
+	return nil
+}
+
+// stop ends the run on an error: a cancellation is recorded as such, any
+// other error (one the activities marked non-retryable) fails the workflow.
+func (w *erasure) stop(ctx workflow.Context, err error) error {
+	if ctx.Err() != nil {
+		return w.cancel(ctx)
+	}
+	workflow.GetLogger(ctx).Error("erasure stopped", "request_id", w.in.RequestID, "error", err)
+	return err
+}
+
+// cancel records a cancellation: no further dispatch or waiting, a final
+// Sync with status canceled, and the cancellation error so that Temporal
+// shows the run as canceled. What was erased stays erased.
+func (w *erasure) cancel(ctx workflow.Context) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	now := workflow.Now(dctx).UTC()
+	open := 0
+	for _, p := range w.progressAll() {
+		if !p.Status.Final() {
+			open++
+		}
+	}
+	w.status = lethe.RequestCanceled
+	w.completedAt = &now
+	w.out.commands = nil
+	w.out.status = lethe.RequestCanceled
+	w.out.completedAt = &now
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditCanceled,
+		Detail: fmt.Sprintf("canceled with %d of %d systems still open", open, len(w.bySystem))})
+	logger := workflow.GetLogger(dctx)
+	if err := w.flush(dctx); err != nil {
+		logger.Error("canceled status not written", "request_id", w.in.RequestID, "error", err)
+	}
+	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })
+	logger.Info("erasure canceled", "request_id", w.in.RequestID)
+	return ctx.Err()
+}
+
+func (w *erasure) shouldContinueAsNew(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > continueAsNewAfter
+}
+
+// continueAsNew hands the request over to a fresh run with a short history,
+// carrying everything reached, including confirmations not yet processed.
+func (w *erasure) continueAsNew(ctx workflow.Context) error {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return w.stop(ctx, err)
+	}
+	ch := workflow.GetSignalChannel(ctx, SignalConfirm)
+	for {
+		var sig ConfirmSignal
+		if !ch.ReceiveAsync(&sig) {
+			break
+		}
+		w.inbox = append(w.inbox, sig.Confirmations...)
+	}
+	workflow.GetLogger(ctx).Info("erasure continues as new", "request_id", w.in.RequestID,
+		"commands", len(w.commands), "inbox", len(w.inbox))
+	return workflow.NewContinueAsNewError(ctx, ErasureWorkflowName, w.carry())
+}
+
+// carry is the input of the next run.
+func (w *erasure) carry() ErasureInput {
+	in := w.in
+	in.Policy = w.policy
+	st := &State{
+		Status:  w.status,
+		Subject: slices.Clone(w.subject),
+		Inbox:   slices.Clone(w.inbox),
+	}
+	for _, name := range sortedKeys(w.targets) {
+		st.Targets = append(st.Targets, w.targets[name])
+	}
+	for _, cmd := range w.commands {
+		st.Commands = append(st.Commands, *cmd)
+	}
+	in.State = st
+	return in
+}
+
+func (w *erasure) planTargets(ctx workflow.Context, types []string) ([]activities.Target, error) {
+	var a *activities.Activities
+	var res activities.PlanResult
+	if err := execute(ctx, a.Plan, activities.PlanInput{RequestID: w.in.RequestID, Types: types}, &res); err != nil {
+		return nil, err
+	}
+	targets := slices.Clone(res.Targets)
+	slices.SortFunc(targets, func(x, y activities.Target) int { return cmp.Compare(x.System, y.System) })
+	return targets, nil
+}
+
+// view is the live public picture of the request, without identifier values.
+func (w *erasure) view(ctx workflow.Context) lethe.Erasure {
+	e := lethe.Erasure{
+		ID:           w.in.RequestID,
+		Status:       w.status,
+		SubjectTypes: identifierTypes(w.subject),
+		DryRun:       w.in.DryRun,
+		CreatedAt:    w.in.CreatedAt,
+		Deadline:     w.in.Deadline,
+		WorkflowID:   ErasureWorkflowID(w.in.RequestID),
+		Systems:      w.progressAll(),
+	}
+	if w.completedAt != nil {
+		at := *w.completedAt
+		e.CompletedAt = &at
+	}
+	if !w.in.Deadline.IsZero() {
+		ref := workflow.Now(ctx)
+		if e.CompletedAt != nil {
+			ref = *e.CompletedAt
+		}
+		e.Overdue = ref.After(w.in.Deadline)
+	}
+	return e
+}
+
+func (w *erasure) progressAll() []lethe.SystemProgress {
+	out := make([]lethe.SystemProgress, 0, len(w.bySystem))
+	for _, name := range sortedKeys(w.bySystem) {
+		out = append(out, w.progress(name))
+	}
+	return out
+}
+
+// progress aggregates a system's commands: dispatched while any is open,
+// else the worst outcome (failed, then erased, retained, not_found).
+func (w *erasure) progress(system string) lethe.SystemProgress {
+	p := lethe.SystemProgress{Name: system, Status: lethe.SystemPending}
+	seen := map[lethe.SystemStatus]bool{}
+	var detailAt time.Time
+	for _, cmd := range w.bySystem[system] {
+		seen[cmd.Status] = true
+		p.Records += cmd.Records
+		p.Attempts = max(p.Attempts, cmd.Attempt)
+		if cmd.ConfirmedAt != nil && (p.ConfirmedAt == nil || cmd.ConfirmedAt.After(*p.ConfirmedAt)) {
+			at := *cmd.ConfirmedAt
+			p.ConfirmedAt = &at
+		}
+		if cmd.Detail != "" && !cmd.ChangedAt.Before(detailAt) {
+			p.Detail = cmd.Detail
+			detailAt = cmd.ChangedAt
+		}
+	}
+	for _, s := range []lethe.SystemStatus{lethe.SystemDispatched, lethe.SystemFailed, lethe.SystemErased,
+		lethe.SystemRetained, lethe.SystemNotFound} {
+		if seen[s] {
+			p.Status = s
+			break
+		}
+	}
+	return p
+}
+
+func planDetail(targets []activities.Target, types []string) string {
+	return fmt.Sprintf("%d systems match identifier types %s", len(targets), strings.Join(types, ", "))
+}
+
+func outcomeDetail(c wire.Confirmation) string {
+	switch {
+	case c.Outcome == wire.OutcomeFailed && c.Retryable:
+		return "failed, retryable"
+	case c.Outcome == wire.OutcomeFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("%s, %d records", c.Outcome, c.Records)
+}
+
+func summary(systems []lethe.SystemProgress) string {
+	counts := map[lethe.SystemStatus]int{}
+	for _, p := range systems {
+		counts[p.Status]++
+	}
+	parts := []string{fmt.Sprintf("%d systems", len(systems))}
+	for _, s := range sortedKeys(counts) {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// identifierTypes lists the distinct types of ids, sorted.
+func identifierTypes(ids []wire.Identifier) []string {
+	types := make([]string, 0, len(ids))
+	for _, id := range ids {
+		types = append(types, id.Type)
+	}
+	slices.Sort(types)
+	return slices.Compact(types)
+}
+
+func idKey(id wire.Identifier) string { return id.Type + "\x00" + id.Value }
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
