@@ -1,0 +1,405 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+
+	"github.com/lethe-dev/lethe"
+)
+
+// Page sizes of ListErasures, matching the API's limit parameter.
+const (
+	// DefaultListLimit is the page size when the filter names none.
+	DefaultListLimit = 50
+	// MaxListLimit caps a page so one call cannot read the whole ledger.
+	MaxListLimit = 200
+)
+
+const erasureColumns = `id, status, overdue, subject_types, reason, requested_by, dry_run,
+	created_at, deadline, completed_at, workflow_id`
+
+// NewErasure is what CreateErasure records for a new request. It carries the
+// subject as keyed digests only; the values travel to the workflow, never here.
+type NewErasure struct {
+	// ID is the request's UUID, chosen by the caller so that the workflow
+	// ID can be derived before anything is written.
+	ID string
+	// IdempotencyKey is the client's Idempotency-Key header; empty when none.
+	IdempotencyKey string
+	// RequestHash identifies the request body, so that a reused key with a
+	// different body is told apart from a replay.
+	RequestHash string
+	Subject     []lethe.SubjectDigest
+	Reason      string
+	RequestedBy string
+	DryRun      bool
+	// CreatedAt defaults to the store's clock, Deadline to CreatedAt plus
+	// lethe.DefaultDeadline.
+	CreatedAt  time.Time
+	Deadline   time.Time
+	WorkflowID string
+}
+
+// CreateErasure records a new request and starts its workflow, so that a
+// request exists in the ledger exactly when its workflow was started.
+//
+// In one transaction it inserts the request (pending), its subject digests
+// and a received audit event, then calls start, and commits only if start
+// succeeded; when start fails nothing is written and its error is returned.
+// (If the commit itself fails after start succeeded, the workflow runs
+// without a ledger row and its ledger writes report erasure_not_found.)
+//
+// With an IdempotencyKey already used, the existing request is returned with
+// created false and start is not called; if it was made from a different
+// body, the error is an idempotency_conflict. Concurrent calls with one key
+// queue on the unique index, so exactly one of them creates and starts.
+func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx context.Context) error) (e lethe.Erasure, created bool, err error) {
+	id, err := uuid.Parse(in.ID)
+	if err != nil {
+		return lethe.Erasure{}, false, lethe.Errorf(lethe.KindInvalid, "invalid_request_id", "the request id must be a UUID")
+	}
+	if len(in.Subject) == 0 {
+		return lethe.Erasure{}, false, lethe.Errorf(lethe.KindInvalid, "invalid_subject", "the subject needs at least one identifier")
+	}
+	now := s.now()
+	createdAt := in.CreatedAt
+	if createdAt.IsZero() {
+		createdAt = now
+	}
+	deadline := in.Deadline
+	if deadline.IsZero() {
+		deadline = createdAt.Add(lethe.DefaultDeadline)
+	}
+	var key sql.NullString
+	if in.IdempotencyKey != "" {
+		key = sql.NullString{String: in.IdempotencyKey, Valid: true}
+	}
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return lethe.Erasure{}, false, s.fail("create erasure", err)
+	}
+	defer tx.Rollback()
+
+	// NULL keys never conflict, so requests without a key always insert.
+	e, err = scanErasure(tx.QueryRowContext(ctx, `
+		INSERT INTO erasure_requests (id, status, subject_types, reason, requested_by, dry_run,
+			idempotency_key, request_hash, created_at, deadline, updated_at, workflow_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (idempotency_key) DO NOTHING
+		RETURNING `+erasureColumns,
+		id, lethe.RequestPending, pq.Array(subjectTypes(in.Subject)), in.Reason, in.RequestedBy,
+		in.DryRun, key, in.RequestHash, createdAt, deadline, now, in.WorkflowID))
+	if errors.Is(err, sql.ErrNoRows) {
+		e, err = s.existingErasure(ctx, tx, in)
+		return e, false, err
+	}
+	if err != nil {
+		return lethe.Erasure{}, false, s.fail("create erasure", err)
+	}
+	e.Systems = []lethe.SystemProgress{}
+
+	types := make([]string, len(in.Subject))
+	digests := make([]string, len(in.Subject))
+	for i, d := range in.Subject {
+		types[i], digests[i] = d.Type, d.Digest
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO request_subjects (request_id, id_type, digest)
+		SELECT $1, t, d FROM unnest($2::text[], $3::text[]) AS u (t, d)
+		ON CONFLICT DO NOTHING`,
+		id, pq.Array(types), pq.Array(digests)); err != nil {
+		return lethe.Erasure{}, false, s.fail("create erasure: record subject", err)
+	}
+	if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
+		RequestID: e.ID, Kind: lethe.AuditReceived, At: createdAt,
+	}}, now); err != nil {
+		return lethe.Erasure{}, false, s.fail("create erasure: audit", err)
+	}
+
+	if start != nil {
+		if err := start(ctx); err != nil {
+			return lethe.Erasure{}, false, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return lethe.Erasure{}, false, s.fail("create erasure", err)
+	}
+	return e, true, nil
+}
+
+// existingErasure answers a request whose idempotency key is taken. The
+// insert that found the conflict waited for the other transaction, so the
+// row is committed and visible to this statement.
+func (s *Store) existingErasure(ctx context.Context, tx *sql.Tx, in NewErasure) (lethe.Erasure, error) {
+	var hash string
+	e, err := scanErasure(tx.QueryRowContext(ctx,
+		`SELECT `+erasureColumns+`, request_hash FROM erasure_requests WHERE idempotency_key = $1`,
+		in.IdempotencyKey), &hash)
+	if err != nil {
+		return lethe.Erasure{}, s.fail("create erasure: read existing request", err)
+	}
+	if hash != in.RequestHash {
+		return lethe.Erasure{}, lethe.Errorf(lethe.KindConflict, "idempotency_conflict",
+			"this Idempotency-Key was already used with a different request body")
+	}
+	systems, err := loadSystems(ctx, tx, []string{e.ID})
+	if err != nil {
+		return lethe.Erasure{}, s.fail("create erasure: read existing request", err)
+	}
+	e.Systems = systems[e.ID]
+	return e, nil
+}
+
+// GetErasure returns one request with its systems ordered by name. An id
+// that is not a UUID cannot name a request, so it is simply not found.
+func (s *Store) GetErasure(ctx context.Context, id string) (lethe.Erasure, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return lethe.Erasure{}, erasureNotFound()
+	}
+	e, err := scanErasure(s.db.QueryRowContext(ctx,
+		`SELECT `+erasureColumns+` FROM erasure_requests WHERE id = $1`, uid))
+	if errors.Is(err, sql.ErrNoRows) {
+		return lethe.Erasure{}, erasureNotFound()
+	}
+	if err != nil {
+		return lethe.Erasure{}, s.fail("get erasure", err)
+	}
+	systems, err := loadSystems(ctx, s.db, []string{e.ID})
+	if err != nil {
+		return lethe.Erasure{}, s.fail("get erasure", err)
+	}
+	e.Systems = systems[e.ID]
+	return e, nil
+}
+
+// ErasureFilter selects a page of ListErasures.
+type ErasureFilter struct {
+	// Status, when set, keeps only requests in that status.
+	Status lethe.RequestStatus
+	// Limit is the page size: zero means DefaultListLimit, and it is capped
+	// at MaxListLimit.
+	Limit int
+	// Cursor is the nextCursor of the previous page; empty for the first.
+	Cursor string
+}
+
+// ListErasures returns one page of requests, newest first, with their
+// systems. Pages are cut by keyset on (created_at, id), so a request created
+// while a client pages through never shifts what it sees. nextCursor is
+// empty on the last page.
+func (s *Store) ListErasures(ctx context.Context, f ErasureFilter) (items []lethe.Erasure, nextCursor string, err error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return nil, "", lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown request status %q", f.Status)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+
+	var (
+		conds []string
+		args  []any
+	)
+	if f.Status != "" {
+		args = append(args, f.Status)
+		conds = append(conds, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if f.Cursor != "" {
+		at, id, ok := decodeCursor(f.Cursor)
+		if !ok {
+			return nil, "", lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is not one this API issued")
+		}
+		args = append(args, at, id)
+		conds = append(conds, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	query := `SELECT ` + erasureColumns + ` FROM erasure_requests`
+	if len(conds) > 0 {
+		query += ` WHERE ` + strings.Join(conds, " AND ")
+	}
+	args = append(args, limit+1)
+	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", s.fail("list erasures", err)
+	}
+	defer rows.Close()
+	items = []lethe.Erasure{}
+	for rows.Next() {
+		e, err := scanErasure(rows)
+		if err != nil {
+			return nil, "", s.fail("list erasures", err)
+		}
+		items = append(items, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", s.fail("list erasures", err)
+	}
+	rows.Close()
+
+	if len(items) > limit {
+		items = items[:limit]
+		last := items[len(items)-1]
+		nextCursor = encodeCursor(last.CreatedAt, last.ID)
+	}
+	ids := make([]string, len(items))
+	for i, e := range items {
+		ids[i] = e.ID
+	}
+	systems, err := loadSystems(ctx, s.db, ids)
+	if err != nil {
+		return nil, "", s.fail("list erasures", err)
+	}
+	for i := range items {
+		items[i].Systems = systems[items[i].ID]
+	}
+	return items, nextCursor, nil
+}
+
+// SubjectDigests returns the keyed digests of a request's subject, ordered
+// by type then digest.
+func (s *Store) SubjectDigests(ctx context.Context, requestID string) ([]lethe.SubjectDigest, error) {
+	uid, err := uuid.Parse(requestID)
+	if err != nil {
+		return nil, erasureNotFound()
+	}
+	// The left join tells an unknown request (no row) from a known one.
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT s.id_type, s.digest
+		FROM erasure_requests r LEFT JOIN request_subjects s ON s.request_id = r.id
+		WHERE r.id = $1
+		ORDER BY s.id_type, s.digest`, uid)
+	if err != nil {
+		return nil, s.fail("read subject digests", err)
+	}
+	defer rows.Close()
+	var (
+		out   = []lethe.SubjectDigest{}
+		found bool
+	)
+	for rows.Next() {
+		found = true
+		var t, d sql.NullString
+		if err := rows.Scan(&t, &d); err != nil {
+			return nil, s.fail("read subject digests", err)
+		}
+		if t.Valid {
+			out = append(out, lethe.SubjectDigest{Type: t.String, Digest: d.String})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("read subject digests", err)
+	}
+	if !found {
+		return nil, erasureNotFound()
+	}
+	return out, nil
+}
+
+// loadSystems reads the systems of several requests in one query, keyed by
+// request id; every id gets a non-nil slice ordered by system name.
+func loadSystems(ctx context.Context, q querier, ids []string) (map[string][]lethe.SystemProgress, error) {
+	out := make(map[string][]lethe.SystemProgress, len(ids))
+	for _, id := range ids {
+		out[id] = []lethe.SystemProgress{}
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `
+		SELECT request_id, system, status, attempts, records, confirmed_at, detail
+		FROM erasure_systems
+		WHERE request_id = ANY ($1::uuid[])
+		ORDER BY request_id, system`, pq.Array(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id        string
+			p         lethe.SystemProgress
+			confirmed sql.NullTime
+		)
+		if err := rows.Scan(&id, &p.Name, &p.Status, &p.Attempts, &p.Records, &confirmed, &p.Detail); err != nil {
+			return nil, err
+		}
+		if confirmed.Valid {
+			t := confirmed.Time.UTC()
+			p.ConfirmedAt = &t
+		}
+		out[id] = append(out[id], p)
+	}
+	return out, rows.Err()
+}
+
+// scanErasure reads the erasureColumns of one row, then any extra columns
+// the query selected after them.
+func scanErasure(r scanner, extra ...any) (lethe.Erasure, error) {
+	var (
+		e         lethe.Erasure
+		completed sql.NullTime
+	)
+	dest := append([]any{&e.ID, &e.Status, &e.Overdue, pq.Array(&e.SubjectTypes), &e.Reason,
+		&e.RequestedBy, &e.DryRun, &e.CreatedAt, &e.Deadline, &completed, &e.WorkflowID}, extra...)
+	if err := r.Scan(dest...); err != nil {
+		return lethe.Erasure{}, err
+	}
+	e.SubjectTypes = nonNil(e.SubjectTypes)
+	e.CreatedAt = e.CreatedAt.UTC()
+	e.Deadline = e.Deadline.UTC()
+	if completed.Valid {
+		t := completed.Time.UTC()
+		e.CompletedAt = &t
+	}
+	return e, nil
+}
+
+// subjectTypes returns the distinct identifier types of a subject, sorted,
+// which is all the request row says about who the subject is.
+func subjectTypes(subject []lethe.SubjectDigest) []string {
+	types := make([]string, 0, len(subject))
+	for _, d := range subject {
+		types = append(types, d.Type)
+	}
+	slices.Sort(types)
+	return slices.Compact(types)
+}
+
+// A cursor is base64url of the last row's created_at (Unix microseconds,
+// PostgreSQL's precision) and id (16 bytes). Clients treat it as opaque.
+const cursorLen = 8 + 16
+
+func encodeCursor(createdAt time.Time, id string) string {
+	b := make([]byte, 0, cursorLen)
+	b = binary.BigEndian.AppendUint64(b, uint64(createdAt.UnixMicro()))
+	u := uuid.MustParse(id)
+	b = append(b, u[:]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(c string) (time.Time, uuid.UUID, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) != cursorLen {
+		return time.Time{}, uuid.UUID{}, false
+	}
+	at := time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC()
+	id, err := uuid.FromBytes(b[8:])
+	if err != nil {
+		return time.Time{}, uuid.UUID{}, false
+	}
+	return at, id, true
+}

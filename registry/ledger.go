@@ -1,0 +1,226 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+
+	"github.com/lethe-dev/lethe"
+)
+
+// ApplyLedger writes one batch of a request's changes in one transaction: the
+// new status, the changed systems and the audit events, in that order. It is
+// what the workflow's activities call after each wave, and it is safe to
+// repeat when an activity is retried, except that events are appended again.
+//
+// A request in a final status keeps it: a late or replayed delta still
+// records its systems and events but cannot reopen or re-finish the request.
+func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta) error {
+	id, err := uuid.Parse(requestID)
+	if err != nil {
+		return erasureNotFound()
+	}
+	if d.Status != "" && !d.Status.Valid() {
+		return lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown request status %q", d.Status)
+	}
+	now := s.now()
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail("apply ledger", err)
+	}
+	defer tx.Rollback()
+
+	// Locking the request row orders concurrent deltas of one request.
+	var current lethe.RequestStatus
+	err = tx.QueryRowContext(ctx,
+		`SELECT status FROM erasure_requests WHERE id = $1 FOR UPDATE`, id).Scan(&current)
+	if errors.Is(err, sql.ErrNoRows) {
+		return erasureNotFound()
+	}
+	if err != nil {
+		return s.fail("apply ledger", err)
+	}
+
+	if d.Status != "" && d.Status != current && !current.Final() {
+		var completedAt sql.NullTime
+		if d.Status.Final() {
+			completedAt = sql.NullTime{Time: now, Valid: true}
+			if d.CompletedAt != nil {
+				completedAt.Time = *d.CompletedAt
+			}
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE erasure_requests SET status = $2, completed_at = $3, updated_at = $4 WHERE id = $1`,
+			id, d.Status, completedAt, now); err != nil {
+			return s.fail("apply ledger: update status", err)
+		}
+	}
+
+	if len(d.Systems) > 0 {
+		if err := upsertSystems(ctx, tx, id, d.Systems, now); err != nil {
+			return s.fail("apply ledger: update systems", err)
+		}
+	}
+
+	if len(d.Events) > 0 {
+		events := make([]lethe.AuditEvent, len(d.Events))
+		for i, e := range d.Events {
+			e.RequestID = id.String()
+			events[i] = e
+		}
+		if err := insertAudit(ctx, tx, events, now); err != nil {
+			return s.fail("apply ledger: audit", err)
+		}
+	}
+
+	if err := tx.Commit(); err != nil {
+		return s.fail("apply ledger", err)
+	}
+	return nil
+}
+
+// upsertSystems writes whole SystemProgress rows in one statement. When a
+// system appears twice in one batch, the later entry wins, as it would have
+// had the entries been written one by one.
+func upsertSystems(ctx context.Context, tx *sql.Tx, id uuid.UUID, systems []lethe.SystemProgress, now time.Time) error {
+	var (
+		last      = make(map[string]int, len(systems))
+		names     []string
+		statuses  []string
+		attempts  []int64
+		records   []int64
+		confirmed []string
+		details   []string
+	)
+	for i, p := range systems {
+		last[p.Name] = i
+	}
+	for i, p := range systems {
+		if last[p.Name] != i {
+			continue
+		}
+		if !validSystemStatus(p.Status) {
+			return lethe.Errorf(lethe.KindInvalid, "invalid_system_status", "unknown system status %q", p.Status)
+		}
+		names = append(names, p.Name)
+		statuses = append(statuses, string(p.Status))
+		attempts = append(attempts, int64(p.Attempts))
+		records = append(records, p.Records)
+		// Times travel as text so that a missing one can be NULL inside an array.
+		var at string
+		if p.ConfirmedAt != nil {
+			at = p.ConfirmedAt.UTC().Format(time.RFC3339Nano)
+		}
+		confirmed = append(confirmed, at)
+		details = append(details, p.Detail)
+	}
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO erasure_systems (request_id, system, status, attempts, records,
+			confirmed_at, detail, updated_at)
+		SELECT $1, u.system, u.status, u.attempts, u.records,
+			NULLIF(u.confirmed_at, '')::timestamptz, u.detail, $2
+		FROM unnest($3::text[], $4::text[], $5::int[], $6::bigint[], $7::text[], $8::text[])
+			AS u (system, status, attempts, records, confirmed_at, detail)
+		ON CONFLICT (request_id, system) DO UPDATE SET
+			status = excluded.status, attempts = excluded.attempts, records = excluded.records,
+			confirmed_at = excluded.confirmed_at, detail = excluded.detail,
+			updated_at = excluded.updated_at`,
+		id, now, pq.Array(names), pq.Array(statuses), pq.Array(attempts), pq.Array(records),
+		pq.Array(confirmed), pq.Array(details))
+	return err
+}
+
+// AppendAudit appends events that belong to no ledger batch, such as the
+// relay's rejected confirmations. Their request ids need not exist, but must
+// be UUIDs: anything else cannot have come from Lethe and is refused.
+func (s *Store) AppendAudit(ctx context.Context, events []lethe.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	canonical := make([]lethe.AuditEvent, len(events))
+	for i, e := range events {
+		id, err := uuid.Parse(e.RequestID)
+		if err != nil {
+			return lethe.Errorf(lethe.KindInvalid, "invalid_request_id", "audit event %d: the request id must be a UUID", i)
+		}
+		e.RequestID = id.String()
+		canonical[i] = e
+	}
+	if err := insertAudit(ctx, s.db, canonical, s.now()); err != nil {
+		return s.fail("append audit", err)
+	}
+	return nil
+}
+
+// Audit returns a request's history in the order it was written. A request
+// id with no events gives an empty list, not an error: the audit also holds
+// ids that never named a request.
+func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent, error) {
+	id, err := uuid.Parse(requestID)
+	if err != nil {
+		return nil, erasureNotFound()
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT request_id, system, kind, attempt, detail, at
+		FROM audit_events WHERE request_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return nil, s.fail("read audit", err)
+	}
+	defer rows.Close()
+	out := []lethe.AuditEvent{}
+	for rows.Next() {
+		var e lethe.AuditEvent
+		if err := rows.Scan(&e.RequestID, &e.System, &e.Kind, &e.Attempt, &e.Detail, &e.At); err != nil {
+			return nil, s.fail("read audit", err)
+		}
+		e.At = e.At.UTC()
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("read audit", err)
+	}
+	return out, nil
+}
+
+// insertAudit appends events in one statement. WITH ORDINALITY and the
+// ORDER BY make the bigserial ids follow the slice order, which is the order
+// Audit reads back. Events without a time get now.
+func insertAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now time.Time) error {
+	var (
+		ids      = make([]string, len(events))
+		systems  = make([]string, len(events))
+		kinds    = make([]string, len(events))
+		attempts = make([]int64, len(events))
+		details  = make([]string, len(events))
+		ats      = make([]string, len(events))
+	)
+	for i, e := range events {
+		at := e.At
+		if at.IsZero() {
+			at = now
+		}
+		ids[i], systems[i], kinds[i] = e.RequestID, e.System, string(e.Kind)
+		attempts[i], details[i] = int64(e.Attempt), e.Detail
+		ats[i] = at.UTC().Format(time.RFC3339Nano)
+	}
+	_, err := q.ExecContext(ctx, `
+		INSERT INTO audit_events (request_id, system, kind, attempt, detail, at)
+		SELECT u.request_id::uuid, u.system, u.kind, u.attempt, u.detail, u.at::timestamptz
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+			WITH ORDINALITY AS u (request_id, system, kind, attempt, detail, at, n)
+		ORDER BY u.n`,
+		pq.Array(ids), pq.Array(systems), pq.Array(kinds), pq.Array(attempts),
+		pq.Array(details), pq.Array(ats))
+	return err
+}
+
+// validSystemStatus mirrors the CHECK on erasure_systems.status, so that a
+// bad status is reported as the caller's mistake rather than a failed insert.
+func validSystemStatus(st lethe.SystemStatus) bool {
+	return st == lethe.SystemPending || st == lethe.SystemDispatched || st.Final()
+}

@@ -1,0 +1,151 @@
+package registry_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/registry"
+)
+
+// unreachableURL names a port nothing listens on.
+const unreachableURL = "postgres://postgres@127.0.0.1:1/lethe?sslmode=disable&connect_timeout=5"
+
+// calls exercises every method of the store once.
+func calls() map[string]func(context.Context, *registry.Store) error {
+	id := uuid.NewString()
+	return map[string]func(context.Context, *registry.Store) error{
+		"Ping": func(ctx context.Context, s *registry.Store) error { return s.Ping(ctx) },
+		"PutSystem": func(ctx context.Context, s *registry.Store) error {
+			_, _, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"user_id"}})
+			return err
+		},
+		"GetSystem": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.GetSystem(ctx, "orders")
+			return err
+		},
+		"ListSystems": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.ListSystems(ctx)
+			return err
+		},
+		"RetireSystem": func(ctx context.Context, s *registry.Store) error { return s.RetireSystem(ctx, "orders") },
+		"MatchSystems": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.MatchSystems(ctx, []string{"user_id"})
+			return err
+		},
+		"CreateErasure": func(ctx context.Context, s *registry.Store) error {
+			_, _, err := s.CreateErasure(ctx, newErasure(t0), func(context.Context) error { return nil })
+			return err
+		},
+		"GetErasure": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.GetErasure(ctx, id)
+			return err
+		},
+		"ListErasures": func(ctx context.Context, s *registry.Store) error {
+			_, _, err := s.ListErasures(ctx, registry.ErasureFilter{})
+			return err
+		},
+		"ApplyLedger": func(ctx context.Context, s *registry.Store) error {
+			return s.ApplyLedger(ctx, id, lethe.LedgerDelta{Status: lethe.RequestRunning})
+		},
+		"AppendAudit": func(ctx context.Context, s *registry.Store) error {
+			return s.AppendAudit(ctx, []lethe.AuditEvent{{RequestID: id, Kind: lethe.AuditConfirmationRejected}})
+		},
+		"Audit": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.Audit(ctx, id)
+			return err
+		},
+		"SubjectDigests": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.SubjectDigests(ctx, id)
+			return err
+		},
+	}
+}
+
+func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+
+	t.Run("Open", func(t *testing.T) {
+		s, err := registry.Open(ctx, unreachableURL)
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open on an unreachable server succeeded")
+		}
+		wantCode(t, err, lethe.KindUnavailable, "database_unavailable")
+		var ne net.Error
+		if !errors.As(err, &ne) {
+			t.Errorf("the network error is not reachable from %v", err)
+		}
+	})
+
+	db, err := sql.Open("postgres", unreachableURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := registry.New(db)
+	defer s.Close()
+	for name, call := range calls() {
+		t.Run(name, func(t *testing.T) {
+			wantCode(t, call(ctx, s), lethe.KindUnavailable, "database_unavailable")
+		})
+	}
+}
+
+func TestClosedStoreIsUnavailable(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := testContext(t)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for name, call := range calls() {
+		t.Run(name, func(t *testing.T) {
+			wantCode(t, call(ctx, s), lethe.KindUnavailable, "database_unavailable")
+		})
+	}
+}
+
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	_, dbURL := testenv.Postgres(t)
+	s, err := registry.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	if got := s.DB().Stats().MaxOpenConnections; got <= 0 {
+		t.Errorf("MaxOpenConnections = %d, want a bound", got)
+	}
+	if _, _, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"user_id"}}); err != nil {
+		t.Errorf("PutSystem through an opened store: %v", err)
+	}
+}
+
+func TestMalformedURLDoesNotLeakPassword(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	const bad = "postgres://lethe:s3cret-pw@127.0.0.1:notaport/lethe"
+	_, openErr := registry.Open(ctx, bad)
+	ensureErr := registry.EnsureDatabase(ctx, bad)
+	for name, err := range map[string]error{"Open": openErr, "EnsureDatabase": ensureErr} {
+		if err == nil {
+			t.Errorf("%s(malformed url) = nil, want an error", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("%s error %q contains the password", name, err)
+		}
+	}
+}
