@@ -124,6 +124,11 @@ func malformed(format string, args ...any) error {
 // lower-case UUID.
 func ValidID(s string) bool { return uuidRe.MatchString(s) }
 
+// ValidSystemName reports whether s may name a system. The connector SDK
+// checks its configuration with it, so a misnamed service fails at start
+// rather than dead-lettering every command it reads.
+func ValidSystemName(s string) bool { return systemRe.MatchString(s) }
+
 func validIdentifiers(ids []Identifier, field string, required bool) error {
 	if required && len(ids) == 0 {
 		return malformed("%s is empty", field)

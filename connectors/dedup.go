@@ -1,0 +1,71 @@
+package connectors
+
+import (
+	"container/list"
+	"context"
+	"sync"
+
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// DedupStore remembers the confirmations Run has sent, by command id, so that
+// a command delivered again (Kafka delivers at least once, and Lethe
+// re-dispatches when a confirmation is slow) is answered with the same
+// confirmation instead of running the handler twice. A service that wants
+// this to survive restarts implements it on its own database; the handler
+// must stay idempotent regardless, since a store may forget.
+type DedupStore interface {
+	// Get returns the confirmation recorded for commandID, if any.
+	Get(ctx context.Context, commandID string) (wire.Confirmation, bool, error)
+	// Put records c under c.CommandID, replacing any earlier one.
+	Put(ctx context.Context, c wire.Confirmation) error
+}
+
+// DefaultDedupSize is how many command ids the default in-memory store keeps.
+const DefaultDedupSize = 10_000
+
+// NewMemoryDedup returns a DedupStore that keeps the last size confirmations
+// in memory, dropping the least recently used. It forgets everything on
+// restart, which is enough to absorb the duplicates a rebalance or a
+// re-dispatch produces. A size below 1 means DefaultDedupSize.
+func NewMemoryDedup(size int) DedupStore {
+	if size < 1 {
+		size = DefaultDedupSize
+	}
+	return &memoryDedup{size: size, order: list.New(), byID: make(map[string]*list.Element)}
+}
+
+type memoryDedup struct {
+	mu    sync.Mutex
+	size  int
+	order *list.List // of wire.Confirmation, most recently used first
+	byID  map[string]*list.Element
+}
+
+func (d *memoryDedup) Get(_ context.Context, commandID string) (wire.Confirmation, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.byID[commandID]
+	if !ok {
+		return wire.Confirmation{}, false, nil
+	}
+	d.order.MoveToFront(e)
+	return e.Value.(wire.Confirmation), true, nil
+}
+
+func (d *memoryDedup) Put(_ context.Context, c wire.Confirmation) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.byID[c.CommandID]; ok {
+		e.Value = c
+		d.order.MoveToFront(e)
+		return nil
+	}
+	d.byID[c.CommandID] = d.order.PushFront(c)
+	for d.order.Len() > d.size {
+		oldest := d.order.Back()
+		d.order.Remove(oldest)
+		delete(d.byID, oldest.Value.(wire.Confirmation).CommandID)
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+// Package relay carries confirmations from Kafka to the erasure workflows:
+// it reads the confirmations topic, coalesces what it fetched for one
+// request into one signal, and commits the batch only once every signal was
+// accepted. Checking a confirmation against the commands issued is the
+// workflow's job; the relay only routes, dead-letters what it cannot decode,
+// and audits confirmations that arrive after their workflow ended.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.temporal.io/api/serviceerror"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/wire"
+	"github.com/lethe-dev/lethe/workflows"
+)
+
+// Signaler delivers a signal to a workflow. Temporal's client.Client
+// satisfies it; tests pass a fake.
+type Signaler interface {
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg interface{}) error
+}
+
+// Auditor appends events to requests' audit trails. registry.Store
+// satisfies it.
+type Auditor interface {
+	AppendAudit(ctx context.Context, events []lethe.AuditEvent) error
+}
+
+// Config says where the confirmations are and how many the relay takes at once.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses.
+	Brokers []string
+	// GroupID is the relay's consumer group, shared by its replicas;
+	// default DefaultGroupID.
+	GroupID string
+	// Topic is where confirmations arrive; default wire.ConfirmationsTopic.
+	Topic string
+	// BatchSize bounds how many confirmations one round takes; default 500.
+	BatchSize int
+	// BatchWait is how long a round waits for more after the first; default
+	// 20ms. Longer waits coalesce more confirmations into each signal.
+	BatchWait time.Duration
+	// Concurrency bounds how many requests are signaled at once; default 16.
+	Concurrency int
+	// Logger receives the relay's logs, which never carry identifier values;
+	// default slog.Default().
+	Logger *slog.Logger
+	// Now stamps audit events; default time.Now.
+	Now func() time.Time
+}
+
+// Defaults of Config's optional fields.
+const (
+	DefaultGroupID     = "lethe-relay"
+	DefaultBatchSize   = 500
+	DefaultBatchWait   = 20 * time.Millisecond
+	DefaultConcurrency = 16
+)
+
+// maxSignalBytes bounds the confirmations one signal carries, counted as
+// their encoded size, well under Temporal's 2 MiB payload limit. A request
+// whose fetched confirmations exceed it gets several signals, in order.
+const maxSignalBytes = 512 << 10
+
+// lateDetail is the audit detail of a confirmation nobody waits for.
+const lateDetail = "no running workflow"
+
+// Validate reports the first problem of c.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("relay: config: no brokers")
+	case c.BatchSize < 0:
+		return errors.New("relay: config: batch size is negative")
+	case c.BatchWait < 0:
+		return errors.New("relay: config: batch wait is negative")
+	case c.Concurrency < 0:
+		return errors.New("relay: config: concurrency is negative")
+	}
+	for _, b := range c.Brokers {
+		if b == "" {
+			return errors.New("relay: config: an empty broker address")
+		}
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.GroupID == "" {
+		c.GroupID = DefaultGroupID
+	}
+	if c.Topic == "" {
+		c.Topic = wire.ConfirmationsTopic
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = DefaultBatchWait
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Relay is the confirmations consumer. Its counters are safe to read while
+// it runs.
+type Relay struct {
+	cfg Config
+	sig Signaler
+	aud Auditor
+	log *slog.Logger
+
+	signals       atomic.Int64
+	confirmations atomic.Int64
+	deadLettered  atomic.Int64
+	late          atomic.Int64
+}
+
+// Stats counts what a Relay has done since it was built, for metrics and tests.
+type Stats struct {
+	// Signals is how many signals the workflows accepted.
+	Signals int64
+	// Confirmations is how many confirmations those signals carried.
+	Confirmations int64
+	// DeadLettered is how many malformed messages went to the dead-letter topic.
+	DeadLettered int64
+	// Late is how many confirmations found no running workflow and were audited.
+	Late int64
+}
+
+// New checks cfg and returns a relay that signals through s and audits late
+// confirmations through a.
+func New(cfg Config, s Signaler, a Auditor) (*Relay, error) {
+	if s == nil || a == nil {
+		return nil, errors.New("relay: nil signaler or auditor")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Relay{cfg: cfg, sig: s, aud: a, log: cfg.Logger.With("topic", cfg.Topic)}, nil
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Signals:       r.signals.Load(),
+		Confirmations: r.confirmations.Load(),
+		DeadLettered:  r.deadLettered.Load(),
+		Late:          r.late.Load(),
+	}
+}
+
+// Run relays confirmations until ctx ends, then returns nil. It creates the
+// confirmations topic and its dead-letter topic when they are missing, and
+// returns an error only when that fails. Every later failure (Kafka,
+// Temporal, the audit store) is retried with backoff without committing, so
+// a confirmation is never skipped and an outage never becomes a crash loop.
+func (r *Relay) Run(ctx context.Context) error {
+	dlq := wire.DLQTopic(r.cfg.Topic)
+	if err := kafkax.EnsureTopics(ctx, r.cfg.Brokers, kafkax.DefaultPartitions, r.cfg.Topic, dlq); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("relay: %w", err)
+	}
+	reader := kafkax.NewReader(r.cfg.Brokers, r.cfg.GroupID, r.cfg.Topic, r.log)
+	w := kafkax.NewWriter(r.cfg.Brokers)
+	defer func() {
+		if err := reader.Close(); err != nil {
+			r.log.Warn("close reader", "error", err.Error())
+		}
+		if err := w.Close(); err != nil {
+			r.log.Warn("close writer", "error", err.Error())
+		}
+	}()
+	r.log.Info("relay started", "group", r.cfg.GroupID)
+	err := kafkax.Consume(ctx, reader, r.cfg.BatchSize, r.cfg.BatchWait, r.log, func(ctx context.Context, msgs []kafka.Message) error {
+		return r.handle(ctx, w, msgs)
+	})
+	r.log.Info("relay stopped")
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
+}
+
+// signal is one signal to send: confirmations of one request, in the order
+// they were read.
+type signal struct {
+	confirmations []wire.Confirmation
+	size          int
+}
+
+// request is what one batch holds for one request: usually one signal,
+// several when its confirmations exceed maxSignalBytes.
+type request struct {
+	id      string
+	signals []*signal
+}
+
+// handle dead-letters the malformed messages of a batch and signals the
+// rest, one signal per request, several requests at a time. It returns only
+// ctx's error: everything else is retried until it succeeds.
+func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
+	var dead []kafka.Message
+	var requests []*request
+	byID := make(map[string]*request)
+	for _, m := range msgs {
+		c, err := wire.DecodeConfirmation(m.Value)
+		if err != nil {
+			r.log.Warn("confirmation dead-lettered", "partition", m.Partition, "offset", m.Offset, "reason", err.Error())
+			dead = append(dead, kafkax.DeadLetter(m, err.Error()))
+			continue
+		}
+		req := byID[c.RequestID]
+		if req == nil {
+			req = &request{id: c.RequestID}
+			byID[c.RequestID] = req
+			requests = append(requests, req)
+		}
+		if n := len(req.signals); n == 0 || req.signals[n-1].size+len(m.Value) > maxSignalBytes {
+			req.signals = append(req.signals, &signal{})
+		}
+		s := req.signals[len(req.signals)-1]
+		s.confirmations = append(s.confirmations, c)
+		s.size += len(m.Value)
+	}
+	if len(dead) > 0 {
+		if err := kafkax.WriteAll(ctx, w, r.log, dead...); err != nil {
+			return err
+		}
+		r.deadLettered.Add(int64(len(dead)))
+	}
+	// Requests are independent, so their signals go out concurrently; one
+	// request's signals go in order.
+	var g errgroup.Group
+	g.SetLimit(r.cfg.Concurrency)
+	for _, req := range requests {
+		g.Go(func() error {
+			for _, s := range req.signals {
+				if err := r.send(ctx, req.id, s); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// send delivers one signal, retrying until Temporal accepts it or says no
+// such workflow runs; in that case the confirmations are audited as late.
+func (r *Relay) send(ctx context.Context, requestID string, s *signal) error {
+	late := false
+	err := kafkax.Retry(ctx, r.log, "signal workflow", func(ctx context.Context) error {
+		err := r.sig.SignalWorkflow(ctx, workflows.ErasureWorkflowID(requestID), "", workflows.SignalConfirm,
+			workflows.ConfirmSignal{Confirmations: s.confirmations})
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			late = true
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	n := int64(len(s.confirmations))
+	if !late {
+		r.signals.Add(1)
+		r.confirmations.Add(n)
+		r.log.Debug("signaled", "request_id", requestID, "confirmations", n)
+		return nil
+	}
+	now := r.cfg.Now().UTC()
+	events := make([]lethe.AuditEvent, len(s.confirmations))
+	for i, c := range s.confirmations {
+		events[i] = lethe.AuditEvent{
+			RequestID: c.RequestID,
+			System:    c.System,
+			Kind:      lethe.AuditConfirmationLate,
+			Detail:    lateDetail,
+			At:        now,
+		}
+	}
+	if err := kafkax.Retry(ctx, r.log, "audit late confirmations", func(ctx context.Context) error {
+		return r.aud.AppendAudit(ctx, events)
+	}); err != nil {
+		return err
+	}
+	r.late.Add(n)
+	r.log.Info("confirmations arrived after their workflow ended", "request_id", requestID, "confirmations", n)
+	return nil
+}
