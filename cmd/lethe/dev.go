@@ -132,7 +132,11 @@ func startDemo(ctx context.Context, g *errgroup.Group, d *deps, apiURL string) e
 		return fmt.Errorf("demo: %w", err)
 	}
 	for _, sys := range demo.Systems() {
-		if err := putSystem(ctx, apiURL, sys.Name, sys); err != nil {
+		body := map[string]any{
+			"identifiers": sys.Identifiers, "produces": sys.Produces, "topic": sys.Topic,
+			"owner": sys.Owner, "description": sys.Description, "confirm_within": sys.ConfirmWithin,
+		}
+		if err := putSystem(ctx, apiURL, sys.Name, body); err != nil {
 			return fmt.Errorf("demo: register %s: %w", sys.Name, err)
 		}
 	}

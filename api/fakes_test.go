@@ -1,0 +1,455 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/registry"
+	"github.com/lethe-dev/lethe/workflows"
+)
+
+// fakeStore is an in-memory Store that records every write, so tests can
+// assert that a rejected request changed nothing.
+type fakeStore struct {
+	mu       sync.Mutex
+	now      time.Time
+	systems  map[string]lethe.System
+	erasures map[string]lethe.Erasure
+	order    []string          // erasure ids, oldest first
+	keys     map[string]string // idempotency key → erasure id
+	hashes   map[string]string // erasure id → request hash
+
+	writes      int                   // changes made: systems put or retired, requests created
+	created     []registry.NewErasure // every CreateErasure call, successful or not
+	lastFilter  registry.ErasureFilter
+	err         error // when set, every call fails with it
+	pingErr     error
+	getErasures int
+}
+
+func newFakeStore(now time.Time) *fakeStore {
+	return &fakeStore{
+		now:      now,
+		systems:  map[string]lethe.System{},
+		erasures: map[string]lethe.Erasure{},
+		keys:     map[string]string{},
+		hashes:   map[string]string{},
+	}
+}
+
+func systemNotFound() error {
+	return lethe.Errorf(lethe.KindNotFound, "system_not_found", "no active system has this name")
+}
+
+func (s *fakeStore) PutSystem(ctx context.Context, sys lethe.System) (lethe.System, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return lethe.System{}, false, s.err
+	}
+	s.writes++
+	old, exists := s.systems[sys.Name]
+	sys.UpdatedAt = s.now
+	sys.CreatedAt = s.now
+	if exists {
+		sys.CreatedAt = old.CreatedAt
+	}
+	s.systems[sys.Name] = sys
+	return sys, !exists, nil
+}
+
+func (s *fakeStore) GetSystem(ctx context.Context, name string) (lethe.System, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return lethe.System{}, s.err
+	}
+	sys, ok := s.systems[name]
+	if !ok {
+		return lethe.System{}, systemNotFound()
+	}
+	return sys, nil
+}
+
+func (s *fakeStore) ListSystems(ctx context.Context) ([]lethe.System, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	var out []lethe.System
+	for _, sys := range s.systems {
+		out = append(out, sys)
+	}
+	slices.SortFunc(out, func(a, b lethe.System) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func (s *fakeStore) RetireSystem(ctx context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if _, ok := s.systems[name]; !ok {
+		return systemNotFound()
+	}
+	s.writes++
+	delete(s.systems, name)
+	return nil
+}
+
+// CreateErasure follows registry.Store's contract: a known key answers the
+// stored request (or a conflict) without starting; otherwise start runs
+// first and nothing is kept if it fails.
+func (s *fakeStore) CreateErasure(ctx context.Context, in registry.NewErasure, start func(ctx context.Context) error) (lethe.Erasure, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.created = append(s.created, in)
+	if s.err != nil {
+		return lethe.Erasure{}, false, s.err
+	}
+	if in.IdempotencyKey != "" {
+		if id, ok := s.keys[in.IdempotencyKey]; ok {
+			if s.hashes[id] != in.RequestHash {
+				return lethe.Erasure{}, false, lethe.Errorf(lethe.KindConflict, "idempotency_conflict",
+					"this Idempotency-Key was already used with a different request body")
+			}
+			return s.erasures[id], false, nil
+		}
+	}
+	if err := start(ctx); err != nil {
+		return lethe.Erasure{}, false, err
+	}
+	types := make([]string, len(in.Subject))
+	for i, d := range in.Subject {
+		types[i] = d.Type
+	}
+	e := lethe.Erasure{
+		ID:           in.ID,
+		Status:       lethe.RequestPending,
+		SubjectTypes: types,
+		Reason:       in.Reason,
+		RequestedBy:  in.RequestedBy,
+		DryRun:       in.DryRun,
+		CreatedAt:    in.CreatedAt,
+		Deadline:     in.Deadline,
+		WorkflowID:   in.WorkflowID,
+		Systems:      []lethe.SystemProgress{},
+	}
+	s.writes++
+	s.erasures[e.ID] = e
+	s.order = append(s.order, e.ID)
+	s.hashes[e.ID] = in.RequestHash
+	if in.IdempotencyKey != "" {
+		s.keys[in.IdempotencyKey] = e.ID
+	}
+	return e, true, nil
+}
+
+func (s *fakeStore) GetErasure(ctx context.Context, id string) (lethe.Erasure, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.getErasures++
+	if s.err != nil {
+		return lethe.Erasure{}, s.err
+	}
+	e, ok := s.erasures[id]
+	if !ok {
+		return lethe.Erasure{}, lethe.Errorf(lethe.KindNotFound, "erasure_not_found", "no erasure request has this id")
+	}
+	return e, nil
+}
+
+// ListErasures pages newest first; its cursor is "c" and the offset.
+func (s *fakeStore) ListErasures(ctx context.Context, f registry.ErasureFilter) ([]lethe.Erasure, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastFilter = f
+	if s.err != nil {
+		return nil, "", s.err
+	}
+	offset := 0
+	if f.Cursor != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(f.Cursor, "c"))
+		if !strings.HasPrefix(f.Cursor, "c") || err != nil || n < 0 {
+			return nil, "", lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is malformed")
+		}
+		offset = n
+	}
+	var all []lethe.Erasure
+	for i := len(s.order) - 1; i >= 0; i-- {
+		e := s.erasures[s.order[i]]
+		if f.Status == "" || e.Status == f.Status {
+			all = append(all, e)
+		}
+	}
+	if offset > len(all) {
+		offset = len(all)
+	}
+	end := min(offset+f.Limit, len(all))
+	next := ""
+	if end < len(all) {
+		next = "c" + strconv.Itoa(end)
+	}
+	return all[offset:end], next, nil
+}
+
+func (s *fakeStore) Ping(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pingErr
+}
+
+func (s *fakeStore) setStatus(id string, st lethe.RequestStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.erasures[id]
+	e.Status = st
+	s.erasures[id] = e
+}
+
+// writeCount counts changes made and creations attempted.
+func (s *fakeStore) writeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes + len(s.created)
+}
+
+// fakeEngine records starts and cancels; onCancel decides what a cancel does.
+type fakeEngine struct {
+	mu       sync.Mutex
+	starts   []workflows.ErasureInput
+	cancels  []string
+	startErr error
+	onCancel func(id string) error
+}
+
+func (e *fakeEngine) StartErasure(ctx context.Context, in workflows.ErasureInput) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.startErr != nil {
+		return e.startErr
+	}
+	e.starts = append(e.starts, in)
+	return nil
+}
+
+func (e *fakeEngine) CancelErasure(ctx context.Context, id string) error {
+	e.mu.Lock()
+	e.cancels = append(e.cancels, id)
+	f := e.onCancel
+	e.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f(id)
+}
+
+func (e *fakeEngine) counts() (starts, cancels int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.starts), len(e.cancels)
+}
+
+// fakeTopics records the topics it was asked to create.
+type fakeTopics struct {
+	mu      sync.Mutex
+	ensured []string
+	err     error
+}
+
+func (t *fakeTopics) EnsureTopics(ctx context.Context, topics ...string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		return t.err
+	}
+	t.ensured = append(t.ensured, topics...)
+	return nil
+}
+
+func (t *fakeTopics) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ensured)
+}
+
+// syncBuffer is a log sink safe to share between the server and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+var testNow = time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+
+// harness is a Server over fakes, with its log captured at debug level.
+type harness struct {
+	store    *fakeStore
+	engine   *fakeEngine
+	topics   *fakeTopics
+	digester *digest.Digester
+	logs     *syncBuffer
+	server   *api.Server
+	handler  http.Handler
+}
+
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+
+// newHarnessWith lets a test change the config before the server is built.
+func newHarnessWith(t *testing.T, modify func(*api.Config)) *harness {
+	t.Helper()
+	d, err := digest.New(bytes.Repeat([]byte{7}, digest.MinKeyBytes))
+	if err != nil {
+		t.Fatalf("digest.New: %v", err)
+	}
+	h := &harness{
+		store:    newFakeStore(testNow),
+		engine:   &fakeEngine{},
+		topics:   &fakeTopics{},
+		digester: d,
+		logs:     &syncBuffer{},
+	}
+	cfg := api.Config{
+		Store:    h.store,
+		Engine:   h.engine,
+		Topics:   h.topics,
+		Digester: d,
+		Logger:   slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:      func() time.Time { return testNow },
+	}
+	if modify != nil {
+		modify(&cfg)
+	}
+	srv, err := api.New(cfg)
+	if err != nil {
+		t.Fatalf("api.New: %v", err)
+	}
+	h.server = srv
+	h.handler = srv.Handler()
+	return h
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// errorCode returns the error code of an error answer, failing the test if
+// the body is not the contract's error shape.
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	var b struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		t.Fatalf("error body %q is not the error shape: %v", r.body, err)
+	}
+	if b.Error.Code == "" || b.Error.Message == "" {
+		t.Fatalf("error body %q lacks a code or a message", r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("error Content-Type = %q, want application/json", ct)
+	}
+	return b.Error.Code
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %q: %v", r.body, err)
+	}
+}
+
+type req struct {
+	method  string
+	path    string
+	body    string
+	ctype   string // "-" for none; "" means application/json when there is a body
+	headers map[string]string
+}
+
+func (h *harness) do(t *testing.T, rq req) response {
+	t.Helper()
+	var body io.Reader
+	if rq.body != "" {
+		body = strings.NewReader(rq.body)
+	}
+	r := httptest.NewRequest(rq.method, rq.path, body)
+	switch {
+	case rq.ctype == "-":
+	case rq.ctype != "":
+		r.Header.Set("Content-Type", rq.ctype)
+	case rq.body != "":
+		r.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range rq.headers {
+		r.Header[k] = []string{v}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w := httptest.NewRecorder()
+	h.handler.ServeHTTP(w, r.WithContext(ctx))
+	return response{status: w.Code, header: w.Header(), body: w.Body.Bytes()}
+}
+
+func (h *harness) putSystem(t *testing.T, name, body string) response {
+	t.Helper()
+	return h.do(t, req{method: "PUT", path: "/v1/systems/" + name, body: body})
+}
+
+// createErasure posts a request and returns the answered erasure.
+func (h *harness) createErasure(t *testing.T, body string) lethe.Erasure {
+	t.Helper()
+	res := h.do(t, req{method: "POST", path: "/v1/erasures", body: body})
+	if res.status != http.StatusAccepted {
+		t.Fatalf("POST /v1/erasures = %d %s, want 202", res.status, res.body)
+	}
+	var e lethe.Erasure
+	res.decode(t, &e)
+	return e
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func describe(r response) string { return fmt.Sprintf("%d %s", r.status, r.body) }

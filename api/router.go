@@ -1,0 +1,129 @@
+package api
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// serveHTTP routes one request and logs it. The log line names the route
+// pattern, never the path or the query, which may carry anything a client
+// typed, and never the body.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	_, pattern := s.mux.Handler(r)
+	func() {
+		defer s.recoverPanic(sw, r)
+		if pattern == "" {
+			s.unrouted(sw, r)
+			return
+		}
+		s.mux.ServeHTTP(sw, r)
+	}()
+	route := pattern
+	if route == "" {
+		route = "unmatched"
+	}
+	level := slog.LevelInfo
+	if sw.status >= 500 {
+		level = slog.LevelWarn
+	}
+	s.log.LogAttrs(r.Context(), level, "http request",
+		slog.String("method", r.Method),
+		slog.String("route", route),
+		slog.Int("status", sw.status),
+		slog.Duration("duration", time.Since(start)))
+}
+
+// recoverPanic turns a handler's panic into a logged internal error, so one
+// bad request does not drop the connection without an answer. The panic
+// value is not logged: it could hold anything the handler was holding.
+func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelError, "handler panicked",
+		slog.String("method", r.Method), slog.String("route", r.Pattern),
+		slog.String("panic_type", fmt.Sprintf("%T", v)))
+	if w.status == 0 {
+		writeErrorBody(w, http.StatusInternalServerError, "internal", "internal error; the cause has been logged")
+	}
+}
+
+// unrouted answers a request no pattern matched. The ServeMux knows whether
+// the path exists under another method (405, with Allow) or not at all (404)
+// but answers in plain text; this keeps its decision and its headers and
+// rewrites the body into the contract's error shape. Anything else the mux
+// answers (a redirect to a cleaned path) passes through unchanged.
+func (s *Server) unrouted(w http.ResponseWriter, r *http.Request) {
+	c := &captureWriter{header: http.Header{}}
+	s.mux.ServeHTTP(c, r)
+	switch c.status {
+	case http.StatusNotFound:
+		writeErrorBody(w, http.StatusNotFound, "route_not_found", "no such route")
+	case http.StatusMethodNotAllowed:
+		if allow := c.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		writeErrorBody(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("method %s is not allowed on this route", r.Method))
+	default:
+		for k, v := range c.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(c.status)
+		_, _ = w.Write(c.body.Bytes())
+	}
+}
+
+// statusWriter remembers the status for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// captureWriter holds an answer instead of sending it.
+type captureWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (c *captureWriter) Header() http.Header { return c.header }
+
+func (c *captureWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	return c.body.Write(b)
+}

@@ -1,0 +1,102 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/workflows"
+)
+
+// temporalEngine runs erasure requests as Temporal workflows.
+type temporalEngine struct {
+	c      client.Client
+	policy workflows.Policy
+}
+
+// NewTemporalEngine returns the Engine that starts and cancels erasure
+// workflows through c. Every workflow it starts carries policy in its input,
+// so a later change of configuration never alters a running request.
+func NewTemporalEngine(c client.Client, policy workflows.Policy) Engine {
+	return &temporalEngine{c: c, policy: policy}
+}
+
+// StartErasure starts the request's workflow. The workflow ID is derived from
+// the request id, and a workflow already running under it is taken as this
+// one (USE_EXISTING), so a retried start never runs a request twice; a closed
+// one is never run again (REJECT_DUPLICATE), which also counts as started.
+func (e *temporalEngine) StartErasure(ctx context.Context, in workflows.ErasureInput) error {
+	in.Policy = e.policy
+	opts := client.StartWorkflowOptions{
+		ID:                       workflows.ErasureWorkflowID(in.RequestID),
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchStatus.ValueSet(string(lethe.RequestPending))),
+	}
+	_, err := e.c.ExecuteWorkflow(ctx, opts, workflows.ErasureWorkflowName, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &started) {
+		return temporalError("start erasure workflow", err)
+	}
+	return nil
+}
+
+// CancelErasure requests cancellation and waits, as long as ctx allows, for
+// the workflow to close, so the caller can read the outcome from the ledger.
+// How the workflow closed (canceled, completed in the meantime, failed) is
+// not an error here: the ledger says which.
+func (e *temporalEngine) CancelErasure(ctx context.Context, requestID string) error {
+	id := workflows.ErasureWorkflowID(requestID)
+	err := e.c.CancelWorkflow(ctx, id, "")
+	var again *serviceerror.CancellationAlreadyRequested
+	if err != nil && !errors.As(err, &again) {
+		return temporalError("cancel erasure workflow", err)
+	}
+	err = e.c.GetWorkflow(ctx, id, "").Get(ctx, nil)
+	var closed *temporal.WorkflowExecutionError
+	var notFound *serviceerror.NotFound
+	switch {
+	case err == nil, errors.As(err, &closed):
+		return nil
+	case errors.As(err, &notFound):
+		// Closed and already gone from Temporal's retention: it has closed.
+		return nil
+	}
+	return temporalError("wait for erasure workflow to close", err)
+}
+
+// temporalError classifies a Temporal client error. NotFound means the
+// workflow has closed (Temporal refuses to cancel a closed workflow) or is
+// long gone; unreachable or overloaded servers and expired contexts are
+// unavailability the client can wait out; anything else (a bad namespace,
+// unregistered search attributes) is ours to fix and stays internal.
+func temporalError(op string, err error) error {
+	var (
+		notFound    *serviceerror.NotFound
+		unavailable *serviceerror.Unavailable
+		nsDown      *serviceerror.NamespaceUnavailable
+		deadline    *serviceerror.DeadlineExceeded
+		exhausted   *serviceerror.ResourceExhausted
+		canceled    *serviceerror.Canceled
+		netErr      net.Error
+	)
+	switch {
+	case errors.As(err, &notFound):
+		return joinKind(lethe.Errorf(lethe.KindConflict, "already_finished",
+			"the request's workflow has already closed"), err)
+	case errors.As(err, &unavailable), errors.As(err, &nsDown), errors.As(err, &deadline),
+		errors.As(err, &exhausted), errors.As(err, &canceled), errors.As(err, &netErr),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return joinKind(lethe.Errorf(lethe.KindUnavailable, "temporal_unavailable",
+			"the workflow engine is unavailable; try again later"), err)
+	}
+	return joinKind(&lethe.Error{Kind: lethe.KindInternal, Code: "internal", Message: op}, err)
+}

@@ -1,0 +1,175 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/wire"
+	"github.com/lethe-dev/lethe/workflows"
+)
+
+// fakeClient stands in for the Temporal client: the embedded nil interface
+// makes any call the engine should not make panic.
+type fakeClient struct {
+	client.Client
+	opts      client.StartWorkflowOptions
+	workflow  any
+	args      []any
+	startErr  error
+	cancelErr error
+	getErr    error
+	canceled  []string
+	got       []string
+}
+
+func (c *fakeClient) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	c.opts, c.workflow, c.args = opts, wf, args
+	return nil, c.startErr
+}
+
+func (c *fakeClient) CancelWorkflow(ctx context.Context, id, runID string) error {
+	c.canceled = append(c.canceled, id)
+	return c.cancelErr
+}
+
+func (c *fakeClient) GetWorkflow(ctx context.Context, id, runID string) client.WorkflowRun {
+	c.got = append(c.got, id)
+	return fakeRun{err: c.getErr}
+}
+
+type fakeRun struct {
+	client.WorkflowRun
+	err error
+}
+
+func (r fakeRun) Get(ctx context.Context, v any) error { return r.err }
+
+func TestTemporalEngineStart(t *testing.T) {
+	c := &fakeClient{}
+	policy := workflows.Policy{MaxAttempts: 3, RetryDelay: time.Minute}
+	e := api.NewTemporalEngine(c, policy)
+	in := workflows.ErasureInput{
+		RequestID: "6f1c0e9a-2b7d-4c1e-9a35-0d4f2b8c7e11",
+		Subject:   []wire.Identifier{{Type: "user_id", Value: "u-1"}},
+		CreatedAt: testNow,
+		Deadline:  testNow.Add(time.Hour),
+	}
+	if err := e.StartErasure(context.Background(), in); err != nil {
+		t.Fatalf("StartErasure: %v", err)
+	}
+	if c.opts.ID != "erasure-"+in.RequestID || c.opts.TaskQueue != workflows.TaskQueue {
+		t.Errorf("options = %+v", c.opts)
+	}
+	if c.opts.WorkflowIDConflictPolicy != enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING {
+		t.Errorf("conflict policy = %v, want USE_EXISTING", c.opts.WorkflowIDConflictPolicy)
+	}
+	if status, ok := c.opts.TypedSearchAttributes.GetKeyword(workflows.SearchStatus); !ok || status != "pending" {
+		t.Errorf("LetheStatus = %q (%v), want pending", status, ok)
+	}
+	if c.workflow != workflows.ErasureWorkflowName {
+		t.Errorf("workflow = %v, want %s", c.workflow, workflows.ErasureWorkflowName)
+	}
+	if len(c.args) != 1 {
+		t.Fatalf("args = %v, want one ErasureInput", c.args)
+	}
+	got, ok := c.args[0].(workflows.ErasureInput)
+	if !ok || got.RequestID != in.RequestID || got.Policy != policy || len(got.Subject) != 1 {
+		t.Errorf("input = %+v, want the request with the engine's policy", c.args[0])
+	}
+}
+
+func TestTemporalEngineStartErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		wantKind lethe.Kind
+		wantCode string
+	}{
+		{"already started", serviceerror.NewWorkflowExecutionAlreadyStarted("started", "", ""), 0, ""},
+		{"unavailable", serviceerror.NewUnavailable("connection refused"), lethe.KindUnavailable, "temporal_unavailable"},
+		{"rpc deadline", serviceerror.NewDeadlineExceeded("deadline"), lethe.KindUnavailable, "temporal_unavailable"},
+		{"context deadline", context.DeadlineExceeded, lethe.KindUnavailable, "temporal_unavailable"},
+		{"throttled", serviceerror.NewResourceExhausted(enumspb.RESOURCE_EXHAUSTED_CAUSE_RPS_LIMIT, "slow down"), lethe.KindUnavailable, "temporal_unavailable"},
+		{"misconfigured", serviceerror.NewInvalidArgument("search attribute LetheStatus is not defined"), lethe.KindInternal, "internal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := api.NewTemporalEngine(&fakeClient{startErr: tt.err}, workflows.Policy{})
+			err := e.StartErasure(context.Background(), workflows.ErasureInput{RequestID: "x"})
+			if tt.wantCode == "" {
+				if err != nil {
+					t.Fatalf("StartErasure = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("StartErasure = nil, want an error")
+			}
+			if k, c := lethe.ErrorKind(err), lethe.ErrorCode(err); k != tt.wantKind || c != tt.wantCode {
+				t.Errorf("kind, code = %v, %q; want %v, %q", k, c, tt.wantKind, tt.wantCode)
+			}
+			if !errors.Is(err, tt.err) {
+				t.Errorf("%v does not keep its cause", err)
+			}
+		})
+	}
+}
+
+func TestTemporalEngineCancel(t *testing.T) {
+	const id = "6f1c0e9a-2b7d-4c1e-9a35-0d4f2b8c7e11"
+	tests := []struct {
+		name      string
+		cancelErr error
+		getErr    error
+		wantCode  string // "" for success
+		wantWait  bool
+	}{
+		{"closed by the cancel", nil, &temporal.WorkflowExecutionError{}, "", true},
+		{"completed meanwhile", nil, nil, "", true},
+		{"cancel already requested", serviceerror.NewCancellationAlreadyRequested("again"), &temporal.WorkflowExecutionError{}, "", true},
+		{"already closed", serviceerror.NewNotFound("workflow execution already completed"), nil, "already_finished", false},
+		{"unreachable", serviceerror.NewUnavailable("connection refused"), nil, "temporal_unavailable", false},
+		{"wait interrupted", nil, context.DeadlineExceeded, "temporal_unavailable", true},
+		{"gone while waiting", nil, serviceerror.NewNotFound("gone"), "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeClient{cancelErr: tt.cancelErr, getErr: tt.getErr}
+			err := api.NewTemporalEngine(c, workflows.Policy{}).CancelErasure(context.Background(), id)
+			if got := errCode(err); got != tt.wantCode {
+				t.Errorf("CancelErasure = %v, want code %q", err, tt.wantCode)
+			}
+			if len(c.canceled) != 1 || c.canceled[0] != workflows.ErasureWorkflowID(id) {
+				t.Errorf("canceled %v", c.canceled)
+			}
+			if waited := len(c.got) == 1; waited != tt.wantWait {
+				t.Errorf("waited for the close = %v, want %v", waited, tt.wantWait)
+			}
+		})
+	}
+	if lethe.ErrorKind(serviceNotFoundCancel(t)) != lethe.KindConflict {
+		t.Error("already_finished is not a conflict")
+	}
+}
+
+func serviceNotFoundCancel(t *testing.T) error {
+	t.Helper()
+	c := &fakeClient{cancelErr: serviceerror.NewNotFound("closed")}
+	return api.NewTemporalEngine(c, workflows.Policy{}).CancelErasure(context.Background(), "x")
+}
+
+func errCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	return lethe.ErrorCode(err)
+}

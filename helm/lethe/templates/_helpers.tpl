@@ -1,0 +1,240 @@
+{{/*
+Chart name, shortened to the 63 characters a label value allows.
+*/}}
+{{- define "lethe.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Prefix of every resource name. A release already named after the chart is not
+repeated ("lethe", not "lethe-lethe"). Kept to 52 characters so that the
+longest component suffix ("-migrate") still fits the 63 of a DNS label.
+*/}}
+{{- define "lethe.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one component's resources: (dict "root" $ "component" "api").
+*/}}
+{{- define "lethe.componentName" -}}
+{{- printf "%s-%s" (include "lethe.fullname" .root) .component }}
+{{- end }}
+
+{{/*
+Chart label value: name and version.
+*/}}
+{{- define "lethe.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: (dict "root" $ "component" "api"). These never change after
+an install, because a Deployment's selector is immutable; the component label
+keeps the api, worker and relay selectors apart.
+*/}}
+{{- define "lethe.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lethe.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of every resource: (dict "root" $ "component" "api"); component may be
+empty for resources shared by all components.
+*/}}
+{{- define "lethe.labels" -}}
+helm.sh/chart: {{ include "lethe.chart" .root }}
+{{ include "lethe.selectorLabels" . }}
+app.kubernetes.io/part-of: lethe
+{{- with .root.Chart.AppVersion }}
+app.kubernetes.io/version: {{ . | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+ServiceAccount of the api, worker and relay.
+*/}}
+{{- define "lethe.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "lethe.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image of every component; the tag defaults to the chart's appVersion so a
+chart release pins the binary it was tested with.
+*/}}
+{{- define "lethe.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Fails the render with a message naming the missing setting, instead of
+deploying pods that crash-loop on an empty variable. Included wherever the
+settings are read, so every template path checks them.
+*/}}
+{{- define "lethe.validate" -}}
+{{- if not .Values.postgres.existingSecret }}
+{{- $_ := required "postgres.url is required: set postgres.url to the PostgreSQL URL, or postgres.existingSecret (and postgres.existingSecretKey) to a Secret holding it" .Values.postgres.url }}
+{{- end }}
+{{- if not .Values.subjectKey.existingSecret }}
+{{- $_ := required "subjectKey.value is required: set it to 64 or more hex digits (openssl rand -hex 32), or subjectKey.existingSecret (and subjectKey.existingSecretKey) to a Secret holding it" .Values.subjectKey.value }}
+{{- end }}
+{{- $_ := required "temporal.address is required: set it to the Temporal frontend (host:port)" .Values.temporal.address }}
+{{- if not .Values.kafka.brokers }}
+{{- fail "kafka.brokers is required: list at least one Kafka broker (host:port)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the chart owns a Secret at all: only when at least one of the two
+secret settings is given as a value rather than an existing Secret.
+*/}}
+{{- define "lethe.managesSecret" -}}
+{{- if or (not .Values.postgres.existingSecret) (not .Values.subjectKey.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/*
+Non-secret settings, shared by the ConfigMap and the migration's copy of it.
+*/}}
+{{- define "lethe.configData" -}}
+{{- include "lethe.validate" . -}}
+LETHE_HTTP_ADDR: {{ printf "0.0.0.0:%v" .Values.api.port | quote }}
+LETHE_HEALTH_ADDR: {{ printf "0.0.0.0:%v" .Values.healthPort | quote }}
+LETHE_KAFKA_BROKERS: {{ join "," .Values.kafka.brokers | quote }}
+LETHE_TOPIC_PARTITIONS: {{ .Values.kafka.topicPartitions | quote }}
+LETHE_MAX_ATTEMPTS: {{ .Values.maxAttempts | quote }}
+TEMPORAL_ADDRESS: {{ .Values.temporal.address | quote }}
+TEMPORAL_NAMESPACE: {{ .Values.temporal.namespace | quote }}
+LETHE_LOG_LEVEL: {{ .Values.log.level | quote }}
+LETHE_LOG_FORMAT: {{ .Values.log.format | quote }}
+{{- end }}
+
+{{/*
+Secret settings the chart owns, base64-encoded, shared by the Secret and the
+migration's copy of it. A setting that lives in an existing Secret is left out.
+*/}}
+{{- define "lethe.secretData" -}}
+{{- include "lethe.validate" . }}
+{{- if not .Values.postgres.existingSecret }}
+database-url: {{ .Values.postgres.url | b64enc | quote }}
+{{- end }}
+{{- if not .Values.subjectKey.existingSecret }}
+subject-key: {{ .Values.subjectKey.value | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod annotations: (dict "root" $ "values" .Values.api). The checksums roll the
+pods when a setting changes, since environment variables are read only at
+start. For a setting kept in an existing Secret only its name and key are
+hashed: rotate such a Secret with a rollout restart.
+*/}}
+{{- define "lethe.podAnnotations" -}}
+checksum/config: {{ include "lethe.configData" .root | sha256sum }}
+checksum/secret: {{ print (include "lethe.secretData" .root) .root.Values.postgres.existingSecret .root.Values.postgres.existingSecretKey .root.Values.subjectKey.existingSecret .root.Values.subjectKey.existingSecretKey | sha256sum }}
+{{- with .values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The environment of every Lethe container: (dict "root" $ "configMap" name
+"secret" name "extraEnv" list). Non-secret settings come from the ConfigMap;
+the database URL and subject key from the chart's Secret or the existing ones;
+extraEnv last, so it can override anything. The migration passes the names of
+its hook-scoped copies, which exist before the release's own resources do.
+*/}}
+{{- define "lethe.env" -}}
+{{- $v := .root.Values -}}
+{{- include "lethe.validate" .root -}}
+envFrom:
+  - configMapRef:
+      name: {{ .configMap }}
+env:
+  - name: LETHE_DATABASE_URL
+    valueFrom:
+      secretKeyRef:
+        {{- if $v.postgres.existingSecret }}
+        name: {{ $v.postgres.existingSecret }}
+        key: {{ $v.postgres.existingSecretKey }}
+        {{- else }}
+        name: {{ .secret }}
+        key: database-url
+        {{- end }}
+  - name: LETHE_SUBJECT_KEY
+    valueFrom:
+      secretKeyRef:
+        {{- if $v.subjectKey.existingSecret }}
+        name: {{ $v.subjectKey.existingSecret }}
+        key: {{ $v.subjectKey.existingSecretKey }}
+        {{- else }}
+        name: {{ .secret }}
+        key: subject-key
+        {{- end }}
+  {{- with .extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Liveness and readiness probes: (dict "port" "http" "values" .Values.api).
+/healthz says the process is alive; /readyz also checks PostgreSQL and
+Temporal, so a pod that lost them stops taking traffic without restarting.
+*/}}
+{{- define "lethe.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: {{ .port }}
+  {{- toYaml .values.livenessProbe | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ .port }}
+  {{- toYaml .values.readinessProbe | nindent 2 }}
+{{- end }}
+
+{{/*
+Pod security context, image pull secrets and scheduling of a pod spec:
+(dict "root" $ "values" .Values.api).
+*/}}
+{{- define "lethe.podCommon" -}}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,318 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/activities"
+	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/registry"
+	"github.com/lethe-dev/lethe/relay"
+	"github.com/lethe-dev/lethe/wire"
+	"github.com/lethe-dev/lethe/workflows"
+)
+
+// stack is a whole Lethe in one test process: API, worker and relay wired as
+// `lethe dev` wires them, over a fresh PostgreSQL database, a Temporal test
+// server and a Kafka-protocol broker.
+type stack struct {
+	t         testing.TB
+	ctx       context.Context
+	URL       string
+	DB        *sql.DB
+	Store     *registry.Store
+	Brokers   []string
+	Temporal  client.Client
+	Namespace string
+	Digester  *digest.Digester
+	Logs      *lockedBuffer
+	Log       *slog.Logger
+
+	wg sync.WaitGroup
+}
+
+// stackOptions vary what newStack builds.
+type stackOptions struct {
+	// Temporal, when set, is used instead of a temporaltest server.
+	Temporal  client.Client
+	Namespace string
+	Policy    workflows.Policy
+}
+
+func newStack(t testing.TB, opts stackOptions) *stack {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stack{t: t, ctx: ctx, Logs: &lockedBuffer{}}
+	s.Log = slog.New(slog.NewJSONHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s.DB, _ = testenv.Postgres(t)
+	s.Store = registry.New(s.DB)
+	s.Brokers, _ = testenv.Kafka(t, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic))
+	if opts.Temporal != nil {
+		s.Temporal, s.Namespace = opts.Temporal, opts.Namespace
+	} else {
+		s.Temporal, s.Namespace = testenv.Temporal(t)
+	}
+	key := bytes.Repeat([]byte{7}, digest.MinKeyBytes)
+	dg, err := digest.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Digester = dg
+
+	writer := kafkax.NewWriter(s.Brokers)
+	w := worker.New(s.Temporal, workflows.TaskQueue, worker.Options{})
+	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer})
+	if err := w.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+
+	r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log}, s.Temporal, s.Store)
+	if err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+	s.goRun("relay", r.Run)
+
+	srv, err := api.New(api.Config{
+		Store:    s.Store,
+		Engine:   api.NewTemporalEngine(s.Temporal, opts.Policy),
+		Topics:   topicEnsurer(s.Brokers),
+		Digester: dg,
+		Logger:   s.Log,
+	})
+	if err != nil {
+		t.Fatalf("api: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	s.URL = hs.URL
+
+	t.Cleanup(func() {
+		hs.Close()
+		cancel()
+		s.wg.Wait()
+		w.Stop()
+		writer.Close()
+	})
+	return s
+}
+
+// topicEnsurer creates topics on the test broker.
+type topicEnsurer []string
+
+func (b topicEnsurer) EnsureTopics(ctx context.Context, names ...string) error {
+	return kafkax.EnsureTopics(ctx, b, 1, names...)
+}
+
+// goRun runs a long-lived part until the stack stops; an early error fails the test.
+func (s *stack) goRun(name string, run func(context.Context) error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := run(s.ctx); err != nil && !errors.Is(err, context.Canceled) && s.ctx.Err() == nil {
+			s.t.Errorf("%s stopped: %v", name, err)
+		}
+	}()
+}
+
+// runConnector serves a system's commands with h through the SDK.
+func (s *stack) runConnector(system string, h connectors.Handler) {
+	cfg := connectors.Config{Brokers: s.Brokers, System: system, Logger: s.Log.With("connector", system)}
+	s.goRun("connector "+system, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
+}
+
+// response is one HTTP answer, read whole.
+type response struct {
+	Status int
+	Body   []byte
+}
+
+func (r response) decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// errorCode returns the code of an error answer.
+func (r response) errorCode() string {
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	json.Unmarshal(r.Body, &e)
+	return e.Error.Code
+}
+
+// do sends one request with a JSON body (nil for none) to the API.
+func (s *stack) do(method, path string, body any, header ...string) response {
+	s.t.Helper()
+	if body == nil {
+		return s.doRaw(method, path, "", "", header...)
+	}
+	j, err := json.Marshal(body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return s.doRaw(method, path, string(j), "application/json", header...)
+}
+
+// doRaw sends one request as given and records the answer for the canary scan.
+func (s *stack) doRaw(method, path, body, contentType string, header ...string) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.Logs.responses.Write(b)
+	return response{Status: resp.StatusCode, Body: b}
+}
+
+// putSystem registers a system and fails the test unless it is accepted.
+func (s *stack) putSystem(sys lethe.System) {
+	s.t.Helper()
+	body := map[string]any{"identifiers": sys.Identifiers, "owner": sys.Owner, "description": sys.Description}
+	if len(sys.Produces) > 0 {
+		body["produces"] = sys.Produces
+	}
+	if sys.ConfirmWithin != 0 {
+		body["confirm_within"] = sys.ConfirmWithin.String()
+	}
+	r := s.do(http.MethodPut, "/v1/systems/"+sys.Name, body)
+	if r.Status != http.StatusCreated && r.Status != http.StatusOK {
+		s.t.Fatalf("PUT /v1/systems/%s = %d %s", sys.Name, r.Status, r.Body)
+	}
+}
+
+// submit posts an erasure and returns the accepted request.
+func (s *stack) submit(subject map[string]string, header ...string) lethe.Erasure {
+	s.t.Helper()
+	r := s.do(http.MethodPost, "/v1/erasures", map[string]any{"subject": subject, "reason": "gdpr_art17", "requested_by": "e2e"}, header...)
+	if r.Status != http.StatusAccepted && r.Status != http.StatusOK {
+		s.t.Fatalf("POST /v1/erasures = %d %s", r.Status, r.Body)
+	}
+	var e lethe.Erasure
+	r.decode(s.t, &e)
+	return e
+}
+
+// await polls a request until it reaches a final status.
+func (s *stack) await(id string, within time.Duration) lethe.Erasure {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r := s.do(http.MethodGet, "/v1/erasures/"+id, nil)
+		if r.Status != http.StatusOK {
+			s.t.Fatalf("GET /v1/erasures/%s = %d %s", id, r.Status, r.Body)
+		}
+		var e lethe.Erasure
+		r.decode(s.t, &e)
+		if e.Status.Final() {
+			return e
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("request %s still %s after %s: %s", id, e.Status, within, r.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lockedBuffer collects every log line and API response of a test so the
+// canary test can search them.
+type lockedBuffer struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	responses responseLog
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// responseLog keeps every API answer body.
+type responseLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (r *responseLog) Write(p []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf.Write(p)
+	r.buf.WriteByte('\n')
+}
+
+func (r *responseLog) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.buf.String()
+}
+
+// systemByName finds one system's progress in a request.
+func systemByName(t testing.TB, e lethe.Erasure, name string) lethe.SystemProgress {
+	t.Helper()
+	for _, p := range e.Systems {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("request %s has no system %q: %+v", e.ID, name, e.Systems)
+	return lethe.SystemProgress{}
+}
+
+func describe(e lethe.Erasure) string {
+	var b strings.Builder
+	for _, p := range e.Systems {
+		fmt.Fprintf(&b, "%s=%s(%d) ", p.Name, p.Status, p.Records)
+	}
+	return b.String()
+}
+
+// silentLogger discards everything: for parts whose logs no test reads.
+func silentLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Checks the Helm chart in helm/lethe without a cluster: lint, render with the
+# main value combinations, and assert what the rendered manifests must hold
+# (secure pod defaults, probes, the migration hook, secret handling) and what
+# must fail to render. Run from the repository root:
+#
+#   scripts/helm-check.sh
+#
+# Helm is built from source with `go run` (no binary download); the first run
+# compiles it, which takes minutes. It runs from a temporary directory so that
+# it never reads or changes the project's go.mod.
+set -euo pipefail
+
+readonly HELM_MODULE="helm.sh/helm/v3/cmd/helm@v3.22.0"
+# A helm built by `go run` lacks the link-time flags that set its default
+# Kubernetes version (it would assume v1.20, older than the chart's
+# kubeVersion), so every render names a current one.
+readonly KUBE_VERSION="1.31.0"
+
+if [[ ! -f helm/lethe/Chart.yaml ]]; then
+	echo "helm-check: run from the repository root (helm/lethe/Chart.yaml not found)" >&2
+	exit 2
+fi
+CHART="$(pwd)/helm/lethe"
+readonly CHART
+WORK="$(mktemp -d)"
+readonly WORK
+trap 'rm -rf "$WORK"' EXIT
+
+helm() {
+	(cd "$WORK" && go run "$HELM_MODULE" "$@")
+}
+
+# The values every render needs; the subject key is 64 hex digits.
+readonly SUBJECT_KEY="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+readonly REQUIRED=(
+	--set temporal.address=temporal-frontend.temporal:7233
+	--set 'kafka.brokers[0]=kafka-0.kafka:9092'
+	--set 'kafka.brokers[1]=kafka-1.kafka:9092'
+	--set-string postgres.url=postgres://lethe:secret@postgres:5432/lethe?sslmode=require
+	--set-string subjectKey.value="$SUBJECT_KEY"
+)
+readonly EXISTING=(
+	--set temporal.address=temporal-frontend.temporal:7233
+	--set 'kafka.brokers[0]=kafka-0.kafka:9092'
+	--set postgres.existingSecret=lethe-db
+	--set postgres.existingSecretKey=url
+	--set subjectKey.existingSecret=lethe-keys
+	--set subjectKey.existingSecretKey=hmac
+)
+readonly INGRESS=(
+	--set ingress.enabled=true
+	--set ingress.className=nginx
+	--set 'ingress.hosts[0].host=lethe.internal.example'
+	--set 'ingress.hosts[0].paths[0].path=/'
+	--set 'ingress.hosts[0].paths[0].pathType=Prefix'
+	--set 'ingress.tls[0].secretName=lethe-tls'
+	--set 'ingress.tls[0].hosts[0]=lethe.internal.example'
+)
+
+render() {
+	helm template lethe "$CHART" --namespace lethe --kube-version "$KUBE_VERSION" "$@"
+}
+
+# fail prints why a check failed and makes it return non-zero.
+fail() {
+	echo "    $*" >&2
+	return 1
+}
+
+# count prints how many lines of a file match an extended regexp.
+count() {
+	grep -cE -- "$2" "$1" || true
+}
+
+# want_count asserts that exactly n lines of a file match a regexp.
+want_count() {
+	local file=$1 want=$2 pattern=$3 got
+	got=$(count "$file" "$pattern")
+	[[ "$got" == "$want" ]] || fail "$(basename "$file"): want $want lines matching '$pattern', got $got"
+}
+
+# split_docs writes each document of a rendered stream to its own file.
+split_docs() {
+	mkdir -p "$2"
+	awk -v dir="$2" '/^---$/ { n++; next } { print > sprintf("%s/%03d.yaml", dir, n) }' "$1"
+}
+
+# want_none asserts that no line of a file matches a regexp.
+want_none() {
+	local file=$1 pattern=$2 got
+	got=$(count "$file" "$pattern")
+	[[ "$got" == 0 ]] || fail "$(basename "$file"): want no line matching '$pattern', got $got"
+}
+
+check_lint() {
+	helm lint --strict "$CHART" --kube-version "$KUBE_VERSION" "${REQUIRED[@]}" \
+		--set api.podDisruptionBudget.enabled=true --set log.format=text >"$WORK/lint.txt" 2>&1 ||
+		{ cat "$WORK/lint.txt" >&2; fail "helm lint (chart values) failed"; }
+	helm lint --strict "$CHART" --kube-version "$KUBE_VERSION" "${EXISTING[@]}" "${INGRESS[@]}" >"$WORK/lint.txt" 2>&1 ||
+		{ cat "$WORK/lint.txt" >&2; fail "helm lint (existing secrets, ingress) failed"; }
+}
+
+check_defaults() {
+	local out="$WORK/defaults.yaml"
+	render "${REQUIRED[@]}" >"$out" || fail "render with required values failed" || return 1
+	# Three Deployments, the migration Job, the API Service.
+	want_count "$out" 3 '^kind: Deployment$' || return 1
+	want_count "$out" 1 '^kind: Job$' || return 1
+	want_count "$out" 1 '^kind: Service$' || return 1
+	want_count "$out" 1 '^kind: ServiceAccount$' || return 1
+	want_none "$out" '^kind: (Ingress|PodDisruptionBudget)$' || return 1
+	# Each workload, not just the total, carries the hardened security context;
+	# each long-running one is probed and rolls when its settings change.
+	local docs="$WORK/defaults.d" doc kind workloads=0
+	split_docs "$out" "$docs"
+	for doc in "$docs"/*.yaml; do
+		kind=$(sed -n 's/^kind: //p' "$doc")
+		[[ "$kind" == Deployment || "$kind" == Job ]] || continue
+		workloads=$((workloads + 1))
+		want_count "$doc" 1 '^      automountServiceAccountToken: false$' || return 1
+		want_count "$doc" 2 '^ +runAsNonRoot: true$' || return 1
+		want_count "$doc" 2 '^ +runAsUser: 65532$' || return 1
+		want_count "$doc" 1 '^ +readOnlyRootFilesystem: true$' || return 1
+		want_count "$doc" 1 '^ +allowPrivilegeEscalation: false$' || return 1
+		want_count "$doc" 1 '^ +- ALL$' || return 1
+		want_count "$doc" 2 '^ +type: RuntimeDefault$' || return 1
+		want_count "$doc" 1 '^ +mountPath: /tmp$' || return 1
+		want_count "$doc" 1 '^ +- name: LETHE_DATABASE_URL$' || return 1
+		want_count "$doc" 1 '^ +- name: LETHE_SUBJECT_KEY$' || return 1
+		if [[ "$kind" == Job ]]; then
+			want_none "$doc" 'Probe:$' || return 1
+			continue
+		fi
+		want_count "$doc" 1 '^ +livenessProbe:$' || return 1
+		want_count "$doc" 1 '^ +readinessProbe:$' || return 1
+		want_count "$doc" 1 '^ +path: /healthz$' || return 1
+		want_count "$doc" 1 '^ +path: /readyz$' || return 1
+		want_count "$doc" 1 '^ +checksum/config: [0-9a-f]{64}$' || return 1
+		want_count "$doc" 1 '^ +checksum/secret: [0-9a-f]{64}$' || return 1
+	done
+	[[ "$workloads" == 4 ]] || fail "want 4 workloads, got $workloads" || return 1
+	# The API is probed on its own port, the worker and relay on healthPort.
+	want_count "$out" 2 '^ +port: http$' || return 1
+	want_count "$out" 4 '^ +port: health$' || return 1
+	want_count "$out" 1 '^ +containerPort: 8080$' || return 1
+	want_count "$out" 2 '^ +containerPort: 8081$' || return 1
+	want_count "$out" 1 'args: \["api"\]' || return 1
+	want_count "$out" 1 'args: \["worker"\]' || return 1
+	want_count "$out" 1 'args: \["relay"\]' || return 1
+	# Settings reach the pods through the ConfigMap and the Secret, each with
+	# a copy for the migration hook.
+	want_count "$out" 2 'LETHE_HTTP_ADDR: "0\.0\.0\.0:8080"' || return 1
+	want_count "$out" 2 'LETHE_HEALTH_ADDR: "0\.0\.0\.0:8081"' || return 1
+	want_count "$out" 2 'LETHE_KAFKA_BROKERS: "kafka-0\.kafka:9092,kafka-1\.kafka:9092"' || return 1
+	want_count "$out" 2 'TEMPORAL_ADDRESS: "temporal-frontend\.temporal:7233"' || return 1
+	want_count "$out" 2 '^kind: Secret$' || return 1
+	want_count "$out" 2 "^  subject-key: \"$(printf %s "$SUBJECT_KEY" | base64 -w0)\"$" || return 1
+	want_count "$out" 4 'image: ghcr\.io/lethe-dev/lethe:'"$(sed -n 's/^appVersion: "\(.*\)"$/\1/p' "$CHART/Chart.yaml")"'$' || return 1
+}
+
+check_migration_hook() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# The Job and its copies of the ConfigMap and Secret are hooks that run
+	# before install and upgrade, the copies first.
+	want_count "$out" 3 '^    helm\.sh/hook: pre-install,pre-upgrade$' || return 1
+	want_count "$out" 3 '^    helm\.sh/hook-delete-policy: before-hook-creation,hook-succeeded$' || return 1
+	want_count "$out" 2 '^    helm\.sh/hook-weight: "-10"$' || return 1
+	want_count "$out" 1 '^    helm\.sh/hook-weight: "0"$' || return 1
+	want_count "$out" 1 'args: \["migrate"\]' || return 1
+	want_count "$out" 1 '^  backoffLimit: 3$' || return 1
+	want_count "$out" 1 '^      restartPolicy: Never$' || return 1
+	# Three hook objects, and the Job reads its own ConfigMap and Secret.
+	want_count "$out" 6 '^ +name: lethe-migrate$' || return 1
+	local off="$WORK/nomigrate.yaml"
+	render "${REQUIRED[@]}" --set migrate.enabled=false >"$off" || fail "render with migrate.enabled=false failed" || return 1
+	want_none "$off" 'helm\.sh/hook' || return 1
+	want_none "$off" '^kind: Job$' || return 1
+}
+
+check_existing_secrets_and_ingress() {
+	local out="$WORK/existing.yaml"
+	render "${EXISTING[@]}" "${INGRESS[@]}" --set api.podDisruptionBudget.enabled=true \
+		--set worker.podDisruptionBudget.enabled=true --set worker.podDisruptionBudget.minAvailable=50% >"$out" ||
+		fail "render with existing secrets and ingress failed" || return 1
+	# Both secrets come from outside, so the chart creates none and every pod
+	# (the migration included) reads the named Secrets and keys.
+	want_none "$out" '^kind: Secret$' || return 1
+	want_count "$out" 4 '^ +name: lethe-db$' || return 1
+	want_count "$out" 4 '^ +key: url$' || return 1
+	want_count "$out" 4 '^ +name: lethe-keys$' || return 1
+	want_count "$out" 4 '^ +key: hmac$' || return 1
+	want_count "$out" 1 '^kind: Ingress$' || return 1
+	want_count "$out" 1 '^  ingressClassName: nginx$' || return 1
+	want_count "$out" 1 '^    - host: "lethe\.internal\.example"$' || return 1
+	want_count "$out" 1 '^ +secretName: lethe-tls$' || return 1
+	want_count "$out" 2 '^kind: PodDisruptionBudget$' || return 1
+	want_count "$out" 1 '^  minAvailable: 50%$' || return 1
+	want_count "$out" 1 '^  maxUnavailable: 1$' || return 1
+	# One secret outside, one given as a value: the chart's Secret holds only
+	# the latter.
+	local mixed="$WORK/mixed.yaml"
+	render "${REQUIRED[@]}" --set postgres.existingSecret=lethe-db >"$mixed" ||
+		fail "render with only postgres.existingSecret failed" || return 1
+	want_count "$mixed" 2 '^kind: Secret$' || return 1
+	want_none "$mixed" '^  database-url:' || return 1
+	want_count "$mixed" 2 '^  subject-key:' || return 1
+	want_count "$mixed" 4 '^ +name: lethe-db$' || return 1
+}
+
+check_checksum_rolls() {
+	local a="$WORK/roll-a.yaml" b="$WORK/roll-b.yaml"
+	render "${REQUIRED[@]}" >"$a" || fail "render failed" || return 1
+	render "${REQUIRED[@]}" --set log.level=debug --set-string postgres.url=postgres://other@pg/lethe >"$b" ||
+		fail "render failed" || return 1
+	local ca cb sa sb
+	ca=$(grep -m1 'checksum/config:' "$a") && cb=$(grep -m1 'checksum/config:' "$b") || fail "no checksum/config" || return 1
+	sa=$(grep -m1 'checksum/secret:' "$a") && sb=$(grep -m1 'checksum/secret:' "$b") || fail "no checksum/secret" || return 1
+	[[ "$ca" != "$cb" ]] || fail "checksum/config did not change with log.level" || return 1
+	[[ "$sa" != "$sb" ]] || fail "checksum/secret did not change with postgres.url" || return 1
+}
+
+# must_fail asserts that a render fails and says why in the given words.
+must_fail() {
+	local why=$1 message=$2
+	shift 2
+	if render "$@" >"$WORK/fail.out" 2>"$WORK/fail.err"; then
+		fail "render succeeded without $why"
+		return 1
+	fi
+	grep -qF -- "$message" "$WORK/fail.err" || {
+		cat "$WORK/fail.err" >&2
+		fail "render without $why failed without saying '$message'"
+	}
+}
+
+check_required_settings_fail() {
+	# Each render leaves out one required setting and keeps the others.
+	local temporal=(--set temporal.address=temporal:7233)
+	local kafka=(--set 'kafka.brokers[0]=kafka:9092')
+	local db=(--set-string postgres.url=postgres://pg/lethe)
+	local key=(--set-string subjectKey.value="$SUBJECT_KEY")
+	must_fail "a database setting" "postgres.url is required" \
+		"${temporal[@]}" "${kafka[@]}" "${key[@]}" || return 1
+	must_fail "a database setting (migration disabled)" "postgres.url is required" \
+		"${temporal[@]}" "${kafka[@]}" "${key[@]}" --set migrate.enabled=false || return 1
+	must_fail "a subject key" "subjectKey.value is required" \
+		"${temporal[@]}" "${kafka[@]}" "${db[@]}" || return 1
+	must_fail "a Temporal address" "temporal.address is required" \
+		"${kafka[@]}" "${db[@]}" "${key[@]}" || return 1
+	must_fail "Kafka brokers" "kafka.brokers is required" \
+		"${temporal[@]}" "${db[@]}" "${key[@]}" || return 1
+	# With the missing one supplied, the same render succeeds.
+	render "${temporal[@]}" "${kafka[@]}" "${db[@]}" "${key[@]}" >/dev/null ||
+		fail "render with every required setting failed"
+}
+
+check_schema_rejects() {
+	must_fail "a valid log format" "/log/format" "${REQUIRED[@]}" --set log.format=xml || return 1
+	must_fail "a hex subject key" "/subjectKey/value" "${REQUIRED[@]}" --set-string subjectKey.value=not-hex || return 1
+	must_fail "a long enough subject key" "/subjectKey/value" "${REQUIRED[@]}" --set-string subjectKey.value=abcd || return 1
+	must_fail "an integer replica count" "/api/replicas" "${REQUIRED[@]}" --set-string api.replicas=two || return 1
+	must_fail "a known service type" "/api/service/type" "${REQUIRED[@]}" --set api.service.type=Magic || return 1
+	must_fail "known value names" "postgress" "${REQUIRED[@]}" --set postgress.url=x || return 1
+}
+
+passed=0
+failed=0
+run() {
+	local name=$1
+	if "$name"; then
+		echo "ok   $name"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $name"
+		failed=$((failed + 1))
+	fi
+}
+
+run check_lint
+run check_defaults
+run check_migration_hook
+run check_existing_secrets_and_ingress
+run check_checksum_rolls
+run check_required_settings_fail
+run check_schema_rejects
+
+echo "helm: $passed passed, $failed failed"
+[[ "$failed" == 0 ]]
