@@ -42,8 +42,8 @@ type Engine interface {
 	// runs is not an error.
 	StartErasure(ctx context.Context, in workflows.ErasureInput) error
 	// CancelErasure asks the request's workflow to stop and returns once it
-	// has closed. A workflow that had already closed answers a
-	// KindConflict "already_finished" error.
+	// has closed as canceled. A workflow that closed otherwise, or is no
+	// longer known, answers a KindConflict "already_finished" error.
 	CancelErasure(ctx context.Context, requestID string) error
 }
 

@@ -98,6 +98,8 @@ func TestMalformedRequests(t *testing.T) {
 		// Routing.
 		{"unknown route", req{method: "GET", path: "/v1/nope"}, 404, "route_not_found"},
 		{"root", req{method: "GET", path: "/"}, 404, "route_not_found"},
+		{"trailing slash", req{method: "GET", path: "/v1/systems/"}, 404, "route_not_found"},
+		{"escaped slash in name", req{method: "GET", path: "/v1/systems/a%2Fb"}, 400, "invalid_name"},
 		{"unknown route with query", req{method: "GET", path: "/v2/erasures?email=" + canary}, 404, "route_not_found"},
 		{"wrong method on systems", req{method: "POST", path: "/v1/systems", body: `{}`}, 405, "method_not_allowed"},
 		{"wrong method on a system", req{method: "PATCH", path: "/v1/systems/orders", body: `{}`}, 405, "method_not_allowed"},

@@ -50,9 +50,13 @@ func (e *temporalEngine) StartErasure(ctx context.Context, in workflows.ErasureI
 }
 
 // CancelErasure requests cancellation and waits, as long as ctx allows, for
-// the workflow to close, so the caller can read the outcome from the ledger.
-// How the workflow closed (canceled, completed in the meantime, failed) is
-// not an error here: the ledger says which.
+// the workflow to close. Temporal accepts a cancel request for a workflow
+// that has already closed, so how it closed is what tells: canceled is
+// success (also when an earlier request canceled it), anything else
+// (completed, failed, terminated) or a workflow no longer known means it
+// had already finished. The caller reads the outcome from the ledger in
+// either case; the workflow may complete normally after recording its
+// cancellation there.
 func (e *temporalEngine) CancelErasure(ctx context.Context, requestID string) error {
 	id := workflows.ErasureWorkflowID(requestID)
 	err := e.c.CancelWorkflow(ctx, id, "")
@@ -62,22 +66,22 @@ func (e *temporalEngine) CancelErasure(ctx context.Context, requestID string) er
 	}
 	err = e.c.GetWorkflow(ctx, id, "").Get(ctx, nil)
 	var closed *temporal.WorkflowExecutionError
-	var notFound *serviceerror.NotFound
 	switch {
+	case temporal.IsCanceledError(err):
+		return nil
 	case err == nil, errors.As(err, &closed):
-		return nil
-	case errors.As(err, &notFound):
-		// Closed and already gone from Temporal's retention: it has closed.
-		return nil
+		return lethe.Errorf(lethe.KindConflict, "already_finished",
+			"the request's workflow had already closed without being canceled")
 	}
 	return temporalError("wait for erasure workflow to close", err)
 }
 
 // temporalError classifies a Temporal client error. NotFound means the
-// workflow has closed (Temporal refuses to cancel a closed workflow) or is
-// long gone; unreachable or overloaded servers and expired contexts are
-// unavailability the client can wait out; anything else (a bad namespace,
-// unregistered search attributes) is ours to fix and stays internal.
+// workflow is unknown: never started, or closed and past the namespace's
+// retention, so finished either way. Unreachable or overloaded servers and
+// expired contexts are unavailability the client can wait out; anything
+// else (a bad namespace, unregistered search attributes) is ours to fix and
+// stays internal.
 func temporalError(op string, err error) error {
 	var (
 		notFound    *serviceerror.NotFound

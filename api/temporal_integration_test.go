@@ -41,8 +41,9 @@ func quietLogger() log.Logger { return log.NewStructuredLogger(slog.New(slog.Dis
 
 // TestTemporalEngineAgainstServer runs the engine against a real in-process
 // Temporal server: start is idempotent, carries the policy and the initial
-// search attribute, cancel returns once the workflow has closed, and a
-// closed workflow is reported as already finished and never started again.
+// search attribute, cancel returns once the workflow has closed, a closed
+// workflow is never started again, and one that completed or is unknown is
+// reported as already finished.
 func TestTemporalEngineAgainstServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -100,9 +101,10 @@ func TestTemporalEngineAgainstServer(t *testing.T) {
 	if st := describeWorkflow(ctx, t, c, wid).GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED {
 		t.Errorf("status after cancel = %v, want CANCELED", st)
 	}
-	err = engine.CancelErasure(ctx, in.RequestID)
-	if lethe.ErrorKind(err) != lethe.KindConflict || lethe.ErrorCode(err) != "already_finished" {
-		t.Errorf("second cancel = %v, want already_finished", err)
+	// Temporal accepts a cancel of a closed workflow: a second cancel of a
+	// canceled request is still a success.
+	if err := engine.CancelErasure(ctx, in.RequestID); err != nil {
+		t.Errorf("second cancel = %v, want nil", err)
 	}
 	if err := engine.StartErasure(ctx, in); err != nil {
 		t.Fatalf("start of a closed workflow: %v", err)
@@ -125,8 +127,13 @@ func TestTemporalEngineAgainstServer(t *testing.T) {
 	if err := c.GetWorkflow(ctx, doneID, "").Get(ctx, nil); err != nil {
 		t.Fatalf("wait for completion: %v", err)
 	}
-	if err := engine.CancelErasure(ctx, done.RequestID); lethe.ErrorCode(err) != "already_finished" {
+	err = engine.CancelErasure(ctx, done.RequestID)
+	if lethe.ErrorKind(err) != lethe.KindConflict || lethe.ErrorCode(err) != "already_finished" {
 		t.Errorf("cancel of a completed workflow = %v, want already_finished", err)
+	}
+	err = engine.CancelErasure(ctx, "11111111-2222-4333-8444-555555555555")
+	if lethe.ErrorCode(err) != "already_finished" {
+		t.Errorf("cancel of an unknown workflow = %v, want already_finished", err)
 	}
 }
 

@@ -133,13 +133,14 @@ func TestTemporalEngineCancel(t *testing.T) {
 		wantCode  string // "" for success
 		wantWait  bool
 	}{
-		{"closed by the cancel", nil, &temporal.WorkflowExecutionError{}, "", true},
-		{"completed meanwhile", nil, nil, "", true},
-		{"cancel already requested", serviceerror.NewCancellationAlreadyRequested("again"), &temporal.WorkflowExecutionError{}, "", true},
-		{"already closed", serviceerror.NewNotFound("workflow execution already completed"), nil, "already_finished", false},
+		{"closed by the cancel", nil, temporal.NewCanceledError(), "", true},
+		{"cancel already requested", serviceerror.NewCancellationAlreadyRequested("again"), temporal.NewCanceledError(), "", true},
+		{"completed instead", nil, nil, "already_finished", true},
+		{"failed instead", nil, &temporal.WorkflowExecutionError{}, "already_finished", true},
+		{"no longer known", serviceerror.NewNotFound("workflow not found"), nil, "already_finished", false},
+		{"gone while waiting", nil, serviceerror.NewNotFound("gone"), "already_finished", true},
 		{"unreachable", serviceerror.NewUnavailable("connection refused"), nil, "temporal_unavailable", false},
 		{"wait interrupted", nil, context.DeadlineExceeded, "temporal_unavailable", true},
-		{"gone while waiting", nil, serviceerror.NewNotFound("gone"), "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +148,9 @@ func TestTemporalEngineCancel(t *testing.T) {
 			err := api.NewTemporalEngine(c, workflows.Policy{}).CancelErasure(context.Background(), id)
 			if got := errCode(err); got != tt.wantCode {
 				t.Errorf("CancelErasure = %v, want code %q", err, tt.wantCode)
+			}
+			if tt.wantCode == "already_finished" && lethe.ErrorKind(err) != lethe.KindConflict {
+				t.Errorf("already_finished is kind %v, want a conflict", lethe.ErrorKind(err))
 			}
 			if len(c.canceled) != 1 || c.canceled[0] != workflows.ErasureWorkflowID(id) {
 				t.Errorf("canceled %v", c.canceled)
@@ -156,15 +160,6 @@ func TestTemporalEngineCancel(t *testing.T) {
 			}
 		})
 	}
-	if lethe.ErrorKind(serviceNotFoundCancel(t)) != lethe.KindConflict {
-		t.Error("already_finished is not a conflict")
-	}
-}
-
-func serviceNotFoundCancel(t *testing.T) error {
-	t.Helper()
-	c := &fakeClient{cancelErr: serviceerror.NewNotFound("closed")}
-	return api.NewTemporalEngine(c, workflows.Policy{}).CancelErasure(context.Background(), "x")
 }
 
 func errCode(err error) string {

@@ -53,16 +53,21 @@ func TestNewWorkerRunsWorkflowsThatUpsertSearchAttributes(t *testing.T) {
 	if err := run.Get(ctx, nil); err != nil {
 		t.Fatalf("workflow: %v", err)
 	}
-	// The attribute is queryable at once: the test server refreshes its
-	// search attribute cache on read.
-	list, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Namespace: ns,
-		Query:     fmt.Sprintf("%s = 'running'", workflows.SearchStatus.GetName()),
-	})
-	if err != nil {
-		t.Fatalf("ListWorkflow: %v", err)
-	}
-	if len(list.GetExecutions()) != 1 || list.GetExecutions()[0].GetExecution().GetWorkflowId() != run.GetID() {
-		t.Errorf("query by %s found %v, want the one workflow", workflows.SearchStatus.GetName(), list.GetExecutions())
+	// Visibility is written asynchronously after the workflow's events, so
+	// the query is repeated until it sees the workflow or the context ends.
+	query := fmt.Sprintf("%s = 'running'", workflows.SearchStatus.GetName())
+	for {
+		list, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, Query: query})
+		if err != nil {
+			t.Fatalf("ListWorkflow: %v", err)
+		}
+		if ex := list.GetExecutions(); len(ex) == 1 && ex[0].GetExecution().GetWorkflowId() == run.GetID() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("query %q never found the workflow that upserted it", query)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
