@@ -39,7 +39,7 @@ type config struct {
 // setting is one configuration entry: its variable, its flag, its default.
 type setting struct {
 	env, flag, def, usage string
-	target            *string
+	target                *string
 }
 
 func (c *config) settings() []setting {
