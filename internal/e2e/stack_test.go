@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/lethe-dev/lethe"
@@ -79,8 +80,14 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 	s.Digester = dg
 
+	// The worker gets its own client on the same connection so that its logs
+	// (workflow, activities, SDK) land in the captured buffer too.
+	wc, err := client.NewClientFromExisting(s.Temporal, client.Options{Namespace: s.Namespace, Logger: sdklog.NewStructuredLogger(s.Log)})
+	if err != nil {
+		t.Fatalf("worker client: %v", err)
+	}
 	writer := kafkax.NewWriter(s.Brokers)
-	w := worker.New(s.Temporal, workflows.TaskQueue, worker.Options{})
+	w := worker.New(wc, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
@@ -110,6 +117,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		cancel()
 		s.wg.Wait()
 		w.Stop()
+		wc.Close()
 		writer.Close()
 	})
 	return s

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/testenv"
+)
+
+// freeAddr reserves a loopback port for a moment and hands it back.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// devEnv is an environment for `lethe dev` on free ports and a fresh database.
+func devEnv(t *testing.T, dbURL string) map[string]string {
+	return map[string]string{
+		"LETHE_DATABASE_URL":  dbURL,
+		"LETHE_HTTP_ADDR":     freeAddr(t),
+		"LETHE_KAFKA_BROKERS": freeAddr(t),
+		"TEMPORAL_ADDRESS":    freeAddr(t),
+		"LETHE_UI_ADDR":       freeAddr(t),
+		"LETHE_LOG_LEVEL":     "warn",
+	}
+}
+
+var (
+	apiLine  = regexp.MustCompile(`API:\s+(http://\S+)`)
+	uiLine   = regexp.MustCompile(`Temporal UI:\s+(http://[^/\s]+)`)
+	curlBody = regexp.MustCompile(`(?s)curl -s -X POST (\S+) .*?-d '([^']+)'`)
+)
+
+// TestDevDemo runs `lethe dev --demo` as a user would, pastes the curl it
+// prints, and sees the request completed and its workflow listed by the
+// Temporal Web UI with Lethe's search attributes.
+func TestDevDemo(t *testing.T) {
+	env := devEnv(t, testenv.PostgresURL(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--demo", "--data-dir", t.TempDir()}, func(k string) string { return env[k] }, &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("lethe dev stopped with %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("lethe dev did not stop within a minute of its context ending")
+		}
+	})
+
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(stdout.String(), "Lethe is ready.") {
+		select {
+		case err := <-done:
+			t.Fatalf("lethe dev exited early: %v\nstderr:\n%s", err, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lethe dev not ready after 3 minutes\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+	}
+	banner := stdout.String()
+	apiURL := submatch(t, apiLine, banner, 1)
+	uiURL := submatch(t, uiLine, banner, 1)
+	m := curlBody.FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("no curl command in the banner:\n%s", banner)
+	}
+	if want := apiURL + "/v1/erasures"; m[1] != want {
+		t.Errorf("curl posts to %s, want %s", m[1], want)
+	}
+
+	resp := httpDo(t, http.MethodPost, m[1], m[2])
+	if resp.status != http.StatusAccepted {
+		t.Fatalf("pasted curl answered %d %s", resp.status, resp.body)
+	}
+	var accepted struct {
+		ID         string `json:"id"`
+		WorkflowID string `json:"workflow_id"`
+	}
+	json.Unmarshal(resp.body, &accepted)
+
+	var final struct {
+		Status  string `json:"status"`
+		Systems []struct {
+			Name    string `json:"name"`
+			Status  string `json:"status"`
+			Records int64  `json:"records"`
+		} `json:"systems"`
+	}
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		r := httpDo(t, http.MethodGet, apiURL+"/v1/erasures/"+accepted.ID, "")
+		json.Unmarshal(r.body, &final)
+		if final.Status == "completed" || final.Status == "failed" || final.Status == "canceled" {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("request still %s after a minute: %s", final.Status, r.body)
+		}
+	}
+	if final.Status != "completed" || len(final.Systems) != 3 {
+		t.Fatalf("demo request ended %s with systems %+v, want completed over accounts, analytics, orders", final.Status, final.Systems)
+	}
+	for _, s := range final.Systems {
+		if s.Status != "erased" || s.Records == 0 {
+			t.Errorf("demo system %s = %s(%d), want erased with records", s.Name, s.Status, s.Records)
+		}
+	}
+
+	// The UI's own API, as the browser calls it, lists the workflow with
+	// its search attributes.
+	q := url.Values{"query": {fmt.Sprintf("WorkflowId = %q", accepted.WorkflowID)}}
+	var listed string
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		r := httpDo(t, http.MethodGet, uiURL+"/api/v1/namespaces/default/workflows?"+q.Encode(), "")
+		listed = string(r.body)
+		if r.status == http.StatusOK && strings.Contains(listed, "LetheStatus") {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the UI does not list %s with LetheStatus: %d %s", accepted.WorkflowID, r.status, listed)
+		}
+	}
+	for _, want := range []string{accepted.WorkflowID, "LetheStatus", "LethePending", "LetheSystems"} {
+		if !strings.Contains(listed, want) {
+			t.Errorf("UI workflow list lacks %q", want)
+		}
+	}
+	if r := httpDo(t, http.MethodGet, uiURL+"/", ""); r.status != http.StatusOK {
+		t.Errorf("UI page answered %d", r.status)
+	}
+}
+
+// TestDevFailsWithOneLine: when it cannot start, `lethe dev` says why in
+// one line and returns an error.
+func TestDevFailsWithOneLine(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cases := []struct {
+		name string
+		set  map[string]string
+		want string
+	}{
+		{"api port taken", map[string]string{"LETHE_HTTP_ADDR": taken.Addr().String()}, taken.Addr().String()},
+		{"temporal port taken", map[string]string{"TEMPORAL_ADDRESS": taken.Addr().String()}, taken.Addr().String()},
+		{"postgres unreachable", map[string]string{"LETHE_DATABASE_URL": "postgres://postgres@127.0.0.1:1/lethe?sslmode=disable"}, "PostgreSQL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := devEnv(t, "postgres://postgres@127.0.0.1:5432/lethe_never_created?sslmode=disable")
+			for k, v := range tc.set {
+				env[k] = v
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err := run(ctx, []string{"dev", "--ephemeral", "--data-dir", t.TempDir()}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+			if err == nil {
+				t.Fatal("lethe dev started; want an error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, tc.want) {
+				t.Errorf("error = %q, want one line naming %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+type httpResult struct {
+	status int
+	body   []byte
+}
+
+func httpDo(t *testing.T, method, u, body string) httpResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return httpResult{resp.StatusCode, b}
+}
+
+func submatch(t *testing.T, re *regexp.Regexp, s string, i int) string {
+	t.Helper()
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("banner lacks %s:\n%s", re, s)
+	}
+	return m[i]
+}
