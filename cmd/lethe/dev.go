@@ -45,7 +45,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 		{"API", cfg.HTTPAddr}, {"Temporal", cfg.TemporalAddress}, {"Kafka", brokers[0]}, {"UI", cfg.UIAddr},
 	} {
 		if err := devstack.PortFree(p.addr); err != nil {
-			return fmt.Errorf("%s address: %w", p.what, err)
+			return fmt.Errorf("%s %w", p.what, err)
 		}
 	}
 	if err := registry.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
