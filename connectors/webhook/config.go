@@ -1,0 +1,215 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// Config is the connector's configuration file. Zero values mean the
+// defaults below, so a minimal file names only system, url and secret_env.
+type Config struct {
+	// System is the service's name in Lethe's registry.
+	System string `yaml:"system"`
+	// Brokers are the Kafka bootstrap addresses; Main falls back to
+	// $LETHE_KAFKA_BROKERS and then to the contract's default.
+	Brokers []string `yaml:"brokers"`
+	// Topic is where the system's commands arrive; default
+	// wire.DefaultTopic(System). Set it when the system was registered with
+	// a topic of its own.
+	Topic string `yaml:"topic"`
+	// URL is the endpoint that receives the commands.
+	URL string `yaml:"url"`
+	// SecretEnv names the environment variable that holds the shared
+	// secret, which thereby never sits in the file.
+	SecretEnv string `yaml:"secret_env"`
+	// Timeout bounds one HTTP attempt, response body included.
+	Timeout time.Duration `yaml:"timeout"`
+	// Retries bounds how hard the connector tries one command.
+	Retries RetryConfig `yaml:"retries"`
+	// Headers are sent with every request, for a gateway in front of the
+	// endpoint that wants its own credentials. The protocol's headers cannot
+	// be overridden.
+	Headers map[string]string `yaml:"headers"`
+
+	// Logger receives the connector's logs, which never carry identifier
+	// values or response bodies; default slog.Default().
+	Logger *slog.Logger `yaml:"-"`
+	// Now stamps the signatures; default time.Now.
+	Now func() time.Time `yaml:"-"`
+}
+
+// RetryConfig is the bounded retry policy for transient failures of the
+// endpoint: 5xx, 429, timeouts and connection errors.
+type RetryConfig struct {
+	// MaxAttempts counts HTTP attempts per command, the first included.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Initial is the backoff after the first failure; it doubles after each
+	// further one.
+	Initial time.Duration `yaml:"initial"`
+	// Max caps the backoff, a Retry-After included.
+	Max time.Duration `yaml:"max"`
+}
+
+// Defaults of Config's optional fields.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultMaxAttempts  = 4
+	DefaultInitialDelay = 500 * time.Millisecond
+	DefaultMaxDelay     = 10 * time.Second
+	// MaxAttemptsLimit keeps one command from occupying the connector for
+	// long: past it, Lethe's own re-dispatch is the better retry.
+	MaxAttemptsLimit = 20
+	// DefaultBrokers is the contract's default of LETHE_KAFKA_BROKERS.
+	DefaultBrokers = "127.0.0.1:9092"
+	// BrokersEnv is the variable Main reads when the file names no brokers.
+	BrokersEnv = "LETHE_KAFKA_BROKERS"
+)
+
+// MinSecretBytes is the shortest shared secret accepted on either side: an
+// HMAC is only as strong as its key.
+const MinSecretBytes = 32
+
+var (
+	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// headerNameRe is RFC 9110's token.
+	headerNameRe = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
+
+// reservedHeaders are set by the protocol or by net/http; a configured
+// header of these names would forge or break the request.
+var reservedHeaders = map[string]bool{
+	"Content-Type":      true,
+	"Content-Length":    true,
+	"Host":              true,
+	"Transfer-Encoding": true,
+	"Connection":        true,
+	HeaderSignature:     true,
+	HeaderCommandID:     true,
+	HeaderIdempotency:   true,
+}
+
+// LoadConfig reads and validates the configuration file at path.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("webhook: config: %w", err)
+	}
+	defer f.Close()
+	var cfg Config
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("webhook: config %s: the file is empty", path)
+		}
+		return Config{}, fmt.Errorf("webhook: config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return cfg, nil
+}
+
+// Validate reports the first problem of c, so that a misconfigured connector
+// fails at start instead of at the first erasure.
+func (c Config) Validate() error {
+	switch {
+	case !wire.ValidSystemName(c.System):
+		return fmt.Errorf("webhook: config: system %q is not a valid system name", c.System)
+	case c.SecretEnv == "":
+		return errors.New("webhook: config: secret_env is missing")
+	case !envNameRe.MatchString(c.SecretEnv):
+		return fmt.Errorf("webhook: config: secret_env %q is not an environment variable name", c.SecretEnv)
+	case c.Timeout < 0:
+		return errors.New("webhook: config: timeout is negative")
+	case c.Retries.MaxAttempts < 0 || c.Retries.MaxAttempts > MaxAttemptsLimit:
+		return fmt.Errorf("webhook: config: retries.max_attempts must be between 1 and %d", MaxAttemptsLimit)
+	case c.Retries.Initial < 0:
+		return errors.New("webhook: config: retries.initial is negative")
+	case c.Retries.Max < 0:
+		return errors.New("webhook: config: retries.max is negative")
+	}
+	if r := c.withDefaults().Retries; r.Initial > r.Max {
+		return fmt.Errorf("webhook: config: retries.initial (%s) is above retries.max (%s)", r.Initial, r.Max)
+	}
+	if err := validURL(c.URL); err != nil {
+		return fmt.Errorf("webhook: config: url: %w", err)
+	}
+	for _, b := range c.Brokers {
+		if strings.TrimSpace(b) == "" {
+			return errors.New("webhook: config: an empty broker address")
+		}
+	}
+	for name, value := range c.Headers {
+		switch {
+		case !headerNameRe.MatchString(name):
+			return fmt.Errorf("webhook: config: headers: %q is not a header name", name)
+		case reservedHeaders[http.CanonicalHeaderKey(name)]:
+			return fmt.Errorf("webhook: config: headers: %s is set by the protocol", http.CanonicalHeaderKey(name))
+		case strings.ContainsAny(value, "\r\n\x00"):
+			return fmt.Errorf("webhook: config: headers: the value of %s has a line break", name)
+		}
+	}
+	return nil
+}
+
+func validURL(raw string) error {
+	if raw == "" {
+		return errors.New("missing")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url's errors quote the input, which is configuration, not personal data.
+		return err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("the scheme must be http or https")
+	case u.Host == "":
+		return errors.New("the host is missing")
+	case u.User != nil:
+		// Credentials in the URL would end up in error messages; a gateway
+		// credential belongs in headers.
+		return errors.New("must not carry user:password; use headers")
+	case u.Fragment != "":
+		return errors.New("must not have a fragment")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Topic == "" {
+		c.Topic = wire.DefaultTopic(c.System)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Retries.MaxAttempts == 0 {
+		c.Retries.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.Retries.Initial == 0 {
+		c.Retries.Initial = DefaultInitialDelay
+	}
+	if c.Retries.Max == 0 {
+		c.Retries.Max = max(DefaultMaxDelay, c.Retries.Initial)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
