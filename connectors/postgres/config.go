@@ -113,6 +113,8 @@ var (
 	// typeRe is the contract's rule for identifier types.
 	typeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 	envRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// topicRe is Kafka's rule for topic names.
+	topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
 
 // Validate reports the first problem of c that can be seen without the
@@ -147,8 +149,6 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
-
-var topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 func (s Statements) validate(idType string) error {
 	if !typeRe.MatchString(idType) {
@@ -210,8 +210,12 @@ func (c Config) ProducedTypes() []string {
 
 // Names of statements in errors, in the file's own terms so an operator finds
 // the line; statement indexes count from 0 like YAML paths.
-func eraseName(idType string, i int) string  { return fmt.Sprintf("identifiers.%s.erase[%d]", idType, i) }
-func revealName(idType string, i int) string { return fmt.Sprintf("identifiers.%s.reveal[%d]", idType, i) }
+func eraseName(idType string, i int) string {
+	return fmt.Sprintf("identifiers.%s.erase[%d]", idType, i)
+}
+func revealName(idType string, i int) string {
+	return fmt.Sprintf("identifiers.%s.reveal[%d]", idType, i)
+}
 
 var (
 	eraseKeywords  = []string{"DELETE", "UPDATE", "WITH"}
