@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/testenv"
+
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/api"
 	"github.com/lethe-dev/lethe/digest"
@@ -290,24 +292,6 @@ func (t *fakeTopics) count() int {
 	return len(t.ensured)
 }
 
-// syncBuffer is a log sink safe to share between the server and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 var testNow = time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
 
 // harness is a Server over fakes, with its log captured at debug level.
@@ -316,7 +300,7 @@ type harness struct {
 	engine   *fakeEngine
 	topics   *fakeTopics
 	digester *digest.Digester
-	logs     *syncBuffer
+	logs     *testenv.LogBuffer
 	server   *api.Server
 	handler  http.Handler
 }
@@ -335,7 +319,7 @@ func newHarnessWith(t *testing.T, modify func(*api.Config)) *harness {
 		engine:   &fakeEngine{},
 		topics:   &fakeTopics{},
 		digester: d,
-		logs:     &syncBuffer{},
+		logs:     &testenv.LogBuffer{},
 	}
 	cfg := api.Config{
 		Store:    h.store,

@@ -133,23 +133,6 @@ func (a *auditor) all() []lethe.AuditEvent {
 	return append([]lethe.AuditEvent(nil), a.events...)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // start runs a relay until the test ends, then checks Run returned nil.
 func start(t *testing.T, cfg relay.Config, s relay.Signaler, a relay.Auditor) *relay.Relay {
 	t.Helper()
@@ -174,7 +157,7 @@ func start(t *testing.T, cfg relay.Config, s relay.Signaler, a relay.Auditor) *r
 	return r
 }
 
-func config(brokers []string, logs *syncBuffer) relay.Config {
+func config(brokers []string, logs *testenv.LogBuffer) relay.Config {
 	return relay.Config{
 		Brokers:   brokers,
 		BatchWait: time.Second, // everything produced beforehand lands in one batch
@@ -220,7 +203,7 @@ func TestRelayCoalescesOneSignalPerRequest(t *testing.T) {
 	produce(ctx, t, brokers, encode(t, a[0], b[0], a[1], b[1], a[2])...)
 
 	s := &signaler{}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	r := start(t, config(brokers, logs), s, &auditor{})
 	eventually(ctx, t, "all confirmations signaled", func() bool { return s.confirmations() == 5 })
 	eventually(ctx, t, "batch committed", func() bool { return committed(cluster, topic) })
@@ -280,7 +263,7 @@ func TestRelayDeadLettersMalformed(t *testing.T) {
 	produce(ctx, t, brokers, append([]kafka.Message{notJSON, badMsgs[0]}, encode(t, good)...)...)
 
 	s := &signaler{}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	r := start(t, config(brokers, logs), s, &auditor{})
 	eventually(ctx, t, "good confirmation signaled", func() bool { return s.confirmations() == 1 })
 	eventually(ctx, t, "batch committed", func() bool { return committed(cluster, topic) })
@@ -333,7 +316,7 @@ func TestRelayAuditsLateConfirmations(t *testing.T) {
 		return nil
 	}}
 	a := &auditor{failures: 1} // the audit store hiccups once
-	r := start(t, config(brokers, &syncBuffer{}), s, a)
+	r := start(t, config(brokers, &testenv.LogBuffer{}), s, a)
 	eventually(ctx, t, "late confirmations audited", func() bool { return len(a.all()) == 2 })
 	eventually(ctx, t, "live confirmation signaled", func() bool { return s.confirmations() == 1 })
 	eventually(ctx, t, "batch committed", func() bool { return committed(cluster, topic) })
@@ -373,7 +356,7 @@ func TestRelayRetriesTransientErrorsBeforeCommitting(t *testing.T) {
 		}
 		return nil
 	}
-	r := start(t, config(brokers, &syncBuffer{}), s, &auditor{})
+	r := start(t, config(brokers, &testenv.LogBuffer{}), s, &auditor{})
 	eventually(ctx, t, "signal accepted", func() bool { return s.confirmations() == 1 })
 	eventually(ctx, t, "batch committed", func() bool { return committed(cluster, topic) })
 
@@ -429,7 +412,7 @@ func TestRelaySplitsOversizedSignalsInOrder(t *testing.T) {
 	produce(ctx, t, brokers, encode(t, big...)...)
 
 	s := &signaler{}
-	start(t, config(brokers, &syncBuffer{}), s, &auditor{})
+	start(t, config(brokers, &testenv.LogBuffer{}), s, &auditor{})
 	eventually(ctx, t, "all confirmations signaled", func() bool { return s.confirmations() == 3 })
 	eventually(ctx, t, "batch committed", func() bool { return committed(cluster, topic) })
 

@@ -414,7 +414,7 @@ func TestIdentifierValuesNeverStored(t *testing.T) {
 	} else if len(logs) == 0 {
 		t.Error("no log line was written: the log scan proves nothing")
 	}
-	if resp := s.Logs.responses.String(); strings.Contains(resp, "zebra-quokka") {
+	if resp := s.Responses.String(); strings.Contains(resp, "zebra-quokka") {
 		t.Error("an API response holds the identifier value")
 	}
 }

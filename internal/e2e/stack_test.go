@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/internal/testtemporal"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/relay"
 	"github.com/lethe-dev/lethe/wire"
@@ -46,7 +47,8 @@ type stack struct {
 	Temporal  client.Client
 	Namespace string
 	Digester  *digest.Digester
-	Logs      *lockedBuffer
+	Logs      *testenv.LogBuffer
+	Responses *testenv.LogBuffer
 	Log       *slog.Logger
 
 	wg sync.WaitGroup
@@ -63,7 +65,7 @@ type stackOptions struct {
 func newStack(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, ctx: ctx, Logs: &lockedBuffer{}}
+	s := &stack{t: t, ctx: ctx, Logs: &testenv.LogBuffer{}, Responses: &testenv.LogBuffer{}}
 	s.Log = slog.New(slog.NewJSONHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.DB, _ = testenv.Postgres(t)
 	s.Store = registry.New(s.DB)
@@ -71,7 +73,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	if opts.Temporal != nil {
 		s.Temporal, s.Namespace = opts.Temporal, opts.Namespace
 	} else {
-		s.Temporal, s.Namespace = testenv.Temporal(t)
+		s.Temporal, s.Namespace = testtemporal.Start(t)
 	}
 	key := bytes.Repeat([]byte{7}, digest.MinKeyBytes)
 	dg, err := digest.New(key)
@@ -210,7 +212,7 @@ func (s *stack) doRaw(method, path, body, contentType string, header ...string) 
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.Logs.responses.Write(b)
+	s.Responses.Write(append(b, '\n'))
 	return response{Status: resp.StatusCode, Body: b}
 }
 
@@ -261,45 +263,6 @@ func (s *stack) await(id string, within time.Duration) lethe.Erasure {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// lockedBuffer collects every log line and API response of a test so the
-// canary test can search them.
-type lockedBuffer struct {
-	mu        sync.Mutex
-	buf       bytes.Buffer
-	responses responseLog
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// responseLog keeps every API answer body.
-type responseLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (r *responseLog) Write(p []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.buf.Write(p)
-	r.buf.WriteByte('\n')
-}
-
-func (r *responseLog) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.buf.String()
 }
 
 // systemByName finds one system's progress in a request.

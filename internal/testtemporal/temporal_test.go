@@ -1,4 +1,4 @@
-package testenv_test
+package testtemporal_test
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/internal/testtemporal"
 	"github.com/lethe-dev/lethe/workflows"
 )
 
 func TestTemporalRegistersSearchAttributes(t *testing.T) {
-	c, ns := testenv.Temporal(t)
+	c, ns := testtemporal.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
@@ -40,8 +40,8 @@ func upsertWorkflow(ctx workflow.Context) error {
 }
 
 func TestNewWorkerRunsWorkflowsThatUpsertSearchAttributes(t *testing.T) {
-	c, ns := testenv.Temporal(t)
-	testenv.NewWorker(t, c, func(r worker.Registry) {
+	c, ns := testtemporal.Start(t)
+	testtemporal.NewWorker(t, c, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(upsertWorkflow, workflow.RegisterOptions{Name: "upsert"})
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

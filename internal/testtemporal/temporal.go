@@ -1,4 +1,7 @@
-package testenv
+// Package testtemporal starts an in-process Temporal server for tests, with
+// Lethe's search attributes registered. It is apart from package testenv so
+// that tests needing only PostgreSQL or Kafka do not link the Temporal server.
+package testtemporal
 
 import (
 	"context"
@@ -19,12 +22,12 @@ import (
 // server that never answers fails the test instead of hanging it.
 const temporalSetupTimeout = time.Minute
 
-// Temporal starts an in-process Temporal server (in memory, on a random
+// Start starts an in-process Temporal server (in memory, on a random
 // port) with Lethe's search attributes registered in its namespace, and
 // returns a client on that namespace. The namespace is random, not
 // "default": pass it on wherever code names one. Server and client stop
 // when the test ends, and both stay silent.
-func Temporal(t testing.TB) (c client.Client, namespace string) {
+func Start(t testing.TB) (c client.Client, namespace string) {
 	t.Helper()
 	silent := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 	opts := []temporaltest.TestServerOption{
@@ -45,7 +48,7 @@ func Temporal(t testing.TB) (c client.Client, namespace string) {
 	ctx, cancel := context.WithTimeout(context.Background(), temporalSetupTimeout)
 	defer cancel()
 	if err := temporalx.RegisterSearchAttributes(ctx, c, namespace); err != nil {
-		t.Fatalf("testenv: %v", err)
+		t.Fatalf("testtemporal: %v", err)
 	}
 	return c, namespace
 }
@@ -60,7 +63,7 @@ func NewWorker(t testing.TB, c client.Client, register func(worker.Registry)) wo
 	w := worker.New(c, workflows.TaskQueue, worker.Options{WorkflowPanicPolicy: worker.FailWorkflow})
 	register(w)
 	if err := w.Start(); err != nil {
-		t.Fatalf("testenv: start worker: %v", err)
+		t.Fatalf("testtemporal: start worker: %v", err)
 	}
 	t.Cleanup(w.Stop)
 	return w
