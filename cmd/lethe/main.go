@@ -25,6 +25,7 @@ Commands:
   worker    the Temporal worker (workflows and activities)
   relay     the confirmation consumer that signals workflows
   migrate   apply the embedded PostgreSQL migrations
+  connector run a reference connector: lethe connector <postgres|webhook> --config FILE
   version   print the version
 
 Run 'lethe <command> -h' for a command's flags. Every flag mirrors an
@@ -61,6 +62,12 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "connector":
+		err := runConnectorRole(ctx, rest, env, stderr)
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	var extra func(*flag.FlagSet, *config)
 	if role == "dev" {
