@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // The start-up checks of New. Each asks the database itself, so that a
@@ -33,7 +34,7 @@ func checkErase(ctx context.Context, conn *sql.Conn, stmt string) error {
 	var bad error
 	plan.walk(func(n planNode) {
 		if bad == nil && n.NodeType == "ModifyTable" && n.Operation != "Delete" && n.Operation != "Update" {
-			bad = fmt.Errorf("the statement contains an %s; erase statements may only delete or update", n.Operation)
+			bad = fmt.Errorf("the statement contains %s; erase statements may only DELETE or UPDATE", strings.ToUpper(n.Operation))
 		}
 	})
 	return bad

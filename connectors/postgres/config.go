@@ -9,9 +9,11 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -35,10 +37,133 @@ type Config struct {
 	// DatabaseURL is the URL itself, for local use; exactly one of the two
 	// is set.
 	DatabaseURL string `yaml:"database_url"`
+	// Kafka says how to reach a secured cluster; absent, the connections
+	// are plain.
+	Kafka Kafka `yaml:"kafka"`
+	// Commands is where the connector records the commands it carried out.
+	Commands Commands `yaml:"commands"`
+	// Dedup, when set, shares the SDK's de-duplication store through the
+	// service's database; absent, the SDK keeps it in memory.
+	Dedup *Dedup `yaml:"dedup"`
 	// Identifiers maps each identifier type the system erases by to its
 	// statements. The keys are what the system declares as "identifiers" in
 	// Lethe's registry.
 	Identifiers map[string]Statements `yaml:"identifiers"`
+}
+
+// Kafka is the security of the connections to the brokers.
+type Kafka struct {
+	// TLS encrypts the connections, verifying the brokers against the
+	// system's certificate authorities or TLSCAFile's.
+	TLS bool `yaml:"tls"`
+	// TLSCAFile is a PEM file of the authorities that sign the brokers'
+	// certificates, for a cluster with a private CA; it needs TLS.
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// SASL authenticates the connections, when set.
+	SASL *SASL `yaml:"sasl"`
+}
+
+// SASL is a SASL login. The password comes from an environment variable,
+// never from the file.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string `yaml:"mechanism"`
+	// Username is the login.
+	Username string `yaml:"username"`
+	// PasswordEnv names the environment variable holding the password.
+	PasswordEnv string `yaml:"password_env"`
+}
+
+func (k Kafka) validate() error {
+	if k.TLSCAFile != "" && !k.TLS {
+		return configError("kafka.tls_ca_file is set but kafka.tls is false")
+	}
+	if k.SASL == nil {
+		return nil
+	}
+	switch strings.ToUpper(k.SASL.Mechanism) {
+	case connectors.SASLPlain, connectors.SASLSCRAMSHA256, connectors.SASLSCRAMSHA512:
+	case "":
+		return configError("kafka.sasl.mechanism is missing")
+	default:
+		return configError("kafka.sasl.mechanism %q is not one of %s, %s, %s",
+			k.SASL.Mechanism, connectors.SASLPlain, connectors.SASLSCRAMSHA256, connectors.SASLSCRAMSHA512)
+	}
+	switch {
+	case k.SASL.Username == "":
+		return configError("kafka.sasl.username is missing")
+	case k.SASL.PasswordEnv == "":
+		return configError("kafka.sasl.password_env is missing")
+	case !envRe.MatchString(k.SASL.PasswordEnv):
+		return configError("kafka.sasl.password_env %q is not an environment variable name", k.SASL.PasswordEnv)
+	}
+	return nil
+}
+
+// Commands configures the table, in the service's own database, where the
+// connector records each command it carried out, in the same transaction as
+// the erasure. A command delivered again (after a crash between erasing and
+// confirming, or to another replica) is then answered with the recorded
+// outcome instead of being run again. The table holds command ids,
+// outcomes and counts, never an identifier value.
+type Commands struct {
+	// Table is the table's name, optionally schema-qualified; default
+	// DefaultCommandsTable. New creates it when it is missing.
+	Table string `yaml:"table"`
+	// Retention is how long a record is kept (a Go duration, such as
+	// 2160h); default DefaultCommandsRetention.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Defaults of Commands.
+const (
+	DefaultCommandsTable = "lethe_connector_commands"
+	// DefaultCommandsRetention is the SDK's dedup retention: Lethe no
+	// longer re-dispatches a command after that, so its record answers
+	// nothing.
+	DefaultCommandsRetention = connectors.DedupRetention
+)
+
+func (c Commands) withDefaults() Commands {
+	if c.Table == "" {
+		c.Table = DefaultCommandsTable
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultCommandsRetention
+	}
+	return c
+}
+
+func (c Commands) validate() error {
+	switch {
+	case c.Table != "" && !tableRe.MatchString(c.Table):
+		return configError("commands.table %q is not a table name (lower-case letters, digits and _, optionally schema.table)", c.Table)
+	case c.Retention < 0:
+		return configError("commands.retention is negative")
+	case c.Retention > 0 && c.Retention < time.Hour:
+		return configError("commands.retention %s is shorter than an hour; Lethe re-dispatches over days", c.Retention)
+	}
+	return nil
+}
+
+// Dedup turns on the SDK's de-duplication store in the service's database
+// (connectors.NewPostgresDedup) instead of its in-memory one. The commands
+// table already keeps a redelivered command from being erased twice; this
+// store adds that a redelivery is answered with the very confirmation sent
+// before, derived identifiers included, even when the rows that revealed
+// them are gone. For that it keeps those identifiers, which are personal
+// data, for connectors.DedupRetention.
+type Dedup struct {
+	// Table is the store's table, optionally schema-qualified; default
+	// connectors.DefaultDedupTable. The SDK creates it when it is missing.
+	Table string `yaml:"table"`
+}
+
+func (d *Dedup) validate() error {
+	if d != nil && d.Table != "" && !tableRe.MatchString(d.Table) {
+		return configError("dedup.table %q is not a table name (lower-case letters, digits and _, optionally schema.table)", d.Table)
+	}
+	return nil
 }
 
 // Statements is what the connector runs for one identifier type, each
@@ -47,7 +172,8 @@ type Statements struct {
 	// Erase are DELETE statements, or UPDATE statements that anonymise the
 	// columns kept for accounting. An anonymising UPDATE should match only
 	// rows not yet anonymised (WHERE … AND email IS NOT NULL), so that a
-	// repeated erasure counts nothing and reports not_found.
+	// later request for the same subject counts nothing and reports
+	// not_found.
 	Erase []string `yaml:"erase"`
 	// Reveal are queries run before any erasure that find further
 	// identifiers of the same subject, which Lethe then sends to the
@@ -111,8 +237,9 @@ func ParseConfig(b []byte) (Config, error) {
 
 var (
 	// typeRe is the contract's rule for identifier types.
-	typeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
-	envRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	typeRe  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	envRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	tableRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$`)
 	// topicRe is Kafka's rule for topic names.
 	topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
@@ -136,6 +263,15 @@ func (c Config) Validate() error {
 		return configError("database_url_env %q is not an environment variable name", c.DatabaseURLEnv)
 	case len(c.Identifiers) == 0:
 		return configError("identifiers is empty: name at least one identifier type and its statements")
+	}
+	if err := c.Kafka.validate(); err != nil {
+		return err
+	}
+	if err := c.Commands.validate(); err != nil {
+		return err
+	}
+	if err := c.Dedup.validate(); err != nil {
+		return err
 	}
 	for i, b := range c.Brokers {
 		if strings.TrimSpace(b) == "" {

@@ -2,11 +2,19 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
 	"strings"
+	"time"
+
+	"github.com/lib/pq"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/lethe-dev/lethe/connectors"
 )
@@ -39,10 +47,13 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	if err != nil {
 		return err
 	}
-	db, err := sql.Open("postgres", dbURL)
+	tlsConfig, mechanism, err := cfg.Kafka.security(env)
 	if err != nil {
-		// lib/pq's parse errors do not quote the URL, so no password leaks.
-		return fmt.Errorf("postgres connector: open database: %w", err)
+		return err
+	}
+	db, err := openDB(dbURL)
+	if err != nil {
+		return err
 	}
 	defer db.Close()
 	if err := db.PingContext(ctx); err != nil {
@@ -60,12 +71,71 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	}
 	logger.Info("postgres connector ready", "system", cfg.System,
 		"register_identifiers", cfg.IdentifierTypes(), "register_produces", cfg.ProducedTypes())
+
+	var dedup connectors.DedupStore
+	if cfg.Dedup != nil {
+		if dedup, err = connectors.NewPostgresDedup(ctx, db, cfg.Dedup.Table); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("postgres connector: dedup: %w", err)
+		}
+	}
+
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		prune(ctx, c, logger)
+	}()
+	defer func() { <-pruned }()
 	return connectors.Run(ctx, connectors.Config{
 		Brokers: cfg.brokers(env),
 		System:  cfg.System,
 		Topic:   cfg.Topic,
 		Logger:  logger,
+		TLS:     tlsConfig,
+		SASL:    mechanism,
+		Dedup:   dedup,
 	}, c)
+}
+
+// PruneInterval is how often Main deletes expired records of the commands table.
+const PruneInterval = time.Hour
+
+// prune deletes expired records of the commands table now and every PruneInterval until ctx
+// ends. A failure is only logged: the records are small, and the next round
+// catches up.
+func prune(ctx context.Context, c *Connector, logger *slog.Logger) {
+	t := time.NewTicker(PruneInterval)
+	defer t.Stop()
+	for {
+		if n, err := c.Prune(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("prune the commands table", "error", err.Error())
+		} else if n > 0 {
+			logger.Info("pruned the commands table", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// openDB returns a pool on the database at dbURL. A URL that does not parse
+// is reported without the parser's message, which quotes the URL and with
+// it the password.
+func openDB(dbURL string) (*sql.DB, error) {
+	connector, err := pq.NewConnector(dbURL)
+	if err != nil {
+		reason := "check its syntax"
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			reason = uerr.Err.Error()
+		}
+		return nil, fmt.Errorf("postgres connector: the database URL is malformed: %s", reason)
+	}
+	return sql.OpenDB(connector), nil
 }
 
 // databaseURL returns the URL the configuration points at.
@@ -96,4 +166,36 @@ func (c Config) brokers(env func(string) string) []string {
 		out = []string{DefaultKafkaBrokers}
 	}
 	return out
+}
+
+// security builds the TLS configuration and SASL mechanism of k, reading
+// the password from the environment.
+func (k Kafka) security(env func(string) string) (*tls.Config, sasl.Mechanism, error) {
+	var tlsConfig *tls.Config
+	if k.TLS {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if k.TLSCAFile != "" {
+			pem, err := os.ReadFile(k.TLSCAFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("postgres connector: kafka.tls_ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, nil, fmt.Errorf("postgres connector: kafka.tls_ca_file %s holds no PEM certificate", k.TLSCAFile)
+			}
+			tlsConfig.RootCAs = pool
+		}
+	}
+	if k.SASL == nil {
+		return tlsConfig, nil, nil
+	}
+	password := env(k.SASL.PasswordEnv)
+	if password == "" {
+		return nil, nil, fmt.Errorf("postgres connector: environment variable %s (kafka.sasl.password_env) is not set", k.SASL.PasswordEnv)
+	}
+	mechanism, err := connectors.SASL(k.SASL.Mechanism, k.SASL.Username, password)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres connector: kafka.sasl: %w", err)
+	}
+	return tlsConfig, mechanism, nil
 }

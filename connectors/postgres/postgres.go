@@ -3,8 +3,10 @@
 // that erases a subject (DELETE, or UPDATE to anonymise what accounting must
 // keep) and optionally the queries that reveal further identifiers of the
 // subject, and runs `lethe connector postgres --config FILE`. No Go is
-// needed. Every statement is checked against the database at start-up, and
-// each command is carried out in one transaction.
+// needed. Every statement is checked against the database at start-up; each
+// command is carried out in one transaction, which also records the command
+// in a table of the service's database, so that a command delivered
+// again is answered from the record instead of being run twice.
 package postgres
 
 import (
@@ -25,9 +27,9 @@ var _ connectors.Handler = (*Connector)(nil)
 // holds no state of its own beyond the pool, so the SDK may call it for
 // several commands at once.
 type Connector struct {
-	db    *sql.DB
-	types []string
-	stmts map[string]Statements
+	db     *sql.DB
+	stmts  map[string]Statements
+	ledger ledger
 }
 
 // New checks every statement of cfg against db and returns the connector
@@ -35,7 +37,8 @@ type Connector struct {
 // names a missing table or column, or does something other than its role
 // (an erase statement that is not a DELETE or UPDATE, a reveal query that
 // writes or does not return exactly one column) is an error naming the
-// identifier type and the statement's index. New changes nothing in db.
+// identifier type and the statement's index. The checks change nothing in
+// db; New only creates the commands table (Config.Commands) when it is missing.
 func New(ctx context.Context, db *sql.DB, cfg Config) (*Connector, error) {
 	if db == nil {
 		return nil, errors.New("postgres connector: nil database")
@@ -48,8 +51,8 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Connector, error) {
 		return nil, fmt.Errorf("postgres connector: connect: %w", err)
 	}
 	defer conn.Close()
-	c := &Connector{db: db, types: cfg.types(), stmts: make(map[string]Statements, len(cfg.Identifiers))}
-	for _, t := range c.types {
+	c := &Connector{db: db, stmts: make(map[string]Statements, len(cfg.Identifiers)), ledger: newLedger(cfg.Commands)}
+	for _, t := range cfg.types() {
 		s := cfg.Identifiers[t]
 		for i, stmt := range s.Erase {
 			if err := checkErase(ctx, conn, stmt); err != nil {
@@ -63,16 +66,25 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Connector, error) {
 		}
 		c.stmts[t] = s
 	}
+	if err := c.ledger.ensure(ctx, conn); err != nil {
+		return nil, fmt.Errorf("postgres connector: %w", err)
+	}
 	return c, nil
 }
 
 // Erase carries out one command in one transaction. For the request's
 // identifiers of configured types (others are ignored), it first runs every
 // reveal query, while all the data is still there, then every erase
-// statement; Records is the sum of the rows they affected. With req.DryRun
-// the same statements run and the transaction is rolled back, so the counts
-// and derived identifiers are those a real erasure would report. A database
-// error is returned as an error, which the SDK treats as transient.
+// statement; Records is the sum of the rows they affected. The command is
+// recorded in the commands table in the same transaction: a command carried
+// out before is answered with its recorded outcome and records, and is not
+// run again (its reveal queries are, to report the derived identifiers that
+// can still be found, since the table keeps no identifier values).
+//
+// With req.DryRun the same statements run and the transaction is rolled
+// back, so the counts and derived identifiers are those a real erasure would
+// report; nothing is recorded. A database error is returned as an error,
+// which the SDK treats as transient.
 func (c *Connector) Erase(ctx context.Context, req connectors.Request) (connectors.Result, error) {
 	ids := c.configured(req.Identifiers)
 	if len(ids) == 0 {
@@ -84,6 +96,18 @@ func (c *Connector) Erase(ctx context.Context, req connectors.Request) (connecto
 	}
 	defer tx.Rollback()
 
+	// A request without a command id (a handler called outside the SDK)
+	// cannot be recognised again, so it is not recorded.
+	remember := !req.DryRun && req.CommandID != ""
+	if remember {
+		claimed, rec, err := c.ledger.claim(ctx, tx, req.CommandID, req.RequestID)
+		if err != nil {
+			return connectors.Result{}, dbError("commands table "+c.ledger.name, err)
+		}
+		if !claimed {
+			return c.repeat(ctx, tx, req, ids, rec)
+		}
+	}
 	derived, skipped, err := c.reveal(ctx, tx, ids)
 	if err != nil {
 		return connectors.Result{}, err
@@ -101,14 +125,51 @@ func (c *Connector) Erase(ctx context.Context, req connectors.Request) (connecto
 	if err != nil {
 		return connectors.Result{}, err
 	}
+	res := result(req.DryRun, records, derived, skipped)
 	if req.DryRun {
 		if err := tx.Rollback(); err != nil {
 			return connectors.Result{}, dbError("roll back the dry run", err)
 		}
-	} else if err := tx.Commit(); err != nil {
+		return res, nil
+	}
+	if remember {
+		if err := c.ledger.finish(ctx, tx, req.CommandID, res.Outcome, res.Records, res.Detail); err != nil {
+			return connectors.Result{}, dbError("commands table "+c.ledger.name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		return connectors.Result{}, dbError("commit", err)
 	}
-	return result(req.DryRun, records, derived, skipped), nil
+	return res, nil
+}
+
+// repeat answers a command carried out before with its record.
+func (c *Connector) repeat(ctx context.Context, tx *sql.Tx, req connectors.Request, ids []wire.Identifier, rec record) (connectors.Result, error) {
+	if rec.requestID != req.RequestID {
+		return connectors.Result{
+			Outcome: wire.OutcomeFailed,
+			Detail:  "this command_id was carried out for another request; the command is not run",
+		}, nil
+	}
+	derived, _, err := c.reveal(ctx, tx, ids)
+	if err != nil {
+		return connectors.Result{}, err
+	}
+	if len(derived) > wire.MaxIdentifiers {
+		derived = nil
+	}
+	return connectors.Result{Outcome: rec.outcome, Records: rec.records, Detail: rec.detail, Derived: derived}, nil
+}
+
+// Prune deletes the commands table's records older than Config.Commands's
+// retention and returns how many it deleted. Main calls it periodically; a
+// program embedding the connector calls it as it sees fit.
+func (c *Connector) Prune(ctx context.Context) (int64, error) {
+	n, err := c.ledger.prune(ctx, c.db)
+	if err != nil {
+		return 0, dbError("prune commands table "+c.ledger.name, err)
+	}
+	return n, nil
 }
 
 // configured returns the request's identifiers of configured types, each
