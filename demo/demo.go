@@ -117,6 +117,32 @@ CREATE TABLE IF NOT EXISTS demo_analytics.events (
 	occurred_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS events_device_id_idx ON demo_analytics.events (device_id);
+
+-- Each service's ledger of the commands it carried out (see handlers.go):
+-- command ids and counts only, never an identifier value. A row is claimed
+-- first and its result filled in by the same transaction, so no other
+-- transaction ever sees outcome, records or detail empty.
+CREATE TABLE IF NOT EXISTS demo_accounts.erasure_commands (
+	command_id text PRIMARY KEY,
+	outcome    text,
+	records    bigint,
+	detail     text,
+	done_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS demo_orders.erasure_commands (
+	command_id text PRIMARY KEY,
+	outcome    text,
+	records    bigint,
+	detail     text,
+	done_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS demo_analytics.erasure_commands (
+	command_id text PRIMARY KEY,
+	outcome    text,
+	records    bigint,
+	detail     text,
+	done_at    timestamptz NOT NULL DEFAULT now()
+);
 `
 
 // Migrate creates the demo schemas and tables. It is idempotent, so every

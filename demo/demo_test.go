@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	_ "github.com/lib/pq"
 
 	"github.com/lethe-dev/lethe"
@@ -36,8 +37,8 @@ func seeded(t *testing.T) (context.Context, *sql.DB, demo.Subject) {
 	return ctx, db, s
 }
 
-// request builds a command as a connector would hand it over: only the
-// identifier types the system declared.
+// request builds a new command as a connector would hand it over: fresh
+// ids, and only the identifier types the system declared.
 func request(system string, ids []wire.Identifier, dryRun bool) connectors.Request {
 	var declared []string
 	for _, s := range demo.Systems() {
@@ -52,7 +53,7 @@ func request(system string, ids []wire.Identifier, dryRun bool) connectors.Reque
 		}
 	}
 	return connectors.Request{
-		CommandID: "0b5c2b1e-6d5f-4c4e-9f0a-1b2c3d4e5f60", RequestID: "6f1c2b1e-6d5f-4c4e-9f0a-1b2c3d4e5f60",
+		CommandID: uuid.NewString(), RequestID: uuid.NewString(),
 		System: system, Attempt: 1, Identifiers: mine, DryRun: dryRun,
 		IssuedAt: time.Now(), ConfirmBy: time.Now().Add(time.Hour),
 	}
@@ -116,7 +117,8 @@ func TestEraseRemovesRowsAndReportsCounts(t *testing.T) {
 			h := demo.Handlers(db)[tt.system]
 			before := count(t, ctx, db, tt.system, bystander)
 
-			res, err := h.Erase(ctx, request(tt.system, tt.ids(s), false))
+			req := request(tt.system, tt.ids(s), false)
+			res, err := h.Erase(ctx, req)
 			if err != nil {
 				t.Fatalf("Erase: %v", err)
 			}
@@ -133,13 +135,25 @@ func TestEraseRemovesRowsAndReportsCounts(t *testing.T) {
 				t.Errorf("bystander rows went from %d to %d, want them untouched", before, got)
 			}
 
-			// A repeated command finds nothing left and says so.
-			res, err = h.Erase(ctx, request(tt.system, tt.ids(s), false))
+			// The same command again is recognised and answered as before,
+			// without the derived identifiers, which are gone with the data.
+			repeat := req
+			repeat.Attempt = 2
+			again, err := h.Erase(ctx, repeat)
 			if err != nil {
 				t.Fatalf("repeated Erase: %v", err)
 			}
+			if again.Outcome != res.Outcome || again.Records != res.Records || again.Detail != res.Detail || len(again.Derived) != 0 {
+				t.Errorf("repeated Erase = %+v, want %s with %d records, detail %q, nothing derived", again, res.Outcome, res.Records, res.Detail)
+			}
+
+			// A new command finds nothing left and says so.
+			res, err = h.Erase(ctx, request(tt.system, tt.ids(s), false))
+			if err != nil {
+				t.Fatalf("new Erase: %v", err)
+			}
 			if res.Outcome != wire.OutcomeNotFound || res.Records != 0 || len(res.Derived) != 0 {
-				t.Errorf("repeated Erase = %+v, want not_found with no records or derived identifiers", res)
+				t.Errorf("new Erase = %+v, want not_found with no records or derived identifiers", res)
 			}
 		})
 	}
@@ -252,5 +266,59 @@ func TestCountUnknownSystem(t *testing.T) {
 	ctx, db, s := seeded(t)
 	if _, err := demo.Count(ctx, db, "billing", s.AllIdentifiers()); err == nil {
 		t.Error("Count of an unknown system succeeded, want an error")
+	}
+}
+
+func TestRepeatedCommandErasesOnce(t *testing.T) {
+	t.Parallel()
+	ctx, db, s := seeded(t)
+	for system, h := range demo.Handlers(db) {
+		// Two deliveries of one command at once, as two replicas would
+		// take them: one erases, the other waits and answers alike.
+		req := request(system, s.AllIdentifiers(), false)
+		results := make(chan connectors.Result, 2)
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				res, err := h.Erase(ctx, req)
+				results <- res
+				errs <- err
+			}()
+		}
+		a, b := <-results, <-results
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("%s: Erase: %v", system, err)
+			}
+		}
+		if a.Outcome != wire.OutcomeErased || a.Records != seededRows[system] || b.Outcome != a.Outcome || b.Records != a.Records {
+			t.Errorf("%s: concurrent deliveries answered %s(%d) and %s(%d), want both erased(%d)",
+				system, a.Outcome, a.Records, b.Outcome, b.Records, seededRows[system])
+		}
+	}
+}
+
+func TestRepeatedCommandLeavesNewDataAlone(t *testing.T) {
+	t.Parallel()
+	ctx, db, _ := seeded(t)
+	h := demo.Handlers(db)[demo.SystemOrders]
+	newcomer := []wire.Identifier{{Type: demo.TypeUserID, Value: "u-newcomer"}}
+	req := request(demo.SystemOrders, newcomer, false)
+	res, err := h.Erase(ctx, req)
+	if err != nil || res.Outcome != wire.OutcomeNotFound {
+		t.Fatalf("Erase of a user with no orders = %+v, %v; want not_found", res, err)
+	}
+	// The user places an order after the command was carried out; a late
+	// redelivery of that command must not erase it.
+	if _, err := db.ExecContext(ctx, `INSERT INTO demo_orders.orders (order_id, user_id, total_cents) VALUES ('ord-new', 'u-newcomer', 500)`); err != nil {
+		t.Fatal(err)
+	}
+	req.Attempt = 2
+	res, err = h.Erase(ctx, req)
+	if err != nil || res.Outcome != wire.OutcomeNotFound || res.Records != 0 {
+		t.Errorf("redelivered Erase = %+v, %v; want the recorded not_found", res, err)
+	}
+	if got := count(t, ctx, db, demo.SystemOrders, newcomer); got != 1 {
+		t.Errorf("%d orders of the user remain, want the new one", got)
 	}
 }
