@@ -25,6 +25,8 @@ type Config struct {
 	// Brokers are the Kafka bootstrap addresses; Main falls back to
 	// $LETHE_KAFKA_BROKERS and then to the contract's default.
 	Brokers []string `yaml:"brokers"`
+	// Kafka secures the connections to the brokers: TLS, SASL.
+	Kafka Kafka `yaml:"kafka"`
 	// Topic is where the system's commands arrive; default
 	// wire.DefaultTopic(System). Set it when the system was registered with
 	// a topic of its own.
@@ -58,7 +60,8 @@ type RetryConfig struct {
 	// Initial is the backoff after the first failure; it doubles after each
 	// further one.
 	Initial time.Duration `yaml:"initial"`
-	// Max caps the backoff, a Retry-After included.
+	// Max caps the backoff, a Retry-After included; default
+	// DefaultMaxDelay, or Initial when that is longer.
 	Max time.Duration `yaml:"max"`
 }
 
@@ -151,6 +154,9 @@ func (c Config) Validate() error {
 		if strings.TrimSpace(b) == "" {
 			return errors.New("webhook: config: an empty broker address")
 		}
+	}
+	if err := c.Kafka.validate(); err != nil {
+		return err
 	}
 	for name, value := range c.Headers {
 		switch {

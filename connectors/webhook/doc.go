@@ -22,6 +22,10 @@
 //	  max: 10s                           # backoff cap; default 10s
 //	headers:                             # optional extra request headers (e.g. for a gateway)
 //	  X-Team: crm
+//	kafka:                               # optional; as in the postgres connector's file
+//	  tls: true
+//	  tls_ca_file: /etc/lethe/kafka-ca.pem
+//	  sasl: {mechanism: SCRAM-SHA-512, username: crm, password_env: KAFKA_PASSWORD}
 //
 // The secret is any string of at least 32 bytes (for instance the output of
 // `openssl rand -hex 32`), the same on both sides. It is read from the
@@ -100,14 +104,19 @@
 // still capped), stop when the connector shuts down and are bounded by
 // retries.max_attempts. When every attempt failed the connector reports an
 // error to the SDK, which confirms failed and retryable so Lethe dispatches
-// the command again later. Responses bodies and identifier values are never
-// logged.
+// the command again later (the SDK's own handler retries are switched off,
+// so max_attempts is the whole bound). Response bodies and identifier values
+// are never logged; nor is the command id, which is the capability that makes
+// a confirmation count. The request id is, to follow one erasure across
+// systems.
 //
 // # Rejections by Verifier
 //
 // Verifier answers with Lethe's error shape,
 // {"error": {"code": "…", "message": "…"}}: 401 with code missing_signature,
 // invalid_signature, stale_signature or replayed_signature; 413 for a body
-// over 1 MiB; 503 when its memory of recent signatures is full (the connector
-// retries); 500 when its secret is shorter than 32 bytes.
+// over 1 MiB; 400 with code unreadable_body when the body cannot be read; 503
+// with code too_many_signatures when its memory of recent signatures is full
+// (the connector retries); 500 with code verifier_misconfigured when its
+// secret is shorter than 32 bytes.
 package webhook

@@ -1,0 +1,74 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/lethe-dev/lethe/connectors"
+)
+
+// Main runs the connector described by the file at configPath until ctx
+// ends: what `lethe connector webhook --config FILE` does. env reads the
+// environment (os.Getenv in production), for the secret and, when the file
+// names no brokers, LETHE_KAFKA_BROKERS. It returns nil once ctx is canceled.
+func Main(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger) error {
+	if env == nil {
+		return errors.New("webhook: nil env")
+	}
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg.Logger = logger
+	secret := env(cfg.SecretEnv)
+	if secret == "" {
+		return fmt.Errorf("webhook: $%s is empty; it must hold the shared secret", cfg.SecretEnv)
+	}
+	if len(secret) < MinSecretBytes {
+		return fmt.Errorf("webhook: $%s holds %d bytes; the shared secret needs at least %d", cfg.SecretEnv, len(secret), MinSecretBytes)
+	}
+	conn, err := New(cfg, []byte(secret), nil)
+	if err != nil {
+		return err
+	}
+	tlsConfig, mechanism, err := cfg.Kafka.security(env)
+	if err != nil {
+		return err
+	}
+	brokers := cfg.Brokers
+	if len(brokers) == 0 {
+		brokers = splitBrokers(env(BrokersEnv))
+	}
+	if len(brokers) == 0 {
+		brokers = []string{DefaultBrokers}
+	}
+	logger.Info("webhook connector starting", "system", cfg.System, "topic", conn.cfg.Topic,
+		"max_attempts", conn.cfg.Retries.MaxAttempts, "timeout", conn.cfg.Timeout)
+	return connectors.Run(ctx, connectors.Config{
+		Brokers: brokers,
+		System:  cfg.System,
+		Topic:   conn.cfg.Topic,
+		Logger:  logger,
+		TLS:     tlsConfig,
+		SASL:    mechanism,
+		// The connector retries the endpoint itself, within the bounds the
+		// file sets; retrying it again in the SDK would multiply them.
+		Retry: connectors.RetryPolicy{MaxAttempts: 1},
+	}, conn)
+}
+
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
