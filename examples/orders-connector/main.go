@@ -26,20 +26,39 @@ import (
 // orders erases what the orders service holds about a subject.
 type orders struct{ db *sql.DB }
 
-// Erase deletes the subject's orders in one transaction. A repeated command
-// finds nothing left and says not_found, which is what idempotent means here;
-// on a dry run the transaction is rolled back and the count reported.
+// schema creates the service's table and the small ledger of commands it
+// carried out, which makes a repeated command_id answer as the first did.
+const schema = `
+CREATE TABLE IF NOT EXISTS orders (order_id text PRIMARY KEY, user_id text NOT NULL, total_cents bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS lethe_commands (command_id text PRIMARY KEY, outcome text NOT NULL, records bigint NOT NULL)`
+
+// Erase deletes the subject's orders in one transaction and records the
+// command in the same transaction: a command delivered again (Lethe and
+// Kafka deliver at least once) gets the recorded answer instead of running
+// again and reporting not_found. A dry run counts, rolls back and records
+// nothing.
 func (o orders) Erase(ctx context.Context, req connectors.Request) (connectors.Result, error) {
-	userIDs := req.Values("user_id")
-	if len(userIDs) == 0 {
-		return connectors.Result{Outcome: wire.OutcomeNotFound}, nil
-	}
 	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {
 		return connectors.Result{}, fmt.Errorf("begin: %w", err) // transient: retried
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM orders WHERE user_id = ANY($1)`, pq.Array(userIDs))
+	if !req.DryRun {
+		// Claim the command; a concurrent or later repeat waits here, then
+		// reads what the first delivery recorded.
+		res, err := tx.ExecContext(ctx, `INSERT INTO lethe_commands (command_id, outcome, records) VALUES ($1, '', 0) ON CONFLICT DO NOTHING`, req.CommandID)
+		if err != nil {
+			return connectors.Result{}, fmt.Errorf("claim command: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var r connectors.Result
+			if err := tx.QueryRowContext(ctx, `SELECT outcome, records FROM lethe_commands WHERE command_id = $1`, req.CommandID).Scan(&r.Outcome, &r.Records); err != nil {
+				return connectors.Result{}, fmt.Errorf("read recorded command: %w", err)
+			}
+			return r, nil
+		}
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM orders WHERE user_id = ANY($1)`, pq.Array(req.Values("user_id")))
 	if err != nil {
 		return connectors.Result{}, fmt.Errorf("delete orders: %w", err)
 	}
@@ -47,15 +66,20 @@ func (o orders) Erase(ctx context.Context, req connectors.Request) (connectors.R
 	if err != nil {
 		return connectors.Result{}, err
 	}
+	result := connectors.Result{Outcome: wire.OutcomeErased, Records: n}
 	if n == 0 {
-		return connectors.Result{Outcome: wire.OutcomeNotFound}, nil
+		result.Outcome = wire.OutcomeNotFound
 	}
-	if !req.DryRun {
-		if err := tx.Commit(); err != nil {
-			return connectors.Result{}, fmt.Errorf("commit: %w", err)
-		}
+	if req.DryRun {
+		return result, nil // deferred Rollback undoes the DELETE
 	}
-	return connectors.Result{Outcome: wire.OutcomeErased, Records: n, Detail: fmt.Sprintf("%d order(s)", n)}, nil
+	if _, err := tx.ExecContext(ctx, `UPDATE lethe_commands SET outcome = $2, records = $3 WHERE command_id = $1`, req.CommandID, result.Outcome, n); err != nil {
+		return connectors.Result{}, fmt.Errorf("record command: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return connectors.Result{}, fmt.Errorf("commit: %w", err)
+	}
+	return result, nil
 }
 
 var _ connectors.Handler = orders{}
@@ -80,7 +104,7 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS orders (order_id text PRIMARY KEY, user_id text NOT NULL, total_cents bigint NOT NULL)`); err != nil {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
 	brokers := strings.Split(os.Getenv("LETHE_KAFKA_BROKERS"), ",")
