@@ -15,9 +15,11 @@ import (
 // fixed texts: a handler's error may quote the values it was working on, and
 // a confirmation travels far beyond the service's own logs.
 const (
-	detailHandlerFailed  = "the handler failed; the service's logs say why"
-	detailInvalidOutcome = "handler returned an invalid outcome"
-	detailInvalidResult  = "handler returned an invalid result: "
+	detailHandlerFailed = "the handler failed; the service's logs say why"
+	// detailHandlerFailedPermanently answers a handler's Permanent error.
+	detailHandlerFailedPermanently = "the handler failed and retrying cannot help; the service's logs say why"
+	detailInvalidOutcome           = "handler returned an invalid outcome"
+	detailInvalidResult            = "handler returned an invalid result: "
 )
 
 // NewConfirmation is the confirmation Run sends for cmd when its handler

@@ -11,14 +11,28 @@ import (
 // DedupStore remembers the confirmations Run has sent, by command id, so that
 // a command delivered again (Kafka delivers at least once, and Lethe
 // re-dispatches when a confirmation is slow) is answered with the same
-// confirmation instead of running the handler twice. A service that wants
-// this to survive restarts implements it on its own database; the handler
-// must stay idempotent regardless, since a store may forget.
+// confirmation instead of running the handler twice. Run records a
+// confirmation after the handler returns and before publishing it, so a
+// consumer that dies in between leaves its command to be answered from the
+// store. A service with several replicas, or that wants this to survive
+// restarts, uses a store on its database (NewPostgresDedup, or its own);
+// the handler must stay idempotent regardless, since a store may forget.
+// A store is used from several goroutines at once.
 type DedupStore interface {
 	// Get returns the confirmation recorded for commandID, if any.
 	Get(ctx context.Context, commandID string) (wire.Confirmation, bool, error)
-	// Put records c under c.CommandID, replacing any earlier one.
+	// Put records c under c.CommandID. A store of one process may replace
+	// an earlier confirmation; a store shared by replicas should keep the
+	// first, which another replica may have published already.
 	Put(ctx context.Context, c wire.Confirmation) error
+}
+
+// firstKeeper is a DedupStore shared by replicas that keeps the first
+// confirmation of a command and can say which one that is in the same round
+// trip; Run then publishes the kept one, so that all replicas answer a
+// command alike.
+type firstKeeper interface {
+	putFirst(ctx context.Context, c wire.Confirmation) (kept wire.Confirmation, err error)
 }
 
 // DefaultDedupSize is how many command ids the default in-memory store keeps.

@@ -10,8 +10,9 @@ import (
 
 // TestDependenciesStayLight keeps the SDK importable by any service: besides
 // the standard library it may pull in kafka-go (with its compression
-// libraries), uuid and Lethe's wire format, never the Temporal SDK, the
-// registry or the API.
+// libraries and the SCRAM implementation behind its sasl/scram package),
+// uuid and Lethe's wire format, never the Temporal SDK, a database driver,
+// the registry or the API.
 func TestDependenciesStayLight(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -27,6 +28,12 @@ func TestDependenciesStayLight(t *testing.T) {
 		"github.com/klauspost/compress",
 		"github.com/pierrec/lz4",
 		"github.com/google/uuid",
+		// kafka-go's sasl/scram: SCRAM itself, PBKDF2 and SASLprep's
+		// Unicode normalisation.
+		"github.com/xdg-go/scram",
+		"github.com/xdg-go/pbkdf2",
+		"github.com/xdg-go/stringprep",
+		"golang.org/x/text",
 	}
 	// Packages of Lethe itself, exactly.
 	allowedPackages := map[string]bool{

@@ -1,8 +1,17 @@
 // Package connectors is the SDK a service imports to take part in erasures:
 // it reads the service's commands from Kafka, calls the service's Handler and
 // sends the confirmation back. Service teams build it into their own
-// binaries, so it depends on the standard library, kafka-go, uuid and the
-// wire format only.
+// binaries, so it depends on the standard library, kafka-go (with its SASL
+// mechanisms), uuid and the wire format only.
+//
+// Run carries the guarantees a connector would otherwise get wrong: at
+// least once delivery with offsets committed only after the confirmation is
+// acknowledged; de-duplication by command id, in a store replicas may share
+// (NewPostgresDedup); retries with backoff for transient handler errors;
+// recovered panics; dead letters for malformed commands; bounded
+// concurrency that keeps each request's commands in order; graceful
+// shutdown; TLS and SASL; logs free of identifier values; and an Observer
+// for metrics.
 package connectors
 
 import (

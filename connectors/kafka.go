@@ -42,13 +42,21 @@ func validTopic(t string) bool { return topicRe.MatchString(t) && t != "." && t 
 // keep their order; it flushes after a few milliseconds rather than
 // kafka-go's default second; and it never creates topics by accident.
 func NewWriter(brokers []string) *kafka.Writer {
-	return &kafka.Writer{
+	return newWriter(brokers, security{})
+}
+
+func newWriter(brokers []string, sec security) *kafka.Writer {
+	w := &kafka.Writer{
 		Addr:                   kafka.TCP(brokers...),
 		Balancer:               &kafka.Murmur2Balancer{},
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           5 * time.Millisecond,
 		AllowAutoTopicCreation: false,
 	}
+	if tr := sec.transport(); tr != nil {
+		w.Transport = tr
+	}
+	return w
 }
 
 // NewReader returns a consumer-group reader of topic as Lethe and the SDK
@@ -60,7 +68,15 @@ func NewWriter(brokers []string) *kafka.Writer {
 // messages go to log at warning level; they describe connections and
 // offsets, never message contents.
 func NewReader(brokers []string, groupID, topic string, log *slog.Logger) *kafka.Reader {
-	return kafka.NewReader(kafka.ReaderConfig{
+	return newReader(brokers, groupID, topic, log, security{}, nil)
+}
+
+// newReader is NewReader over connections secured by sec; tune, when not
+// nil, adjusts the configuration last (tests shorten the group's timeouts
+// with it).
+func newReader(brokers []string, groupID, topic string, log *slog.Logger, sec security, tune func(*kafka.ReaderConfig)) *kafka.Reader {
+	cfg := kafka.ReaderConfig{
+		Dialer:         sec.dialer(),
 		Brokers:        brokers,
 		GroupID:        groupID,
 		Topic:          topic,
@@ -72,7 +88,11 @@ func NewReader(brokers []string, groupID, topic string, log *slog.Logger) *kafka
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			log.Warn("kafka reader: "+fmt.Sprintf(msg, args...), "topic", topic)
 		}),
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	return kafka.NewReader(cfg)
 }
 
 // EnsureTopics creates those of topics that do not exist yet, with the given
@@ -92,6 +112,13 @@ func NewReader(brokers []string, groupID, topic string, log *slog.Logger) *kafka
 // than the broker's default (-1) because only brokers of Kafka 2.4 and later
 // understand the default, and it keeps the choice visible here.
 func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
+	return ensureTopics(ctx, brokers, security{}, partitions, topics...)
+}
+
+// ensureTopics is EnsureTopics over connections secured by sec. Its
+// creation goes through sec's shared transport, the one the writers of the
+// same security use, for the reason createTopics gives.
+func ensureTopics(ctx context.Context, brokers []string, sec security, partitions int, topics ...string) error {
 	if len(brokers) == 0 {
 		return errors.New("ensure topics: no brokers")
 	}
@@ -106,25 +133,25 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics 
 	if len(topics) == 0 {
 		return nil
 	}
-	md, missing, err := missingTopics(ctx, brokers, topics)
+	md, missing, err := missingTopics(ctx, brokers, sec, topics)
 	if err != nil {
 		return err
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	if err := createTopics(ctx, brokers, md, partitions, missing); err != nil {
+	if err := createTopics(ctx, brokers, sec, md, partitions, missing); err != nil {
 		return err
 	}
-	return awaitTopics(ctx, brokers, missing)
+	return awaitTopics(ctx, brokers, sec, missing)
 }
 
 // missingTopics reads the cluster's metadata and returns the topics it does
 // not know. Each call has a transport of its own: kafka-go's transports
 // answer metadata requests from a cache refreshed every few seconds, which
 // would hide a topic just created.
-func missingTopics(ctx context.Context, brokers []string, topics []string) (*kafka.MetadataResponse, []string, error) {
-	tr := &kafka.Transport{}
+func missingTopics(ctx context.Context, brokers []string, sec security, topics []string) (*kafka.MetadataResponse, []string, error) {
+	tr := &kafka.Transport{TLS: sec.tls, SASL: sec.sasl}
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
@@ -155,8 +182,9 @@ func missingTopics(ctx context.Context, brokers []string, topics []string) (*kaf
 // purpose: the transport refreshes its cached metadata when it sees topics
 // created, so this process's writers can use them at once instead of failing
 // with an unknown topic until the cache expires (kafka-go's Conn.CreateTopics
-// would leave the cache stale).
-func createTopics(ctx context.Context, brokers []string, md *kafka.MetadataResponse, partitions int, topics []string) error {
+// would leave the cache stale). A secured connection goes through sec's
+// transport instead, which its writers share for the same reason.
+func createTopics(ctx context.Context, brokers []string, sec security, md *kafka.MetadataResponse, partitions int, topics []string) error {
 	rf := min(len(md.Brokers), maxReplicationFactor)
 	if rf < 1 {
 		rf = 1
@@ -166,6 +194,9 @@ func createTopics(ctx context.Context, brokers []string, md *kafka.MetadataRespo
 		configs[i] = kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: rf}
 	}
 	client := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	if tr := sec.transport(); tr != nil {
+		client.Transport = tr
+	}
 	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: configs})
 	if err != nil {
 		return fmt.Errorf("ensure topics: create: %w", err)
@@ -181,11 +212,11 @@ func createTopics(ctx context.Context, brokers []string, md *kafka.MetadataRespo
 // awaitTopics waits until the cluster's metadata shows every topic: Kafka
 // creates topics asynchronously, and a writer that looked too early would
 // fail with an unknown topic.
-func awaitTopics(ctx context.Context, brokers []string, topics []string) error {
+func awaitTopics(ctx context.Context, brokers []string, sec security, topics []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		_, missing, err := missingTopics(ctx, brokers, topics)
+		_, missing, err := missingTopics(ctx, brokers, sec, topics)
 		if err == nil && len(missing) == 0 {
 			return nil
 		}

@@ -2,19 +2,23 @@ package connectors
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/lethe-dev/lethe/wire"
 )
 
 // Config says where a service's commands are and how Run treats them. Only
-// Brokers and System are required.
+// Brokers and System are required; every other field's zero value is a
+// sensible default.
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses.
 	Brokers []string
@@ -31,7 +35,8 @@ type Config struct {
 	// default slog.Default().
 	Logger *slog.Logger
 	// Dedup remembers confirmations already sent; default an in-memory store
-	// of DefaultDedupSize command ids.
+	// of DefaultDedupSize command ids. A service that runs several replicas
+	// shares one store between them, such as NewPostgresDedup's.
 	Dedup DedupStore
 	// BatchSize bounds how many commands Run takes at once; their
 	// confirmations go out in one acknowledged write and their offsets in
@@ -40,14 +45,49 @@ type Config struct {
 	// BatchWait is how long Run waits for more commands after the first of a
 	// batch; default 2ms.
 	BatchWait time.Duration
+	// Concurrency bounds how many handler calls of one batch run at once.
+	// Commands of different requests run in parallel; those of one request
+	// (one message key) run one after the other, in their order on the
+	// topic. Default DefaultConcurrency; 1 handles one command at a time.
+	Concurrency int
+	// Retry says how a handler that returned an error is retried before
+	// its command is confirmed failed and retryable; the zero value is the
+	// default policy.
+	Retry RetryPolicy
+	// ShutdownGrace is how long handler calls in flight when Run's context
+	// ends may still take; afterwards their context is canceled and they
+	// are abandoned, neither confirmed nor committed, for the group's next
+	// consumer to take again. Zero means DefaultShutdownGrace; a negative
+	// value cancels them at once.
+	ShutdownGrace time.Duration
+	// TLS, when set, encrypts every connection to the brokers (reader,
+	// writer and topic administration) with this configuration.
+	TLS *tls.Config
+	// SASL, when set, authenticates every connection to the brokers with
+	// this mechanism; SASL builds one from a mechanism's name.
+	SASL sasl.Mechanism
+	// Observer receives Run's events for the service's metrics; nil means
+	// none.
+	Observer Observer
 	// Now stamps confirmations; default time.Now.
 	Now func() time.Time
+
+	// afterRecord, set only by tests, runs once a confirmation is recorded
+	// in Dedup and before it is published: the window in which a consumer
+	// that dies leaves its command to be answered from the store.
+	afterRecord func(ctx context.Context, c wire.Confirmation)
+	// tuneReader, set only by tests, adjusts the reader's configuration:
+	// fault tests shorten the consumer group's timeouts, which otherwise
+	// make a rebalance after a broker outage wait half a minute.
+	tuneReader func(*kafka.ReaderConfig)
 }
 
 // Defaults of Config's optional fields.
 const (
-	DefaultBatchSize = 100
-	DefaultBatchWait = 2 * time.Millisecond
+	DefaultBatchSize     = 100
+	DefaultBatchWait     = 2 * time.Millisecond
+	DefaultConcurrency   = 8
+	DefaultShutdownGrace = 10 * time.Second
 	// GroupPrefix prefixes the default consumer group of a system.
 	GroupPrefix = "lethe-connector-"
 )
@@ -66,13 +106,15 @@ func (c Config) Validate() error {
 		return errors.New("connectors: config: batch size is negative")
 	case c.BatchWait < 0:
 		return errors.New("connectors: config: batch wait is negative")
+	case c.Concurrency < 0:
+		return errors.New("connectors: config: concurrency is negative")
 	}
 	for _, b := range c.Brokers {
 		if b == "" {
 			return errors.New("connectors: config: an empty broker address")
 		}
 	}
-	return nil
+	return c.Retry.validate()
 }
 
 func (c Config) withDefaults() Config {
@@ -94,6 +136,16 @@ func (c Config) withDefaults() Config {
 	if c.BatchWait == 0 {
 		c.BatchWait = DefaultBatchWait
 	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	c.Retry = c.Retry.withDefaults()
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -102,19 +154,44 @@ func (c Config) withDefaults() Config {
 
 // Run consumes the service's commands until ctx ends, calling h for each and
 // sending its confirmation back. It returns nil once ctx is canceled and an
-// error when the configuration is wrong or the topics cannot be set up.
+// error when the configuration is wrong or the topics cannot be set up
+// (brokers unreachable, credentials refused).
 //
-// Delivery is at least once: a command's offset is committed only after its
-// confirmation is acknowledged by Kafka, so a crash in between means the
-// command comes again, and h must be idempotent. A command already confirmed
-// definitively (recorded in Config.Dedup) is answered with the recorded
-// confirmation without calling h; a failure the handler marked retryable is
-// not recorded, so Lethe's re-dispatch reaches the handler again. A command
-// that cannot be decoded, breaks the contract or is addressed to another
-// system goes to the topic's dead-letter topic, with the reason in the
-// wire.HeaderDLQReason header. A handler error becomes a retryable failure
-// whose detail is a fixed text, since the error may quote identifier values;
-// only its type is logged.
+// Delivery is at least once, and each command goes through the same steps:
+// the handler erases; its confirmation is recorded in Config.Dedup; the
+// confirmation is published and acknowledged by Kafka; the command's offset
+// is committed. A consumer that dies anywhere before the commit leaves the
+// command to be delivered again, to itself or another replica: recorded, it
+// is answered from the store without calling h again, so a store shared by
+// the replicas (NewPostgresDedup) makes sure a redelivered command is not
+// erased twice. A store may forget, so h must be idempotent all the same.
+// A failure the handler marked retryable is never recorded, so that
+// Lethe's re-dispatch reaches the handler again.
+//
+// Commands are taken in batches (Config.BatchSize). Within a batch, those of
+// different requests are handled in parallel (Config.Concurrency) and those
+// of one request in order; the batch's confirmations are written and its
+// offsets committed once every command of it is handled.
+//
+// A handler error is retried in the process (Config.Retry), then becomes a
+// retryable failure; an error wrapped by Permanent becomes a definitive
+// failure at once. A panic in h is recovered and confirmed as a retryable
+// failure without an immediate retry: a bug does not go away in
+// milliseconds, but Lethe's later re-dispatch may meet a fixed release.
+// The detail of these failures is a fixed text, since the error may quote
+// identifier values; only its Go type is logged.
+//
+// A command that cannot be decoded, breaks the contract or is addressed to
+// another system goes to the topic's dead-letter topic, with the reason in
+// the wire.HeaderDLQReason header, and its offset is committed.
+//
+// When ctx ends, Run stops fetching and starts no new handler call. Calls in
+// flight have Config.ShutdownGrace to finish; then their context is
+// canceled and they are abandoned. The confirmations of the finished
+// commands are published and committed; the abandoned ones are not, and
+// the group's next consumer receives them again. Publishing and committing
+// have a few more seconds after the grace; a handler that ignores its
+// context's end is then left running, and Run returns all the same.
 //
 // Run creates its command topic and the dead-letter topic when they are
 // missing; the confirmations topic is Lethe's and must exist.
@@ -126,9 +203,14 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 		return err
 	}
 	cfg = cfg.withDefaults()
-	if err := EnsureTopics(ctx, cfg.Brokers, DefaultPartitions, cfg.Topic, wire.DLQTopic(cfg.Topic)); err != nil {
+	sec := newSecurity(cfg.TLS, cfg.SASL)
+	defer sec.close()
+	if err := ensureTopics(ctx, cfg.Brokers, sec, DefaultPartitions, cfg.Topic, wire.DLQTopic(cfg.Topic)); err != nil {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if authErr := sec.check(ctx, cfg.Brokers); errors.Is(authErr, kafka.SASLAuthenticationFailed) {
+			return fmt.Errorf("connectors: the brokers refused the SASL credentials: %w", authErr)
 		}
 		return fmt.Errorf("connectors: %w", err)
 	}
@@ -136,16 +218,13 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 		cfg: cfg,
 		h:   h,
 		log: cfg.Logger.With("system", cfg.System, "topic", cfg.Topic),
-		r:   NewReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger),
-		w:   NewWriter(cfg.Brokers),
+		r:   newReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger, sec, cfg.tuneReader),
+		w:   newWriter(cfg.Brokers, sec),
 	}
 	defer c.close()
-	c.log.Info("connector started", "group", cfg.GroupID)
-	err := c.run(ctx)
+	c.log.Info("connector started", "group", cfg.GroupID, "concurrency", cfg.Concurrency)
+	c.run(ctx)
 	c.log.Info("connector stopped")
-	if err != nil {
-		return fmt.Errorf("connectors: %w", err)
-	}
 	return nil
 }
 
@@ -166,67 +245,180 @@ func (c *consumer) close() {
 	}
 }
 
-// run handles batch after batch until ctx ends.
-func (c *consumer) run(ctx context.Context) error {
-	return Consume(ctx, c.r, c.cfg.BatchSize, c.cfg.BatchWait, c.log, func(ctx context.Context, msgs []kafka.Message) error {
-		out, fresh, ok := c.handle(ctx, msgs)
-		if !ok {
-			return ctx.Err()
-		}
-		if err := WriteAll(ctx, c.w, c.log, out...); err != nil {
+// run handles batch after batch until ctx ends. A batch is fetched under
+// ctx, so fetching stops with it; handler calls run under hctx, which
+// outlives ctx by the shutdown grace; recording, publishing and committing
+// what was handled run under dctx, which outlives hctx by
+// finalCommitTimeout, so that finished work is kept while a dead broker
+// cannot hold the shutdown forever.
+func (c *consumer) run(ctx context.Context) {
+	hctx, dctx, release := shutdownContexts(ctx, c.cfg.ShutdownGrace)
+	defer release()
+	for {
+		var batch []kafka.Message
+		if err := Retry(ctx, c.log, "fetch", func(ctx context.Context) error {
+			var err error
+			batch, err = fetchBatch(ctx, c.r, c.cfg.BatchSize, c.cfg.BatchWait)
 			return err
+		}); err != nil {
+			return
 		}
-		for _, conf := range fresh {
-			if err := c.cfg.Dedup.Put(ctx, conf); err != nil {
-				// Forgetting costs one more idempotent call of the handler.
-				c.log.Warn("record confirmation", "request_id", conf.RequestID, "error_type", errorType(err))
-			}
+		results, ok := c.handle(ctx, hctx, dctx, batch)
+		if !ok || !c.settle(dctx, batch, results) || ctx.Err() != nil {
+			return
 		}
-		return nil
-	})
+	}
 }
 
-// handle turns a batch of commands into the messages to write (confirmations
-// and dead letters, in the batch's order) and the confirmations to record
-// once written. ok is false when ctx ended during a handler call: nothing of
-// the batch may then be written or committed.
-func (c *consumer) handle(ctx context.Context, msgs []kafka.Message) (out []kafka.Message, fresh []wire.Confirmation, ok bool) {
-	// Within a batch a duplicate must see its twin's confirmation, which is
-	// recorded in the store only after the batch is written.
-	batch := make(map[string]wire.Confirmation)
-	for _, m := range msgs {
+// shutdownContexts returns the handler context and the drain context of run.
+// Neither ends before ctx; once it has, hctx ends after grace and dctx
+// finalCommitTimeout later.
+func shutdownContexts(ctx context.Context, grace time.Duration) (hctx, dctx context.Context, release func()) {
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	dctx, dcancel := context.WithCancel(context.WithoutCancel(ctx))
+	grace = max(grace, 0)
+	var (
+		mu     sync.Mutex
+		timers []*time.Timer
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timers = append(timers, time.AfterFunc(grace, hcancel), time.AfterFunc(grace+finalCommitTimeout, dcancel))
+	})
+	release = func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range timers {
+			t.Stop()
+		}
+		hcancel()
+		dcancel()
+	}
+	return hctx, dctx, release
+}
+
+// result is what became of one message of a batch: done with the message
+// to publish (its confirmation or dead letter), or abandoned at shutdown.
+type result struct {
+	msg  kafka.Message
+	done bool
+}
+
+// keyed is the commands of one request within a batch, in their order,
+// with their positions in the batch.
+type keyed struct {
+	cmds []wire.Command
+	at   []int
+}
+
+// handle works out the result of each message of batch. Malformed messages
+// are dead-lettered at once; the commands are grouped by request, and the
+// groups handled in parallel up to the configured concurrency. ok is false
+// when dctx ended before every group was through.
+func (c *consumer) handle(ctx, hctx, dctx context.Context, batch []kafka.Message) (results []result, ok bool) {
+	results = make([]result, len(batch))
+	var groups []*keyed
+	byRequest := make(map[string]*keyed)
+	for i, m := range batch {
 		cmd, err := wire.DecodeCommand(m.Value)
+		reason := DLQMalformed
 		if err == nil && cmd.System != c.cfg.System {
 			err = fmt.Errorf("command is addressed to system %q, not %q", cmd.System, c.cfg.System)
+			reason = DLQOtherSystem
 		}
 		if err != nil {
-			out = append(out, c.deadLetter(m, err.Error()))
+			results[i] = result{msg: c.deadLetter(m, reason, err.Error()), done: true}
 			continue
 		}
-		conf, found := batch[cmd.CommandID]
-		if !found {
-			conf, found = c.recorded(ctx, cmd)
+		g := byRequest[cmd.RequestID]
+		if g == nil {
+			g = &keyed{}
+			byRequest[cmd.RequestID] = g
+			groups = append(groups, g)
 		}
-		if !found {
-			conf, ok = c.erase(ctx, cmd)
-			if !ok {
-				return nil, nil, false
+		g.cmds = append(g.cmds, cmd)
+		g.at = append(g.at, i)
+	}
+
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		slots := make(chan struct{}, c.cfg.Concurrency)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for _, g := range groups {
+			select {
+			case slots <- struct{}{}:
+			case <-dctx.Done():
+				return
 			}
-			if replayable(conf) {
-				fresh = append(fresh, conf)
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				c.handleRequest(ctx, hctx, dctx, batch, g, results)
+			}()
 		}
-		if replayable(conf) {
-			batch[cmd.CommandID] = conf
+	}()
+	// A handler that ignores its context's end would hold the shutdown
+	// forever: at the drain deadline Run stops waiting and leaves it
+	// running, its batch neither published nor committed.
+	select {
+	case <-finished:
+		return results, true
+	case <-dctx.Done():
+		c.log.Error("handler calls still running at the shutdown deadline; they ignore their context's end")
+		return nil, false
+	}
+}
+
+// handleRequest handles one request's commands of a batch in order. Once
+// one is abandoned, so are the rest: handling them would break the order.
+func (c *consumer) handleRequest(ctx, hctx, dctx context.Context, batch []kafka.Message, g *keyed, results []result) {
+	// A command repeated within the batch is answered like its twin, even
+	// when the store failed to record it.
+	twins := make(map[string]wire.Confirmation)
+	for j, cmd := range g.cmds {
+		if ctx.Err() != nil {
+			return // shutting down: start nothing new
 		}
+		conf, ok := c.answer(ctx, hctx, dctx, cmd, twins)
+		if !ok {
+			return
+		}
+		i := g.at[j]
 		msg, err := EncodeConfirmation(conf)
 		if err != nil {
-			out = append(out, c.deadLetter(m, "cannot encode the confirmation of this command"))
-			continue
+			msg = c.deadLetter(batch[i], DLQUnencodable, "cannot encode the confirmation of this command")
 		}
-		out = append(out, msg)
+		results[i] = result{msg: msg, done: true}
 	}
-	return out, fresh, true
+}
+
+// answer returns cmd's confirmation: a recorded one if there is, else the
+// handler's, recorded before it is returned. ok is false when cmd was
+// abandoned at shutdown.
+func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twins map[string]wire.Confirmation) (conf wire.Confirmation, ok bool) {
+	conf, found := twins[cmd.CommandID]
+	if !found {
+		conf, found = c.recorded(hctx, cmd)
+	}
+	if found {
+		c.cfg.Observer.CommandDuplicate(c.cfg.System)
+		c.log.Debug("command answered with its recorded confirmation", "request_id", cmd.RequestID, "attempt", cmd.Attempt)
+		return conf, true
+	}
+	conf, ok = c.erase(ctx, hctx, cmd)
+	if !ok {
+		return wire.Confirmation{}, false
+	}
+	if replayable(conf) {
+		conf = c.record(dctx, cmd, conf)
+		twins[cmd.CommandID] = conf
+	}
+	return conf, true
 }
 
 // replayable reports whether conf may answer a repeated command. A failure
@@ -237,24 +429,56 @@ func replayable(conf wire.Confirmation) bool { return !conf.Retryable }
 func (c *consumer) recorded(ctx context.Context, cmd wire.Command) (wire.Confirmation, bool) {
 	conf, found, err := c.cfg.Dedup.Get(ctx, cmd.CommandID)
 	if err != nil {
-		c.log.Warn("look up confirmation", "request_id", cmd.RequestID, "error_type", errorType(err))
+		if ctx.Err() == nil {
+			c.log.Warn("look up confirmation", "request_id", cmd.RequestID, "error_type", errorType(err))
+		}
 		return wire.Confirmation{}, false
 	}
-	// A recorded confirmation answers only the very command it was sent for.
-	if !found || conf.RequestID != cmd.RequestID || conf.System != cmd.System || !replayable(conf) {
+	if !found || !answers(conf, cmd) || !replayable(conf) {
 		return wire.Confirmation{}, false
 	}
 	return conf, true
 }
 
-func (c *consumer) deadLetter(m kafka.Message, reason string) kafka.Message {
+// answers reports whether conf was sent for cmd: a recorded confirmation
+// answers only the very command it was sent for.
+func answers(conf wire.Confirmation, cmd wire.Command) bool {
+	return conf.CommandID == cmd.CommandID && conf.RequestID == cmd.RequestID && conf.System == cmd.System
+}
+
+// record stores conf in the dedup store before it is published, and
+// returns the confirmation to publish: conf, or the one another replica
+// recorded first in a shared store that keeps the first.
+func (c *consumer) record(ctx context.Context, cmd wire.Command, conf wire.Confirmation) wire.Confirmation {
+	if s, ok := c.cfg.Dedup.(firstKeeper); ok {
+		stored, err := s.putFirst(ctx, conf)
+		switch {
+		case err != nil:
+			c.log.Warn("record confirmation", "request_id", cmd.RequestID, "error_type", errorType(err))
+		case answers(stored, cmd) && replayable(stored):
+			conf = stored
+		}
+	} else if err := c.cfg.Dedup.Put(ctx, conf); err != nil {
+		// Forgetting costs one more idempotent call of the handler.
+		c.log.Warn("record confirmation", "request_id", cmd.RequestID, "error_type", errorType(err))
+	}
+	if c.cfg.afterRecord != nil {
+		c.cfg.afterRecord(ctx, conf)
+	}
+	return conf
+}
+
+func (c *consumer) deadLetter(m kafka.Message, kind, reason string) kafka.Message {
 	c.log.Warn("command dead-lettered", "partition", m.Partition, "offset", m.Offset, "reason", reason)
+	c.cfg.Observer.CommandDeadLettered(c.cfg.System, kind)
 	return DeadLetter(m, reason)
 }
 
-// erase calls the handler and builds the confirmation; ok is false when ctx
-// ended meanwhile, since a handler cut short by shutdown did not fail.
-func (c *consumer) erase(ctx context.Context, cmd wire.Command) (conf wire.Confirmation, ok bool) {
+// erase calls the handler under hctx, retrying its errors, and builds the
+// confirmation. ok is false when the command was abandoned, since a handler
+// cut short by shutdown did not fail: hctx ended during a call that failed,
+// or ctx (Run's) ended before a retry, which is a new call.
+func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire.Confirmation, ok bool) {
 	req := Request{
 		CommandID:   cmd.CommandID,
 		RequestID:   cmd.RequestID,
@@ -265,18 +489,50 @@ func (c *consumer) erase(ctx context.Context, cmd wire.Command) (conf wire.Confi
 		IssuedAt:    cmd.IssuedAt,
 		ConfirmBy:   cmd.ConfirmBy,
 	}
-	res, err := c.call(ctx, req)
-	if ctx.Err() != nil {
-		return wire.Confirmation{}, false
+	policy := c.cfg.Retry
+	start := time.Now()
+	var (
+		res   Result
+		err   error
+		calls int
+	)
+	for {
+		if ctx.Err() != nil || hctx.Err() != nil {
+			return wire.Confirmation{}, false
+		}
+		calls++
+		res, err = c.call(hctx, req)
+		if err != nil && hctx.Err() != nil {
+			return wire.Confirmation{}, false
+		}
+		if err == nil || calls >= policy.MaxAttempts || isPermanent(err) || isPanic(err) {
+			break
+		}
+		delay := policy.delay(calls)
+		c.log.Warn("handler failed; retrying", "request_id", cmd.RequestID, "attempt", cmd.Attempt,
+			"call", calls, "delay", delay, "error_type", errorType(err))
+		c.cfg.Observer.HandlerRetried(c.cfg.System)
+		if !sleep(ctx, delay) {
+			return wire.Confirmation{}, false
+		}
 	}
-	if err != nil {
-		c.log.Error("handler failed", "request_id", cmd.RequestID, "attempt", cmd.Attempt, "error_type", errorType(err))
-		res = Result{Outcome: wire.OutcomeFailed, Retryable: true, Detail: detailHandlerFailed}
+	switch {
+	case err == nil:
+		conf = NewConfirmation(cmd, res, c.cfg.Now())
+		if conf.Detail == detailInvalidOutcome || strings.HasPrefix(conf.Detail, detailInvalidResult) {
+			c.log.Error("handler returned an invalid result", "request_id", cmd.RequestID, "detail", conf.Detail)
+		}
+	case isPermanent(err):
+		c.log.Error("handler failed permanently", "request_id", cmd.RequestID, "attempt", cmd.Attempt, "error_type", errorType(err))
+		conf = NewConfirmation(cmd, Result{Outcome: wire.OutcomeFailed, Detail: detailHandlerFailedPermanently}, c.cfg.Now())
+	default:
+		c.log.Error("handler failed", "request_id", cmd.RequestID, "attempt", cmd.Attempt, "calls", calls, "error_type", errorType(err))
+		conf = NewConfirmation(cmd, Result{Outcome: wire.OutcomeFailed, Retryable: true, Detail: detailHandlerFailed}, c.cfg.Now())
 	}
-	conf = NewConfirmation(cmd, res, c.cfg.Now())
-	if err == nil && (conf.Detail == detailInvalidOutcome || strings.HasPrefix(conf.Detail, detailInvalidResult)) {
-		c.log.Error("handler returned an invalid result", "request_id", cmd.RequestID, "detail", conf.Detail)
-	}
+	d := time.Since(start)
+	c.cfg.Observer.CommandHandled(c.cfg.System, conf.Outcome, calls, d)
+	c.log.Debug("command handled", "request_id", cmd.RequestID, "attempt", cmd.Attempt,
+		"outcome", string(conf.Outcome), "records", conf.Records, "calls", calls, "duration", d)
 	return conf, true
 }
 
@@ -291,9 +547,61 @@ func (c *consumer) call(ctx context.Context, req Request) (res Result, err error
 	return c.h.Erase(ctx, req)
 }
 
+// settle publishes what the batch's handled commands produced, then commits
+// the offsets that may be: on each partition, those before the first
+// abandoned command, since committing an offset commits all before it. It
+// reports false when ctx ended first; nothing more is committed then, and
+// the batch comes again.
+func (c *consumer) settle(ctx context.Context, batch []kafka.Message, results []result) bool {
+	var out []kafka.Message
+	for _, r := range results {
+		if r.done {
+			out = append(out, r.msg)
+		}
+	}
+	// Checked first because kafka-go may still send what it was given
+	// with a context that has ended: past the deadline, nothing goes out.
+	if ctx.Err() != nil {
+		c.log.Warn("shutdown deadline passed before the confirmations were written; the batch will be delivered again")
+		return false
+	}
+	if err := WriteAll(ctx, c.w, c.log, out...); err != nil {
+		c.log.Warn("shutdown deadline passed before the confirmations were written; the batch will be delivered again")
+		return false
+	}
+	var commit []kafka.Message
+	stopped := make(map[int]bool)
+	for i, m := range batch {
+		if !results[i].done {
+			stopped[m.Partition] = true
+		}
+		if !stopped[m.Partition] {
+			commit = append(commit, m)
+		}
+	}
+	if len(stopped) > 0 {
+		c.log.Info("commands abandoned at shutdown; they will be delivered again", "abandoned", len(batch)-len(out))
+	}
+	if len(commit) == 0 {
+		return true
+	}
+	if err := Retry(ctx, c.log, "commit offsets", func(ctx context.Context) error {
+		return c.r.CommitMessages(ctx, commit...)
+	}); err != nil {
+		c.log.Warn("shutdown deadline passed before the offsets were committed; the batch will be delivered again")
+		return false
+	}
+	return true
+}
+
 type panicError struct{ kind string }
 
 func (e *panicError) Error() string { return "handler panicked with a " + e.kind }
+
+func isPanic(err error) bool {
+	var pe *panicError
+	return errors.As(err, &pe)
+}
 
 // errorType names the innermost error of err's chain by its Go type: enough
 // to tell a timeout from a constraint violation, without the message, which

@@ -377,13 +377,18 @@ func TestRunHandlerErrorIsRetryableAndKeepsValuesOut(t *testing.T) {
 		return connectors.Result{}, fmt.Errorf("delete rows of %s: %w", req.Values("email")[0], errors.New("connection reset"))
 	})
 	logs := &syncBuffer{}
-	start(t, config(brokers, logs), h)
+	cfg := config(brokers, logs)
+	cfg.Retry = connectors.RetryPolicy{MaxAttempts: 2, Initial: time.Millisecond}
+	start(t, cfg, h)
 	confirmations := newConsumer(t, brokers, wire.ConfirmationsTopic)
 
 	cmd := newCommand(uuid.NewString())
 	produce(ctx, t, brokers, commandMessage(t, cmd))
 	got := confirmations.confirmationsUntil(ctx, t, cmd.CommandID)
 	c := got[len(got)-1]
+	if n := h.count(cmd.CommandID); n != 2 {
+		t.Errorf("handler called %d times for one delivery, want the policy's 2", n)
+	}
 	if c.Outcome != wire.OutcomeFailed || !c.Retryable {
 		t.Errorf("confirmation outcome=%s retryable=%v, want failed and retryable", c.Outcome, c.Retryable)
 	}
@@ -395,8 +400,8 @@ func TestRunHandlerErrorIsRetryableAndKeepsValuesOut(t *testing.T) {
 	cmd.Attempt = 2
 	produce(ctx, t, brokers, commandMessage(t, cmd))
 	confirmations.confirmationsUntil(ctx, t, cmd.CommandID)
-	if n := h.count(cmd.CommandID); n != 2 {
-		t.Errorf("handler called %d times, want 2: a retryable failure must be retried", n)
+	if n := h.count(cmd.CommandID); n != 4 {
+		t.Errorf("handler called %d times, want 4: a retryable failure must be retried on re-dispatch", n)
 	}
 	if out := logs.String(); strings.Contains(out, secret) || !strings.Contains(out, "handler failed") {
 		t.Errorf("logs must report the failure without the value; got:\n%s", out)
