@@ -4,16 +4,23 @@
 GO        ?= go
 BIN       ?= bin/lethe
 RACE_PKGS := ./api/... ./relay/... ./connectors/... ./internal/kafkax/...
-FUZZTIME  ?= 3s
+# FUZZTIME is how long `make fuzz` searches each fuzz target for new inputs;
+# `make test` runs each for FUZZSHORT. Each word of FUZZ_TARGETS is
+# package:target, since go test fuzzes one target per invocation.
+FUZZTIME  ?= 30s
+FUZZSHORT ?= 3s
+FUZZ_TARGETS := wire:FuzzDecodeCommand wire:FuzzDecodeConfirmation \
+	api:FuzzCreateErasure api:FuzzPutSystem api:FuzzListErasures \
+	connectors:FuzzHandleMessage
 
-.PHONY: run test build postgres fmt-check vet unit race helm bench clean
+.PHONY: run test build postgres fmt-check vet unit race fuzz fuzz-short helm bench scale clean
 
 ## run: build Lethe and start `lethe dev --demo` (PostgreSQL started or installed if missing)
 run: postgres build
 	$(BIN) dev --demo
 
 ## test: the whole test suite, as CI runs it
-test: postgres fmt-check vet unit race helm
+test: postgres fmt-check vet unit race fuzz-short helm
 
 build:
 	$(GO) build -o $(BIN) ./cmd/lethe
@@ -34,12 +41,26 @@ unit:
 race:
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
 
+## fuzz: search every fuzz target for new failing inputs, FUZZTIME each (see docs/fuzzing.md)
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in ./$${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -parallel 2 ./$${t%%:*}; \
+	done
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZSHORT)
+
 helm:
 	@bash scripts/helm-check.sh
 
-## bench: end-to-end erasure throughput and latency on the embedded stack
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/e2e/
+## bench: end-to-end erasures next to raw Temporal and Kafka baselines, K = 1, 5, 20 (see docs/benchmarks.md)
+bench: postgres
+	$(GO) run ./cmd/lethe bench --k 1,5,20
+
+## scale: the scale checks at full size: one erasure to 1,000 systems and a burst of 10,000 requests to one system
+scale: postgres
+	LETHE_SCALE=full $(GO) test -count=1 -v -run '^TestScale' -timeout 60m ./internal/e2e/
 
 clean:
 	rm -rf bin .lethe

@@ -169,6 +169,11 @@ type LedgerDelta struct {
 	Systems []SystemProgress `json:"systems,omitempty"`
 	// Events are appended to the audit in order.
 	Events []AuditEvent `json:"events,omitempty"`
+	// Batch, when set, names the delta uniquely within its request, so that
+	// the ledger applies it once: a delta written again (an activity retried
+	// after its commit, or run again by a worker that took over the task of
+	// one that died before Temporal recorded the result) changes nothing.
+	Batch string `json:"batch,omitempty"`
 }
 
 // Empty reports whether the delta has nothing to write.

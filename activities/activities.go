@@ -26,6 +26,15 @@ type LedgerWriter interface {
 	ApplyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta) error
 }
 
+// RequestChecker tells whether a request is in the ledger, waiting for the
+// transaction that creates it to end. Plan asks it when the Ledger
+// implements it (registry.Store does): the API starts a request's workflow
+// before it commits the request, so a workflow may run for a request whose
+// recording then failed, and it must not dispatch anything for it.
+type RequestChecker interface {
+	ErasureRecorded(ctx context.Context, requestID string) (bool, error)
+}
+
 // Publisher writes Kafka messages and returns once every one is acknowledged
 // by all in-sync replicas. *kafka.Writer with RequiredAcks RequireAll and no
 // Topic set (each message names its own) implements it.

@@ -26,8 +26,21 @@ const (
 
 // Plan asks the registry which active systems erase by any of the given
 // identifier types and describes each as a target, with the defaults of the
-// contract filled in, so the workflow never has to know them.
+// contract filled in, so the workflow never has to know them. It first makes
+// sure the ledger recorded the request (see RequestChecker): a request whose
+// recording failed gets a non-retryable erasure_not_recorded error, and its
+// workflow ends before dispatching anything.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error) {
+	if c, ok := a.Ledger.(RequestChecker); ok {
+		recorded, err := c.ErasureRecorded(ctx, in.RequestID)
+		if err != nil {
+			return PlanResult{}, classify("check request", err)
+		}
+		if !recorded {
+			return PlanResult{}, classify("check request", lethe.Errorf(lethe.KindNotFound, "erasure_not_recorded",
+				"the ledger never recorded this request: its creation failed after its workflow started"))
+		}
+	}
 	systems, err := a.Registry.MatchSystems(ctx, in.Types)
 	if err != nil {
 		return PlanResult{}, classify("match systems", err)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -195,6 +196,9 @@ func (s *Server) newErasure(req erasureRequest, key string) (registry.NewErasure
 		DryRun:    req.DryRun,
 		CreatedAt: created,
 		Deadline:  deadline,
+		// The workflow derives its command_ids from this secret; see
+		// workflows.ErasureInput.
+		CommandSeed: rand.Text(),
 	}
 	return in, input, nil
 }

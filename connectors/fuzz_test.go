@@ -148,7 +148,7 @@ func fuzzWant(mode uint8) (wire.Outcome, bool) {
 		return wire.OutcomeNotFound, false
 	case modeRetained:
 		return wire.OutcomeRetained, false
-	case modeFailedRetryable, modeError:
+	case modeFailedRetryable, modeError, modePanic:
 		return wire.OutcomeFailed, true
 	default:
 		return wire.OutcomeFailed, false

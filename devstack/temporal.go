@@ -194,7 +194,8 @@ func (t *Temporal) Stop() {
 func (t *Temporal) registerSearchAttributes(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
-	c, err := temporalx.Dial(ctx, t.address, t.namespace, sdkLogger(t.logger))
+	// Registering search attributes carries no payloads: no codec needed.
+	c, err := temporalx.Dial(ctx, t.address, t.namespace, sdkLogger(t.logger), nil)
 	if err != nil {
 		return fmt.Errorf("temporal: %w", err)
 	}

@@ -128,6 +128,12 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 	}
 
 	if start != nil {
+		// The workflow may run before this transaction commits, or find that
+		// it never did: ErasureRecorded waits on this lock to tell.
+		cls, key := requestLock(id)
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, cls, key); err != nil {
+			return lethe.Erasure{}, false, s.fail("create erasure: lock request", err)
+		}
 		if err := start(ctx); err != nil {
 			return lethe.Erasure{}, false, err
 		}
@@ -136,6 +142,43 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 		return lethe.Erasure{}, false, s.fail("create erasure", err)
 	}
 	return e, true, nil
+}
+
+// requestLockClass is the first key of the advisory locks on requests being
+// created; the second is drawn from the request id. Two-key advisory locks
+// never collide with the one-key lock of the migrator.
+const requestLockClass int32 = 0x6c657468 // "leth"
+
+// requestLock returns the two keys of the advisory lock on request id. Two
+// requests sharing the second key only ever wait for each other briefly.
+func requestLock(id uuid.UUID) (int32, int32) {
+	return requestLockClass, int32(binary.BigEndian.Uint32(id[:4]))
+}
+
+// ErasureRecorded reports whether the ledger holds request id. CreateErasure
+// starts a request's workflow inside the transaction that records it, so
+// the workflow can ask before that transaction ends, and the transaction
+// can still fail after the start; ErasureRecorded first waits for it to end
+// (CreateErasure holds a lock on the request until then), so that its answer
+// is final: false means the request was never accepted and never will be.
+func (s *Store) ErasureRecorded(ctx context.Context, id string) (bool, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return false, nil
+	}
+	// Taken and released by this one statement, the lock is granted once
+	// no creating transaction holds it; the next statement's snapshot then
+	// sees what that transaction committed.
+	cls, key := requestLock(uid)
+	if _, err := s.db.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared($1, $2)`, cls, key); err != nil {
+		return false, s.fail("check erasure: wait for its creation", err)
+	}
+	var recorded bool
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM erasure_requests WHERE id = $1)`, uid).Scan(&recorded); err != nil {
+		return false, s.fail("check erasure", err)
+	}
+	return recorded, nil
 }
 
 // existingErasure answers a request whose idempotency key is taken. The

@@ -14,8 +14,10 @@ import (
 
 // ApplyLedger writes one batch of a request's changes in one transaction: the
 // new status, the changed systems and the audit events, in that order. It is
-// what the workflow's activities call after each wave, and it is safe to
-// repeat when an activity is retried, except that events are appended again.
+// what the workflow's activities call after each wave. A delta with a Batch
+// name is applied once: written again under the same name (an activity
+// retried after its commit, or run again after its worker died), it changes
+// nothing. Without a name, a repeat appends its events again.
 //
 // A request in a final status keeps it: a late or replayed delta still
 // records its systems and events but cannot reopen or re-finish the request.
@@ -44,6 +46,19 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 	}
 	if err != nil {
 		return s.fail("apply ledger", err)
+	}
+
+	if d.Batch != "" {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO ledger_batches (request_id, batch) VALUES ($1, $2) ON CONFLICT DO NOTHING`, id, d.Batch)
+		if err != nil {
+			return s.fail("apply ledger: record batch", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return s.fail("apply ledger: record batch", err)
+		} else if n == 0 {
+			return nil // applied before; the deferred rollback ends the transaction
+		}
 	}
 
 	if d.Status != "" && d.Status != current && !current.Final() {

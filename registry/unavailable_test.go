@@ -66,6 +66,10 @@ func calls() map[string]func(context.Context, *registry.Store) error {
 			_, err := s.SubjectDigests(ctx, id)
 			return err
 		},
+		"ErasureRecorded": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.ErasureRecorded(ctx, id)
+			return err
+		},
 	}
 }
 

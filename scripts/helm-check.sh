@@ -221,6 +221,41 @@ check_checksum_rolls() {
 	[[ "$sa" != "$sb" ]] || fail "checksum/secret did not change with postgres.url" || return 1
 }
 
+check_codec_keys() {
+	# Two keys, the rotation case; --set needs the comma between them escaped.
+	local keys="k2:$SUBJECT_KEY,k1:$SUBJECT_KEY" set_keys="k2:$SUBJECT_KEY\\,k1:$SUBJECT_KEY" out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# Optional: without them no pod gets the variable and the Secret holds no entry.
+	want_none "$out" 'LETHE_CODEC_KEYS' || return 1
+	want_none "$out" '^  codec-keys:' || return 1
+	# As a value: in the chart's Secret (and the hook's copy), read by every pod.
+	local value="$WORK/codec-value.yaml"
+	render "${REQUIRED[@]}" --set-string codecKeys.value="$set_keys" >"$value" ||
+		fail "render with codecKeys.value failed" || return 1
+	want_count "$value" 4 '^ +- name: LETHE_CODEC_KEYS$' || return 1
+	want_count "$value" 4 '^ +key: codec-keys$' || return 1
+	want_count "$value" 2 "^  codec-keys: \"$(printf %s "$keys" | base64 -w0)\"$" || return 1
+	local a b
+	a=$(grep -m1 'checksum/secret:' "$out") && b=$(grep -m1 'checksum/secret:' "$value") || fail "no checksum/secret" || return 1
+	[[ "$a" != "$b" ]] || fail "checksum/secret did not change with codecKeys.value" || return 1
+	# From an existing Secret: with the other two outside as well, the chart
+	# creates no Secret at all.
+	local existing="$WORK/codec-existing.yaml"
+	render "${EXISTING[@]}" --set codecKeys.existingSecret=lethe-codec --set codecKeys.existingSecretKey=keys >"$existing" ||
+		fail "render with codecKeys.existingSecret failed" || return 1
+	want_none "$existing" '^kind: Secret$' || return 1
+	want_count "$existing" 4 '^ +- name: LETHE_CODEC_KEYS$' || return 1
+	want_count "$existing" 4 '^ +name: lethe-codec$' || return 1
+	want_count "$existing" 4 '^ +key: keys$' || return 1
+	# A codec key given as a value alone still makes the chart own a Secret.
+	local only="$WORK/codec-only.yaml"
+	render "${EXISTING[@]}" --set-string codecKeys.value="$set_keys" >"$only" ||
+		fail "render with existing secrets and codecKeys.value failed" || return 1
+	want_count "$only" 2 '^kind: Secret$' || return 1
+	want_none "$only" '^  (database-url|subject-key):' || return 1
+	want_count "$only" 2 '^  codec-keys:' || return 1
+}
+
 # must_fail asserts that a render fails and says why in the given words.
 must_fail() {
 	local why=$1 message=$2
@@ -263,6 +298,8 @@ check_schema_rejects() {
 	must_fail "an integer replica count" "/api/replicas" "${REQUIRED[@]}" --set-string api.replicas=two || return 1
 	must_fail "a known service type" "/api/service/type" "${REQUIRED[@]}" --set api.service.type=Magic || return 1
 	must_fail "known value names" "postgress" "${REQUIRED[@]}" --set postgress.url=x || return 1
+	must_fail "codec keys as id:hexkey" "/codecKeys/value" "${REQUIRED[@]}" --set-string codecKeys.value="$SUBJECT_KEY" || return 1
+	must_fail "64-digit codec keys" "/codecKeys/value" "${REQUIRED[@]}" --set-string codecKeys.value=k1:abcd || return 1
 }
 
 passed=0
@@ -283,6 +320,7 @@ run check_defaults
 run check_migration_hook
 run check_existing_secrets_and_ingress
 run check_checksum_rolls
+run check_codec_keys
 run check_required_settings_fail
 run check_schema_rejects
 

@@ -166,8 +166,12 @@ func (c Command) Validate() error {
 		return malformed("attempt is below 1")
 	case c.IssuedAt.IsZero():
 		return malformed("issued_at is missing")
+	case !encodable(c.IssuedAt):
+		return malformed("issued_at is not a time RFC 3339 can carry")
 	case c.ConfirmBy.IsZero():
 		return malformed("confirm_by is missing")
+	case !encodable(c.ConfirmBy):
+		return malformed("confirm_by is not a time RFC 3339 can carry")
 	}
 	return validIdentifiers(c.Identifiers, "identifiers", true)
 }
@@ -195,8 +199,19 @@ func (c Confirmation) Validate() error {
 		return malformed("retryable is only meaningful with outcome failed")
 	case c.ConfirmedAt.IsZero():
 		return malformed("confirmed_at is missing")
+	case !encodable(c.ConfirmedAt):
+		return malformed("confirmed_at is not a time RFC 3339 can carry")
 	}
 	return validIdentifiers(c.DerivedIdentifiers, "derived_identifiers", false)
+}
+
+// encodable reports whether t can be written as RFC 3339 again. The JSON
+// decoder accepts offsets no encoder writes back (+24:00, +23:60): a message
+// holding one would pass here and then fail every time it is passed on, a
+// confirmation the relay could never signal blocking its partition for good.
+func encodable(t time.Time) bool {
+	_, err := t.MarshalText()
+	return err == nil
 }
 
 func decode(b []byte, v any) error {

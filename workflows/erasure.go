@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strings"
@@ -78,6 +80,12 @@ type erasure struct {
 
 	inbox []wire.Confirmation
 	out   outbox
+
+	// syncs counts this run's Sync calls and drawn the command ids derived
+	// from the seed: both name things that must come out the same when a
+	// workflow task is run again.
+	syncs int
+	drawn int
 
 	search      searchValues
 	searchKnown bool
@@ -388,7 +396,7 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 	if len(wave) == 0 {
 		return nil
 	}
-	commandIDs, err := newCommandIDs(ctx, len(wave))
+	commandIDs, err := w.newCommandIDs(ctx, len(wave))
 	if err != nil {
 		return err
 	}
@@ -423,9 +431,15 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 	return nil
 }
 
-// newCommandIDs draws the random, unguessable command_ids of one wave in a
-// single side effect, so that replays see the same ones.
-func newCommandIDs(ctx workflow.Context, n int) ([]string, error) {
+// newCommandIDs returns the unguessable command_ids of one wave: derived
+// from the request's seed when it has one, else drawn at random in a single
+// side effect, so that replays see the same ones.
+func (w *erasure) newCommandIDs(ctx workflow.Context, n int) ([]string, error) {
+	if w.in.CommandSeed != "" {
+		ids := seededCommandIDs(w.in.CommandSeed, workflow.GetInfo(ctx).WorkflowExecution.RunID, w.drawn, n)
+		w.drawn += n
+		return ids, nil
+	}
 	var ids []string
 	err := workflow.SideEffect(ctx, func(workflow.Context) any {
 		out := make([]string, n)
@@ -441,6 +455,25 @@ func newCommandIDs(ctx workflow.Context, n int) ([]string, error) {
 		return nil, fmt.Errorf("draw command ids: got %d, want %d", len(ids), n)
 	}
 	return ids, nil
+}
+
+// seededCommandIDs derives n command ids, numbered from onwards within the
+// run, from seed: an HMAC of the run and the number, shaped as a random
+// (version 4) UUID. Only who knows the seed can tell them; a workflow task
+// run again derives the very same ones.
+func seededCommandIDs(seed, runID string, from, n int) []string {
+	mac := hmac.New(sha256.New, []byte(seed))
+	ids := make([]string, n)
+	for i := range ids {
+		mac.Reset()
+		fmt.Fprintf(mac, "%s/%d", runID, from+i)
+		var u uuid.UUID
+		copy(u[:], mac.Sum(nil))
+		u[6] = u[6]&0x0f | 0x40 // version 4
+		u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+		ids[i] = u.String()
+	}
+	return ids
 }
 
 // unsent lists the subject's identifiers of t's types that t's system was
@@ -566,7 +599,14 @@ func (w *erasure) flush(ctx workflow.Context) error {
 		delta.Systems = append(delta.Systems, w.progress(name))
 	}
 	calls := chunkSync(w.in.RequestID, w.out.commands, delta)
+	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
 	for i, in := range calls {
+		// Named by the run and its place in the run, a delta written again
+		// when this task is run again is recognised by the ledger.
+		w.syncs++
+		if !in.Ledger.Empty() {
+			in.Ledger.Batch = fmt.Sprintf("%s/%d", run, w.syncs)
+		}
 		var a *activities.Activities
 		var res activities.SyncResult
 		if err := execute(ctx, a.Sync, in, &res); err != nil {

@@ -51,6 +51,15 @@ type ErasureInput struct {
 	CreatedAt time.Time         `json:"created_at"`
 	Deadline  time.Time         `json:"deadline"`
 	Policy    Policy            `json:"policy"`
+	// CommandSeed is a random secret, drawn when the request is accepted,
+	// from which the workflow derives its command_ids. They must be
+	// unguessable, and the same again when a workflow task runs a second
+	// time because its worker died before Temporal recorded it: ids drawn
+	// at random inside that task would differ the second time, and the
+	// commands it had already published would go out again under new ids,
+	// to be erased twice. Without a seed (workflows started before it
+	// existed) the ids are drawn at random.
+	CommandSeed string `json:"command_seed,omitempty"`
 	// State is set only when the workflow continues as new, carrying over
 	// what the previous run had reached.
 	State *State `json:"state,omitempty"`

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 
+	"go.temporal.io/sdk/converter"
+
+	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 )
@@ -25,6 +28,9 @@ type config struct {
 	UIAddr            string
 	HealthAddr        string
 	SubjectKey        string
+	CodecKeys         string
+	CodecAddr         string
+	CodecOrigins      string
 	LogLevel          string
 	LogFormat         string
 	TopicPartitions   int
@@ -52,6 +58,9 @@ func (c *config) settings() []setting {
 		{"LETHE_UI_ADDR", "ui-addr", "127.0.0.1:8233", "Temporal Web UI listen address (lethe dev)", &c.UIAddr},
 		{"LETHE_HEALTH_ADDR", "health-addr", "127.0.0.1:8081", "health endpoints of the worker and relay", &c.HealthAddr},
 		{"LETHE_SUBJECT_KEY", "subject-key", "", "hex HMAC key for identifier digests (64+ hex digits)", &c.SubjectKey},
+		{"LETHE_CODEC_KEYS", "codec-keys", "", "Temporal payload encryption keys, comma-separated id:hexkey (64 hex digits), the first active", &c.CodecKeys},
+		{"LETHE_CODEC_ADDR", "codec-addr", "127.0.0.1:8234", "codec endpoint listen address (lethe dev, lethe codec)", &c.CodecAddr},
+		{"LETHE_CODEC_ORIGINS", "codec-origins", "", "comma-separated Temporal Web UI origins the codec endpoint answers (lethe codec)", &c.CodecOrigins},
 		{"LETHE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"LETHE_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 	}
@@ -126,6 +135,36 @@ func (c *config) digester() (*digest.Digester, error) {
 		return nil, fmt.Errorf("LETHE_SUBJECT_KEY: %w", err)
 	}
 	return digest.New(key)
+}
+
+// codecKeys parses LETHE_CODEC_KEYS; nil when it is empty.
+func (c *config) codecKeys() (*codec.Keyring, error) {
+	if c.CodecKeys == "" {
+		return nil, nil
+	}
+	k, err := codec.ParseKeys(c.CodecKeys)
+	if err != nil {
+		return nil, fmt.Errorf("LETHE_CODEC_KEYS: %w", err)
+	}
+	return k, nil
+}
+
+// dataConverter is the payload converter of every Temporal client of the
+// process, encrypting with LETHE_CODEC_KEYS. Without keys it encrypts
+// nothing, which it warns about once, at start, but it still recognises
+// encrypted payloads: a worker started without the keys then holds back the
+// workflows it cannot read instead of failing them.
+func (c *config) dataConverter(log *slog.Logger) (converter.DataConverter, error) {
+	keys, err := c.codecKeys()
+	if err != nil {
+		return nil, err
+	}
+	if keys == nil {
+		log.Warn("LETHE_CODEC_KEYS is not set: Temporal stores workflow payloads, identifier values included, unencrypted")
+	} else {
+		log.Info("temporal payloads encrypted", "active_key_id", keys.ActiveID(), "key_ids", keys.IDs())
+	}
+	return codec.DataConverter(keys), nil
 }
 
 // logger builds the one logger of the process.

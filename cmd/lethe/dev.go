@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/demo"
 	"github.com/lethe-dev/lethe/devstack"
@@ -30,7 +32,7 @@ import (
 
 // devFlags adds the flags only `lethe dev` has.
 func devFlags(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.DataDir, "data-dir", ".lethe", "folder for the embedded Temporal and Kafka data and the generated subject key")
+	fs.StringVar(&c.DataDir, "data-dir", ".lethe", "folder for the embedded Temporal and Kafka data and the generated subject and payload keys")
 	fs.BoolVar(&c.Demo, "demo", false, "also run three sample services with their own data")
 	fs.BoolVar(&c.Ephemeral, "ephemeral", false, "keep Temporal's and Kafka's state in memory instead of the data folder")
 }
@@ -42,7 +44,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 		return errors.New("LETHE_KAFKA_BROKERS is empty")
 	}
 	for _, p := range []struct{ what, addr string }{
-		{"API", cfg.HTTPAddr}, {"Temporal", cfg.TemporalAddress}, {"Kafka", brokers[0]}, {"UI", cfg.UIAddr},
+		{"API", cfg.HTTPAddr}, {"Temporal", cfg.TemporalAddress}, {"Kafka", brokers[0]}, {"UI", cfg.UIAddr}, {"codec", cfg.CodecAddr},
 	} {
 		if err := devstack.PortFree(p.addr); err != nil {
 			return fmt.Errorf("%s %w", p.what, err)
@@ -60,6 +62,17 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 			return err
 		}
 		cfg.SubjectKey = key
+	}
+	if cfg.CodecKeys == "" {
+		key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "codec.key"))
+		if err != nil {
+			return err
+		}
+		cfg.CodecKeys = devCodecKeyID + ":" + key
+	}
+	keys, err := cfg.codecKeys()
+	if err != nil {
+		return err
 	}
 
 	kafkaDir := filepath.Join(cfg.DataDir, "kafka")
@@ -80,7 +93,18 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 		return err
 	}
 	defer tserver.Stop()
-	ui, err := devstack.StartUI(devstack.UIConfig{Addr: cfg.UIAddr, TemporalAddress: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace})
+	// The codec endpoint listens before the UI starts, which must be told
+	// where it is.
+	codecLn, err := listen(cfg.CodecAddr, "codec")
+	if err != nil {
+		return err
+	}
+	defer codecLn.Close()
+	codecURL := "http://" + codecLn.Addr().String()
+	ui, err := devstack.StartUI(devstack.UIConfig{
+		Addr: cfg.UIAddr, TemporalAddress: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+		CodecEndpoint: codecURL,
+	})
 	if err != nil {
 		return err
 	}
@@ -109,6 +133,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(gctx, ln, h) })
+	g.Go(func() error { return serveHTTP(gctx, codecLn, codec.Handler(keys, uiOrigins(ui.Addr()))) })
 	g.Go(func() error { return workerLoop(gctx, d) })
 	g.Go(func() error { return relayLoop(gctx, d) })
 	apiURL := "http://" + ln.Addr().String()
@@ -117,7 +142,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 			return err
 		}
 	}
-	printBanner(stdout, apiURL, "http://"+cfg.UIAddr, cfg)
+	printBanner(stdout, apiURL, "http://"+cfg.UIAddr, codecURL, cfg)
 	return g.Wait()
 }
 
@@ -182,14 +207,39 @@ func putSystem(ctx context.Context, apiURL, name string, body any) error {
 	return nil
 }
 
-// loadOrCreateKey reads the subject key kept in path, creating it on first use.
+// devCodecKeyID names the payload key `lethe dev` generates. Operators who
+// move to their own keys keep it behind theirs in LETHE_CODEC_KEYS to read
+// older histories.
+const devCodecKeyID = "dev"
+
+// uiOrigins are the origins a browser may show the UI listening on addr
+// under: loopback is reached as localhost or 127.0.0.1 alike, and the
+// codec endpoint must answer both.
+func uiOrigins(addr string) []string {
+	origins := []string{"http://" + addr}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return origins
+	}
+	switch host {
+	case "127.0.0.1", "localhost", "::1", "", "0.0.0.0", "::":
+		origins = nil
+		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+			origins = append(origins, "http://"+h+":"+port)
+		}
+	}
+	return origins
+}
+
+// loadOrCreateKey reads the hex key kept in path (the subject key, the
+// payload key), creating a random 32-byte one on first use.
 func loadOrCreateKey(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("subject key: %w", err)
+		return "", fmt.Errorf("key file: %w", err)
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -197,14 +247,15 @@ func loadOrCreateKey(path string) (string, error) {
 	}
 	key := hex.EncodeToString(raw)
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("subject key: %w", err)
+		return "", fmt.Errorf("key file: %w", err)
 	}
 	return key, nil
 }
 
 // printBanner tells the person at the terminal where everything is.
-func printBanner(w io.Writer, apiURL, uiURL string, cfg *config) {
+func printBanner(w io.Writer, apiURL, uiURL, codecURL string, cfg *config) {
 	fmt.Fprintf(w, "\nLethe is ready.\n  API:         %s\n  Temporal UI: %s/namespaces/%s/workflows\n", apiURL, uiURL, cfg.TemporalNamespace)
+	fmt.Fprintf(w, "  Codec:       %s (the UI decrypts workflow payloads through it)\n", codecURL)
 	if !cfg.Demo {
 		fmt.Fprintln(w, "\nRegister a system with PUT /v1/systems/{name}, then POST /v1/erasures (see README.md).")
 		return

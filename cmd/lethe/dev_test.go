@@ -35,6 +35,7 @@ func devEnv(t *testing.T, dbURL string) map[string]string {
 		"LETHE_KAFKA_BROKERS": freeAddr(t),
 		"TEMPORAL_ADDRESS":    freeAddr(t),
 		"LETHE_UI_ADDR":       freeAddr(t),
+		"LETHE_CODEC_ADDR":    freeAddr(t),
 		"LETHE_LOG_LEVEL":     "warn",
 	}
 }
@@ -166,6 +167,7 @@ func TestDevFailsWithOneLine(t *testing.T) {
 	}{
 		{"api port taken", map[string]string{"LETHE_HTTP_ADDR": taken.Addr().String()}, taken.Addr().String()},
 		{"temporal port taken", map[string]string{"TEMPORAL_ADDRESS": taken.Addr().String()}, taken.Addr().String()},
+		{"codec port taken", map[string]string{"LETHE_CODEC_ADDR": taken.Addr().String()}, "codec"},
 		{"postgres unreachable", map[string]string{"LETHE_DATABASE_URL": "postgres://postgres@127.0.0.1:1/lethe?sslmode=disable"}, "PostgreSQL"},
 	}
 	for _, tc := range cases {

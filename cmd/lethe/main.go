@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -25,7 +26,9 @@ Commands:
   worker    the Temporal worker (workflows and activities)
   relay     the confirmation consumer that signals workflows
   migrate   apply the embedded PostgreSQL migrations
+  codec     the codec endpoint alone, for a Temporal Web UI to show encrypted payloads decrypted
   connector run a reference connector: lethe connector <postgres|webhook> --config FILE
+  bench     measure end-to-end erasures next to raw Temporal and Kafka baselines
   version   print the version
 
 Run 'lethe <command> -h' for a command's flags. Every flag mirrors an
@@ -47,9 +50,31 @@ func main() {
 	}
 }
 
-// run dispatches to a role. It returns the error that stopped the role; a
-// canceled context (SIGINT, SIGTERM) is a clean stop.
+// run dispatches to a role. It returns the error that stopped the role, on
+// one line; a canceled context (SIGINT, SIGTERM) is a clean stop.
 func run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	return oneLine(runRole(ctx, args, env, stdout, stderr))
+}
+
+// lineError is an error whose message was folded onto one line, so that
+// whoever reads the terminal or a log collector sees why Lethe stopped in
+// one line even when a library's message spans several (YAML errors do).
+type lineError struct{ err error }
+
+func (e lineError) Error() string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(e.err.Error(), "\n", "; ")), " ")
+}
+
+func (e lineError) Unwrap() error { return e.err }
+
+func oneLine(err error) error {
+	if err == nil || !strings.Contains(err.Error(), "\n") {
+		return err
+	}
+	return lineError{err}
+}
+
+func runRole(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
@@ -62,6 +87,12 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "bench":
+		err := runBench(ctx, rest, env, stdout, stderr)
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil
+		}
+		return err
 	case "connector":
 		err := runConnectorRole(ctx, rest, env, stderr)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -93,6 +124,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		roleErr = runRelay(ctx, cfg, log)
 	case "dev":
 		roleErr = runDev(ctx, cfg, log, stdout)
+	case "codec":
+		roleErr = runCodec(ctx, cfg, log)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", role)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,16 +11,11 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/lethe-dev/lethe/activities"
-	"github.com/lethe-dev/lethe/api"
-	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/temporalx"
 	"github.com/lethe-dev/lethe/registry"
-	"github.com/lethe-dev/lethe/relay"
-	"github.com/lethe-dev/lethe/wire"
 	"github.com/lethe-dev/lethe/workflows"
 )
 
@@ -35,11 +29,15 @@ type deps struct {
 
 // openDeps connects to PostgreSQL and Temporal; both must answer.
 func openDeps(ctx context.Context, cfg *config, log *slog.Logger) (*deps, error) {
+	dc, err := cfg.dataConverter(log)
+	if err != nil {
+		return nil, err
+	}
 	store, err := registry.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	tc, err := temporalx.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, log)
+	tc, err := temporalx.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, log, dc)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -52,15 +50,16 @@ func (d *deps) Close() {
 	d.store.Close()
 }
 
-// topics creates Kafka topics with the configured partition count.
-type topics struct {
-	brokers    []string
-	partitions int
-}
-
-// EnsureTopics creates the topics that do not exist yet.
-func (t topics) EnsureTopics(ctx context.Context, names ...string) error {
-	return kafkax.EnsureTopics(ctx, t.brokers, t.partitions, names...)
+// roles are d's connections as the shared role wiring takes them.
+func (d *deps) roles() roles.Deps {
+	return roles.Deps{
+		Store:      d.store,
+		Temporal:   d.temporal,
+		Namespace:  d.cfg.TemporalNamespace,
+		Brokers:    d.cfg.brokers(),
+		Partitions: d.cfg.TopicPartitions,
+		Logger:     d.log,
+	}
 }
 
 // policy is the retry policy new workflows start with.
@@ -106,28 +105,7 @@ func apiHandler(d *deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := api.New(api.Config{
-		Store:    d.store,
-		Engine:   api.NewTemporalEngine(d.temporal, d.cfg.policy()),
-		Topics:   topics{brokers: d.cfg.brokers(), partitions: d.cfg.TopicPartitions},
-		Digester: dg,
-		Logger:   d.log,
-		Ready:    temporalReady(d.temporal),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return srv.Handler(), nil
-}
-
-// temporalReady checks that the Temporal frontend answers.
-func temporalReady(c client.Client) func(context.Context) error {
-	return func(ctx context.Context) error {
-		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			return fmt.Errorf("temporal: %w", err)
-		}
-		return nil
-	}
+	return roles.APIHandler(d.roles(), dg, d.cfg.policy())
 }
 
 func runWorker(ctx context.Context, cfg *config, log *slog.Logger) error {
@@ -147,19 +125,7 @@ func runWorker(ctx context.Context, cfg *config, log *slog.Logger) error {
 }
 
 // workerLoop hosts the erasure workflow and its activities until ctx ends.
-func workerLoop(ctx context.Context, d *deps) error {
-	writer := kafkax.NewWriter(d.cfg.brokers())
-	defer writer.Close()
-	w := worker.New(d.temporal, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Registry: d.store, Ledger: d.store, Publisher: writer})
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
-	}
-	d.log.Info("worker polling", "task_queue", workflows.TaskQueue, "namespace", d.cfg.TemporalNamespace)
-	<-ctx.Done()
-	w.Stop()
-	return ctx.Err()
-}
+func workerLoop(ctx context.Context, d *deps) error { return roles.RunWorker(ctx, d.roles()) }
 
 func runRelay(ctx context.Context, cfg *config, log *slog.Logger) error {
 	d, err := openDeps(ctx, cfg, log)
@@ -174,18 +140,7 @@ func runRelay(ctx context.Context, cfg *config, log *slog.Logger) error {
 }
 
 // relayLoop turns confirmations into workflow signals until ctx ends.
-func relayLoop(ctx context.Context, d *deps) error {
-	brokers := d.cfg.brokers()
-	if err := kafkax.EnsureTopics(ctx, brokers, d.cfg.TopicPartitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
-		return fmt.Errorf("create confirmation topics: %w", err)
-	}
-	r, err := relay.New(relay.Config{Brokers: brokers, Logger: d.log}, d.temporal, d.store)
-	if err != nil {
-		return err
-	}
-	d.log.Info("relay consuming", "topic", wire.ConfirmationsTopic)
-	return r.Run(ctx)
-}
+func relayLoop(ctx context.Context, d *deps) error { return roles.RunRelay(ctx, d.roles()) }
 
 // healthLoop serves /healthz and /readyz for the worker and relay, which
 // have no API of their own for Kubernetes to probe.
@@ -194,7 +149,7 @@ func healthLoop(ctx context.Context, d *deps) error {
 	if err != nil {
 		return err
 	}
-	ready := temporalReady(d.temporal)
+	ready := roles.TemporalReady(d.temporal)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, nil)
@@ -223,35 +178,9 @@ func writeHealth(w http.ResponseWriter, err error) {
 }
 
 // listen opens a TCP listener, naming what it is for when the port is taken.
-func listen(addr, what string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s address %s: %w", what, addr, err)
-	}
-	return ln, nil
-}
+func listen(addr, what string) (net.Listener, error) { return roles.Listen(addr, what) }
 
 // serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	err := srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		<-done
-		return ctx.Err()
-	}
-	return err
+	return roles.Serve(ctx, ln, h)
 }

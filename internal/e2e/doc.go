@@ -1,5 +1,7 @@
 // Package e2e drives Lethe end to end, through its public HTTP API only, on
 // real components: PostgreSQL, a Temporal server and a Kafka-protocol broker,
-// with services erasing real rows through the connector SDK. Its benchmarks
-// measure the same path next to the raw components it stands on.
+// with services erasing real rows through the connector SDK. Its scale
+// checks fan one erasure out to 1,000 systems and send one system a burst of
+// requests. Throughput next to the raw components is measured by `lethe
+// bench` (package internal/bench), on the same wiring.
 package e2e

@@ -11,20 +11,41 @@ import (
 
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/lethe-dev/lethe/workflows"
 )
 
-// Dial connects to the Temporal frontend at address, in namespace, logging
-// through logger. It fails when the server does not answer, so a role that
-// cannot reach Temporal says so at start instead of later.
-func Dial(ctx context.Context, address, namespace string, logger *slog.Logger) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{
+// ClientOptions are the options of every Temporal client Lethe makes, so
+// that all of them encode payloads alike: a worker must read what the API
+// wrote. dc is the payload converter (codec.DataConverter when payloads are
+// encrypted, nil for the SDK's default). With a converter, failure messages
+// and stack traces are encoded by it too, since an error text is as durable
+// in the history as a payload.
+func ClientOptions(address, namespace string, logger *slog.Logger, dc converter.DataConverter) client.Options {
+	opts := client.Options{
 		HostPort:  address,
 		Namespace: namespace,
 		Logger:    sdklog.NewStructuredLogger(logger),
-	})
+	}
+	if dc != nil {
+		opts.DataConverter = dc
+		opts.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+			DataConverter:          dc,
+			EncodeCommonAttributes: true,
+		})
+	}
+	return opts
+}
+
+// Dial connects to the Temporal frontend at address, in namespace, logging
+// through logger and encoding payloads with dc (see ClientOptions). It fails
+// when the server does not answer, so a role that cannot reach Temporal says
+// so at start instead of later.
+func Dial(ctx context.Context, address, namespace string, logger *slog.Logger, dc converter.DataConverter) (client.Client, error) {
+	c, err := client.DialContext(ctx, ClientOptions(address, namespace, logger, dc))
 	if err != nil {
 		return nil, fmt.Errorf("connect to temporal at %s: %w", address, err)
 	}

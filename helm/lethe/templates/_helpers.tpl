@@ -105,11 +105,20 @@ settings are read, so every template path checks them.
 {{- end }}
 
 {{/*
-Whether the chart owns a Secret at all: only when at least one of the two
-secret settings is given as a value rather than an existing Secret.
+Whether the chart owns a Secret at all: only when at least one secret setting
+is given as a value rather than an existing Secret.
 */}}
 {{- define "lethe.managesSecret" -}}
-{{- if or (not .Values.postgres.existingSecret) (not .Values.subjectKey.existingSecret) }}true{{ end }}
+{{- if or (not .Values.postgres.existingSecret) (not .Values.subjectKey.existingSecret) (include "lethe.codecKeysInSecret" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether the codec keys are given as a value, and so kept in the chart's
+Secret. They are optional: with neither a value nor an existing Secret, no
+LETHE_CODEC_KEYS reaches the pods.
+*/}}
+{{- define "lethe.codecKeysInSecret" -}}
+{{- if and .Values.codecKeys.value (not .Values.codecKeys.existingSecret) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -140,6 +149,9 @@ database-url: {{ .Values.postgres.url | b64enc | quote }}
 {{- if not .Values.subjectKey.existingSecret }}
 subject-key: {{ .Values.subjectKey.value | b64enc | quote }}
 {{- end }}
+{{- if include "lethe.codecKeysInSecret" . }}
+codec-keys: {{ .Values.codecKeys.value | b64enc | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -150,7 +162,7 @@ hashed: rotate such a Secret with a rollout restart.
 */}}
 {{- define "lethe.podAnnotations" -}}
 checksum/config: {{ include "lethe.configData" .root | sha256sum }}
-checksum/secret: {{ print (include "lethe.secretData" .root) .root.Values.postgres.existingSecret .root.Values.postgres.existingSecretKey .root.Values.subjectKey.existingSecret .root.Values.subjectKey.existingSecretKey | sha256sum }}
+checksum/secret: {{ print (include "lethe.secretData" .root) .root.Values.postgres.existingSecret .root.Values.postgres.existingSecretKey .root.Values.subjectKey.existingSecret .root.Values.subjectKey.existingSecretKey .root.Values.codecKeys.existingSecret .root.Values.codecKeys.existingSecretKey | sha256sum }}
 {{- with .values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}
@@ -159,7 +171,8 @@ checksum/secret: {{ print (include "lethe.secretData" .root) .root.Values.postgr
 {{/*
 The environment of every Lethe container: (dict "root" $ "configMap" name
 "secret" name "extraEnv" list). Non-secret settings come from the ConfigMap;
-the database URL and subject key from the chart's Secret or the existing ones;
+the database URL, subject key and codec keys from the chart's Secret or the
+existing ones;
 extraEnv last, so it can override anything. The migration passes the names of
 its hook-scoped copies, which exist before the release's own resources do.
 */}}
@@ -190,6 +203,19 @@ env:
         name: {{ .secret }}
         key: subject-key
         {{- end }}
+  {{- if $v.codecKeys.existingSecret }}
+  - name: LETHE_CODEC_KEYS
+    valueFrom:
+      secretKeyRef:
+        name: {{ $v.codecKeys.existingSecret }}
+        key: {{ $v.codecKeys.existingSecretKey }}
+  {{- else if $v.codecKeys.value }}
+  - name: LETHE_CODEC_KEYS
+    valueFrom:
+      secretKeyRef:
+        name: {{ .secret }}
+        key: codec-keys
+  {{- end }}
   {{- with .extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}

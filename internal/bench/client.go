@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe"
+)
+
+// apiClient speaks Lethe's public HTTP API, as any client would: the
+// benchmark measures what clients get, not what the server's internals do.
+type apiClient struct {
+	base string
+	http *http.Client
+}
+
+// newAPIClient returns a client for the API at base whose connection pool
+// holds enough idle connections for inFlight callers; with the default of
+// two, most calls under load would open a new connection.
+func newAPIClient(base string, inFlight int) *apiClient {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = inFlight + 16
+	tr.MaxIdleConnsPerHost = inFlight + 16
+	return &apiClient{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: time.Minute}}
+}
+
+func (c *apiClient) close() { c.http.CloseIdleConnections() }
+
+// do sends one request and decodes a 2xx answer into out (when not nil).
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s answered %s: %s", method, path, resp.Status, strings.TrimSpace(string(b[:min(len(b), 512)])))
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// putSystem registers (or replaces) a system erasing by identifier type idType.
+func (c *apiClient) putSystem(ctx context.Context, name, idType string) error {
+	body := map[string]any{
+		"identifiers": []string{idType},
+		"owner":       "lethe-bench",
+		"description": "synthetic system of lethe bench; confirms every command at once",
+	}
+	return c.do(ctx, http.MethodPut, "/v1/systems/"+name, body, nil)
+}
+
+func (c *apiClient) retireSystem(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/systems/"+name, nil, nil)
+}
+
+func (c *apiClient) listSystems(ctx context.Context) ([]lethe.System, error) {
+	var page struct {
+		Items []lethe.System `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/systems", nil, &page)
+	return page.Items, err
+}
+
+// submit posts an erasure of subject and returns the accepted request.
+func (c *apiClient) submit(ctx context.Context, subject map[string]string) (lethe.Erasure, error) {
+	body := map[string]any{"subject": subject, "reason": "gdpr_art17", "requested_by": "lethe-bench"}
+	var e lethe.Erasure
+	err := c.do(ctx, http.MethodPost, "/v1/erasures", body, &e)
+	return e, err
+}
+
+func (c *apiClient) erasure(ctx context.Context, id string) (lethe.Erasure, error) {
+	var e lethe.Erasure
+	err := c.do(ctx, http.MethodGet, "/v1/erasures/"+id, nil, &e)
+	return e, err
+}

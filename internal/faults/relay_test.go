@@ -1,0 +1,130 @@
+package faults_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/relay"
+	"github.com/lethe-dev/lethe/wire"
+	"github.com/lethe-dev/lethe/workflows"
+)
+
+// TestRelayKilledBeforeCommit kills `lethe relay` with SIGKILL after it
+// signalled confirmations to their workflows but before it committed their
+// offsets, so that the next relay delivers the same confirmations again.
+//
+// The broker refuses the relay group's offset commits, which holds the first
+// relay in exactly that window for as long as the test needs: its signals
+// are accepted (the ledger shows the systems erased) while the group has no
+// committed offset. The second relay reads the same confirmations and
+// signals them again to workflows still waiting for another system: the
+// duplicates must be seen in the workflows' histories and counted for
+// nothing (one confirmed event, one attempt, the real record count).
+func TestRelayKilledBeforeCommit(t *testing.T) {
+	s := newStack(t, stackOptions{Worker: true})
+	ctx, cancel := s.deadline()
+	defer cancel()
+	early, late := newService("early", false), newService("late", true)
+	s.putSystem(early)
+	s.putSystem(late)
+
+	shortenSessions(s.Kafka, relay.DefaultGroupID)
+	refused := s.Kafka.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: relay.DefaultGroupID, Count: -1})
+
+	a := startProcess(t, "relay", s.env(s.Temporal.Address()))
+	a.awaitLog(ctx, "relay started")
+	const n = 4
+	var reqs []lethe.Erasure
+	for i := range n {
+		reqs = append(reqs, s.submit(subject("relay", i)))
+	}
+	eventually(t, ctx, "relay A signalled every early confirmation and the workflows recorded them", func() bool {
+		for _, e := range reqs {
+			if !s.systemIs(ctx, e.ID, early.name, lethe.SystemErased) {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, ctx, "relay A tried to commit and the broker refused", func() bool { return refused.Hits() > 0 })
+	if g := s.Kafka.GroupInfo(relay.DefaultGroupID); g == nil || len(g.Commits[wire.ConfirmationsTopic]) != 0 {
+		t.Fatalf("the relay group committed offsets despite the refusal: %+v", g)
+	}
+	a.kill()
+	refused.Remove()
+	t.Logf("relay A signalled %d requests, had %d commits refused, then died of SIGKILL", n, refused.Hits())
+
+	startProcess(t, "relay", s.env(s.Temporal.Address())).awaitLog(ctx, "relay started")
+	for _, e := range reqs {
+		cmd := early.commandOf(e.ID)
+		eventually(t, ctx, "relay B delivered request "+e.ID+"'s early confirmation again", func() bool {
+			return s.signalsCarrying(ctx, e.ID, cmd) >= 2
+		})
+	}
+	s.release(late)
+	s.awaitFinal(ctx, ids(reqs)...)
+	s.verify(ctx, expectCompleted(reqs, early.name, late.name)...)
+	eventually(t, ctx, "relay B committed its offsets", func() bool {
+		g := s.Kafka.GroupInfo(relay.DefaultGroupID)
+		return g != nil && len(g.Commits[wire.ConfirmationsTopic]) > 0
+	})
+}
+
+// shortenSessions makes the broker give group's members the shortest
+// session it allows (6 s instead of kafka-go's 30 s), so a member killed
+// without leaving the group is evicted, and its partitions handed on, in
+// seconds.
+func shortenSessions(c *kfake.Cluster, group string) {
+	c.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if j, ok := req.(*kmsg.JoinGroupRequest); ok && j.Group == group {
+			j.SessionTimeoutMillis = 6000
+		}
+		return nil, nil, false
+	})
+}
+
+// systemIs reports whether the ledger shows system in status st for a request.
+func (s *stack) systemIs(ctx context.Context, requestID, system string, st lethe.SystemStatus) bool {
+	var got lethe.SystemStatus
+	err := s.DB.QueryRowContext(ctx, `SELECT status FROM erasure_systems WHERE request_id = $1 AND system = $2`,
+		requestID, system).Scan(&got)
+	return err == nil && got == st
+}
+
+// signalsCarrying counts the confirm signals in a request's workflow history
+// that carry a confirmation of commandID.
+func (s *stack) signalsCarrying(ctx context.Context, requestID, commandID string) int {
+	it := s.Client.GetWorkflowHistory(ctx, workflows.ErasureWorkflowID(requestID), "", false,
+		enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	dc := converter.GetDefaultDataConverter()
+	n := 0
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return 0
+		}
+		attrs := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if attrs == nil || attrs.GetSignalName() != workflows.SignalConfirm {
+			continue
+		}
+		var sig workflows.ConfirmSignal
+		if err := dc.FromPayloads(attrs.GetInput(), &sig); err != nil {
+			s.t.Errorf("decode signal of %s: %v", requestID, err)
+			return 0
+		}
+		for _, c := range sig.Confirmations {
+			if c.CommandID == commandID {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,183 @@
+// Package roles wires Lethe's long-running parts (the HTTP API, the Temporal
+// worker and the confirmation relay) from the connections they share. It
+// exists so that every process that runs them, `lethe api|worker|relay|dev`
+// and `lethe bench`, runs the same code with the same settings: a benchmark
+// that wired Lethe its own way would measure something nobody deploys.
+package roles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/lethe-dev/lethe/activities"
+	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/registry"
+	"github.com/lethe-dev/lethe/relay"
+	"github.com/lethe-dev/lethe/wire"
+	"github.com/lethe-dev/lethe/workflows"
+)
+
+// Deps are the connections the roles are built on, opened by the caller and
+// closed by it once the roles have returned.
+type Deps struct {
+	Store    *registry.Store
+	Temporal client.Client
+	// Namespace is the Temporal namespace Temporal is a client of; it is
+	// only logged.
+	Namespace string
+	Brokers   []string
+	// Partitions is the partition count of the topics the roles create.
+	Partitions int
+	Logger     *slog.Logger
+}
+
+// Validate reports the first missing dependency.
+func (d Deps) Validate() error {
+	switch {
+	case d.Store == nil:
+		return errors.New("roles: no store")
+	case d.Temporal == nil:
+		return errors.New("roles: no temporal client")
+	case len(d.Brokers) == 0:
+		return errors.New("roles: no kafka brokers")
+	case d.Partitions < 1:
+		return errors.New("roles: partitions must be at least 1")
+	case d.Logger == nil:
+		return errors.New("roles: no logger")
+	}
+	return nil
+}
+
+// Topics creates Kafka topics with a fixed partition count; it is the API's
+// api.TopicEnsurer.
+type Topics struct {
+	Brokers    []string
+	Partitions int
+}
+
+// EnsureTopics creates the topics that do not exist yet.
+func (t Topics) EnsureTopics(ctx context.Context, names ...string) error {
+	return kafkax.EnsureTopics(ctx, t.Brokers, t.Partitions, names...)
+}
+
+// APIHandler builds the HTTP API over d: requests' digests are keyed by dg
+// and every workflow it starts carries policy.
+func APIHandler(d Deps, dg *digest.Digester, policy workflows.Policy) (http.Handler, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	srv, err := api.New(api.Config{
+		Store:    d.Store,
+		Engine:   api.NewTemporalEngine(d.Temporal, policy),
+		Topics:   Topics{Brokers: d.Brokers, Partitions: d.Partitions},
+		Digester: dg,
+		Logger:   d.Logger,
+		Ready:    TemporalReady(d.Temporal),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return srv.Handler(), nil
+}
+
+// TemporalReady returns a readiness check that the Temporal frontend answers.
+func TemporalReady(c client.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			return fmt.Errorf("temporal: %w", err)
+		}
+		return nil
+	}
+}
+
+// WorkerOptions are the options of the erasure worker. `lethe bench` gives
+// its baseline workflows the same ones, so that its ratios compare designs
+// rather than tuning.
+func WorkerOptions() worker.Options {
+	return worker.Options{}
+}
+
+// RunWorker hosts the erasure workflow and its activities until ctx ends,
+// then stops the worker and returns ctx's error.
+func RunWorker(ctx context.Context, d Deps) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	writer := kafkax.NewWriter(d.Brokers)
+	defer writer.Close()
+	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions())
+	workflows.Register(w, &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	d.Logger.Info("worker polling", "task_queue", workflows.TaskQueue, "namespace", d.Namespace)
+	<-ctx.Done()
+	w.Stop()
+	return ctx.Err()
+}
+
+// RunRelay turns confirmations into workflow signals until ctx ends, creating
+// the confirmation topics first when they are missing.
+func RunRelay(ctx context.Context, d Deps) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if err := kafkax.EnsureTopics(ctx, d.Brokers, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
+		return fmt.Errorf("create confirmation topics: %w", err)
+	}
+	r, err := relay.New(relay.Config{Brokers: d.Brokers, Logger: d.Logger}, d.Temporal, d.Store)
+	if err != nil {
+		return err
+	}
+	d.Logger.Info("relay consuming", "topic", wire.ConfirmationsTopic)
+	return r.Run(ctx)
+}
+
+// Listen opens a TCP listener, naming what it is for when the port is taken.
+func Listen(addr, what string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s address %s: %w", what, addr, err)
+	}
+	return ln, nil
+}
+
+// shutdownGrace bounds how long Serve waits for requests in flight once its
+// context ends.
+const shutdownGrace = 10 * time.Second
+
+// Serve serves h on ln until ctx ends, then shuts down gracefully and
+// returns ctx's error; it returns at once if serving fails.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-done
+		return ctx.Err()
+	}
+	return err
+}
