@@ -36,6 +36,8 @@ const fuzzSecret = "Ada Lövelace <ada@example.invalid>"
 // errorCodeRe is the form of every error code of the contract.
 var errorCodeRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
+// FuzzCreateErasure sends POST /v1/erasures any body, content type and
+// Idempotency-Key; an accepted request is then replayed with its key.
 func FuzzCreateErasure(f *testing.F) {
 	const jsonType = "application/json"
 	subject := `{"subject":{"email":"` + fuzzSecret + `","user_id":"u-123"}`
@@ -184,6 +186,8 @@ func checkCreated(t *testing.T, h *harness, res response, body []byte, secrets [
 	return e
 }
 
+// FuzzPutSystem sends PUT /v1/systems/{name} any name, body and content
+// type.
 func FuzzPutSystem(f *testing.F) {
 	const jsonType = "application/json"
 	for _, s := range []struct {
@@ -256,6 +260,8 @@ func FuzzPutSystem(f *testing.F) {
 
 func invalidType(t string) bool { return !lethe.ValidIdentifierType(t) }
 
+// FuzzListErasures sends GET /v1/erasures any query string, over a ledger
+// holding three requests.
 func FuzzListErasures(f *testing.F) {
 	for _, q := range []string{
 		"",

@@ -30,6 +30,8 @@ const (
 	fuzzRequestID = "6f1c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
 )
 
+// FuzzDecodeCommand checks the decoder a connector runs on every message of
+// its topic.
 func FuzzDecodeCommand(f *testing.F) {
 	good := `{"schema":"erasure.command.v1","command_id":"` + fuzzCommandID + `","request_id":"` + fuzzRequestID +
 		`","system":"orders","attempt":1,"identifiers":[{"type":"email","value":"` + fuzzValue + `"}],` +
@@ -78,6 +80,8 @@ func FuzzDecodeCommand(f *testing.F) {
 	})
 }
 
+// FuzzDecodeConfirmation checks the decoder the relay runs on every message
+// of the confirmations topic, which any producer can write to.
 func FuzzDecodeConfirmation(f *testing.F) {
 	good := `{"schema":"erasure.confirmation.v1","command_id":"` + fuzzCommandID + `","request_id":"` + fuzzRequestID +
 		`","system":"orders","outcome":"erased","records":3,"detail":"","retryable":false,` +
