@@ -150,6 +150,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	p := &progress{w: cfg.Progress}
+	loadBefore := LoadAverage()
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 
@@ -171,6 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	report.LoadBefore, report.LoadAfter = loadBefore, LoadAverage()
 	return report, nil
 }
 

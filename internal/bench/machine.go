@@ -70,3 +70,19 @@ func parseProcField(b []byte, name string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no %s line", name)
 }
+
+// LoadAverage is the system's load averages over 1, 5 and 15 minutes as
+// /proc/loadavg gives them, "" where it cannot be read. The report quotes
+// it before and after a run: on a shared machine it says how much else
+// competed for the CPUs.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}

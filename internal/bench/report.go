@@ -20,8 +20,12 @@ type Report struct {
 	// PeakRSSBytes is the process's peak resident set size over the whole
 	// run: with an embedded stack, Temporal, the broker, Lethe and the
 	// load generator together.
-	PeakRSSBytes int64    `json:"peak_rss_bytes"`
-	Notes        []string `json:"notes,omitempty"`
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// LoadBefore and LoadAfter are the machine's load averages (1, 5, 15
+	// minutes) when the run started and ended.
+	LoadBefore string   `json:"load_average_before"`
+	LoadAfter  string   `json:"load_average_after"`
+	Notes      []string `json:"notes,omitempty"`
 }
 
 // FanOut is one fan-out K: Lethe's figures and, measured right after on the
@@ -135,6 +139,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "lethe bench: %d erasures per fan-out, %d in flight, Lethe and baselines interleaved in %d rounds\n", r.N, r.Concurrency, r.Rounds)
 	fmt.Fprintf(&b, "machine: %d CPUs, %.1f GiB memory, %s/%s, %s\n", r.Machine.CPUs, gib(r.Machine.MemoryBytes), r.Machine.OS, r.Machine.Arch, r.Machine.GoVersion)
 	fmt.Fprintf(&b, "stack: %s\n", r.Stack)
+	fmt.Fprintf(&b, "load average: %s at the start, %s at the end\n", r.LoadBefore, r.LoadAfter)
 	for _, run := range r.Runs {
 		l := run.Lethe
 		fmt.Fprintf(&b, "\nK=%d\n", run.K)

@@ -3,6 +3,8 @@ package faults_test
 import (
 	"testing"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"github.com/lethe-dev/lethe"
 )
 
@@ -22,6 +24,9 @@ import (
 // them again: the commands it publishes again must be the same commands,
 // the ledger it writes again must not record anything twice.
 func TestWorkerKilledMidFanOut(t *testing.T) {
+	// Built before anything runs, so that compiling does not eat the
+	// test's time or starve its stack.
+	letheBinary(t)
 	s := newStack(t, stackOptions{Relay: true})
 	ctx, cancel := s.deadline()
 	defer cancel()
@@ -102,4 +107,12 @@ func TestWorkerKilledMidFanOut(t *testing.T) {
 	startProcess(t, "worker", s.env(s.Temporal.Address())).awaitLog(ctx, "worker polling")
 	s.awaitFinal(ctx, ids(reqs)...)
 	s.verify(ctx, expectCompleted(reqs, systems...)...)
+	// Temporal saw it too: the tasks of both dead workers timed out.
+	timedOut := 0
+	for _, e := range reqs {
+		timedOut += s.historyCount(ctx, e.ID, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
+	}
+	if timedOut < 2 {
+		t.Errorf("%d workflow tasks timed out, want at least one from each killed worker", timedOut)
+	}
 }

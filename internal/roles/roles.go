@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -104,6 +106,14 @@ func TemporalReady(c client.Client) func(context.Context) error {
 // its baseline workflows the same ones, so that its ratios compare designs
 // rather than tuning.
 func WorkerOptions() worker.Options {
+	if os.Getenv("XPOLL") != "" {
+		n, _ := strconv.Atoi(os.Getenv("XPOLL"))
+		return worker.Options{MaxConcurrentWorkflowTaskPollers: n, MaxConcurrentActivityTaskPollers: n}
+	}
+	if os.Getenv("XAUTO") != "" {
+		return worker.Options{WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+			ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})}
+	}
 	return worker.Options{}
 }
 
@@ -135,7 +145,11 @@ func RunRelay(ctx context.Context, d Deps) error {
 	if err := kafkax.EnsureTopics(ctx, d.Brokers, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
 		return fmt.Errorf("create confirmation topics: %w", err)
 	}
-	r, err := relay.New(relay.Config{Brokers: d.Brokers, Logger: d.Logger}, d.Temporal, d.Store)
+	rc := relay.Config{Brokers: d.Brokers, Logger: d.Logger}
+	if v := os.Getenv("XRELAY"); v != "" {
+		rc.BatchWait, _ = time.ParseDuration(v)
+	}
+	r, err := relay.New(rc, d.Temporal, d.Store)
 	if err != nil {
 		return err
 	}
