@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -104,16 +102,11 @@ func TemporalReady(c client.Client) func(context.Context) error {
 
 // WorkerOptions are the options of the erasure worker. `lethe bench` gives
 // its baseline workflows the same ones, so that its ratios compare designs
-// rather than tuning.
+// rather than tuning. They are the SDK's defaults: autoscaling pollers were
+// measured with `lethe bench` and sped the baselines up more than Lethe,
+// whose throughput on the embedded server is bound by the server's
+// persistence, not by how fast the worker polls (docs/benchmarks.md).
 func WorkerOptions() worker.Options {
-	if os.Getenv("XPOLL") != "" {
-		n, _ := strconv.Atoi(os.Getenv("XPOLL"))
-		return worker.Options{MaxConcurrentWorkflowTaskPollers: n, MaxConcurrentActivityTaskPollers: n}
-	}
-	if os.Getenv("XAUTO") != "" {
-		return worker.Options{WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
-			ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})}
-	}
 	return worker.Options{}
 }
 
@@ -145,11 +138,7 @@ func RunRelay(ctx context.Context, d Deps) error {
 	if err := kafkax.EnsureTopics(ctx, d.Brokers, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
 		return fmt.Errorf("create confirmation topics: %w", err)
 	}
-	rc := relay.Config{Brokers: d.Brokers, Logger: d.Logger}
-	if v := os.Getenv("XRELAY"); v != "" {
-		rc.BatchWait, _ = time.ParseDuration(v)
-	}
-	r, err := relay.New(rc, d.Temporal, d.Store)
+	r, err := relay.New(relay.Config{Brokers: d.Brokers, Logger: d.Logger}, d.Temporal, d.Store)
 	if err != nil {
 		return err
 	}

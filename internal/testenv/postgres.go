@@ -27,6 +27,10 @@ const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 // that a hung server fails the test instead of hanging it.
 const postgresSetupTimeout = time.Minute
 
+// testPoolSize bounds each test database's pool, as production's pools are
+// bounded (see registry.Open).
+const testPoolSize = 16
+
 // Postgres returns a pool on a new, migrated database of its own, and that
 // database's URL for code that opens its own pool. The database is dropped
 // when the test ends, so tests may run in parallel and leave nothing behind.
@@ -39,6 +43,10 @@ func Postgres(t testing.TB) (db *sql.DB, url string) {
 	}
 	// Registered after PostgresURL's drop, so it runs before it.
 	t.Cleanup(func() { db.Close() })
+	// Test packages run side by side against one server whose
+	// max_connections is 100: a bounded pool makes a burst wait for a
+	// connection instead of failing with too_many_connections.
+	db.SetMaxOpenConns(testPoolSize)
 
 	ctx, cancel := context.WithTimeout(context.Background(), postgresSetupTimeout)
 	defer cancel()
