@@ -187,6 +187,10 @@ func TestCreateErasureConcurrentSameKey(t *testing.T) {
 	ctx := testContext(t)
 
 	const callers = 20
+	// Every caller holds a connection while it waits on the key, and the
+	// first one's start watches pg_stat_activity on one more: the pool must
+	// fit them all, or the waiters starve the watcher.
+	s.DB().SetMaxOpenConns(callers + 4)
 	template := newErasure(t0)
 	template.IdempotencyKey = "concurrent-key"
 
