@@ -21,11 +21,11 @@ import (
 //
 // The broker refuses the relay group's offset commits, which holds the first
 // relay in exactly that window for as long as the test needs: its signals
-// are accepted (the ledger shows the systems erased) while the group has no
-// committed offset. The second relay reads the same confirmations and
-// signals them again to workflows still waiting for another system: the
-// duplicates must be seen in the workflows' histories and counted for
-// nothing (one confirmed event, one attempt, the real record count).
+// are in the workflows' histories while the group has no committed offset.
+// The second relay reads the same confirmations and signals them again to
+// workflows still waiting for another system: the duplicates must be seen in
+// the histories and counted for nothing (one confirmed event, one attempt,
+// the real record count).
 func TestRelayKilledBeforeCommit(t *testing.T) {
 	// Built before anything runs, so that compiling does not eat the
 	// test's time or starve its stack.
