@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -119,15 +120,43 @@ func (b *bencher) naiveOp(k int) func(ctx context.Context) error {
 	return func(ctx context.Context) error { return b.execute(ctx, naiveWorkflowName, "naive", k) }
 }
 
+// execute starts a baseline workflow and waits for its result. A start
+// an overloaded server refuses or times out is made again under the same
+// workflow ID, as Lethe's API does, so that a retry never runs it twice.
 func (b *bencher) execute(ctx context.Context, name, kind string, args ...any) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
 	defer cancel()
-	opts := client.StartWorkflowOptions{ID: b.nextID(kind), TaskQueue: baselineQueue}
-	r, err := b.st.temporal.ExecuteWorkflow(ctx, opts, name, args...)
+	opts := client.StartWorkflowOptions{
+		ID:                       b.nextID(kind),
+		TaskQueue:                baselineQueue,
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}
+	err := retry(ctx, transientTemporal, func(ctx context.Context) error {
+		_, err := b.st.temporal.ExecuteWorkflow(ctx, opts, name, args...)
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			// An earlier attempt started it, and it has already finished.
+			return nil
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	return r.Get(ctx, nil)
+	return b.st.temporal.GetWorkflow(ctx, opts.ID, "").Get(ctx, nil)
+}
+
+// transientTemporal reports whether a Temporal call may succeed if made
+// again: the server was unavailable, overloaded, or did not answer in time.
+func transientTemporal(err error) bool {
+	var (
+		unavailable *serviceerror.Unavailable
+		deadline    *serviceerror.DeadlineExceeded
+		exhausted   *serviceerror.ResourceExhausted
+	)
+	return errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.As(err, &exhausted) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 // startNaive starts the Kafka side of the naive design at fan-out k: one

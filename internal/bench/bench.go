@@ -262,7 +262,7 @@ func (b *bencher) run(ctx context.Context, k int) (FanOut, []string, error) {
 
 	var ids idList
 	letheOp := &operation{name: "Lethe", do: func(ctx context.Context) error {
-		e, err := b.api.submit(ctx, b.subject(k))
+		e, err := b.submit(ctx, k)
 		if err != nil {
 			return err
 		}
@@ -346,7 +346,7 @@ func (b *bencher) run(ctx context.Context, k int) (FanOut, []string, error) {
 func (b *bencher) acceptBurst(ctx context.Context, k int, ids *idList) (float64, error) {
 	burst := make([]lethe.Erasure, b.cfg.N)
 	accepted, err := runLoad(ctx, b.cfg.N, b.cfg.Concurrency, b.p, "Lethe: requests accepted", func(ctx context.Context, i int) error {
-		e, err := b.api.submit(ctx, b.subject(k))
+		e, err := b.submit(ctx, k)
 		burst[i] = e
 		return err
 	})
@@ -364,10 +364,11 @@ func (b *bencher) acceptBurst(ctx context.Context, k int, ids *idList) (float64,
 	return Rate(b.cfg.N, accepted.elapsed), nil
 }
 
-// subject is a new synthetic subject: its identifier value is unique to
-// this run and names no one.
-func (b *bencher) subject(k int) map[string]string {
-	return map[string]string{IdentifierType: fmt.Sprintf("%s-k%d", b.nextID("subject"), k)}
+// submit submits the erasure of a new synthetic subject, whose identifier
+// value is unique to this run and names no one.
+func (b *bencher) submit(ctx context.Context, k int) (lethe.Erasure, error) {
+	id := b.nextID("subject")
+	return b.api.submit(ctx, id, map[string]string{IdentifierType: fmt.Sprintf("%s-k%d", id, k)})
 }
 
 // idList collects request ids from concurrent callers.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,8 +33,28 @@ func newAPIClient(base string, inFlight int) *apiClient {
 
 func (c *apiClient) close() { c.http.CloseIdleConnections() }
 
+// statusError is an answer outside 2xx.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// transientHTTP reports whether a call may succeed if made again: the
+// server said it is unavailable or overloaded, or the connection failed
+// before an answer came. An answer of 500 is not retried: it is a bug.
+func transientHTTP(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status == http.StatusServiceUnavailable || se.status == http.StatusTooManyRequests
+	}
+	return err != nil
+}
+
 // do sends one request and decodes a 2xx answer into out (when not nil).
-func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+// header holds pairs of names and values.
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any, header ...string) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -49,6 +70,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -59,7 +83,8 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s answered %s: %s", method, path, resp.Status, strings.TrimSpace(string(b[:min(len(b), 512)])))
+		return &statusError{status: resp.StatusCode,
+			msg: fmt.Sprintf("%s %s answered %s: %s", method, path, resp.Status, strings.TrimSpace(string(b[:min(len(b), 512)])))}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -91,16 +116,23 @@ func (c *apiClient) listSystems(ctx context.Context) ([]lethe.System, error) {
 	return page.Items, err
 }
 
-// submit posts an erasure of subject and returns the accepted request.
-func (c *apiClient) submit(ctx context.Context, subject map[string]string) (lethe.Erasure, error) {
+// submit posts an erasure of subject and returns the accepted request. An
+// overloaded API (503) or a broken connection is answered by posting again
+// under the same Idempotency-Key, as a careful client would, so that a
+// retry never creates a second request.
+func (c *apiClient) submit(ctx context.Context, key string, subject map[string]string) (lethe.Erasure, error) {
 	body := map[string]any{"subject": subject, "reason": "gdpr_art17", "requested_by": "lethe-bench"}
 	var e lethe.Erasure
-	err := c.do(ctx, http.MethodPost, "/v1/erasures", body, &e)
+	err := retry(ctx, transientHTTP, func(ctx context.Context) error {
+		return c.do(ctx, http.MethodPost, "/v1/erasures", body, &e, "Idempotency-Key", key)
+	})
 	return e, err
 }
 
 func (c *apiClient) erasure(ctx context.Context, id string) (lethe.Erasure, error) {
 	var e lethe.Erasure
-	err := c.do(ctx, http.MethodGet, "/v1/erasures/"+id, nil, &e)
+	err := retry(ctx, transientHTTP, func(ctx context.Context) error {
+		return c.do(ctx, http.MethodGet, "/v1/erasures/"+id, nil, &e)
+	})
 	return e, err
 }

@@ -152,3 +152,29 @@ func share(n, rounds, r int) int {
 	}
 	return q
 }
+
+// Backoff bounds of retry.
+const (
+	retryMinDelay = 50 * time.Millisecond
+	retryMaxDelay = 2 * time.Second
+)
+
+// retry calls op until it succeeds, fails with an error transient does not
+// accept, or ctx ends. An overloaded stack refuses some calls; the
+// benchmark waits them out, and counts the wait in the latency, rather
+// than stop.
+func retry(ctx context.Context, transient func(error) bool, op func(ctx context.Context) error) error {
+	delay := retryMinDelay
+	for {
+		err := op(ctx)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, retryMaxDelay)
+	}
+}
