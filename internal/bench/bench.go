@@ -28,19 +28,21 @@ import (
 	"github.com/lethe-dev/lethe/wire"
 )
 
-// Defaults of Config.
-var (
-	DefaultKs = []int{1, 5, 20}
-)
+// DefaultKs are the fan-outs PERFORMANCE.md sets targets for.
+var DefaultKs = []int{1, 5, 20}
 
+// Defaults of Config's other fields: enough erasures for a p99 to mean
+// something, the concurrency of PERFORMANCE.md's p99 target, and a bound on
+// one request generous enough for an overloaded laptop.
 const (
 	DefaultN              = 200
 	DefaultConcurrency    = 20
 	DefaultRequestTimeout = 5 * time.Minute
-	// MaxK bounds the fan-out: each system runs a connector, with its own
-	// consumer group, in this process.
-	MaxK = 1000
 )
+
+// MaxK bounds the fan-out: each system runs a connector, with its own
+// consumer group, in this process.
+const MaxK = 1000
 
 // SystemPrefix names the benchmark's systems: bench-00, bench-01, … A run
 // retires the ones of an earlier run that its fan-out does not use.
@@ -63,7 +65,9 @@ type Config struct {
 	// URL, when set, is a running Lethe's API: the benchmark registers its
 	// systems there, runs their connectors against KafkaBrokers, and skips
 	// the baselines that need the Temporal server in this process.
-	URL          string
+	URL string
+	// KafkaBrokers are the running Lethe's brokers, where the connectors
+	// read their commands; only used with URL.
 	KafkaBrokers []string
 	// DatabaseURL names the PostgreSQL server on which an embedded stack
 	// creates its scratch database (its database name is not used).
