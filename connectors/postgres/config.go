@@ -39,7 +39,7 @@ type Config struct {
 	DatabaseURL string `yaml:"database_url"`
 	// Kafka says how to reach a secured cluster; absent, the connections
 	// are plain.
-	Kafka Kafka `yaml:"kafka"`
+	Kafka connectors.KafkaSecurity `yaml:"kafka"`
 	// Commands is where the connector records the commands it carried out.
 	Commands Commands `yaml:"commands"`
 	// Dedup, when set, shares the SDK's de-duplication store through the
@@ -49,55 +49,6 @@ type Config struct {
 	// statements. The keys are what the system declares as "identifiers" in
 	// Lethe's registry.
 	Identifiers map[string]Statements `yaml:"identifiers"`
-}
-
-// Kafka is the security of the connections to the brokers.
-type Kafka struct {
-	// TLS encrypts the connections, verifying the brokers against the
-	// system's certificate authorities or TLSCAFile's.
-	TLS bool `yaml:"tls"`
-	// TLSCAFile is a PEM file of the authorities that sign the brokers'
-	// certificates, for a cluster with a private CA; it needs TLS.
-	TLSCAFile string `yaml:"tls_ca_file"`
-	// SASL authenticates the connections, when set.
-	SASL *SASL `yaml:"sasl"`
-}
-
-// SASL is a SASL login. The password comes from an environment variable,
-// never from the file.
-type SASL struct {
-	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-	Mechanism string `yaml:"mechanism"`
-	// Username is the login.
-	Username string `yaml:"username"`
-	// PasswordEnv names the environment variable holding the password.
-	PasswordEnv string `yaml:"password_env"`
-}
-
-func (k Kafka) validate() error {
-	if k.TLSCAFile != "" && !k.TLS {
-		return configError("kafka.tls_ca_file is set but kafka.tls is false")
-	}
-	if k.SASL == nil {
-		return nil
-	}
-	switch strings.ToUpper(k.SASL.Mechanism) {
-	case connectors.SASLPlain, connectors.SASLSCRAMSHA256, connectors.SASLSCRAMSHA512:
-	case "":
-		return configError("kafka.sasl.mechanism is missing")
-	default:
-		return configError("kafka.sasl.mechanism %q is not one of %s, %s, %s",
-			k.SASL.Mechanism, connectors.SASLPlain, connectors.SASLSCRAMSHA256, connectors.SASLSCRAMSHA512)
-	}
-	switch {
-	case k.SASL.Username == "":
-		return configError("kafka.sasl.username is missing")
-	case k.SASL.PasswordEnv == "":
-		return configError("kafka.sasl.password_env is missing")
-	case !envRe.MatchString(k.SASL.PasswordEnv):
-		return configError("kafka.sasl.password_env %q is not an environment variable name", k.SASL.PasswordEnv)
-	}
-	return nil
 }
 
 // Commands configures the table, in the service's own database, where the
@@ -238,7 +189,6 @@ func ParseConfig(b []byte) (Config, error) {
 var (
 	// typeRe is the contract's rule for identifier types.
 	typeRe  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
-	envRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	tableRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$`)
 	// topicRe is Kafka's rule for topic names.
 	topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
@@ -259,13 +209,13 @@ func (c Config) Validate() error {
 		return configError("database_url_env (or database_url) is missing")
 	case c.DatabaseURL != "" && c.DatabaseURLEnv != "":
 		return configError("database_url and database_url_env are both set; keep one")
-	case c.DatabaseURLEnv != "" && !envRe.MatchString(c.DatabaseURLEnv):
+	case c.DatabaseURLEnv != "" && !connectors.ValidEnvName(c.DatabaseURLEnv):
 		return configError("database_url_env %q is not an environment variable name", c.DatabaseURLEnv)
 	case len(c.Identifiers) == 0:
 		return configError("identifiers is empty: name at least one identifier type and its statements")
 	}
-	if err := c.Kafka.validate(); err != nil {
-		return err
+	if err := c.Kafka.Validate(); err != nil {
+		return configError("%s", err)
 	}
 	if err := c.Commands.validate(); err != nil {
 		return err

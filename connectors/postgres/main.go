@@ -2,19 +2,15 @@ package postgres
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/lib/pq"
-	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/lethe-dev/lethe/connectors"
 )
@@ -47,9 +43,9 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	if err != nil {
 		return err
 	}
-	tlsConfig, mechanism, err := cfg.Kafka.security(env)
+	tlsConfig, mechanism, err := cfg.Kafka.Build(env)
 	if err != nil {
-		return err
+		return fmt.Errorf("postgres connector: %w", err)
 	}
 	db, err := openDB(dbURL)
 	if err != nil {
@@ -166,36 +162,4 @@ func (c Config) brokers(env func(string) string) []string {
 		out = []string{DefaultKafkaBrokers}
 	}
 	return out
-}
-
-// security builds the TLS configuration and SASL mechanism of k, reading
-// the password from the environment.
-func (k Kafka) security(env func(string) string) (*tls.Config, sasl.Mechanism, error) {
-	var tlsConfig *tls.Config
-	if k.TLS {
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if k.TLSCAFile != "" {
-			pem, err := os.ReadFile(k.TLSCAFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("postgres connector: kafka.tls_ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, nil, fmt.Errorf("postgres connector: kafka.tls_ca_file %s holds no PEM certificate", k.TLSCAFile)
-			}
-			tlsConfig.RootCAs = pool
-		}
-	}
-	if k.SASL == nil {
-		return tlsConfig, nil, nil
-	}
-	password := env(k.SASL.PasswordEnv)
-	if password == "" {
-		return nil, nil, fmt.Errorf("postgres connector: environment variable %s (kafka.sasl.password_env) is not set", k.SASL.PasswordEnv)
-	}
-	mechanism, err := connectors.SASL(k.SASL.Mechanism, k.SASL.Username, password)
-	if err != nil {
-		return nil, nil, fmt.Errorf("postgres connector: kafka.sasl: %w", err)
-	}
-	return tlsConfig, mechanism, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -26,7 +27,7 @@ type Config struct {
 	// $LETHE_KAFKA_BROKERS and then to the contract's default.
 	Brokers []string `yaml:"brokers"`
 	// Kafka secures the connections to the brokers: TLS, SASL.
-	Kafka Kafka `yaml:"kafka"`
+	Kafka connectors.KafkaSecurity `yaml:"kafka"`
 	// Topic is where the system's commands arrive; default
 	// wire.DefaultTopic(System). Set it when the system was registered with
 	// a topic of its own.
@@ -85,7 +86,6 @@ const (
 const MinSecretBytes = 32
 
 var (
-	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// headerNameRe is RFC 9110's token.
 	headerNameRe = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
@@ -133,7 +133,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("webhook: config: system %q is not a valid system name", c.System)
 	case c.SecretEnv == "":
 		return errors.New("webhook: config: secret_env is missing")
-	case !envNameRe.MatchString(c.SecretEnv):
+	case !connectors.ValidEnvName(c.SecretEnv):
 		return fmt.Errorf("webhook: config: secret_env %q is not an environment variable name", c.SecretEnv)
 	case c.Timeout < 0:
 		return errors.New("webhook: config: timeout is negative")
@@ -155,8 +155,8 @@ func (c Config) Validate() error {
 			return errors.New("webhook: config: an empty broker address")
 		}
 	}
-	if err := c.Kafka.validate(); err != nil {
-		return err
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("webhook: config: %w", err)
 	}
 	for name, value := range c.Headers {
 		switch {

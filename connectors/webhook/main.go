@@ -37,9 +37,9 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	if err != nil {
 		return err
 	}
-	tlsConfig, mechanism, err := cfg.Kafka.security(env)
+	tlsConfig, mechanism, err := cfg.Kafka.Build(env)
 	if err != nil {
-		return err
+		return fmt.Errorf("webhook: %w", err)
 	}
 	brokers := cfg.Brokers
 	if len(brokers) == 0 {
