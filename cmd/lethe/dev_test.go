@@ -51,36 +51,7 @@ var (
 // Temporal Web UI with Lethe's search attributes.
 func TestDevDemo(t *testing.T) {
 	env := devEnv(t, testenv.PostgresURL(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr testenv.LogBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"dev", "--demo", "--data-dir", t.TempDir()}, func(k string) string { return env[k] }, &stdout, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("lethe dev stopped with %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("lethe dev did not stop within a minute of its context ending")
-		}
-	})
-
-	deadline := time.Now().Add(3 * time.Minute)
-	for !strings.Contains(stdout.String(), "Lethe is ready.") {
-		select {
-		case err := <-done:
-			t.Fatalf("lethe dev exited early: %v\nstderr:\n%s", err, stderr.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lethe dev not ready after 3 minutes\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-		}
-	}
-	banner := stdout.String()
+	banner := startDev(t, env, "--demo", "--data-dir", t.TempDir())
 	apiURL := submatch(t, apiLine, banner, 1)
 	uiURL := submatch(t, uiLine, banner, 1)
 	m := curlBody.FindStringSubmatch(banner)
