@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/testtemporal"
 	"github.com/lethe-dev/lethe/registry"
@@ -104,7 +105,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	srv, err := api.New(api.Config{
 		Store:    s.Store,
 		Engine:   api.NewTemporalEngine(s.Temporal, opts.Policy),
-		Topics:   topicEnsurer(s.Brokers),
+		Topics:   roles.Topics{Brokers: s.Brokers, Partitions: 1},
 		Digester: dg,
 		Logger:   s.Log,
 	})
@@ -123,13 +124,6 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		writer.Close()
 	})
 	return s
-}
-
-// topicEnsurer creates topics on the test broker.
-type topicEnsurer []string
-
-func (b topicEnsurer) EnsureTopics(ctx context.Context, names ...string) error {
-	return kafkax.EnsureTopics(ctx, b, 1, names...)
 }
 
 // goRun runs a long-lived part until the stack stops; an early error fails the test.

@@ -32,6 +32,7 @@ import (
 	"github.com/lethe-dev/lethe/devstack"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/relay"
@@ -131,7 +132,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	srv, err := api.New(api.Config{
 		Store:    s.Store,
 		Engine:   engine,
-		Topics:   topicEnsurer(s.Brokers),
+		Topics:   roles.Topics{Brokers: s.Brokers, Partitions: testenv.KafkaPartitions},
 		Digester: dg,
 		Logger:   s.Log,
 	})
@@ -227,12 +228,6 @@ type countingSignaler struct {
 func (cs *countingSignaler) SignalWorkflow(ctx context.Context, workflowID, runID, name string, arg any) error {
 	cs.calls.Add(1)
 	return cs.c.SignalWorkflow(ctx, workflowID, runID, name, arg)
-}
-
-type topicEnsurer []string
-
-func (b topicEnsurer) EnsureTopics(ctx context.Context, names ...string) error {
-	return kafkax.EnsureTopics(ctx, b, testenv.KafkaPartitions, names...)
 }
 
 // goRun runs a long-lived part until the stack stops; an early error fails
