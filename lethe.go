@@ -73,6 +73,14 @@ const DefaultConfirmWithin = 72 * time.Hour
 // said: GDPR Art. 12(3) allows one month, counted here as 30 days.
 const DefaultDeadline = 30 * 24 * time.Hour
 
+// DefaultTargetBefore is how long before its deadline a request's internal
+// target falls: 28 days into the default 30, leaving two days to chase.
+const DefaultTargetBefore = 48 * time.Hour
+
+// MaxExtension bounds the one extension of a deadline: GDPR Art. 12(3)
+// allows "two further months", counted on the calendar from the deadline.
+func MaxExtension(deadline time.Time) time.Time { return deadline.AddDate(0, 2, 0) }
+
 var (
 	systemNameRe     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 	identifierTypeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
@@ -102,18 +110,25 @@ type System struct {
 // what the workflow's status query returns. It never holds identifier values,
 // only their types.
 type Erasure struct {
-	ID           string           `json:"id"`
-	Status       RequestStatus    `json:"status"`
-	Overdue      bool             `json:"overdue"`
-	SubjectTypes []string         `json:"subject_types"`
-	Reason       string           `json:"reason"`
-	RequestedBy  string           `json:"requested_by"`
-	DryRun       bool             `json:"dry_run"`
-	CreatedAt    time.Time        `json:"created_at"`
-	Deadline     time.Time        `json:"deadline"`
-	CompletedAt  *time.Time       `json:"completed_at"`
-	WorkflowID   string           `json:"workflow_id"`
-	Systems      []SystemProgress `json:"systems"`
+	ID           string        `json:"id"`
+	Status       RequestStatus `json:"status"`
+	Overdue      bool          `json:"overdue"`
+	SubjectTypes []string      `json:"subject_types"`
+	Reason       string        `json:"reason"`
+	RequestedBy  string        `json:"requested_by"`
+	DryRun       bool          `json:"dry_run"`
+	CreatedAt    time.Time     `json:"created_at"`
+	Deadline     time.Time     `json:"deadline"`
+	// Target is the internal date, before the deadline, by which Lethe aims
+	// to be done; passing it escalates.
+	Target time.Time `json:"target"`
+	// ExtendedAt and ExtensionReason record the one extension of the
+	// deadline that GDPR Art. 12(3) allows, when it was granted.
+	ExtendedAt      *time.Time       `json:"extended_at,omitempty"`
+	ExtensionReason string           `json:"extension_reason,omitempty"`
+	CompletedAt     *time.Time       `json:"completed_at"`
+	WorkflowID      string           `json:"workflow_id"`
+	Systems         []SystemProgress `json:"systems"`
 }
 
 // SystemProgress is one targeted system's state within a request.
@@ -143,6 +158,13 @@ const (
 	AuditCanceled             AuditKind = "canceled"
 	AuditCompleted            AuditKind = "completed"
 	AuditFailed               AuditKind = "failed"
+	AuditHeld                 AuditKind = "held"
+	AuditExtended             AuditKind = "extended"
+	AuditEscalated            AuditKind = "escalated"
+	AuditOverdue              AuditKind = "overdue"
+	AuditHoldPlaced           AuditKind = "hold_placed"
+	AuditHoldLifted           AuditKind = "hold_lifted"
+	AuditPruned               AuditKind = "pruned"
 )
 
 // AuditEvent is one line of a request's history. Detail is free text for
@@ -150,6 +172,7 @@ const (
 type AuditEvent struct {
 	RequestID string    `json:"request_id"`
 	System    string    `json:"system,omitempty"`
+	Hold      string    `json:"hold,omitempty"`
 	Kind      AuditKind `json:"kind"`
 	Attempt   int       `json:"attempt,omitempty"`
 	Detail    string    `json:"detail,omitempty"`
@@ -169,6 +192,9 @@ type LedgerDelta struct {
 	Systems []SystemProgress `json:"systems,omitempty"`
 	// Events are appended to the audit in order.
 	Events []AuditEvent `json:"events,omitempty"`
+	// Overdue, when true, records that the request passed its deadline
+	// with systems still open.
+	Overdue bool `json:"overdue,omitempty"`
 	// Batch, when set, names the delta uniquely within its request, so that
 	// the ledger applies it once: a delta written again (an activity retried
 	// after its commit, or run again by a worker that took over the task of
@@ -178,7 +204,7 @@ type LedgerDelta struct {
 
 // Empty reports whether the delta has nothing to write.
 func (d LedgerDelta) Empty() bool {
-	return d.Status == "" && len(d.Systems) == 0 && len(d.Events) == 0
+	return d.Status == "" && !d.Overdue && len(d.Systems) == 0 && len(d.Events) == 0
 }
 
 // SubjectDigest is the keyed digest of one identifier of a subject. Lethe
@@ -221,3 +247,63 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// Hold is a legal hold: an exemption under GDPR Art. 17(3) (legal claims,
+// legal obligations, public interest...) that stops Lethe from erasing a
+// subject's data in one system, or in all, until it is lifted or expires.
+// Systems it covers end a request "retained" with the basis in their
+// detail and are erased once it ends. The subject is kept as keyed digests
+// only, so the hold says which identifier types it matches, never values.
+type Hold struct {
+	ID           string   `json:"id"`
+	SubjectTypes []string `json:"subject_types"`
+	// System is the one system held; empty holds every system.
+	System string `json:"system,omitempty"`
+	// Basis names the legal ground, e.g. "Art. 17(3)(e): pending litigation".
+	Basis string `json:"basis"`
+	// ExpiresAt ends the hold on its own; nil holds until it is lifted.
+	ExpiresAt *time.Time `json:"expires_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	// LiftedAt is when DELETE /v1/holds/{id} lifted the hold.
+	LiftedAt *time.Time `json:"lifted_at"`
+	// Active is whether the hold holds at the time it was read.
+	Active bool `json:"active"`
+}
+
+var holdIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+
+// ValidHoldID reports whether id may name a legal hold: the caller chooses
+// it (a case number, a ticket), so that placing a hold twice is one hold.
+func ValidHoldID(id string) bool { return holdIDRe.MatchString(id) }
+
+// EscalationKind says which point of a request's window an escalation marks.
+type EscalationKind string
+
+// The escalation kinds: a reminder at a configured share of the window, the
+// internal target passed, the legal deadline passed.
+const (
+	EscalationReminder EscalationKind = "reminder"
+	EscalationTarget   EscalationKind = "target"
+	EscalationOverdue  EscalationKind = "overdue"
+)
+
+// Escalation is what Lethe tells people when a request falls behind: the
+// body of the escalation webhook. It names systems, never subjects.
+type Escalation struct {
+	Schema    string         `json:"schema"`
+	RequestID string         `json:"request_id"`
+	Kind      EscalationKind `json:"kind"`
+	// Point names the reminder ("50%") or repeats the kind.
+	Point    string    `json:"point"`
+	At       time.Time `json:"at"`
+	Deadline time.Time `json:"deadline"`
+	Target   time.Time `json:"target"`
+	// Open are the systems that have not confirmed yet, held ones excepted.
+	Open []string `json:"open_systems"`
+	// Redispatched counts the commands a reminder sent again.
+	Redispatched int `json:"redispatched"`
+}
+
+// SchemaEscalation is the schema value of an Escalation.
+const SchemaEscalation = "erasure.escalation.v1"

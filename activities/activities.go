@@ -11,13 +11,16 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/wire"
 )
 
 // SystemMatcher finds the active systems that erase by any of some
-// identifier types. registry.Store implements it with one indexed query.
+// identifier types, each with the legal hold that keeps the subject's data
+// there, if any. registry.Store implements it with one indexed query.
 type SystemMatcher interface {
-	MatchSystems(ctx context.Context, types []string) ([]lethe.System, error)
+	MatchTargets(ctx context.Context, q registry.MatchQuery) ([]registry.Match, error)
 }
 
 // LedgerWriter writes one batch of a request's changes in one transaction.
@@ -47,6 +50,14 @@ type Activities struct {
 	Registry  SystemMatcher
 	Ledger    LedgerWriter
 	Publisher Publisher
+	// Digester turns the subject's identifiers into the keyed digests that
+	// legal holds are matched by. Nil matches no hold (tests only).
+	Digester *digest.Digester
+	// Escalations receives every escalation of a late request (the
+	// configured webhook); nil only logs and counts them.
+	Escalations Notifier
+	// Metrics counts escalations; nil counts nothing.
+	Metrics EscalationCounter
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -54,8 +65,16 @@ type Activities struct {
 // PlanInput asks which systems a request must target.
 type PlanInput struct {
 	RequestID string `json:"request_id"`
-	// Types are the identifier types known for the subject.
+	// Types are the identifier types of the wave to plan.
 	Types []string `json:"types"`
+	// Subject is every identifier known for the subject, digested here to
+	// find the legal holds on it. It travels only inside Temporal.
+	Subject []wire.Identifier `json:"subject,omitempty"`
+	// Learned are the identifiers systems revealed since the last plan,
+	// whose digests the ledger records against the request.
+	Learned []wire.Identifier `json:"learned,omitempty"`
+	// At is the workflow's clock, at which holds are judged.
+	At time.Time `json:"at"`
 }
 
 // Target is one system a request must reach, as the registry described it
@@ -68,6 +87,9 @@ type Target struct {
 	// Produces are the identifier types the system may reveal.
 	Produces      []string      `json:"produces,omitempty"`
 	ConfirmWithin time.Duration `json:"confirm_within"`
+	// Hold, when set, is the legal hold that keeps the subject's data in
+	// this system: nothing is dispatched to it while the hold lasts.
+	Hold *lethe.Hold `json:"hold,omitempty"`
 }
 
 // PlanResult lists the targets, ordered by system name.

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -41,12 +42,20 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error)
 				"the ledger never recorded this request: its creation failed after its workflow started"))
 		}
 	}
-	systems, err := a.Registry.MatchSystems(ctx, in.Types)
+	matches, err := a.Registry.MatchTargets(ctx, registry.MatchQuery{
+		RequestID: in.RequestID,
+		Types:     in.Types,
+		Subject:   a.digests(in.Subject),
+		Record:    a.digests(in.Learned),
+		At:        in.At,
+	})
 	if err != nil {
 		return PlanResult{}, classify("match systems", err)
 	}
-	targets := make([]Target, 0, len(systems))
-	for _, s := range systems {
+	targets := make([]Target, 0, len(matches))
+	held := 0
+	for _, m := range matches {
+		s := m.System
 		within := time.Duration(s.ConfirmWithin)
 		if within <= 0 {
 			within = lethe.DefaultConfirmWithin
@@ -61,12 +70,29 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error)
 			Types:         slices.Clone(s.Identifiers),
 			Produces:      slices.Clone(s.Produces),
 			ConfirmWithin: within,
+			Hold:          m.Hold,
 		})
+		if m.Hold != nil {
+			held++
+		}
 	}
 	slices.SortFunc(targets, func(x, y Target) int { return cmp.Compare(x.System, y.System) })
 	activity.GetLogger(ctx).Info("planned erasure",
-		"request_id", in.RequestID, "types", len(in.Types), "systems", len(targets))
+		"request_id", in.RequestID, "types", len(in.Types), "systems", len(targets), "held", held)
 	return PlanResult{Targets: targets}, nil
+}
+
+// digests turns identifiers into their keyed digests; none without a
+// Digester.
+func (a *Activities) digests(ids []wire.Identifier) []lethe.SubjectDigest {
+	if a.Digester == nil || len(ids) == 0 {
+		return nil
+	}
+	out := make([]lethe.SubjectDigest, len(ids))
+	for i, id := range ids {
+		out[i] = lethe.SubjectDigest{Type: id.Type, Digest: a.Digester.Sum(id.Type, id.Value)}
+	}
+	return out
 }
 
 // Sync publishes a wave of commands and then records the wave in the ledger.

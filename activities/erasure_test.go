@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -75,13 +76,20 @@ func (l *fakeLedger) ApplyLedger(_ context.Context, requestID string, d lethe.Le
 
 type fakeRegistry struct {
 	systems []lethe.System
+	holds   map[string]*lethe.Hold
 	err     error
 	asked   [][]string
+	queries []registry.MatchQuery
 }
 
-func (r *fakeRegistry) MatchSystems(_ context.Context, types []string) ([]lethe.System, error) {
-	r.asked = append(r.asked, types)
-	return r.systems, r.err
+func (r *fakeRegistry) MatchTargets(_ context.Context, q registry.MatchQuery) ([]registry.Match, error) {
+	r.asked = append(r.asked, q.Types)
+	r.queries = append(r.queries, q)
+	out := make([]registry.Match, len(r.systems))
+	for i, s := range r.systems {
+		out[i] = registry.Match{System: s, Hold: r.holds[s.Name]}
+	}
+	return out, r.err
 }
 
 func newEnv() *testsuite.TestActivityEnvironment {

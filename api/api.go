@@ -8,6 +8,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -32,6 +33,16 @@ type Store interface {
 	CreateErasure(ctx context.Context, in registry.NewErasure, start func(ctx context.Context) error) (lethe.Erasure, bool, error)
 	GetErasure(ctx context.Context, id string) (lethe.Erasure, error)
 	ListErasures(ctx context.Context, f registry.ErasureFilter) ([]lethe.Erasure, string, error)
+	// ExtendErasure moves an open request's deadline once, calling notify
+	// before it commits so the workflow learns the dates the ledger keeps.
+	ExtendErasure(ctx context.Context, id string, by time.Duration, reason string,
+		notify func(ctx context.Context, ext registry.Extension) error) (lethe.Erasure, error)
+	// PutHold places or replaces a legal hold; LiftHold ends one and names
+	// the open requests it kept systems of.
+	PutHold(ctx context.Context, h registry.NewHold) (lethe.Hold, bool, error)
+	LiftHold(ctx context.Context, id string) (lethe.Hold, []string, error)
+	GetHold(ctx context.Context, id string) (lethe.Hold, error)
+	ListHolds(ctx context.Context, activeOnly bool) ([]lethe.Hold, error)
 	Ping(ctx context.Context) error
 }
 
@@ -45,6 +56,12 @@ type Engine interface {
 	// has closed as canceled. A workflow that closed otherwise, or is no
 	// longer known, answers a KindConflict "already_finished" error.
 	CancelErasure(ctx context.Context, requestID string) error
+	// ExtendErasure tells the request's workflow its new deadline and
+	// target; a workflow no longer running answers "already_finished".
+	ExtendErasure(ctx context.Context, requestID string, ext registry.Extension) error
+	// HoldsLifted tells the request's workflow that a hold keeping some of
+	// its systems was lifted; a workflow no longer running is no error.
+	HoldsLifted(ctx context.Context, requestID string) error
 }
 
 // TopicEnsurer creates Kafka topics that do not exist yet, so that a system's
@@ -68,6 +85,13 @@ type Config struct {
 	// DefaultDeadline is the window a new request gets; zero means
 	// lethe.DefaultDeadline.
 	DefaultDeadline time.Duration
+	// Policies are named windows a request may choose with "policy" (for
+	// example ccpa: 45 days); nil means DefaultPolicies.
+	Policies map[string]time.Duration
+	// TargetBefore puts a request's internal target this long before its
+	// deadline; zero means lethe.DefaultTargetBefore. A window shorter
+	// than twice it gets its target half-way.
+	TargetBefore time.Duration
 	// Ready, when set, adds readiness checks (Kafka, Temporal) to the
 	// database ping behind GET /readyz.
 	Ready func(ctx context.Context) error
@@ -86,6 +110,13 @@ func (c Config) Validate() error {
 		return errors.New("api config: digester is required")
 	case c.DefaultDeadline < 0:
 		return errors.New("api config: default deadline must not be negative")
+	case c.TargetBefore < 0:
+		return errors.New("api config: target margin must not be negative")
+	}
+	for name, d := range c.Policies {
+		if !policyNameRe.MatchString(name) || d <= 0 {
+			return fmt.Errorf("api config: policy %q needs a name matching %s and a positive window", name, policyNameRe)
+		}
 	}
 	return nil
 }
@@ -99,6 +130,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	deadline time.Duration
+	policies map[string]time.Duration
+	margin   time.Duration
 	ready    func(ctx context.Context) error
 	mux      *http.ServeMux
 }
@@ -116,6 +149,8 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		deadline: cfg.DefaultDeadline,
+		policies: cfg.Policies,
+		margin:   cfg.TargetBefore,
 		ready:    cfg.Ready,
 		mux:      http.NewServeMux(),
 	}
@@ -127,6 +162,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.deadline == 0 {
 		s.deadline = lethe.DefaultDeadline
+	}
+	if s.policies == nil {
+		s.policies = DefaultPolicies
+	}
+	if s.margin == 0 {
+		s.margin = lethe.DefaultTargetBefore
 	}
 	for _, rt := range s.routes() {
 		s.mux.HandleFunc(rt.pattern, rt.handler)
@@ -151,6 +192,11 @@ func (s *Server) routes() []route {
 		{"GET /v1/erasures/{id}", s.getErasure},
 		{"GET /v1/erasures", s.listErasures},
 		{"POST /v1/erasures/{id}/cancel", s.cancelErasure},
+		{"POST /v1/erasures/{id}/extend", s.extendErasure},
+		{"PUT /v1/holds/{id}", s.putHold},
+		{"GET /v1/holds/{id}", s.getHold},
+		{"DELETE /v1/holds/{id}", s.liftHold},
+		{"GET /v1/holds", s.listHolds},
 		{"GET /v1/openapi.json", s.openAPI},
 		{"GET /healthz", s.healthz},
 		{"GET /readyz", s.readyz},

@@ -40,6 +40,10 @@ type erasureRequest struct {
 	Reason      string            `json:"reason"`
 	RequestedBy string            `json:"requested_by"`
 	DryRun      bool              `json:"dry_run"`
+	// Policy names the deadline window (Config.Policies), e.g. "ccpa".
+	Policy string `json:"policy,omitempty"`
+	// Deadline, when set, is the request's deadline, whatever the policy.
+	Deadline *time.Time `json:"deadline,omitempty"`
 }
 
 // erasureList is the body of GET /v1/erasures.
@@ -52,6 +56,17 @@ type erasureList struct {
 // that is well formed, never a value, and never a malformed type, which
 // could be a value put in the wrong place.
 func (req erasureRequest) validate() error {
+	if err := req.validateSubject(); err != nil {
+		return err
+	}
+	if err := maxChars("reason", req.Reason, MaxNoteChars); err != nil {
+		return err
+	}
+	return maxChars("requested_by", req.RequestedBy, MaxNoteChars)
+}
+
+// validateSubject checks the subject map alone; legal holds take the same.
+func (req erasureRequest) validateSubject() error {
 	if len(req.Subject) == 0 {
 		return invalid("invalid_subject", "subject must map at least one identifier type to its value")
 	}
@@ -69,10 +84,7 @@ func (req erasureRequest) validate() error {
 			return invalid("invalid_subject", "subject value for %s is longer than %d bytes", t, wire.MaxValueBytes)
 		}
 	}
-	if err := maxChars("reason", req.Reason, MaxNoteChars); err != nil {
-		return err
-	}
-	return maxChars("requested_by", req.RequestedBy, MaxNoteChars)
+	return nil
 }
 
 // subject returns the identifiers ordered by type, so the workflow input
@@ -177,7 +189,10 @@ func (s *Server) newErasure(req erasureRequest, key string) (registry.NewErasure
 	// PostgreSQL keeps microseconds: truncating here makes the ledger and
 	// the workflow input hold the very same instants.
 	created := s.now().UTC().Truncate(time.Microsecond)
-	deadline := created.Add(s.deadline)
+	deadline, target, err := s.window(req, created)
+	if err != nil {
+		return registry.NewErasure{}, workflows.ErasureInput{}, err
+	}
 	in := registry.NewErasure{
 		ID:             id,
 		IdempotencyKey: key,
@@ -188,6 +203,7 @@ func (s *Server) newErasure(req erasureRequest, key string) (registry.NewErasure
 		DryRun:         req.DryRun,
 		CreatedAt:      created,
 		Deadline:       deadline,
+		Target:         target,
 		WorkflowID:     workflows.ErasureWorkflowID(id),
 	}
 	input := workflows.ErasureInput{
@@ -196,6 +212,7 @@ func (s *Server) newErasure(req erasureRequest, key string) (registry.NewErasure
 		DryRun:    req.DryRun,
 		CreatedAt: created,
 		Deadline:  deadline,
+		Target:    target,
 		// The workflow derives its command_ids from this secret; see
 		// workflows.ErasureInput.
 		CommandSeed: rand.Text(),
@@ -244,6 +261,14 @@ func (s *Server) listErasures(w http.ResponseWriter, r *http.Request) {
 				"status must be one of pending, running, completed, failed, canceled"))
 			return
 		}
+	}
+	switch q.Get("overdue") {
+	case "", "false":
+	case "true":
+		f.Overdue = true
+	default:
+		s.writeError(w, r, invalid("invalid_overdue", "overdue must be true or false"))
+		return
 	}
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
@@ -314,3 +339,7 @@ func (s *Server) cancelErasure(w http.ResponseWriter, r *http.Request) {
 func alreadyFinished(st lethe.RequestStatus) *lethe.Error {
 	return lethe.Errorf(lethe.KindConflict, "already_finished", "the request has already finished (status %s)", st)
 }
+
+// sortedNames lists a map's keys in order, for messages that enumerate
+// what is allowed.
+func sortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -212,6 +212,31 @@ func (s *fakeStore) ListErasures(ctx context.Context, f registry.ErasureFilter) 
 	return all[offset:end], next, nil
 }
 
+// The fake models the registry and requests; holds and extensions are
+// tested against the real registry (holds_test.go), so the fake refuses them.
+var errNotModelled = lethe.Errorf(lethe.KindInternal, "internal", "the fake store does not model this; use the registry")
+
+func (s *fakeStore) ExtendErasure(context.Context, string, time.Duration, string,
+	func(context.Context, registry.Extension) error) (lethe.Erasure, error) {
+	return lethe.Erasure{}, errNotModelled
+}
+
+func (s *fakeStore) PutHold(context.Context, registry.NewHold) (lethe.Hold, bool, error) {
+	return lethe.Hold{}, false, errNotModelled
+}
+
+func (s *fakeStore) LiftHold(context.Context, string) (lethe.Hold, []string, error) {
+	return lethe.Hold{}, nil, errNotModelled
+}
+
+func (s *fakeStore) GetHold(context.Context, string) (lethe.Hold, error) {
+	return lethe.Hold{}, errNotModelled
+}
+
+func (s *fakeStore) ListHolds(context.Context, bool) ([]lethe.Hold, error) {
+	return nil, errNotModelled
+}
+
 func (s *fakeStore) Ping(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -235,11 +260,34 @@ func (s *fakeStore) writeCount() int {
 
 // fakeEngine records starts and cancels; onCancel decides what a cancel does.
 type fakeEngine struct {
-	mu       sync.Mutex
-	starts   []workflows.ErasureInput
-	cancels  []string
-	startErr error
-	onCancel func(id string) error
+	mu        sync.Mutex
+	starts    []workflows.ErasureInput
+	cancels   []string
+	extends   map[string]registry.Extension
+	lifts     []string
+	startErr  error
+	extendErr error
+	onCancel  func(id string) error
+}
+
+func (e *fakeEngine) ExtendErasure(ctx context.Context, id string, ext registry.Extension) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.extendErr != nil {
+		return e.extendErr
+	}
+	if e.extends == nil {
+		e.extends = map[string]registry.Extension{}
+	}
+	e.extends[id] = ext
+	return nil
+}
+
+func (e *fakeEngine) HoldsLifted(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lifts = append(e.lifts, id)
+	return nil
 }
 
 func (e *fakeEngine) StartErasure(ctx context.Context, in workflows.ErasureInput) error {

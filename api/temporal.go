@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/workflows"
 )
 
@@ -39,7 +40,8 @@ func (e *temporalEngine) StartErasure(ctx context.Context, in workflows.ErasureI
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchStatus.ValueSet(string(lethe.RequestPending))),
+			workflows.SearchStatus.ValueSet(string(lethe.RequestPending)),
+			workflows.SearchDeadline.ValueSet(in.Deadline)),
 	}
 	_, err := e.c.ExecuteWorkflow(ctx, opts, workflows.ErasureWorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -74,6 +76,27 @@ func (e *temporalEngine) CancelErasure(ctx context.Context, requestID string) er
 			"the request's workflow had already closed without being canceled")
 	}
 	return temporalError("wait for erasure workflow to close", err)
+}
+
+// ExtendErasure signals the new dates to the request's workflow.
+func (e *temporalEngine) ExtendErasure(ctx context.Context, requestID string, ext registry.Extension) error {
+	err := e.c.SignalWorkflow(ctx, workflows.ErasureWorkflowID(requestID), "", workflows.SignalExtend,
+		workflows.ExtendSignal{Deadline: ext.Deadline, Target: ext.Target})
+	if err != nil {
+		return temporalError("signal extension", err)
+	}
+	return nil
+}
+
+// HoldsLifted wakes the request's workflow to check its holds. A workflow
+// that has closed meanwhile needs nothing.
+func (e *temporalEngine) HoldsLifted(ctx context.Context, requestID string) error {
+	err := e.c.SignalWorkflow(ctx, workflows.ErasureWorkflowID(requestID), "", workflows.SignalHolds, nil)
+	var notFound *serviceerror.NotFound
+	if err != nil && !errors.As(err, &notFound) {
+		return temporalError("signal lifted hold", err)
+	}
+	return nil
 }
 
 // temporalError classifies a Temporal client error. NotFound means the

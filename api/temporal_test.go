@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -82,7 +83,7 @@ func TestTemporalEngineStart(t *testing.T) {
 		t.Fatalf("args = %v, want one ErasureInput", c.args)
 	}
 	got, ok := c.args[0].(workflows.ErasureInput)
-	if !ok || got.RequestID != in.RequestID || got.Policy != policy || len(got.Subject) != 1 {
+	if !ok || got.RequestID != in.RequestID || !reflect.DeepEqual(got.Policy, policy) || len(got.Subject) != 1 {
 		t.Errorf("input = %+v, want the request with the engine's policy", c.args[0])
 	}
 }

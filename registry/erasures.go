@@ -26,7 +26,7 @@ const (
 )
 
 const erasureColumns = `id, status, overdue, subject_types, reason, requested_by, dry_run,
-	created_at, deadline, completed_at, workflow_id`
+	created_at, deadline, target, extended_at, extension_reason, completed_at, workflow_id`
 
 // NewErasure is what CreateErasure records for a new request. It carries the
 // subject as keyed digests only; the values travel to the workflow, never here.
@@ -44,9 +44,11 @@ type NewErasure struct {
 	RequestedBy string
 	DryRun      bool
 	// CreatedAt defaults to the store's clock, Deadline to CreatedAt plus
-	// lethe.DefaultDeadline.
+	// lethe.DefaultDeadline, Target to lethe.DefaultTargetBefore before the
+	// deadline (never before CreatedAt).
 	CreatedAt  time.Time
 	Deadline   time.Time
+	Target     time.Time
 	WorkflowID string
 }
 
@@ -80,6 +82,10 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 	if deadline.IsZero() {
 		deadline = createdAt.Add(lethe.DefaultDeadline)
 	}
+	target := in.Target
+	if target.IsZero() {
+		target = DefaultTarget(createdAt, deadline)
+	}
 	var key sql.NullString
 	if in.IdempotencyKey != "" {
 		key = sql.NullString{String: in.IdempotencyKey, Valid: true}
@@ -94,12 +100,12 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 	// NULL keys never conflict, so requests without a key always insert.
 	e, err = scanErasure(tx.QueryRowContext(ctx, `
 		INSERT INTO erasure_requests (id, status, subject_types, reason, requested_by, dry_run,
-			idempotency_key, request_hash, created_at, deadline, updated_at, workflow_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			idempotency_key, request_hash, created_at, deadline, target, updated_at, workflow_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (idempotency_key) DO NOTHING
 		RETURNING `+erasureColumns,
 		id, lethe.RequestPending, pq.Array(subjectTypes(in.Subject)), in.Reason, in.RequestedBy,
-		in.DryRun, key, in.RequestHash, createdAt, deadline, now, in.WorkflowID))
+		in.DryRun, key, in.RequestHash, createdAt, deadline, target, now, in.WorkflowID))
 	if errors.Is(err, sql.ErrNoRows) {
 		e, err = s.existingErasure(ctx, tx, in)
 		return e, false, err
@@ -109,11 +115,7 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 	}
 	e.Systems = []lethe.SystemProgress{}
 
-	types := make([]string, len(in.Subject))
-	digests := make([]string, len(in.Subject))
-	for i, d := range in.Subject {
-		types[i], digests[i] = d.Type, d.Digest
-	}
+	types, digests := splitDigests(in.Subject)
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO request_subjects (request_id, id_type, digest)
 		SELECT $1, t, d FROM unnest($2::text[], $3::text[]) AS u (t, d)
@@ -236,6 +238,9 @@ type ErasureFilter struct {
 	Limit int
 	// Cursor is the nextCursor of the previous page; empty for the first.
 	Cursor string
+	// Overdue, when true, keeps only requests that passed their deadline
+	// with systems still open.
+	Overdue bool
 }
 
 // ListErasures returns one page of requests, newest first, with their
@@ -259,6 +264,9 @@ func (s *Store) ListErasures(ctx context.Context, f ErasureFilter) (items []leth
 	if f.Status != "" {
 		args = append(args, f.Status)
 		conds = append(conds, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if f.Overdue {
+		conds = append(conds, "overdue")
 	}
 	if f.Cursor != "" {
 		at, id, ok := decodeCursor(f.Cursor)
@@ -380,10 +388,7 @@ func loadSystems(ctx context.Context, q querier, ids []string) (map[string][]let
 		if err := rows.Scan(&id, &p.Name, &p.Status, &p.Attempts, &p.Records, &confirmed, &p.Detail); err != nil {
 			return nil, err
 		}
-		if confirmed.Valid {
-			t := confirmed.Time.UTC()
-			p.ConfirmedAt = &t
-		}
+		p.ConfirmedAt = utcPtr(confirmed)
 		out[id] = append(out[id], p)
 	}
 	return out, rows.Err()
@@ -393,22 +398,42 @@ func loadSystems(ctx context.Context, q querier, ids []string) (map[string][]let
 // the query selected after them.
 func scanErasure(r scanner, extra ...any) (lethe.Erasure, error) {
 	var (
-		e         lethe.Erasure
-		completed sql.NullTime
+		e                   lethe.Erasure
+		extended, completed sql.NullTime
 	)
 	dest := append([]any{&e.ID, &e.Status, &e.Overdue, pq.Array(&e.SubjectTypes), &e.Reason,
-		&e.RequestedBy, &e.DryRun, &e.CreatedAt, &e.Deadline, &completed, &e.WorkflowID}, extra...)
+		&e.RequestedBy, &e.DryRun, &e.CreatedAt, &e.Deadline, &e.Target, &extended, &e.ExtensionReason,
+		&completed, &e.WorkflowID}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return lethe.Erasure{}, err
 	}
 	e.SubjectTypes = nonNil(e.SubjectTypes)
 	e.CreatedAt = e.CreatedAt.UTC()
 	e.Deadline = e.Deadline.UTC()
-	if completed.Valid {
-		t := completed.Time.UTC()
-		e.CompletedAt = &t
-	}
+	e.Target = e.Target.UTC()
+	e.ExtendedAt = utcPtr(extended)
+	e.CompletedAt = utcPtr(completed)
 	return e, nil
+}
+
+// utcPtr turns a nullable time column into the API's optional time.
+func utcPtr(t sql.NullTime) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	u := t.Time.UTC()
+	return &u
+}
+
+// DefaultTarget is the internal target of a request received at created with
+// the given deadline: lethe.DefaultTargetBefore before the deadline, or the
+// middle of the window when that is shorter than twice the margin.
+func DefaultTarget(created, deadline time.Time) time.Time {
+	window := deadline.Sub(created)
+	if window < 2*lethe.DefaultTargetBefore {
+		return created.Add(window / 2)
+	}
+	return deadline.Add(-lethe.DefaultTargetBefore)
 }
 
 // subjectTypes returns the distinct identifier types of a subject, sorted,

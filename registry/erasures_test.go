@@ -48,8 +48,10 @@ func TestCreateErasure(t *testing.T) {
 		DryRun:       true,
 		CreatedAt:    t0,
 		Deadline:     t0.Add(lethe.DefaultDeadline),
-		WorkflowID:   in.WorkflowID,
-		Systems:      []lethe.SystemProgress{},
+		// No target given: two days before the deadline.
+		Target:     t0.Add(lethe.DefaultDeadline - lethe.DefaultTargetBefore),
+		WorkflowID: in.WorkflowID,
+		Systems:    []lethe.SystemProgress{},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("CreateErasure = %+v\nwant %+v", got, want)

@@ -76,6 +76,14 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 		}
 	}
 
+	if d.Overdue {
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE erasure_requests SET overdue = true, updated_at = $2 WHERE id = $1 AND NOT overdue`,
+			id, now); err != nil {
+			return s.fail("apply ledger: mark overdue", err)
+		}
+	}
+
 	if len(d.Systems) > 0 {
 		if err := upsertSystems(ctx, tx, id, d.Systems, now); err != nil {
 			return s.fail("apply ledger: update systems", err)

@@ -5,7 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,6 +83,20 @@ type erasure struct {
 	inbox []wire.Confirmation
 	out   outbox
 
+	// deadline and target move when the deadline is extended; fired names
+	// the escalation points passed; overdue is set at the deadline.
+	deadline time.Time
+	target   time.Time
+	fired    map[string]bool
+	overdue  bool
+
+	// learned are revealed identifiers not yet recorded by a plan;
+	// holdsChanged asks the next step to check the holds again; woken ends
+	// a wait for a signal that is not a confirmation.
+	learned      []wire.Identifier
+	holdsChanged bool
+	woken        bool
+
 	// syncs counts this run's Sync calls and drawn the command ids derived
 	// from the seed: both name things that must come out the same when a
 	// workflow task is run again.
@@ -98,12 +114,15 @@ type outbox struct {
 	changed     map[string]bool
 	status      lethe.RequestStatus
 	completedAt *time.Time
+	overdue     bool
 }
 
 type searchValues struct {
-	status  string
-	pending int64
-	systems int64
+	status   string
+	pending  int64
+	systems  int64
+	deadline time.Time
+	overdue  bool
 }
 
 func newErasure(in ErasureInput) *erasure {
@@ -116,6 +135,13 @@ func newErasure(in ErasureInput) *erasure {
 		byID:     map[string]*CommandState{},
 		bySystem: map[string][]*CommandState{},
 		sent:     map[string]map[string]bool{},
+		deadline: in.Deadline,
+		target:   in.Target,
+		fired:    map[string]bool{},
+		search:   searchValues{deadline: in.Deadline},
+	}
+	if st := in.State; st != nil {
+		w.search.overdue = st.Overdue
 	}
 	if w.policy.MaxAttempts <= 0 {
 		w.policy.MaxAttempts = DefaultMaxAttempts
@@ -137,6 +163,12 @@ func newErasure(in ErasureInput) *erasure {
 			w.add(&c)
 		}
 		w.inbox = slices.Clone(st.Inbox)
+		for _, name := range st.Fired {
+			w.fired[name] = true
+		}
+		w.overdue = st.Overdue
+		w.learned = slices.Clone(st.Learned)
+		w.holdsChanged = st.HoldsChanged
 		// The state now lives in w; carry builds a new one when needed.
 		w.in.State = nil
 	}
@@ -159,14 +191,46 @@ func (w *erasure) setup(ctx workflow.Context) error {
 }
 
 // listen moves every confirmation the relay signals into the inbox, where
-// the main loop picks them up in batches.
+// the main loop picks them up in batches, and notes the API's signals: a
+// deadline extended, a hold lifted.
 func (w *erasure) listen(ctx workflow.Context) {
-	ch := workflow.GetSignalChannel(ctx, SignalConfirm)
-	for {
+	confirms := workflow.GetSignalChannel(ctx, SignalConfirm)
+	extends := workflow.GetSignalChannel(ctx, SignalExtend)
+	holds := workflow.GetSignalChannel(ctx, SignalHolds)
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(confirms, func(c workflow.ReceiveChannel, _ bool) {
 		var sig ConfirmSignal
-		ch.Receive(ctx, &sig)
+		c.Receive(ctx, &sig)
 		w.inbox = append(w.inbox, sig.Confirmations...)
+	})
+	sel.AddReceive(extends, func(c workflow.ReceiveChannel, _ bool) {
+		var sig ExtendSignal
+		c.Receive(ctx, &sig)
+		w.extend(ctx, sig)
+	})
+	sel.AddReceive(holds, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		w.holdsChanged = true
+		w.woken = true
+	})
+	for {
+		sel.Select(ctx)
 	}
+}
+
+// extend takes the dates the ledger recorded for an extension. The API
+// audited it; the workflow moves its escalation points accordingly.
+func (w *erasure) extend(ctx workflow.Context, sig ExtendSignal) {
+	if sig.Deadline.IsZero() {
+		workflow.GetLogger(ctx).Warn("extension without a deadline ignored", "request_id", w.in.RequestID)
+		return
+	}
+	w.deadline = sig.Deadline.UTC()
+	if !sig.Target.IsZero() {
+		w.target = sig.Target.UTC()
+	}
+	w.woken = true
+	workflow.GetLogger(ctx).Info("erasure deadline extended", "request_id", w.in.RequestID, "deadline", w.deadline)
 }
 
 // run plans a fresh request, then loops: write what the last step changed in
@@ -216,9 +280,12 @@ func (w *erasure) plan(ctx workflow.Context) error {
 	return w.dispatchNew(ctx, targets)
 }
 
-// wait blocks until a confirmation arrives or the earliest command falls due.
+// wait blocks until a signal arrives or the earliest command, hold check
+// or escalation point falls due.
 func (w *erasure) wait(ctx workflow.Context) error {
-	if len(w.inbox) > 0 {
+	ready := func() bool { return len(w.inbox) > 0 || w.woken }
+	defer func() { w.woken = false }()
+	if ready() {
 		return nil
 	}
 	d := w.nextDue().Sub(workflow.Now(ctx))
@@ -227,8 +294,8 @@ func (w *erasure) wait(ctx workflow.Context) error {
 	}
 	_, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
 		Timeout:      d,
-		TimerOptions: workflow.TimerOptions{Summary: "next confirm_by or retry"},
-	}, func() bool { return len(w.inbox) > 0 })
+		TimerOptions: workflow.TimerOptions{Summary: "next confirm_by, retry, hold check or escalation"},
+	}, ready)
 	return err
 }
 
@@ -247,7 +314,14 @@ func (w *erasure) step(ctx workflow.Context) error {
 			return err
 		}
 	}
-	w.fireDue(workflow.Now(ctx).UTC())
+	if w.holdsDue(workflow.Now(ctx)) {
+		if err := w.recheckHolds(ctx); err != nil {
+			return err
+		}
+	}
+	now = workflow.Now(ctx).UTC()
+	w.fireDue(now)
+	w.firePoints(ctx, now)
 	return nil
 }
 
@@ -346,6 +420,7 @@ func (w *erasure) learn(now time.Time, system string, ids []wire.Identifier) []w
 			fresh = append(fresh, id)
 		}
 	}
+	w.learned = append(w.learned, fresh...)
 	if len(fresh) > 0 {
 		w.event(now, lethe.AuditEvent{Kind: lethe.AuditDerived, System: system,
 			Detail: "new identifier types: " + strings.Join(identifierTypes(fresh), ", ")})
@@ -353,6 +428,8 @@ func (w *erasure) learn(now time.Time, system string, ids []wire.Identifier) []w
 	return fresh
 }
 
+// learnIdentifier adds id to the subject; false when it was known or is
+// unusable.
 func (w *erasure) learnIdentifier(id wire.Identifier) bool {
 	k := idKey(id)
 	if w.known[k] || !lethe.ValidIdentifierType(id.Type) || id.Value == "" {
@@ -384,8 +461,14 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 		ids    []wire.Identifier
 	}
 	var wave []pending
+	now := workflow.Now(ctx).UTC()
 	for _, t := range targets {
 		w.targets[t.System] = t
+		if t.Hold != nil {
+			w.hold(now, t)
+			continue
+		}
+		w.release(now, t.System)
 		ids := w.unsent(t)
 		for len(ids) > 0 {
 			n := min(len(ids), wire.MaxIdentifiers)
@@ -400,7 +483,6 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 	if err != nil {
 		return err
 	}
-	now := workflow.Now(ctx).UTC()
 	for i, p := range wave {
 		within := p.target.ConfirmWithin
 		if within <= 0 {
@@ -429,6 +511,113 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 			Detail: "identifier types: " + strings.Join(identifierTypes(cmd.Identifiers), ", ")})
 	}
 	return nil
+}
+
+// hold keeps a target's system out of the wave: its placeholder shows it
+// retained with the hold's basis and keeps the request open until the hold
+// ends. A system already held just follows the hold found now.
+func (w *erasure) hold(now time.Time, t activities.Target) {
+	h := *t.Hold
+	due := now.Add(holdRecheck)
+	if h.ExpiresAt != nil && h.ExpiresAt.Before(due) {
+		due = *h.ExpiresAt
+	}
+	detail := "legal hold " + h.ID + ": " + h.Basis
+	for _, cmd := range w.bySystem[t.System] {
+		if cmd.Held {
+			cmd.Hold, cmd.Due = &h, due
+			if cmd.Detail != detail {
+				cmd.Detail, cmd.ChangedAt = detail, now
+				w.touch(t.System)
+			}
+			return
+		}
+	}
+	w.add(&CommandState{System: t.System, Topic: t.Topic, Hold: &h, Held: true, Status: lethe.SystemRetained,
+		Detail: detail, Due: due, IssuedAt: now, ChangedAt: now})
+	w.touch(t.System)
+	until := "until lifted"
+	if h.ExpiresAt != nil {
+		until = "until " + h.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditHeld, System: t.System, Hold: h.ID,
+		Detail: fmt.Sprintf("not dispatched, %s: %s", until, h.Basis)})
+}
+
+// release ends a system's hold placeholder once its hold no longer holds;
+// the commands dispatched next supersede it.
+func (w *erasure) release(now time.Time, system string) {
+	for _, cmd := range w.bySystem[system] {
+		if !cmd.Held {
+			continue
+		}
+		cmd.Held, cmd.Superseded, cmd.ChangedAt = false, true, now
+		w.touch(system)
+		w.event(now, lethe.AuditEvent{Kind: lethe.AuditPlanned, System: system, Hold: cmd.Hold.ID,
+			Detail: "legal hold " + cmd.Hold.ID + " no longer holds: erasing"})
+	}
+}
+
+// holdsDue reports whether the holds must be checked: a lift was
+// signalled, or a held system's hold expires or is due its periodic check.
+func (w *erasure) holdsDue(now time.Time) bool {
+	if w.holdsChanged {
+		return true
+	}
+	for _, cmd := range w.commands {
+		if cmd.Held && !cmd.Due.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// recheckHolds plans the held systems again: those whose hold ended are
+// dispatched, the others follow the hold found now. A held system that left
+// the registry meanwhile stays retained, and the request no longer waits
+// for it.
+func (w *erasure) recheckHolds(ctx workflow.Context) error {
+	w.holdsChanged = false
+	var held []string
+	var types []string
+	for _, name := range sortedKeys(w.bySystem) {
+		for _, cmd := range w.bySystem[name] {
+			if cmd.Held {
+				held = append(held, name)
+				types = append(types, w.targets[name].Types...)
+				break
+			}
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	slices.Sort(types)
+	targets, err := w.planTargets(ctx, slices.Compact(types))
+	if err != nil {
+		return err
+	}
+	byName := map[string]activities.Target{}
+	for _, t := range targets {
+		byName[t.System] = t
+	}
+	now := workflow.Now(ctx).UTC()
+	var again []activities.Target
+	for _, name := range held {
+		t, ok := byName[name]
+		if ok {
+			again = append(again, t)
+			continue
+		}
+		for _, cmd := range w.bySystem[name] {
+			if cmd.Held {
+				cmd.Held, cmd.ChangedAt = false, now
+				cmd.Detail += " (the system was retired while held)"
+				w.touch(name)
+			}
+		}
+	}
+	return w.dispatchNew(ctx, again)
 }
 
 // newCommandIDs returns the unguessable command_ids of one wave: derived
@@ -493,7 +682,7 @@ func (w *erasure) unsent(t activities.Target) []wire.Identifier {
 // or give up on it after the last attempt.
 func (w *erasure) fireDue(now time.Time) {
 	for _, cmd := range w.commands {
-		if cmd.Status.Final() || cmd.Due.After(now) {
+		if cmd.Status.Final() || cmd.Held || cmd.Due.After(now) {
 			continue
 		}
 		switch {
@@ -512,6 +701,128 @@ func (w *erasure) fireDue(now time.Time) {
 	}
 }
 
+// point is a moment of the request's window at which it escalates if
+// systems are still open.
+type point struct {
+	name  string
+	label string
+	kind  lethe.EscalationKind
+	at    time.Time
+}
+
+// points lists the escalation points in time order: the reminders, the
+// internal target, the deadline. A request without a deadline has none.
+func (w *erasure) points() []point {
+	if w.deadline.IsZero() {
+		return nil
+	}
+	window := w.deadline.Sub(w.in.CreatedAt)
+	reminders := w.policy.Reminders
+	if reminders == nil {
+		reminders = DefaultReminders
+	}
+	var out []point
+	for _, f := range reminders {
+		if f <= 0 || f >= 1 {
+			continue
+		}
+		label := strconv.FormatFloat(math.Round(f*10000)/100, 'f', -1, 64) + "%"
+		out = append(out, point{name: "reminder:" + label, label: label, kind: lethe.EscalationReminder,
+			at: w.in.CreatedAt.Add(time.Duration(f * float64(window)))})
+	}
+	if !w.target.IsZero() && w.target.Before(w.deadline) {
+		out = append(out, point{name: "target", label: "target", kind: lethe.EscalationTarget, at: w.target})
+	}
+	out = append(out, point{name: "deadline", label: "deadline", kind: lethe.EscalationOverdue, at: w.deadline})
+	slices.SortStableFunc(out, func(a, b point) int { return a.at.Compare(b.at) })
+	return slices.DeleteFunc(out, func(p point) bool { return w.fired[p.name] })
+}
+
+// firePoints escalates at every point passed: a reminder sends the silent
+// systems their command again, the deadline marks the request overdue, and
+// each is audited and handed to the Escalate activity (log, metric,
+// webhook). A point passed with no system open (confirmed or held) passes
+// quietly.
+func (w *erasure) firePoints(ctx workflow.Context, now time.Time) {
+	for _, p := range w.points() {
+		if p.at.After(now) {
+			return
+		}
+		w.fired[p.name] = true
+		open := w.openSystems()
+		if len(open) == 0 {
+			continue
+		}
+		resent := 0
+		if p.kind == lethe.EscalationReminder {
+			for _, cmd := range w.commands {
+				if cmd.Status == lethe.SystemDispatched && !cmd.RetryPending && cmd.IssuedAt.Before(now) &&
+					cmd.Attempt < w.policy.MaxAttempts {
+					w.redispatch(now, cmd, fmt.Sprintf("reminder at %s of the window to the deadline", p.label))
+					resent++
+				}
+			}
+		}
+		ev := lethe.AuditEvent{Kind: lethe.AuditEscalated}
+		switch p.kind {
+		case lethe.EscalationReminder:
+			ev.Detail = fmt.Sprintf("reminder at %s of the window: %s open, %d re-dispatched", p.label, names(open), resent)
+		case lethe.EscalationTarget:
+			ev.Detail = fmt.Sprintf("internal target %s passed: %s open", w.target.Format(time.RFC3339), names(open))
+		case lethe.EscalationOverdue:
+			w.overdue = true
+			w.out.overdue = true
+			ev.Kind = lethe.AuditOverdue
+			ev.Detail = fmt.Sprintf("deadline %s passed: %s open", w.deadline.Format(time.RFC3339), names(open))
+		}
+		w.event(now, ev)
+		w.escalate(ctx, lethe.Escalation{RequestID: w.in.RequestID, Kind: p.kind, Point: p.label, At: now,
+			Deadline: w.deadline, Target: w.target, Open: open, Redispatched: resent})
+	}
+}
+
+// openSystems names the systems still to confirm, held ones excepted.
+func (w *erasure) openSystems() []string {
+	var out []string
+	for _, name := range sortedKeys(w.bySystem) {
+		for _, cmd := range w.bySystem[name] {
+			if !cmd.Status.Final() {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// names lists systems for an audit line, the first ten by name.
+func names(systems []string) string {
+	const shown = 10
+	s := fmt.Sprintf("%d systems (%s", len(systems), strings.Join(systems[:min(len(systems), shown)], ", "))
+	if len(systems) > shown {
+		s += fmt.Sprintf(" and %d more", len(systems)-shown)
+	}
+	return s + ")"
+}
+
+// escalate runs the Escalate activity beside the main loop, so that a
+// webhook that is down delays nobody; after an hour of retries it gives up,
+// the escalation staying in the audit and the logs.
+func (w *erasure) escalate(ctx workflow.Context, e lethe.Escalation) {
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout:    activityStartToClose,
+			ScheduleToCloseTimeout: escalateWithin,
+			RetryPolicy:            activityRetry,
+		})
+		var a *activities.Activities
+		if err := workflow.ExecuteLocalActivity(ctx, a.Escalate, e).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("escalation not delivered", "request_id", w.in.RequestID,
+				"kind", string(e.Kind), "error", err)
+		}
+	})
+}
+
 // redispatch sends a command again under the same command_id, which is how
 // a system knows it is the same command.
 func (w *erasure) redispatch(now time.Time, cmd *CommandState, why string) {
@@ -527,7 +838,9 @@ func (w *erasure) redispatch(now time.Time, cmd *CommandState, why string) {
 
 func (w *erasure) add(cmd *CommandState) {
 	w.commands = append(w.commands, cmd)
-	w.byID[cmd.ID] = cmd
+	if cmd.ID != "" {
+		w.byID[cmd.ID] = cmd
+	}
 	w.bySystem[cmd.System] = append(w.bySystem[cmd.System], cmd)
 	sent := w.sent[cmd.System]
 	if sent == nil {
@@ -572,19 +885,27 @@ func (w *erasure) event(now time.Time, ev lethe.AuditEvent) {
 
 func (w *erasure) allFinal() bool {
 	for _, cmd := range w.commands {
-		if !cmd.Status.Final() {
+		if cmd.open() {
 			return false
 		}
 	}
 	return true
 }
 
+// nextDue is the earliest time the workflow must act on its own: a command
+// or hold check due, or an escalation point.
 func (w *erasure) nextDue() time.Time {
 	var next time.Time
 	for _, cmd := range w.commands {
-		if !cmd.Status.Final() && (next.IsZero() || cmd.Due.Before(next)) {
+		if cmd.open() && (next.IsZero() || cmd.Due.Before(next)) {
 			next = cmd.Due
 		}
+	}
+	for _, p := range w.points() {
+		if !w.fired[p.name] && (next.IsZero() || p.at.Before(next)) {
+			next = p.at
+		}
+		break // points are in time order; only the first unfired one matters
 	}
 	return next
 }
@@ -594,7 +915,8 @@ func (w *erasure) nextDue() time.Time {
 // written, so that a final Sync (after a cancellation) still records it; the
 // commands are dropped, since nothing is dispatched after a failure.
 func (w *erasure) flush(ctx workflow.Context) error {
-	delta := lethe.LedgerDelta{Status: w.out.status, CompletedAt: w.out.completedAt, Events: w.out.events}
+	delta := lethe.LedgerDelta{Status: w.out.status, CompletedAt: w.out.completedAt, Overdue: w.out.overdue,
+		Events: w.out.events}
 	for _, name := range sortedKeys(w.out.changed) {
 		delta.Systems = append(delta.Systems, w.progress(name))
 	}
@@ -624,7 +946,7 @@ func (w *erasure) flush(ctx workflow.Context) error {
 // kept; the request status goes last, once everything before it is written.
 func chunkSync(requestID string, cmds []activities.Outbound, delta lethe.LedgerDelta) []activities.SyncInput {
 	n := max(chunks(len(cmds)), chunks(len(delta.Systems)), chunks(len(delta.Events)))
-	if n == 0 && delta.Status != "" {
+	if n == 0 && (delta.Status != "" || delta.Overdue) {
 		n = 1
 	}
 	calls := make([]activities.SyncInput, n)
@@ -638,6 +960,7 @@ func chunkSync(requestID string, cmds []activities.Outbound, delta lethe.LedgerD
 	if n > 0 {
 		calls[n-1].Ledger.Status = delta.Status
 		calls[n-1].Ledger.CompletedAt = delta.CompletedAt
+		calls[n-1].Ledger.Overdue = delta.Overdue
 	}
 	return calls
 }
@@ -666,13 +989,15 @@ func remainder(calls []activities.SyncInput) outbox {
 			out.status = c.Ledger.Status
 			out.completedAt = c.Ledger.CompletedAt
 		}
+		out.overdue = out.overdue || c.Ledger.Overdue
 	}
 	return out
 }
 
 // upsertSearch keeps the UI's list columns current, writing only on change.
 func (w *erasure) upsertSearch(ctx workflow.Context) {
-	v := searchValues{status: string(w.status), systems: int64(len(w.bySystem))}
+	v := searchValues{status: string(w.status), systems: int64(len(w.bySystem)), deadline: w.deadline,
+		overdue: w.overdue}
 	for _, name := range sortedKeys(w.bySystem) {
 		if w.progress(name).Status == lethe.SystemDispatched {
 			v.pending++
@@ -681,11 +1006,21 @@ func (w *erasure) upsertSearch(ctx workflow.Context) {
 	if w.searchKnown && v == w.search {
 		return
 	}
-	err := workflow.UpsertTypedSearchAttributes(ctx,
+	updates := []temporal.SearchAttributeUpdate{
 		SearchStatus.ValueSet(v.status),
 		SearchPending.ValueSet(v.pending),
 		SearchSystems.ValueSet(v.systems),
-	)
+	}
+	// The deadline was set when the workflow started (w.search starts
+	// with it); only an extension writes it again. Overdue is written once,
+	// when it becomes true.
+	if !v.deadline.Equal(w.search.deadline) {
+		updates = append(updates, SearchDeadline.ValueSet(v.deadline))
+	}
+	if v.overdue && !w.search.overdue {
+		updates = append(updates, SearchOverdue.ValueSet(true))
+	}
+	err := workflow.UpsertTypedSearchAttributes(ctx, updates...)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("search attributes not updated", "request_id", w.in.RequestID, "error", err)
 		return
@@ -790,10 +1125,15 @@ func (w *erasure) continueAsNew(ctx workflow.Context) error {
 func (w *erasure) carry() ErasureInput {
 	in := w.in
 	in.Policy = w.policy
+	in.Deadline, in.Target = w.deadline, w.target
 	st := &State{
-		Status:  w.status,
-		Subject: slices.Clone(w.subject),
-		Inbox:   slices.Clone(w.inbox),
+		Status:       w.status,
+		Subject:      slices.Clone(w.subject),
+		Inbox:        slices.Clone(w.inbox),
+		Fired:        sortedKeys(w.fired),
+		Overdue:      w.overdue,
+		Learned:      slices.Clone(w.learned),
+		HoldsChanged: w.holdsChanged,
 	}
 	for _, name := range sortedKeys(w.targets) {
 		st.Targets = append(st.Targets, w.targets[name])
@@ -808,9 +1148,12 @@ func (w *erasure) carry() ErasureInput {
 func (w *erasure) planTargets(ctx workflow.Context, types []string) ([]activities.Target, error) {
 	var a *activities.Activities
 	var res activities.PlanResult
-	if err := execute(ctx, a.Plan, activities.PlanInput{RequestID: w.in.RequestID, Types: types}, &res); err != nil {
+	in := activities.PlanInput{RequestID: w.in.RequestID, Types: types, Subject: w.subject, Learned: w.learned,
+		At: workflow.Now(ctx).UTC()}
+	if err := execute(ctx, a.Plan, in, &res); err != nil {
 		return nil, err
 	}
+	w.learned = nil
 	targets := slices.Clone(res.Targets)
 	slices.SortFunc(targets, func(x, y activities.Target) int { return cmp.Compare(x.System, y.System) })
 	return targets, nil
@@ -821,23 +1164,18 @@ func (w *erasure) view(ctx workflow.Context) lethe.Erasure {
 	e := lethe.Erasure{
 		ID:           w.in.RequestID,
 		Status:       w.status,
+		Overdue:      w.overdue,
 		SubjectTypes: identifierTypes(w.subject),
 		DryRun:       w.in.DryRun,
 		CreatedAt:    w.in.CreatedAt,
-		Deadline:     w.in.Deadline,
+		Deadline:     w.deadline,
+		Target:       w.target,
 		WorkflowID:   ErasureWorkflowID(w.in.RequestID),
 		Systems:      w.progressAll(),
 	}
 	if w.completedAt != nil {
 		at := *w.completedAt
 		e.CompletedAt = &at
-	}
-	if !w.in.Deadline.IsZero() {
-		ref := workflow.Now(ctx)
-		if e.CompletedAt != nil {
-			ref = *e.CompletedAt
-		}
-		e.Overdue = ref.After(w.in.Deadline)
 	}
 	return e
 }
@@ -857,6 +1195,9 @@ func (w *erasure) progress(system string) lethe.SystemProgress {
 	seen := map[lethe.SystemStatus]bool{}
 	var detailAt time.Time
 	for _, cmd := range w.bySystem[system] {
+		if cmd.Superseded {
+			continue
+		}
 		seen[cmd.Status] = true
 		p.Records += cmd.Records
 		p.Attempts = max(p.Attempts, cmd.Attempt)

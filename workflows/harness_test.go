@@ -41,6 +41,11 @@ type world struct {
 	plans   [][]string
 	syncs   []activities.SyncInput
 	upserts []temporal.SearchAttributes
+	escs    []lethe.Escalation
+	// holds maps a system to the hold the registry reports on it.
+	holds map[string]*lethe.Hold
+	// planned keeps every Plan input, for the holds tests.
+	planned []activities.PlanInput
 }
 
 func target(name string, within time.Duration, types ...string) activities.Target {
@@ -61,7 +66,31 @@ func newWorld(t *testing.T, systems ...activities.Target) *world {
 	var a *activities.Activities
 	w.env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(w.plan)
 	w.env.OnActivity(a.Sync, mock.Anything, mock.Anything).Return(w.sync)
+	w.env.OnActivity(a.Escalate, mock.Anything, mock.Anything).Return(w.escalate)
 	return w
+}
+
+func (w *world) escalate(_ context.Context, e lethe.Escalation) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.escs = append(w.escs, e)
+	return nil
+}
+
+func (w *world) escalations() []lethe.Escalation {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.escs)
+}
+
+// setHold makes the registry report h on system from now on; nil lifts it.
+func (w *world) setHold(system string, h *lethe.Hold) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.holds == nil {
+		w.holds = map[string]*lethe.Hold{}
+	}
+	w.holds[system] = h
 }
 
 type logSink struct{ w *world }
@@ -76,10 +105,15 @@ func (w *world) plan(_ context.Context, in activities.PlanInput) (activities.Pla
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.plans = append(w.plans, slices.Clone(in.Types))
+	w.planned = append(w.planned, in)
 	var res activities.PlanResult
 	for _, s := range w.systems {
 		for _, typ := range s.Types {
 			if slices.Contains(in.Types, typ) {
+				if h := w.holds[s.System]; h != nil && (h.ExpiresAt == nil || h.ExpiresAt.After(in.At)) {
+					hc := *h
+					s.Hold = &hc
+				}
 				res.Targets = append(res.Targets, s)
 				break
 			}

@@ -26,7 +26,20 @@ const (
 	SignalConfirm = "confirm"
 	// QueryStatus answers the live lethe.Erasure of a running request.
 	QueryStatus = "status"
+	// SignalExtend carries an ExtendSignal: the deadline moved.
+	SignalExtend = "extend"
+	// SignalHolds tells the workflow that a legal hold keeping some of its
+	// systems was lifted, so it checks its holds again now rather than at
+	// the next periodic check.
+	SignalHolds = "holds"
 )
+
+// ExtendSignal is the payload of SignalExtend, sent by the API once the
+// ledger has recorded the extension.
+type ExtendSignal struct {
+	Deadline time.Time `json:"deadline"`
+	Target   time.Time `json:"target"`
+}
 
 // ErasureWorkflowID is the workflow ID of a request. Every caller derives it
 // here, so the API, the relay and the Temporal UI agree on it.
@@ -50,7 +63,9 @@ type ErasureInput struct {
 	DryRun    bool              `json:"dry_run"`
 	CreatedAt time.Time         `json:"created_at"`
 	Deadline  time.Time         `json:"deadline"`
-	Policy    Policy            `json:"policy"`
+	// Target is the internal target before the deadline; zero means none.
+	Target time.Time `json:"target"`
+	Policy Policy    `json:"policy"`
 	// CommandSeed is a random secret, drawn when the request is accepted,
 	// from which the workflow derives its command_ids. They must be
 	// unguessable, and the same again when a workflow task runs a second
@@ -74,6 +89,11 @@ type Policy struct {
 	// RetryDelay is how long to wait before re-dispatching after a failed,
 	// retryable confirmation. Zero means DefaultRetryDelay.
 	RetryDelay time.Duration `json:"retry_delay"`
+	// Reminders are the shares of the window from receipt to deadline
+	// (0.5 is half-way) at which the request escalates and re-dispatches
+	// to the systems that have not confirmed. Nil means DefaultReminders;
+	// empty means none.
+	Reminders []float64 `json:"reminders"`
 }
 
 // Defaults for Policy's zero fields.
@@ -81,6 +101,13 @@ const (
 	DefaultMaxAttempts = 5
 	DefaultRetryDelay  = 30 * time.Second
 )
+
+// DefaultReminders remind at half and four fifths of the window.
+var DefaultReminders = []float64{0.5, 0.8}
+
+// holdRecheck is how often a request with held systems asks again whether
+// its holds still hold, in case the signal of a lift was lost.
+const holdRecheck = 24 * time.Hour
 
 // ConfirmSignal is the payload of SignalConfirm. The relay coalesces every
 // confirmation it fetched for one request into one signal.
@@ -104,6 +131,15 @@ type State struct {
 	Commands []CommandState `json:"commands"`
 	// Inbox holds confirmations received but not yet processed.
 	Inbox []wire.Confirmation `json:"inbox,omitempty"`
+	// Fired names the escalation points already passed.
+	Fired []string `json:"fired,omitempty"`
+	// Overdue is set once the deadline passed with systems open.
+	Overdue bool `json:"overdue,omitempty"`
+	// Learned are revealed identifiers whose digests the ledger has not
+	// recorded yet.
+	Learned []wire.Identifier `json:"learned,omitempty"`
+	// HoldsChanged is set when a lift was signalled and not yet acted on.
+	HoldsChanged bool `json:"holds_changed,omitempty"`
 }
 
 // CommandState is one command of a request and where it stands. A system has
@@ -133,20 +169,35 @@ type CommandState struct {
 	ConfirmedAt *time.Time         `json:"confirmed_at,omitempty"`
 	// ChangedAt orders the details of a system's commands.
 	ChangedAt time.Time `json:"changed_at"`
+	// Hold, on a command with no ID, makes it the placeholder of a system
+	// that a legal hold keeps: nothing is dispatched, the system shows
+	// retained with the hold's basis, and the request stays open while
+	// Held is set. When the hold ends the placeholder is Superseded by
+	// the commands then dispatched.
+	Hold       *lethe.Hold `json:"hold,omitempty"`
+	Held       bool        `json:"held,omitempty"`
+	Superseded bool        `json:"superseded,omitempty"`
 }
+
+// open reports whether the request must still wait for this command.
+func (c *CommandState) open() bool { return !c.Status.Final() || c.Held }
 
 // Search attributes the workflow keeps current so the Temporal UI's list
 // shows each request's progress at a glance. They never carry identifier values.
 var (
-	SearchStatus  = temporal.NewSearchAttributeKeyKeyword("LetheStatus")
-	SearchPending = temporal.NewSearchAttributeKeyInt64("LethePending")
-	SearchSystems = temporal.NewSearchAttributeKeyInt64("LetheSystems")
+	SearchStatus   = temporal.NewSearchAttributeKeyKeyword("LetheStatus")
+	SearchPending  = temporal.NewSearchAttributeKeyInt64("LethePending")
+	SearchSystems  = temporal.NewSearchAttributeKeyInt64("LetheSystems")
+	SearchDeadline = temporal.NewSearchAttributeKeyTime("LetheDeadline")
+	SearchOverdue  = temporal.NewSearchAttributeKeyBool("LetheOverdue")
 )
 
 // SearchAttributeTypes lists the custom search attributes to register in a
 // namespace before any workflow upserts them.
 var SearchAttributeTypes = map[string]enums.IndexedValueType{
-	SearchStatus.GetName():  enums.INDEXED_VALUE_TYPE_KEYWORD,
-	SearchPending.GetName(): enums.INDEXED_VALUE_TYPE_INT,
-	SearchSystems.GetName(): enums.INDEXED_VALUE_TYPE_INT,
+	SearchStatus.GetName():   enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SearchPending.GetName():  enums.INDEXED_VALUE_TYPE_INT,
+	SearchSystems.GetName():  enums.INDEXED_VALUE_TYPE_INT,
+	SearchDeadline.GetName(): enums.INDEXED_VALUE_TYPE_DATETIME,
+	SearchOverdue.GetName():  enums.INDEXED_VALUE_TYPE_BOOL,
 }

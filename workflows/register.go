@@ -32,6 +32,8 @@ const localActivities = true
 const (
 	activityStartToClose    = 30 * time.Second
 	activityScheduleToClose = 10 * 365 * 24 * time.Hour
+	// escalateWithin bounds the retries of an escalation's webhook.
+	escalateWithin = time.Hour
 )
 
 var activityRetry = &temporal.RetryPolicy{

@@ -9,11 +9,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/converter"
 
+	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/escalation"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 )
 
@@ -35,6 +38,14 @@ type config struct {
 	LogFormat         string
 	TopicPartitions   int
 	MaxAttempts       int
+
+	// Deadlines and escalations.
+	Deadline         string
+	TargetBefore     string
+	DeadlinePolicies string
+	Reminders        string
+	EscalationURL    string
+	EscalationSecret string
 
 	// lethe dev only.
 	DataDir   string
@@ -63,6 +74,12 @@ func (c *config) settings() []setting {
 		{"LETHE_CODEC_ORIGINS", "codec-origins", "", "comma-separated Temporal Web UI origins the codec endpoint answers (lethe codec)", &c.CodecOrigins},
 		{"LETHE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"LETHE_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
+		{"LETHE_DEADLINE", "deadline", "720h", "legal window of a request that names no policy", &c.Deadline},
+		{"LETHE_TARGET_BEFORE", "target-before", "48h", "internal target this long before each deadline", &c.TargetBefore},
+		{"LETHE_DEADLINE_POLICIES", "deadline-policies", "gdpr=720h,ccpa=1080h", "named windows requests may choose, name=duration,...", &c.DeadlinePolicies},
+		{"LETHE_REMINDERS", "reminders", "50%,80%", "points of the window that escalate and re-dispatch to silent systems, or none", &c.Reminders},
+		{"LETHE_ESCALATION_WEBHOOK", "escalation-webhook", "", "URL that receives escalations as signed JSON (worker)", &c.EscalationURL},
+		{"LETHE_ESCALATION_SECRET", "escalation-secret", "", "HMAC secret of the escalation webhook's Lethe-Signature header", &c.EscalationSecret},
 	}
 }
 
@@ -185,3 +202,61 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 
 // osEnv reads the process environment.
 func osEnv(k string) string { return os.Getenv(k) }
+
+// deadlines reads the deadline settings into roles' terms. Malformed values
+// are named in the error, which is the process's one line on stderr.
+func (c *config) deadlines() (deadline, before time.Duration, policies map[string]time.Duration, reminders []float64, err error) {
+	if deadline, err = positiveDuration("LETHE_DEADLINE", c.Deadline); err != nil {
+		return
+	}
+	if before, err = positiveDuration("LETHE_TARGET_BEFORE", c.TargetBefore); err != nil {
+		return
+	}
+	policies = map[string]time.Duration{}
+	for _, p := range strings.Split(c.DeadlinePolicies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		name, window, ok := strings.Cut(p, "=")
+		if !ok {
+			return 0, 0, nil, nil, fmt.Errorf("LETHE_DEADLINE_POLICIES: %q is not name=duration", p)
+		}
+		d, perr := positiveDuration("LETHE_DEADLINE_POLICIES "+name, window)
+		if perr != nil {
+			return 0, 0, nil, nil, perr
+		}
+		policies[strings.TrimSpace(name)] = d
+	}
+	reminders = []float64{}
+	if r := strings.TrimSpace(c.Reminders); r != "" && r != "none" {
+		for _, p := range strings.Split(r, ",") {
+			p = strings.TrimSpace(p)
+			v, perr := strconv.ParseFloat(strings.TrimSuffix(p, "%"), 64)
+			if perr != nil || !strings.HasSuffix(p, "%") || v <= 0 || v >= 100 {
+				return 0, 0, nil, nil, fmt.Errorf("LETHE_REMINDERS: %q is not a percentage between 0%% and 100%%", p)
+			}
+			reminders = append(reminders, v/100)
+		}
+	}
+	return deadline, before, policies, reminders, nil
+}
+
+func positiveDuration(name, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q: want a positive duration such as 720h", name, v)
+	}
+	return d, nil
+}
+
+// escalations builds the escalation webhook; nil when none is configured.
+func (c *config) escalations() (activities.Notifier, error) {
+	if c.EscalationURL == "" {
+		return nil, nil
+	}
+	w, err := escalation.NewWebhook(c.EscalationURL, []byte(c.EscalationSecret), nil)
+	if err != nil {
+		return nil, fmt.Errorf("LETHE_ESCALATION_WEBHOOK: %w", err)
+	}
+	return w, nil
+}

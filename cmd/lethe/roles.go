@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lethe-dev/lethe/escalation"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/temporalx"
 	"github.com/lethe-dev/lethe/registry"
@@ -25,6 +26,9 @@ type deps struct {
 	log      *slog.Logger
 	store    *registry.Store
 	temporal client.Client
+	settings roles.Settings
+	// escalated counts the worker's escalations, served at /metrics.
+	escalated *escalation.Counter
 }
 
 // openDeps connects to PostgreSQL and Temporal; both must answer.
@@ -33,6 +37,12 @@ func openDeps(ctx context.Context, cfg *config, log *slog.Logger) (*deps, error)
 	if err != nil {
 		return nil, err
 	}
+	settings, err := cfg.roleSettings()
+	if err != nil {
+		return nil, err
+	}
+	counter := &escalation.Counter{}
+	settings.Escalated = counter
 	store, err := registry.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -42,7 +52,7 @@ func openDeps(ctx context.Context, cfg *config, log *slog.Logger) (*deps, error)
 		store.Close()
 		return nil, err
 	}
-	return &deps{cfg: cfg, log: log, store: store, temporal: tc}, nil
+	return &deps{cfg: cfg, log: log, store: store, temporal: tc, settings: settings, escalated: counter}, nil
 }
 
 func (d *deps) Close() {
@@ -59,12 +69,27 @@ func (d *deps) roles() roles.Deps {
 		Brokers:    d.cfg.brokers(),
 		Partitions: d.cfg.TopicPartitions,
 		Logger:     d.log,
+		Settings:   d.settings,
 	}
 }
 
-// policy is the retry policy new workflows start with.
-func (c *config) policy() workflows.Policy {
-	return workflows.Policy{MaxAttempts: c.MaxAttempts}
+// roleSettings reads the operator's choices the roles apply.
+func (c *config) roleSettings() (roles.Settings, error) {
+	deadline, before, policies, reminders, err := c.deadlines()
+	if err != nil {
+		return roles.Settings{}, err
+	}
+	notifier, err := c.escalations()
+	if err != nil {
+		return roles.Settings{}, err
+	}
+	return roles.Settings{
+		Policy:       workflows.Policy{MaxAttempts: c.MaxAttempts, Reminders: reminders},
+		Deadline:     deadline,
+		TargetBefore: before,
+		Policies:     policies,
+		Escalations:  notifier,
+	}, nil
 }
 
 func runMigrate(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
@@ -101,11 +126,22 @@ func runAPI(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 // apiHandler builds the API over d.
 func apiHandler(d *deps) (http.Handler, error) {
-	dg, err := d.cfg.digester()
+	r, err := d.withDigester()
 	if err != nil {
 		return nil, err
 	}
-	return roles.APIHandler(d.roles(), dg, d.cfg.policy())
+	return roles.APIHandler(r)
+}
+
+// withDigester is d's roles with the digester the API and the worker need.
+func (d *deps) withDigester() (roles.Deps, error) {
+	dg, err := d.cfg.digester()
+	if err != nil {
+		return roles.Deps{}, err
+	}
+	r := d.roles()
+	r.Digester = dg
+	return r, nil
 }
 
 func runWorker(ctx context.Context, cfg *config, log *slog.Logger) error {
@@ -125,7 +161,13 @@ func runWorker(ctx context.Context, cfg *config, log *slog.Logger) error {
 }
 
 // workerLoop hosts the erasure workflow and its activities until ctx ends.
-func workerLoop(ctx context.Context, d *deps) error { return roles.RunWorker(ctx, d.roles()) }
+func workerLoop(ctx context.Context, d *deps) error {
+	r, err := d.withDigester()
+	if err != nil {
+		return err
+	}
+	return roles.RunWorker(ctx, r)
+}
 
 func runRelay(ctx context.Context, cfg *config, log *slog.Logger) error {
 	d, err := openDeps(ctx, cfg, log)
@@ -154,6 +196,7 @@ func healthLoop(ctx context.Context, d *deps) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, nil)
 	})
+	mux.Handle("GET /metrics", d.escalated.Handler())
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()

@@ -25,7 +25,6 @@ import (
 	"github.com/lethe-dev/lethe/internal/temporalx"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/wire"
-	"github.com/lethe-dev/lethe/workflows"
 )
 
 // topicPartitions is the partition count of every topic the benchmark's
@@ -142,9 +141,9 @@ func embedded(ctx context.Context, cfg Config, progress func(format string, args
 	}
 	deps := roles.Deps{
 		Store: store, Temporal: tc, Namespace: tserver.Namespace(),
-		Brokers: brokers, Partitions: topicPartitions, Logger: cfg.Logger,
+		Brokers: brokers, Partitions: topicPartitions, Logger: cfg.Logger, Digester: dg,
 	}
-	h, err := roles.APIHandler(deps, dg, workflows.Policy{})
+	h, err := roles.APIHandler(deps)
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 	writer := kafkax.NewWriter(s.Brokers)
 	w := worker.New(wc, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer})
+	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer, Digester: dg})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}

@@ -39,6 +39,27 @@ type Deps struct {
 	// Partitions is the partition count of the topics the roles create.
 	Partitions int
 	Logger     *slog.Logger
+	// Digester keys the digests of identifiers: the API records requests
+	// and holds by them, the worker matches holds by them.
+	Digester *digest.Digester
+	// Settings are the operator's choices; the zero value is the defaults.
+	Settings Settings
+}
+
+// Settings are the operator's choices the roles apply.
+type Settings struct {
+	// Policy is carried by every workflow the API starts.
+	Policy workflows.Policy
+	// Deadline, TargetBefore and Policies set requests' windows (see
+	// api.Config); zero values take the defaults.
+	Deadline     time.Duration
+	TargetBefore time.Duration
+	Policies     map[string]time.Duration
+	// Escalations receives the worker's escalations (the webhook); nil
+	// only logs and counts them.
+	Escalations activities.Notifier
+	// Escalated counts escalations for /metrics; nil counts nothing.
+	Escalated activities.EscalationCounter
 }
 
 // Validate reports the first missing dependency.
@@ -58,6 +79,17 @@ func (d Deps) Validate() error {
 	return nil
 }
 
+// needDigester validates d for a role that digests identifiers.
+func (d Deps) needDigester() error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Digester == nil {
+		return errors.New("roles: no digester")
+	}
+	return nil
+}
+
 // Topics creates Kafka topics with a fixed partition count; it is the API's
 // api.TopicEnsurer.
 type Topics struct {
@@ -70,19 +102,21 @@ func (t Topics) EnsureTopics(ctx context.Context, names ...string) error {
 	return kafkax.EnsureTopics(ctx, t.Brokers, t.Partitions, names...)
 }
 
-// APIHandler builds the HTTP API over d: requests' digests are keyed by dg
-// and every workflow it starts carries policy.
-func APIHandler(d Deps, dg *digest.Digester, policy workflows.Policy) (http.Handler, error) {
-	if err := d.Validate(); err != nil {
+// APIHandler builds the HTTP API over d with d's settings.
+func APIHandler(d Deps) (http.Handler, error) {
+	if err := d.needDigester(); err != nil {
 		return nil, err
 	}
 	srv, err := api.New(api.Config{
-		Store:    d.Store,
-		Engine:   api.NewTemporalEngine(d.Temporal, policy),
-		Topics:   Topics{Brokers: d.Brokers, Partitions: d.Partitions},
-		Digester: dg,
-		Logger:   d.Logger,
-		Ready:    TemporalReady(d.Temporal),
+		Store:           d.Store,
+		Engine:          api.NewTemporalEngine(d.Temporal, d.Settings.Policy),
+		Topics:          Topics{Brokers: d.Brokers, Partitions: d.Partitions},
+		Digester:        d.Digester,
+		Logger:          d.Logger,
+		Ready:           TemporalReady(d.Temporal),
+		DefaultDeadline: d.Settings.Deadline,
+		TargetBefore:    d.Settings.TargetBefore,
+		Policies:        d.Settings.Policies,
 	})
 	if err != nil {
 		return nil, err
@@ -113,13 +147,14 @@ func WorkerOptions() worker.Options {
 // RunWorker hosts the erasure workflow and its activities until ctx ends,
 // then stops the worker and returns ctx's error.
 func RunWorker(ctx context.Context, d Deps) error {
-	if err := d.Validate(); err != nil {
+	if err := d.needDigester(); err != nil {
 		return err
 	}
 	writer := kafkax.NewWriter(d.Brokers)
 	defer writer.Close()
 	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions())
-	workflows.Register(w, &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer})
+	workflows.Register(w, &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
+		Digester: d.Digester, Escalations: d.Settings.Escalations, Metrics: d.Settings.Escalated})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
