@@ -7,12 +7,14 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/workflows"
@@ -33,6 +35,9 @@ type Store interface {
 	GetErasure(ctx context.Context, id string) (lethe.Erasure, error)
 	ListErasures(ctx context.Context, f registry.ErasureFilter) ([]lethe.Erasure, string, error)
 	Ping(ctx context.Context) error
+	// Certificates of erasure are read, built and stored through the
+	// methods of certificate.Store.
+	certificate.Store
 }
 
 // Engine starts and cancels the durable execution of erasure requests. The
@@ -71,6 +76,13 @@ type Config struct {
 	// Ready, when set, adds readiness checks (Kafka, Temporal) to the
 	// database ping behind GET /readyz.
 	Ready func(ctx context.Context) error
+	// Signer signs certificates of erasure (LETHE_SIGNING_KEY). Without it
+	// the API still serves certificates already stored, and answers 503
+	// signing_key_missing for the others.
+	Signer *certificate.Signer
+	// RetiredKeys are former signing keys (LETHE_SIGNING_KEYS_RETIRED),
+	// listed by GET /v1/keys so that certificates they signed still verify.
+	RetiredKeys []ed25519.PublicKey
 }
 
 // Validate reports the first missing dependency or bad setting.
@@ -100,6 +112,8 @@ type Server struct {
 	now      func() time.Time
 	deadline time.Duration
 	ready    func(ctx context.Context) error
+	issuer   *certificate.Issuer
+	keys     certificate.KeySet
 	mux      *http.ServeMux
 }
 
@@ -128,6 +142,8 @@ func New(cfg Config) (*Server, error) {
 	if s.deadline == 0 {
 		s.deadline = lethe.DefaultDeadline
 	}
+	s.issuer = &certificate.Issuer{Store: cfg.Store, Signer: cfg.Signer, Now: s.now}
+	s.keys = certificate.Keys(cfg.Signer, cfg.RetiredKeys)
 	for _, rt := range s.routes() {
 		s.mux.HandleFunc(rt.pattern, rt.handler)
 	}
@@ -151,6 +167,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/erasures/{id}", s.getErasure},
 		{"GET /v1/erasures", s.listErasures},
 		{"POST /v1/erasures/{id}/cancel", s.cancelErasure},
+		{"GET /v1/erasures/{id}/certificate", s.getCertificate},
+		{"GET /v1/keys", s.listKeys},
 		{"GET /v1/openapi.json", s.openAPI},
 		{"GET /healthz", s.healthz},
 		{"GET /readyz", s.readyz},
