@@ -129,6 +129,9 @@ type Erasure struct {
 	CompletedAt     *time.Time       `json:"completed_at"`
 	WorkflowID      string           `json:"workflow_id"`
 	Systems         []SystemProgress `json:"systems"`
+	// PrunedAt is when retention removed the request's per-system rows
+	// (LETHE_RETENTION); its certificate of erasure and its audit remain.
+	PrunedAt *time.Time `json:"pruned_at,omitempty"`
 }
 
 // SystemProgress is one targeted system's state within a request.
@@ -168,15 +171,17 @@ const (
 )
 
 // AuditEvent is one line of a request's history. Detail is free text for
-// people and must never contain an identifier value.
+// people and must never contain an identifier value. Events about a legal
+// hold rather than a request have an empty RequestID.
 type AuditEvent struct {
-	RequestID string    `json:"request_id"`
-	System    string    `json:"system,omitempty"`
-	Hold      string    `json:"hold,omitempty"`
-	Kind      AuditKind `json:"kind"`
-	Attempt   int       `json:"attempt,omitempty"`
-	Detail    string    `json:"detail,omitempty"`
-	At        time.Time `json:"at"`
+	RequestID string `json:"request_id"`
+	System    string `json:"system,omitempty"`
+	// Hold is the legal hold an event is about, empty for most events.
+	Hold    string    `json:"hold,omitempty"`
+	Kind    AuditKind `json:"kind"`
+	Attempt int       `json:"attempt,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // LedgerDelta is what changed in a request since the ledger was last written.

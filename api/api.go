@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/workflows"
@@ -44,6 +46,9 @@ type Store interface {
 	GetHold(ctx context.Context, id string) (lethe.Hold, error)
 	ListHolds(ctx context.Context, activeOnly bool) ([]lethe.Hold, error)
 	Ping(ctx context.Context) error
+	// Certificates of erasure are read, built and stored through the
+	// methods of certificate.Store.
+	certificate.Store
 }
 
 // Engine starts and cancels the durable execution of erasure requests. The
@@ -95,6 +100,13 @@ type Config struct {
 	// Ready, when set, adds readiness checks (Kafka, Temporal) to the
 	// database ping behind GET /readyz.
 	Ready func(ctx context.Context) error
+	// Signer signs certificates of erasure (LETHE_SIGNING_KEY). Without it
+	// the API still serves certificates already stored, and answers 503
+	// signing_key_missing for the others.
+	Signer *certificate.Signer
+	// RetiredKeys are former signing keys (LETHE_SIGNING_KEYS_RETIRED),
+	// listed by GET /v1/keys so that certificates they signed still verify.
+	RetiredKeys []ed25519.PublicKey
 }
 
 // Validate reports the first missing dependency or bad setting.
@@ -133,6 +145,8 @@ type Server struct {
 	policies map[string]time.Duration
 	margin   time.Duration
 	ready    func(ctx context.Context) error
+	issuer   *certificate.Issuer
+	keys     certificate.KeySet
 	mux      *http.ServeMux
 }
 
@@ -169,6 +183,8 @@ func New(cfg Config) (*Server, error) {
 	if s.margin == 0 {
 		s.margin = lethe.DefaultTargetBefore
 	}
+	s.issuer = &certificate.Issuer{Store: cfg.Store, Signer: cfg.Signer, Now: s.now}
+	s.keys = certificate.Keys(cfg.Signer, cfg.RetiredKeys)
 	for _, rt := range s.routes() {
 		s.mux.HandleFunc(rt.pattern, rt.handler)
 	}
@@ -197,6 +213,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/holds/{id}", s.getHold},
 		{"DELETE /v1/holds/{id}", s.liftHold},
 		{"GET /v1/holds", s.listHolds},
+		{"GET /v1/erasures/{id}/certificate", s.getCertificate},
+		{"GET /v1/keys", s.listKeys},
 		{"GET /v1/openapi.json", s.openAPI},
 		{"GET /healthz", s.healthz},
 		{"GET /readyz", s.readyz},

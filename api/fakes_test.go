@@ -20,6 +20,7 @@ import (
 
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/workflows"
@@ -42,6 +43,9 @@ type fakeStore struct {
 	err         error // when set, every call fails with it
 	pingErr     error
 	getErasures int
+
+	certificates map[string][]byte // request id → stored certificate
+	certSaves    int
 }
 
 func newFakeStore(now time.Time) *fakeStore {
@@ -51,6 +55,8 @@ func newFakeStore(now time.Time) *fakeStore {
 		erasures: map[string]lethe.Erasure{},
 		keys:     map[string]string{},
 		hashes:   map[string]string{},
+
+		certificates: map[string][]byte{},
 	}
 }
 
@@ -241,6 +247,66 @@ func (s *fakeStore) Ping(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pingErr
+}
+
+func (s *fakeStore) StoredCertificate(ctx context.Context, id string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, false, s.err
+	}
+	doc, ok := s.certificates[id]
+	return doc, ok, nil
+}
+
+// fakeChainHead is the audit link the fake reports for every request and
+// for the whole chain.
+var fakeChainHead = certificate.Link{Seq: 7, Hash: strings.Repeat("7a", 32)}
+
+func (s *fakeStore) CertificateFacts(ctx context.Context, id string) (certificate.Facts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return certificate.Facts{}, s.err
+	}
+	e, ok := s.erasures[id]
+	if !ok {
+		return certificate.Facts{}, lethe.Errorf(lethe.KindNotFound, "erasure_not_found", "no erasure request has this id")
+	}
+	f := certificate.Facts{Erasure: e, RequestLast: fakeChainHead, ChainHead: fakeChainHead}
+	for _, in := range s.created {
+		if in.ID == id {
+			f.Subject = in.Subject
+		}
+	}
+	return f, nil
+}
+
+// SaveCertificate keeps the first certificate of a request, as the
+// registry does.
+func (s *fakeStore) SaveCertificate(ctx context.Context, id, keyID string, issuedAt time.Time, doc []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	s.certSaves++
+	if old, ok := s.certificates[id]; ok {
+		return old, nil
+	}
+	s.certificates[id] = doc
+	return doc, nil
+}
+
+// finish moves a request to a final status with its systems.
+func (s *fakeStore) finish(id string, st lethe.RequestStatus, at time.Time, systems []lethe.SystemProgress) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.erasures[id]
+	e.Status = st
+	e.CompletedAt = &at
+	e.Systems = systems
+	s.erasures[id] = e
 }
 
 func (s *fakeStore) setStatus(id string, st lethe.RequestStatus) {

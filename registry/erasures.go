@@ -26,7 +26,7 @@ const (
 )
 
 const erasureColumns = `id, status, overdue, subject_types, reason, requested_by, dry_run,
-	created_at, deadline, target, extended_at, extension_reason, completed_at, workflow_id`
+	created_at, deadline, target, extended_at, extension_reason, completed_at, workflow_id, pruned_at`
 
 // NewErasure is what CreateErasure records for a new request. It carries the
 // subject as keyed digests only; the values travel to the workflow, never here.
@@ -123,12 +123,6 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 		id, pq.Array(types), pq.Array(digests)); err != nil {
 		return lethe.Erasure{}, false, s.fail("create erasure: record subject", err)
 	}
-	if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
-		RequestID: e.ID, Kind: lethe.AuditReceived, At: createdAt,
-	}}, now); err != nil {
-		return lethe.Erasure{}, false, s.fail("create erasure: audit", err)
-	}
-
 	if start != nil {
 		// The workflow may run before this transaction commits, or find that
 		// it never did: ErasureRecorded waits on this lock to tell.
@@ -139,6 +133,13 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 		if err := start(ctx); err != nil {
 			return lethe.Erasure{}, false, err
 		}
+	}
+	// Last, so the audit chain's head is locked only until the commit and
+	// never while start talks to Temporal.
+	if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
+		RequestID: e.ID, Kind: lethe.AuditReceived, At: createdAt,
+	}}, now); err != nil {
+		return lethe.Erasure{}, false, s.fail("create erasure: audit", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return lethe.Erasure{}, false, s.fail("create erasure", err)
@@ -213,17 +214,26 @@ func (s *Store) GetErasure(ctx context.Context, id string) (lethe.Erasure, error
 	if err != nil {
 		return lethe.Erasure{}, erasureNotFound()
 	}
-	e, err := scanErasure(s.db.QueryRowContext(ctx,
-		`SELECT `+erasureColumns+` FROM erasure_requests WHERE id = $1`, uid))
+	e, err := getErasure(ctx, s.db, uid)
+	if err != nil {
+		return lethe.Erasure{}, s.fail("get erasure", err)
+	}
+	return e, nil
+}
+
+// getErasure reads one request and its systems through q.
+func getErasure(ctx context.Context, q querier, id uuid.UUID) (lethe.Erasure, error) {
+	e, err := scanErasure(q.QueryRowContext(ctx,
+		`SELECT `+erasureColumns+` FROM erasure_requests WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return lethe.Erasure{}, erasureNotFound()
 	}
 	if err != nil {
-		return lethe.Erasure{}, s.fail("get erasure", err)
+		return lethe.Erasure{}, err
 	}
-	systems, err := loadSystems(ctx, s.db, []string{e.ID})
+	systems, err := loadSystems(ctx, q, []string{e.ID})
 	if err != nil {
-		return lethe.Erasure{}, s.fail("get erasure", err)
+		return lethe.Erasure{}, err
 	}
 	e.Systems = systems[e.ID]
 	return e, nil
@@ -327,14 +337,23 @@ func (s *Store) SubjectDigests(ctx context.Context, requestID string) ([]lethe.S
 	if err != nil {
 		return nil, erasureNotFound()
 	}
+	out, err := subjectDigests(ctx, s.db, uid)
+	if err != nil {
+		return nil, s.fail("read subject digests", err)
+	}
+	return out, nil
+}
+
+// subjectDigests reads a request's digests through q.
+func subjectDigests(ctx context.Context, q querier, id uuid.UUID) ([]lethe.SubjectDigest, error) {
 	// The left join tells an unknown request (no row) from a known one.
-	rows, err := s.db.QueryContext(ctx, `
+	rows, err := q.QueryContext(ctx, `
 		SELECT s.id_type, s.digest
 		FROM erasure_requests r LEFT JOIN request_subjects s ON s.request_id = r.id
 		WHERE r.id = $1
-		ORDER BY s.id_type, s.digest`, uid)
+		ORDER BY s.id_type, s.digest`, id)
 	if err != nil {
-		return nil, s.fail("read subject digests", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var (
@@ -345,14 +364,14 @@ func (s *Store) SubjectDigests(ctx context.Context, requestID string) ([]lethe.S
 		found = true
 		var t, d sql.NullString
 		if err := rows.Scan(&t, &d); err != nil {
-			return nil, s.fail("read subject digests", err)
+			return nil, err
 		}
 		if t.Valid {
 			out = append(out, lethe.SubjectDigest{Type: t.String, Digest: d.String})
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.fail("read subject digests", err)
+		return nil, err
 	}
 	if !found {
 		return nil, erasureNotFound()
@@ -398,12 +417,12 @@ func loadSystems(ctx context.Context, q querier, ids []string) (map[string][]let
 // the query selected after them.
 func scanErasure(r scanner, extra ...any) (lethe.Erasure, error) {
 	var (
-		e                   lethe.Erasure
-		extended, completed sql.NullTime
+		e                           lethe.Erasure
+		extended, completed, pruned sql.NullTime
 	)
 	dest := append([]any{&e.ID, &e.Status, &e.Overdue, pq.Array(&e.SubjectTypes), &e.Reason,
 		&e.RequestedBy, &e.DryRun, &e.CreatedAt, &e.Deadline, &e.Target, &extended, &e.ExtensionReason,
-		&completed, &e.WorkflowID}, extra...)
+		&completed, &e.WorkflowID, &pruned}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return lethe.Erasure{}, err
 	}
@@ -413,6 +432,7 @@ func scanErasure(r scanner, extra ...any) (lethe.Erasure, error) {
 	e.Target = e.Target.UTC()
 	e.ExtendedAt = utcPtr(extended)
 	e.CompletedAt = utcPtr(completed)
+	e.PrunedAt = utcPtr(pruned)
 	return e, nil
 }
 

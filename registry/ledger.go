@@ -38,9 +38,12 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 	defer tx.Rollback()
 
 	// Locking the request row orders concurrent deltas of one request.
-	var current lethe.RequestStatus
+	var (
+		current lethe.RequestStatus
+		pruned  bool
+	)
 	err = tx.QueryRowContext(ctx,
-		`SELECT status FROM erasure_requests WHERE id = $1 FOR UPDATE`, id).Scan(&current)
+		`SELECT status, pruned_at IS NOT NULL FROM erasure_requests WHERE id = $1 FOR UPDATE`, id).Scan(&current, &pruned)
 	if errors.Is(err, sql.ErrNoRows) {
 		return erasureNotFound()
 	}
@@ -84,7 +87,9 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 		}
 	}
 
-	if len(d.Systems) > 0 {
+	// Retention removed a pruned request's systems for good; a delta that
+	// arrives later still leaves its events in the audit.
+	if len(d.Systems) > 0 && !pruned {
 		if err := upsertSystems(ctx, tx, id, d.Systems, now); err != nil {
 			return s.fail("apply ledger: update systems", err)
 		}
@@ -159,19 +164,23 @@ func upsertSystems(ctx context.Context, tx *sql.Tx, id uuid.UUID, systems []leth
 }
 
 // AppendAudit appends events that belong to no ledger batch, such as the
-// relay's rejected confirmations. Their request ids need not exist, but must
-// be UUIDs: anything else cannot have come from Lethe and is refused.
+// relay's rejected confirmations or the events of legal holds. Their request
+// ids need not exist, but must be UUIDs: anything else cannot have come from
+// Lethe and is refused. An event about a legal hold (Hold set) may name no
+// request.
 func (s *Store) AppendAudit(ctx context.Context, events []lethe.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
 	canonical := make([]lethe.AuditEvent, len(events))
 	for i, e := range events {
-		id, err := uuid.Parse(e.RequestID)
-		if err != nil {
-			return lethe.Errorf(lethe.KindInvalid, "invalid_request_id", "audit event %d: the request id must be a UUID", i)
+		if e.RequestID != "" || e.Hold == "" {
+			id, err := uuid.Parse(e.RequestID)
+			if err != nil {
+				return lethe.Errorf(lethe.KindInvalid, "invalid_request_id", "audit event %d: the request id must be a UUID", i)
+			}
+			e.RequestID = id.String()
 		}
-		e.RequestID = id.String()
 		canonical[i] = e
 	}
 	if err := insertAudit(ctx, s.db, canonical, s.now()); err != nil {
@@ -189,8 +198,8 @@ func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent
 		return nil, erasureNotFound()
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT request_id, system, kind, attempt, detail, at
-		FROM audit_events WHERE request_id = $1 ORDER BY id`, id)
+		SELECT request_id, system, hold_id, kind, attempt, detail, at
+		FROM audit_events WHERE request_id = $1 ORDER BY seq`, id)
 	if err != nil {
 		return nil, s.fail("read audit", err)
 	}
@@ -198,7 +207,7 @@ func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent
 	out := []lethe.AuditEvent{}
 	for rows.Next() {
 		var e lethe.AuditEvent
-		if err := rows.Scan(&e.RequestID, &e.System, &e.Kind, &e.Attempt, &e.Detail, &e.At); err != nil {
+		if err := rows.Scan(&e.RequestID, &e.System, &e.Hold, &e.Kind, &e.Attempt, &e.Detail, &e.At); err != nil {
 			return nil, s.fail("read audit", err)
 		}
 		e.At = e.At.UTC()
@@ -211,12 +220,18 @@ func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent
 }
 
 // insertAudit appends events in one statement. WITH ORDINALITY and the
-// ORDER BY make the bigserial ids follow the slice order, which is the order
-// Audit reads back. Events without a time get now.
+// ORDER BY make the rows follow the slice order, and the chain trigger of
+// audit_events (migration 0003) links them in that order. Events without a
+// time get now; an empty request id is stored as NULL.
+//
+// The trigger locks the chain's head until the transaction ends, so callers
+// write audit events last in a transaction: everything before the insert
+// then runs without holding up other writers.
 func insertAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now time.Time) error {
 	var (
 		ids      = make([]string, len(events))
 		systems  = make([]string, len(events))
+		holds    = make([]string, len(events))
 		kinds    = make([]string, len(events))
 		attempts = make([]int64, len(events))
 		details  = make([]string, len(events))
@@ -227,17 +242,18 @@ func insertAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now 
 		if at.IsZero() {
 			at = now
 		}
-		ids[i], systems[i], kinds[i] = e.RequestID, e.System, string(e.Kind)
+		ids[i], systems[i], holds[i], kinds[i] = e.RequestID, e.System, e.Hold, string(e.Kind)
 		attempts[i], details[i] = int64(e.Attempt), e.Detail
 		ats[i] = at.UTC().Format(time.RFC3339Nano)
 	}
 	_, err := q.ExecContext(ctx, `
-		INSERT INTO audit_events (request_id, system, kind, attempt, detail, at)
-		SELECT u.request_id::uuid, u.system, u.kind, u.attempt, u.detail, u.at::timestamptz
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
-			WITH ORDINALITY AS u (request_id, system, kind, attempt, detail, at, n)
+		INSERT INTO audit_events (request_id, system, hold_id, kind, attempt, detail, at)
+		SELECT NULLIF(u.request_id, '')::uuid, u.system, u.hold_id, u.kind, u.attempt, u.detail,
+			u.at::timestamptz
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+			WITH ORDINALITY AS u (request_id, system, hold_id, kind, attempt, detail, at, n)
 		ORDER BY u.n`,
-		pq.Array(ids), pq.Array(systems), pq.Array(kinds), pq.Array(attempts),
+		pq.Array(ids), pq.Array(systems), pq.Array(holds), pq.Array(kinds), pq.Array(attempts),
 		pq.Array(details), pq.Array(ats))
 	return err
 }

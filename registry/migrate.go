@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"regexp"
 	"slices"
@@ -66,11 +67,20 @@ func migrations() ([]migration, error) {
 // once: each transaction first takes a transaction-scoped advisory lock and
 // then checks schema_migrations.
 func Migrate(ctx context.Context, db *sql.DB) error {
+	return migrateTo(ctx, db, math.MaxInt)
+}
+
+// migrateTo applies the migrations up to version last, so that tests can
+// build a database as an older release left it.
+func migrateTo(ctx context.Context, db *sql.DB, last int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
+		if m.version > last {
+			break
+		}
 		if err := applyMigration(ctx, db, m); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
