@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/wire"
 )
@@ -348,5 +350,81 @@ func TestPlanClassifiesRegistryErrors(t *testing.T) {
 				t.Errorf("non-retryable = %v, want %v (error %v)", got, tt.nonRetryable, err)
 			}
 		})
+	}
+}
+
+// Plan digests the whole subject to find holds, asks the registry to
+// record only the revealed identifiers, judges holds at the workflow's
+// time, and passes each system's hold on to the workflow.
+func TestPlanDigestsSubjectAndReportsHolds(t *testing.T) {
+	dg, err := digest.New(bytes.Repeat([]byte{3}, digest.MinKeyBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := &lethe.Hold{ID: "case-1", Basis: "litigation", Active: true}
+	reg := &fakeRegistry{
+		systems: []lethe.System{{Name: "orders", Identifiers: []string{"email"}}, {Name: "crm", Identifiers: []string{"email"}}},
+		holds:   map[string]*lethe.Hold{"orders": hold},
+	}
+	env := newEnv()
+	a := &Activities{Registry: reg, Digester: dg}
+	env.RegisterActivity(a)
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	revealed := wire.Identifier{Type: "user_id", Value: "u-9"}
+	v, err := env.ExecuteActivity(a.Plan, PlanInput{RequestID: testRequestID, Types: []string{"email"},
+		Subject: []wire.Identifier{{Type: "email", Value: secretValue}, revealed}, Learned: []wire.Identifier{revealed}, At: at})
+	if err != nil {
+		t.Fatalf("Plan: %v", err)
+	}
+	var res PlanResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	q := reg.queries[0]
+	wantSubject := []lethe.SubjectDigest{{Type: "email", Digest: dg.Sum("email", secretValue)}, {Type: "user_id", Digest: dg.Sum("user_id", "u-9")}}
+	if !slices.Equal(q.Subject, wantSubject) || !slices.Equal(q.Record, wantSubject[1:]) || !q.At.Equal(at) || q.RequestID != testRequestID {
+		t.Errorf("query %+v, want the subject's digests, the revealed one to record, at %v", q, at)
+	}
+	if len(res.Targets) != 2 || res.Targets[0].System != "crm" || res.Targets[0].Hold != nil ||
+		res.Targets[1].Hold == nil || res.Targets[1].Hold.ID != "case-1" {
+		t.Errorf("targets %+v, want crm free and orders held by case-1", res.Targets)
+	}
+}
+
+type fakeNotifier struct {
+	got []lethe.Escalation
+	err error
+}
+
+func (n *fakeNotifier) Notify(_ context.Context, e lethe.Escalation) error {
+	n.got = append(n.got, e)
+	return n.err
+}
+
+type fakeCounter map[lethe.EscalationKind]int
+
+func (c fakeCounter) Count(k lethe.EscalationKind) { c[k]++ }
+
+// Escalate stamps the schema, counts once and posts to the notifier; a
+// notifier failure is returned so that it is retried.
+func TestEscalateNotifiesAndCounts(t *testing.T) {
+	n := &fakeNotifier{}
+	counts := fakeCounter{}
+	env := newEnv()
+	a := &Activities{Escalations: n, Metrics: counts}
+	env.RegisterActivity(a)
+	e := lethe.Escalation{RequestID: testRequestID, Kind: lethe.EscalationTarget, Point: "target", Open: []string{"orders"}}
+	if _, err := env.ExecuteActivity(a.Escalate, e); err != nil {
+		t.Fatalf("Escalate: %v", err)
+	}
+	if len(n.got) != 1 || n.got[0].Schema != lethe.SchemaEscalation || n.got[0].RequestID != testRequestID {
+		t.Errorf("notified %+v, want the escalation with its schema", n.got)
+	}
+	if counts[lethe.EscalationTarget] != 1 {
+		t.Errorf("counts %v, want one target escalation", counts)
+	}
+	n.err = errors.New("webhook down")
+	if _, err := env.ExecuteActivity(a.Escalate, e); err == nil || !strings.Contains(err.Error(), "webhook down") {
+		t.Errorf("Escalate with the webhook down = %v, want its error", err)
 	}
 }

@@ -37,6 +37,9 @@ func NewWebhook(rawURL string, secret []byte, client *http.Client) (*Webhook, er
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("escalation webhook must be an http or https URL")
 	}
+	if len(secret) > 0 && len(secret) < webhook.MinSecretBytes {
+		return nil, fmt.Errorf("escalation webhook secret must be at least %d bytes", webhook.MinSecretBytes)
+	}
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
