@@ -196,7 +196,12 @@ var bystander = Subject{UserID: "u-demo-2", Email: "grace@example.com", DeviceID
 // Seed inserts the demo subject (an account with one device, three orders,
 // four analytics events) and a bystander. Rows that already exist are left
 // as they are, so seeding again restores what an erasure removed.
-func Seed(ctx context.Context, db *sql.DB) (Subject, error) {
+func Seed(ctx context.Context, db *sql.DB) (Subject, error) { return SeedSubject(ctx, db, DemoSubject) }
+
+// SeedSubject seeds s as Seed seeds the demo subject, with row keys drawn
+// from s's identifiers, so that a test can plant distinctive values (a
+// canary) and look for them afterwards.
+func SeedSubject(ctx context.Context, db *sql.DB, s Subject) (Subject, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return Subject{}, fmt.Errorf("seed demo data: %w", err)
@@ -212,17 +217,17 @@ func Seed(ctx context.Context, db *sql.DB) (Subject, error) {
 		order   = `INSERT INTO demo_orders.orders (order_id, user_id, total_cents) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
 		event   = `INSERT INTO demo_analytics.events (event_id, device_id, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
 	)
-	s, b := DemoSubject, bystander
+	b := bystander
 	rows := []row{
 		{account, []any{s.UserID, s.Email, "Ada Lovelace"}},
 		{device, []any{s.DeviceID, s.UserID, "ios"}},
-		{order, []any{"ord-demo-1", s.UserID, 4200}},
-		{order, []any{"ord-demo-2", s.UserID, 1999}},
-		{order, []any{"ord-demo-3", s.UserID, 12550}},
-		{event, []any{"evt-demo-1", s.DeviceID, "app_open"}},
-		{event, []any{"evt-demo-2", s.DeviceID, "screen_view"}},
-		{event, []any{"evt-demo-3", s.DeviceID, "purchase"}},
-		{event, []any{"evt-demo-4", s.DeviceID, "app_close"}},
+		{order, []any{"ord-" + s.UserID + "-1", s.UserID, 4200}},
+		{order, []any{"ord-" + s.UserID + "-2", s.UserID, 1999}},
+		{order, []any{"ord-" + s.UserID + "-3", s.UserID, 12550}},
+		{event, []any{"evt-" + s.DeviceID + "-1", s.DeviceID, "app_open"}},
+		{event, []any{"evt-" + s.DeviceID + "-2", s.DeviceID, "screen_view"}},
+		{event, []any{"evt-" + s.DeviceID + "-3", s.DeviceID, "purchase"}},
+		{event, []any{"evt-" + s.DeviceID + "-4", s.DeviceID, "app_close"}},
 
 		{account, []any{b.UserID, b.Email, "Grace Hopper"}},
 		{device, []any{b.DeviceID, b.UserID, "android"}},
@@ -238,7 +243,7 @@ func Seed(ctx context.Context, db *sql.DB) (Subject, error) {
 	if err := tx.Commit(); err != nil {
 		return Subject{}, fmt.Errorf("seed demo data: %w", err)
 	}
-	return DemoSubject, nil
+	return s, nil
 }
 
 // Count reports how many rows system still holds under ids: what an erasure

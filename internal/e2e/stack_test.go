@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
@@ -61,6 +63,10 @@ type stackOptions struct {
 	Temporal  client.Client
 	Namespace string
 	Policy    workflows.Policy
+	// Codec, when set, encrypts every payload the API, worker and relay
+	// give Temporal, as LETHE_CODEC_KEYS does; stack.Temporal stays a
+	// client without the keys, reading what Temporal stores.
+	Codec *codec.Keyring
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -85,9 +91,20 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 
 	// The worker gets its own client on the same connection so that its logs
 	// (workflow, activities, SDK) land in the captured buffer too.
-	wc, err := client.NewClientFromExisting(s.Temporal, client.Options{Namespace: s.Namespace, Logger: sdklog.NewStructuredLogger(s.Log)})
+	var dc converter.DataConverter
+	if opts.Codec != nil {
+		dc = codec.DataConverter(opts.Codec)
+	}
+	wc, err := client.NewClientFromExisting(s.Temporal, client.Options{Namespace: s.Namespace,
+		Logger: sdklog.NewStructuredLogger(s.Log), DataConverter: dc})
 	if err != nil {
 		t.Fatalf("worker client: %v", err)
+	}
+	// The API and the relay share the worker's client: with a codec, what
+	// they start and signal is encrypted too.
+	lc := s.Temporal
+	if opts.Codec != nil {
+		lc = wc
 	}
 	writer := kafkax.NewWriter(s.Brokers)
 	w := worker.New(wc, workflows.TaskQueue, worker.Options{})
@@ -96,7 +113,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatalf("start worker: %v", err)
 	}
 
-	r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log}, s.Temporal, s.Store)
+	r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log}, lc, s.Store)
 	if err != nil {
 		t.Fatalf("relay: %v", err)
 	}
@@ -104,7 +121,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 
 	srv, err := api.New(api.Config{
 		Store:    s.Store,
-		Engine:   api.NewTemporalEngine(s.Temporal, opts.Policy),
+		Engine:   api.NewTemporalEngine(lc, opts.Policy),
 		Topics:   roles.Topics{Brokers: s.Brokers, Partitions: 1},
 		Digester: dg,
 		Logger:   s.Log,
