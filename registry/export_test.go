@@ -1,0 +1,9 @@
+package registry
+
+import "github.com/google/uuid"
+
+// SuppressionCursor encodes the cursor of an entry at a position of the
+// caller's choosing, for tests that play a cursor of another server.
+func SuppressionCursor(xid uint64, requestID, idType, digest string) string {
+	return suppressionCursor{xid: xid, request: uuid.MustParse(requestID), idType: idType, digest: digest}.encode()
+}
