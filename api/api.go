@@ -32,6 +32,10 @@ type Store interface {
 	CreateErasure(ctx context.Context, in registry.NewErasure, start func(ctx context.Context) error) (lethe.Erasure, bool, error)
 	GetErasure(ctx context.Context, id string) (lethe.Erasure, error)
 	ListErasures(ctx context.Context, f registry.ErasureFilter) ([]lethe.Erasure, string, error)
+	// ListSuppressions pages through the digests of erased subjects, for
+	// services restoring a backup; see registry.Store.ListSuppressions for
+	// which requests count and why a cursor never skips an entry.
+	ListSuppressions(ctx context.Context, f registry.SuppressionFilter) (registry.SuppressionPage, error)
 	Ping(ctx context.Context) error
 }
 
@@ -151,6 +155,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/erasures/{id}", s.getErasure},
 		{"GET /v1/erasures", s.listErasures},
 		{"POST /v1/erasures/{id}/cancel", s.cancelErasure},
+		{"GET /v1/suppressions", s.listSuppressions},
 		{"GET /v1/openapi.json", s.openAPI},
 		{"GET /healthz", s.healthz},
 		{"GET /readyz", s.readyz},

@@ -42,6 +42,9 @@ type fakeStore struct {
 	err         error // when set, every call fails with it
 	pingErr     error
 	getErasures int
+
+	suppressions          []lethe.Suppression // the list, in its order
+	lastSuppressionFilter registry.SuppressionFilter
 }
 
 func newFakeStore(now time.Time) *fakeStore {
@@ -210,6 +213,40 @@ func (s *fakeStore) ListErasures(ctx context.Context, f registry.ErasureFilter) 
 		next = "c" + strconv.Itoa(end)
 	}
 	return all[offset:end], next, nil
+}
+
+// ListSuppressions filters and pages s.suppressions in their order; its
+// cursor is "s" and the position after the last entry delivered, given on
+// the last page too, as the registry's is.
+func (s *fakeStore) ListSuppressions(ctx context.Context, f registry.SuppressionFilter) (registry.SuppressionPage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastSuppressionFilter = f
+	if s.err != nil {
+		return registry.SuppressionPage{}, s.err
+	}
+	start := 0
+	if f.Cursor != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(f.Cursor, "s"))
+		if !strings.HasPrefix(f.Cursor, "s") || err != nil || n < 0 || n > len(s.suppressions) {
+			return registry.SuppressionPage{}, lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is malformed")
+		}
+		start = n
+	}
+	page := registry.SuppressionPage{NextCursor: f.Cursor}
+	for i := start; i < len(s.suppressions); i++ {
+		e := s.suppressions[i]
+		if (f.Type != "" && e.Type != f.Type) || e.ErasedAt.Before(f.Since) {
+			continue
+		}
+		if len(page.Items) == f.Limit {
+			page.More = true
+			break
+		}
+		page.Items = append(page.Items, e)
+		page.NextCursor = "s" + strconv.Itoa(i+1)
+	}
+	return page, nil
 }
 
 func (s *fakeStore) Ping(ctx context.Context) error {
