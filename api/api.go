@@ -45,6 +45,10 @@ type Store interface {
 	LiftHold(ctx context.Context, id string) (lethe.Hold, []string, error)
 	GetHold(ctx context.Context, id string) (lethe.Hold, error)
 	ListHolds(ctx context.Context, activeOnly bool) ([]lethe.Hold, error)
+	// ListSuppressions pages through the digests of erased subjects, for
+	// services restoring a backup; see registry.Store.ListSuppressions for
+	// which requests count and why a cursor never skips an entry.
+	ListSuppressions(ctx context.Context, f registry.SuppressionFilter) (registry.SuppressionPage, error)
 	Ping(ctx context.Context) error
 	// Certificates of erasure are read, built and stored through the
 	// methods of certificate.Store.
@@ -215,6 +219,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/holds", s.listHolds},
 		{"GET /v1/erasures/{id}/certificate", s.getCertificate},
 		{"GET /v1/keys", s.listKeys},
+		{"GET /v1/suppressions", s.listSuppressions},
 		{"GET /v1/openapi.json", s.openAPI},
 		{"GET /healthz", s.healthz},
 		{"GET /readyz", s.readyz},

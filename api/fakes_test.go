@@ -44,8 +44,10 @@ type fakeStore struct {
 	pingErr     error
 	getErasures int
 
-	certificates map[string][]byte // request id → stored certificate
-	certSaves    int
+	certificates          map[string][]byte // request id → stored certificate
+	certSaves             int
+	suppressions          []lethe.Suppression // the list, in its order
+	lastSuppressionFilter registry.SuppressionFilter
 }
 
 func newFakeStore(now time.Time) *fakeStore {
@@ -241,6 +243,40 @@ func (s *fakeStore) GetHold(context.Context, string) (lethe.Hold, error) {
 
 func (s *fakeStore) ListHolds(context.Context, bool) ([]lethe.Hold, error) {
 	return nil, errNotModelled
+}
+
+// ListSuppressions filters and pages s.suppressions in their order; its
+// cursor is "s" and the position after the last entry delivered, given on
+// the last page too, as the registry's is.
+func (s *fakeStore) ListSuppressions(ctx context.Context, f registry.SuppressionFilter) (registry.SuppressionPage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastSuppressionFilter = f
+	if s.err != nil {
+		return registry.SuppressionPage{}, s.err
+	}
+	start := 0
+	if f.Cursor != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(f.Cursor, "s"))
+		if !strings.HasPrefix(f.Cursor, "s") || err != nil || n < 0 || n > len(s.suppressions) {
+			return registry.SuppressionPage{}, lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is malformed")
+		}
+		start = n
+	}
+	page := registry.SuppressionPage{NextCursor: f.Cursor}
+	for i := start; i < len(s.suppressions); i++ {
+		e := s.suppressions[i]
+		if (f.Type != "" && e.Type != f.Type) || e.ErasedAt.Before(f.Since) {
+			continue
+		}
+		if len(page.Items) == f.Limit {
+			page.More = true
+			break
+		}
+		page.Items = append(page.Items, e)
+		page.NextCursor = "s" + strconv.Itoa(i+1)
+	}
+	return page, nil
 }
 
 func (s *fakeStore) Ping(ctx context.Context) error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -11,8 +13,10 @@ import (
 
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/registry"
+	"github.com/lethe-dev/lethe/wire"
 )
 
 // The real store is what the API is written against.
@@ -118,6 +122,97 @@ func TestAgainstRegistry(t *testing.T) {
 	}
 	if res := h.do(t, req{method: "POST", path: "/v1/erasures/" + e.ID + "/cancel"}); res.status != http.StatusConflict {
 		t.Fatalf("second cancel = %s, want 409", describe(res))
+	}
+
+	assertNotInDatabase(t, db, canary)
+	if strings.Contains(h.logs.String(), canary) {
+		t.Errorf("log contains the identifier value")
+	}
+}
+
+// TestSuppressionsAgainstRegistry takes requests through the API into a
+// real registry, finishes them as the workflow would, and reads the
+// suppression list through the API and through the connector SDK: the
+// digests are those of the values submitted, under the API's key, no value
+// is answered or stored, a dry run is not listed, a later sync brings only
+// the new request, and ReErase hands a restored identifier to the handler
+// as a command of the request that erased it.
+func TestSuppressionsAgainstRegistry(t *testing.T) {
+	db, _ := testenv.Postgres(t)
+	store := registry.New(db)
+	h := newHarnessWith(t, func(c *api.Config) { c.Store = store })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	finish := func(id string, at time.Time) {
+		t.Helper()
+		if err := store.ApplyLedger(ctx, id, lethe.LedgerDelta{
+			Status: lethe.RequestCompleted, CompletedAt: &at,
+			Systems: []lethe.SystemProgress{{Name: "crm", Status: lethe.SystemErased, Records: 1}},
+		}); err != nil {
+			t.Fatalf("ApplyLedger: %v", err)
+		}
+	}
+	finishedAt := testNow.Add(time.Hour).UTC().Truncate(time.Microsecond)
+	first := h.createErasure(t, `{"subject":{"email":"`+canary+`","user_id":"u-1"}}`)
+	dry := h.createErasure(t, `{"subject":{"email":"dry@example.com"},"dry_run":true}`)
+	finish(first.ID, finishedAt)
+	finish(dry.ID, finishedAt)
+	testenv.SettleTransactions(t, db)
+
+	res := h.do(t, req{method: "GET", path: "/v1/suppressions?type=email&since=" + testNow.UTC().Format(time.RFC3339)})
+	p := decodeSuppressions(t, res)
+	if len(p.Items) != 1 || *p.HasMore || p.NextCursor == nil {
+		t.Fatalf("GET /v1/suppressions = %s, want the one email of the request that was not a dry run", res.body)
+	}
+	it := p.Items[0]
+	if it.RequestID != first.ID || it.Type != "email" || it.Digest != h.digester.Sum("email", canary) || !it.ErasedAt.Equal(finishedAt) {
+		t.Errorf("entry = %+v, want %s's email digest erased at %v", it, first.ID, finishedAt)
+	}
+	if strings.Contains(string(res.body), canary) {
+		t.Errorf("the answer holds the identifier value")
+	}
+	if res := h.do(t, req{method: "GET", path: "/v1/suppressions?cursor=AAAA"}); res.status != http.StatusBadRequest || res.errorCode(t) != "invalid_cursor" {
+		t.Errorf("bad cursor = %s, want 400 invalid_cursor", describe(res))
+	}
+
+	srv := httptest.NewServer(h.handler)
+	defer srv.Close()
+	list, err := connectors.NewSuppressionList(connectors.SuppressionConfig{
+		URL: srv.URL, Digester: h.digester, Since: testNow, HTTPClient: srv.Client(), MaxAge: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := []wire.Identifier{
+		{Type: "email", Value: canary}, {Type: "email", Value: "dry@example.com"},
+		{Type: "user_id", Value: "u-1"}, {Type: "user_id", Value: "u-2"},
+	}
+	got, err := list.Suppressed(ctx, restored)
+	if err != nil {
+		t.Fatalf("Suppressed: %v", err)
+	}
+	if want := []wire.Identifier{restored[0], restored[2]}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Suppressed = %d identifiers, want the canary and u-1", len(got))
+	}
+
+	second := h.createErasure(t, `{"subject":{"user_id":"u-2"}}`)
+	finish(second.ID, finishedAt.Add(time.Minute))
+	testenv.SettleTransactions(t, db)
+	if n, err := list.Sync(ctx); err != nil || n != 1 {
+		t.Fatalf("Sync = %d, %v; want the one new entry", n, err)
+	}
+	var calls []connectors.Request
+	handler := connectors.HandlerFunc(func(_ context.Context, r connectors.Request) (connectors.Result, error) {
+		calls = append(calls, r)
+		return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
+	})
+	done, err := list.ReErase(ctx, "crm", handler, restored[3:])
+	if err != nil || len(done) != 1 || len(calls) != 1 {
+		t.Fatalf("ReErase = %+v, %v with %d handler calls; want one", done, err, len(calls))
+	}
+	if calls[0].RequestID != second.ID || !reflect.DeepEqual(calls[0].Identifiers, restored[3:]) || calls[0].System != "crm" {
+		t.Errorf("handler got request %s system %s with %d identifiers; want %s, crm, u-2",
+			calls[0].RequestID, calls[0].System, len(calls[0].Identifiers), second.ID)
 	}
 
 	assertNotInDatabase(t, db, canary)

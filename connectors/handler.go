@@ -2,7 +2,7 @@
 // it reads the service's commands from Kafka, calls the service's Handler and
 // sends the confirmation back. Service teams build it into their own
 // binaries, so it depends on the standard library, kafka-go (with its SASL
-// mechanisms), uuid and the wire format only.
+// mechanisms), uuid, the wire format and package digest only.
 //
 // Run carries the guarantees a connector would otherwise get wrong: at
 // least once delivery with offsets committed only after the confirmation is
@@ -12,6 +12,10 @@
 // concurrency that keeps each request's commands in order; graceful
 // shutdown; TLS and SASL; logs free of identifier values; and an Observer
 // for metrics.
+//
+// A service that restores a backup uses a SuppressionList to find the
+// restored subjects Lethe had erased, and ReErase to erase them again
+// through its Handler.
 package connectors
 
 import (

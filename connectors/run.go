@@ -489,32 +489,14 @@ func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire
 		IssuedAt:    cmd.IssuedAt,
 		ConfirmBy:   cmd.ConfirmBy,
 	}
-	policy := c.cfg.Retry
 	start := time.Now()
-	var (
-		res   Result
-		err   error
-		calls int
-	)
-	for {
-		if ctx.Err() != nil || hctx.Err() != nil {
-			return wire.Confirmation{}, false
-		}
-		calls++
-		res, err = c.call(hctx, req)
-		if err != nil && hctx.Err() != nil {
-			return wire.Confirmation{}, false
-		}
-		if err == nil || calls >= policy.MaxAttempts || isPermanent(err) || isPanic(err) {
-			break
-		}
-		delay := policy.delay(calls)
+	res, calls, ok, err := callHandler(ctx, hctx, c.h, req, c.cfg.Retry, func(calls int, delay time.Duration, err error) {
 		c.log.Warn("handler failed; retrying", "request_id", cmd.RequestID, "attempt", cmd.Attempt,
 			"call", calls, "delay", delay, "error_type", errorType(err))
 		c.cfg.Observer.HandlerRetried(c.cfg.System)
-		if !sleep(ctx, delay) {
-			return wire.Confirmation{}, false
-		}
+	})
+	if !ok {
+		return wire.Confirmation{}, false
 	}
 	switch {
 	case err == nil:
@@ -536,15 +518,45 @@ func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire
 	return conf, true
 }
 
+// callHandler calls h with req under hctx until it succeeds, fails for good
+// (an error wrapped by Permanent, a panic) or has been called
+// policy.MaxAttempts times, waiting policy's delay between calls; retrying,
+// when set, hears of each retry before its wait. ok is false when the call
+// was cut short rather than failed: hctx ended during a call that failed,
+// or ctx ended before a call, since a retry is a new call.
+func callHandler(ctx, hctx context.Context, h Handler, req Request, policy RetryPolicy,
+	retrying func(calls int, delay time.Duration, err error)) (res Result, calls int, ok bool, err error) {
+	for {
+		if ctx.Err() != nil || hctx.Err() != nil {
+			return Result{}, calls, false, nil
+		}
+		calls++
+		res, err = call(hctx, h, req)
+		if err != nil && hctx.Err() != nil {
+			return Result{}, calls, false, nil
+		}
+		if err == nil || calls >= policy.MaxAttempts || isPermanent(err) || isPanic(err) {
+			return res, calls, true, err
+		}
+		delay := policy.delay(calls)
+		if retrying != nil {
+			retrying(calls, delay, err)
+		}
+		if !sleep(ctx, delay) {
+			return Result{}, calls, false, nil
+		}
+	}
+}
+
 // call runs the handler, turning a panic into an error so that one bad
 // command cannot take the service down with it.
-func (c *consumer) call(ctx context.Context, req Request) (res Result, err error) {
+func call(ctx context.Context, h Handler, req Request) (res Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &panicError{kind: fmt.Sprintf("%T", p)}
 		}
 	}()
-	return c.h.Erase(ctx, req)
+	return h.Erase(ctx, req)
 }
 
 // settle publishes what the batch's handled commands produced, then commits

@@ -65,7 +65,9 @@ func migrations() ([]migration, error) {
 // Migrate applies the embedded migrations that db has not seen yet, each in
 // its own transaction. It is safe to run again and from several processes at
 // once: each transaction first takes a transaction-scoped advisory lock and
-// then checks schema_migrations.
+// then checks schema_migrations. Afterwards it repairs the suppression
+// list's positions of a database that moved to another server
+// (repairFinishedXIDs).
 func Migrate(ctx context.Context, db *sql.DB) error {
 	return migrateTo(ctx, db, math.MaxInt)
 }
@@ -85,7 +87,28 @@ func migrateTo(ctx context.Context, db *sql.DB, last int) error {
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
 	}
+	if err := repairFinishedXIDs(ctx, db); err != nil {
+		return fmt.Errorf("repair suppression list positions: %w", err)
+	}
 	return nil
+}
+
+// repairFinishedXIDs moves before every new entry the suppression list's
+// positions that lie in the future of this server. A position is the id of
+// a transaction of the server (migration 0005), and a copy made with
+// pg_dump or logical replication keeps the rows but not the server's
+// transaction counter: the new server's next transactions would get smaller
+// ids than the copied rows, and be listed behind positions clients already
+// hold. Setting the copied positions to 0 puts them first again, and
+// ListSuppressions answers cursor_expired to a cursor from the old server,
+// so that its client reads the list again from its since. On the server
+// that wrote them no position is in the future, and nothing changes.
+func repairFinishedXIDs(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, `
+		UPDATE erasure_requests SET finished_xid = '0'
+		WHERE finished_xid IS NOT NULL
+			AND finished_xid >= pg_snapshot_xmax(pg_current_snapshot())`)
+	return err
 }
 
 func applyMigration(ctx context.Context, db *sql.DB, m migration) error {

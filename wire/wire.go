@@ -129,6 +129,11 @@ func ValidID(s string) bool { return uuidRe.MatchString(s) }
 // rather than dead-lettering every command it reads.
 func ValidSystemName(s string) bool { return systemRe.MatchString(s) }
 
+// ValidIdentifierType reports whether s may name an identifier type. The
+// connector SDK checks the types it is configured with, and those of the
+// identifiers it is asked about, with it.
+func ValidIdentifierType(s string) bool { return typeRe.MatchString(s) }
+
 func validIdentifiers(ids []Identifier, field string, required bool) error {
 	if required && len(ids) == 0 {
 		return malformed("%s is empty", field)

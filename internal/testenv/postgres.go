@@ -115,3 +115,29 @@ func dropDatabase(t testing.TB, base, name string) {
 		t.Errorf("testenv: drop database %s: %v", name, err)
 	}
 }
+
+// SettleTransactions waits until no transaction that began before the call
+// is still running on the server, in any of its databases (other tests'
+// included). The suppression list serves only entries that no running
+// transaction can precede (registry.ListSuppressions), so a test waits here
+// before it expects what it wrote to be listed.
+func SettleTransactions(t testing.TB, db *sql.DB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), postgresSetupTimeout)
+	defer cancel()
+	var mark string
+	if err := db.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text`).Scan(&mark); err != nil {
+		t.Fatalf("testenv: read a transaction id: %v", err)
+	}
+	for {
+		var settled bool
+		if err := db.QueryRowContext(ctx,
+			`SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8`, mark).Scan(&settled); err != nil {
+			t.Fatalf("testenv: a transaction older than %s is still running after %v: %v", mark, postgresSetupTimeout, err)
+		}
+		if settled {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -131,4 +132,35 @@ func exists(t *testing.T, name string) bool {
 		t.Fatalf("look up database %s: %v", name, err)
 	}
 	return found
+}
+
+// TestSettleTransactionsWaitsForOlderTransactions holds a transaction open
+// and checks that SettleTransactions returns only once it has ended.
+func TestSettleTransactionsWaitsForOlderTransactions(t *testing.T) {
+	db, _ := Postgres(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	// The transaction ends a moment later, from another goroutine, while
+	// this one waits in SettleTransactions.
+	var committed atomic.Bool
+	commitErr := make(chan error, 1)
+	time.AfterFunc(300*time.Millisecond, func() {
+		committed.Store(true)
+		commitErr <- tx.Commit()
+	})
+	SettleTransactions(t, db)
+	if !committed.Load() {
+		t.Fatal("SettleTransactions returned while an older transaction was running")
+	}
+	if err := <-commitErr; err != nil {
+		t.Fatal(err)
+	}
 }

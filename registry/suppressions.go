@@ -1,0 +1,254 @@
+package registry
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/lethe-dev/lethe"
+)
+
+// Page sizes of ListSuppressions, matching the API's limit parameter. An
+// entry is a hundred-odd bytes, so pages are larger than ListErasures'.
+const (
+	// DefaultSuppressionLimit is the page size when the filter names none.
+	DefaultSuppressionLimit = 500
+	// MaxSuppressionLimit caps a page.
+	MaxSuppressionLimit = 1000
+)
+
+// SuppressionFilter selects a page of ListSuppressions.
+type SuppressionFilter struct {
+	// Since, when set, keeps only requests that finished at or after it:
+	// typically the time of the backup being restored.
+	Since time.Time
+	// Type, when set, keeps only identifiers of that type.
+	Type string
+	// Limit is the page size: zero means DefaultSuppressionLimit, and it is
+	// capped at MaxSuppressionLimit.
+	Limit int
+	// Cursor is the NextCursor of an earlier page; empty to start.
+	Cursor string
+}
+
+// SuppressionPage is one page of the suppression list.
+type SuppressionPage struct {
+	Items []lethe.Suppression
+	// NextCursor is the position after the last entry delivered, in this
+	// page or, when this one is empty, before it: the cursor to page on
+	// with, and also to come back with later for what has been erased
+	// since. It is empty only while nothing has been delivered.
+	NextCursor string
+	// More reports that further entries are there already, so the client
+	// should ask again at once rather than later.
+	More bool
+}
+
+// ListSuppressions returns one page of the suppression list: for every
+// finished erasure request that counts, the keyed digest of each identifier
+// in request_subjects (those the request was made with and any recorded for
+// it later), with the time the request finished.
+//
+// Which requests count: those that are not dry runs and ended completed or
+// failed (a failed request erased in every system but one at least tried),
+// and those that ended canceled when the ledger shows that a command may
+// have erased something, that is when one of their systems is erased,
+// failed (a failure may come after a partial erasure) or dispatched (the
+// command may have been carried out, its confirmation lost to the cancel).
+// A request canceled before any command went out erased nothing, and
+// erasing its subject after a restore would act on a request that was
+// stopped. Requests still running are not listed yet; they are once they
+// finish.
+//
+// Entries are ordered by the transaction that recorded the request's final
+// status (see migration 0005), then by request, type and digest, and only
+// entries no transaction still running can precede are served. So an entry
+// never appears behind a cursor already handed out: a client that comes
+// back with its last NextCursor receives exactly what it has not seen. A
+// subject erased by two requests is listed once for each.
+func (s *Store) ListSuppressions(ctx context.Context, f SuppressionFilter) (SuppressionPage, error) {
+	if f.Type != "" && !lethe.ValidIdentifierType(f.Type) {
+		return SuppressionPage{}, lethe.Errorf(lethe.KindInvalid, "invalid_type",
+			"type must be an identifier type matching ^[a-z][a-z0-9_]{0,62}$")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultSuppressionLimit
+	}
+	limit = min(limit, MaxSuppressionLimit)
+
+	var (
+		at    suppressionCursor
+		after bool
+	)
+	if f.Cursor != "" {
+		var ok bool
+		if at, ok = decodeSuppressionCursor(f.Cursor); !ok {
+			return SuppressionPage{}, lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is not one this API issued")
+		}
+		after = true
+	}
+
+	var horizon, next string
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s`,
+	).Scan(&horizon, &next); err != nil {
+		return SuppressionPage{}, s.fail("list suppressions: read the snapshot", err)
+	}
+	if after {
+		nextXID, err := strconv.ParseUint(next, 10, 64)
+		if err != nil {
+			return SuppressionPage{}, fmt.Errorf("list suppressions: read the snapshot: %w", err)
+		}
+		// Every position handed out is below the next transaction id, so a
+		// cursor at or past it was issued by another server: the database
+		// was copied there with pg_dump or logical replication, which do
+		// not keep transaction ids, and Migrate has moved the old entries
+		// before every new one (repairFinishedXIDs).
+		if at.xid >= nextXID {
+			return SuppressionPage{}, lethe.Errorf(lethe.KindInvalid, "cursor_expired",
+				"the cursor was issued before the database moved to another server; start again from since")
+		}
+	}
+
+	args := []any{horizon}
+	conds := []string{
+		`r.finished_xid IS NOT NULL`,
+		`NOT r.dry_run`,
+		`r.finished_xid < $1::xid8`,
+		`(r.status <> 'canceled' OR EXISTS (SELECT 1 FROM erasure_systems e
+			WHERE e.request_id = r.id AND e.status IN ('dispatched', 'erased', 'failed')))`,
+	}
+	if !f.Since.IsZero() {
+		args = append(args, f.Since.UTC())
+		n := len(args)
+		conds = append(conds, fmt.Sprintf(`r.completed_at >= $%d`, n))
+		if !after {
+			// Where the first page starts: the requests before the lowest
+			// position of those finished since then all finished earlier.
+			// Materialized, the positions are read from the index on
+			// completed_at; a plain min() would be planned as a walk up the
+			// index on positions, through every request finished before.
+			conds = append(conds, fmt.Sprintf(`r.finished_xid >= (
+				WITH since AS MATERIALIZED (SELECT finished_xid FROM erasure_requests
+					WHERE finished_xid IS NOT NULL AND NOT dry_run AND completed_at >= $%d)
+				SELECT min(finished_xid) FROM since)`, n))
+		}
+	}
+	if f.Type != "" {
+		args = append(args, f.Type)
+		conds = append(conds, fmt.Sprintf(`s.id_type = $%d`, len(args)))
+	}
+	if after {
+		args = append(args, strconv.FormatUint(at.xid, 10), at.request, at.idType, at.digest)
+		n := len(args)
+		// The first condition alone is what the index on (finished_xid, id)
+		// can seek to; the second settles ties within a request.
+		conds = append(conds,
+			fmt.Sprintf(`(r.finished_xid, r.id) >= ($%d::xid8, $%d::uuid)`, n-3, n-2),
+			fmt.Sprintf(`(r.finished_xid, r.id, s.id_type, s.digest) > ($%d::xid8, $%d::uuid, $%d, $%d)`, n-3, n-2, n-1, n))
+	}
+	args = append(args, limit+1)
+	query := `
+		SELECT r.finished_xid::text, r.id, s.id_type, s.digest, r.completed_at
+		FROM erasure_requests r JOIN request_subjects s ON s.request_id = r.id
+		WHERE ` + strings.Join(conds, "\n\t\t\tAND ") + fmt.Sprintf(`
+		ORDER BY r.finished_xid, r.id, s.id_type, s.digest
+		LIMIT $%d`, len(args))
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return SuppressionPage{}, s.fail("list suppressions", err)
+	}
+	defer rows.Close()
+	page := SuppressionPage{Items: []lethe.Suppression{}, NextCursor: f.Cursor}
+	var last suppressionCursor
+	for rows.Next() {
+		var (
+			xid  string
+			item lethe.Suppression
+		)
+		if err := rows.Scan(&xid, &item.RequestID, &item.Type, &item.Digest, &item.ErasedAt); err != nil {
+			return SuppressionPage{}, s.fail("list suppressions", err)
+		}
+		if len(page.Items) == limit {
+			page.More = true
+			break
+		}
+		pos, err := strconv.ParseUint(xid, 10, 64)
+		if err != nil {
+			return SuppressionPage{}, fmt.Errorf("list suppressions: transaction id %q: %w", xid, err)
+		}
+		item.ErasedAt = item.ErasedAt.UTC()
+		page.Items = append(page.Items, item)
+		last = suppressionCursor{xid: pos, request: uuid.MustParse(item.RequestID), idType: item.Type, digest: item.Digest}
+	}
+	if err := rows.Err(); err != nil {
+		return SuppressionPage{}, s.fail("list suppressions", err)
+	}
+	if len(page.Items) > 0 {
+		page.NextCursor = last.encode()
+	}
+	return page, nil
+}
+
+// suppressionCursor is the position of one entry of the suppression list.
+type suppressionCursor struct {
+	xid     uint64
+	request uuid.UUID
+	idType  string
+	digest  string
+}
+
+// maxCursorDigest bounds the digest a cursor may carry; package digest's
+// are 64 hex digits.
+const maxCursorDigest = 128
+
+// encode writes base64url of the transaction id (8 bytes), the request id
+// (16 bytes), the type's length (1 byte), the type and the digest. Clients
+// treat it as opaque, as they do ListErasures' cursors.
+func (c suppressionCursor) encode() string {
+	b := make([]byte, 0, 8+16+1+len(c.idType)+len(c.digest))
+	b = binary.BigEndian.AppendUint64(b, c.xid)
+	b = append(b, c.request[:]...)
+	b = append(b, byte(len(c.idType)))
+	b = append(b, c.idType...)
+	b = append(b, c.digest...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeSuppressionCursor(s string) (suppressionCursor, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 8+16+1 {
+		return suppressionCursor{}, false
+	}
+	var c suppressionCursor
+	c.xid = binary.BigEndian.Uint64(b[:8])
+	copy(c.request[:], b[8:24])
+	n := int(b[24])
+	rest := b[25:]
+	if n > len(rest) {
+		return suppressionCursor{}, false
+	}
+	c.idType, c.digest = string(rest[:n]), string(rest[n:])
+	if !lethe.ValidIdentifierType(c.idType) || c.digest == "" || len(c.digest) > maxCursorDigest || !printable(c.digest) {
+		return suppressionCursor{}, false
+	}
+	return c, true
+}
+
+// printable reports whether s is printable ASCII, which every digest is.
+func printable(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
