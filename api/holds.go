@@ -54,11 +54,10 @@ func (s *Server) putHold(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	status := http.StatusOK
 	if created {
-		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/holds/"+id)
 	}
-	writeJSON(w, status, h)
+	writeJSON(w, putStatus(created), h)
 }
 
 func (s *Server) getHold(w http.ResponseWriter, r *http.Request) {

@@ -173,12 +173,10 @@ func (s *Server) putSystem(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	status := http.StatusOK
 	if created {
-		status = http.StatusCreated
 		w.Header().Set("Location", "/v1/systems/"+name)
 	}
-	writeJSON(w, status, showSystem(stored))
+	writeJSON(w, putStatus(created), showSystem(stored))
 }
 
 func (s *Server) getSystem(w http.ResponseWriter, r *http.Request) {
@@ -230,4 +228,13 @@ func kafkaUnavailable(err error) error {
 	}
 	return joinKind(lethe.Errorf(lethe.KindUnavailable, "kafka_unavailable",
 		"the system's Kafka topics could not be created; try again later"), err)
+}
+
+// putStatus is a PUT's answer: 201 when it created the resource, 200 when
+// it replaced one.
+func putStatus(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
 }

@@ -219,23 +219,7 @@ func history(t *testing.T, s *stack, workflowID string) []*historypb.HistoryEven
 // allTables names every table outside PostgreSQL's own schemas, qualified.
 func allTables(t *testing.T, s *stack) []string {
 	t.Helper()
-	rows, err := s.DB.QueryContext(s.ctx, `
-		SELECT table_schema || '.' || table_name FROM information_schema.tables
-		WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
-		ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, name)
-	}
-	return out
+	return tables(t, s, `table_schema NOT IN ('pg_catalog', 'information_schema')`, `table_schema || '.' || table_name`)
 }
 
 // allMessages reads every message of every topic of the broker.

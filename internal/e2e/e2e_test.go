@@ -348,21 +348,32 @@ func tableCounts(t *testing.T, s *stack) map[string]int {
 // letheTables lists the tables of Lethe's own schema (public).
 func letheTables(t *testing.T, s *stack) []string {
 	t.Helper()
-	rows, err := s.DB.QueryContext(s.ctx, `SELECT quote_ident(table_name) FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`)
+	out := tables(t, s, `table_schema = 'public'`, `quote_ident(table_name)`)
+	if len(out) < 4 {
+		t.Fatalf("found only tables %v in schema public", out)
+	}
+	return out
+}
+
+// tables lists the base tables that where selects, named by name.
+func tables(t *testing.T, s *stack, where, name string) []string {
+	t.Helper()
+	rows, err := s.DB.QueryContext(s.ctx, `SELECT `+name+` FROM information_schema.tables
+		WHERE table_type = 'BASE TABLE' AND `+where+` ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+		var n string
+		if err := rows.Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, name)
+		out = append(out, n)
 	}
-	if len(out) < 4 {
-		t.Fatalf("found only tables %v in schema public", out)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -253,6 +253,10 @@ func call(ctx context.Context, method, url string, body, out any) error {
 // burstSize is how many requests TestScaleBurstOneSystem sends: 1,000 in
 // the everyday suite, the 10,000 of the scale target with LETHE_SCALE=full
 // (make scale), which takes several minutes on a two-core machine.
+// burstStall is how long the burst may go without a single completion
+// before the test calls it stuck.
+const burstStall = 3 * time.Minute
+
 func burstSize() int {
 	if os.Getenv("LETHE_SCALE") == "full" {
 		return 10000
@@ -263,13 +267,14 @@ func burstSize() int {
 // TestScaleBurstOneSystem sends a burst of erasures that all reach one
 // system, 50 at a time through the API, and sees every one completed with
 // the system erased, its connector (the SDK) having handled each command
-// exactly once. The time it took is logged, never asserted.
+// exactly once. The time it took is logged, never asserted: on a shared
+// machine it varies several-fold, so the test fails only when completions
+// stop altogether for burstStall (and, as every test, at go test's -timeout).
 func TestScaleBurstOneSystem(t *testing.T) {
 	n := burstSize()
 	t.Logf("burst of %d requests (LETHE_SCALE=full sends 10,000)", n)
 	s := newStack(t, stackOptions{})
-	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(n/1000)*6*time.Minute)
-	defer cancel()
+	ctx := s.ctx
 	s.putSystem(lethe.System{Name: "burst", Identifiers: []string{"user_id"}})
 	var mu sync.Mutex
 	calls := map[string]int{}
@@ -298,7 +303,8 @@ func TestScaleBurstOneSystem(t *testing.T) {
 	accepted := time.Since(start)
 	t.Logf("%d requests accepted in %s (%.0f/s)", n, accepted.Round(time.Millisecond), float64(n)/accepted.Seconds())
 
-	var completed int
+	var completed, before int
+	progressed := time.Now()
 	for {
 		var failed int
 		err := s.DB.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE status = 'completed'),
@@ -312,11 +318,14 @@ func TestScaleBurstOneSystem(t *testing.T) {
 		if completed == n {
 			break
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d of %d requests completed after %s", completed, n, time.Since(start).Round(time.Second))
-		case <-time.After(500 * time.Millisecond):
+		if completed > before {
+			before, progressed = completed, time.Now()
 		}
+		if time.Since(progressed) > burstStall {
+			t.Fatalf("%d of %d requests completed after %s; none for %s", completed, n,
+				time.Since(start).Round(time.Second), burstStall)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	took := time.Since(start)
 	t.Logf("%d requests to one system completed in %s (%.1f erasures/s, submit → last completed)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())

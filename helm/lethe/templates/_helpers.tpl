@@ -135,6 +135,13 @@ TEMPORAL_ADDRESS: {{ .Values.temporal.address | quote }}
 TEMPORAL_NAMESPACE: {{ .Values.temporal.namespace | quote }}
 LETHE_LOG_LEVEL: {{ .Values.log.level | quote }}
 LETHE_LOG_FORMAT: {{ .Values.log.format | quote }}
+LETHE_DEADLINE: {{ .Values.deadlines.default | quote }}
+LETHE_DEADLINE_POLICIES: {{ .Values.deadlines.policies | quote }}
+LETHE_TARGET_BEFORE: {{ .Values.deadlines.targetBefore | quote }}
+LETHE_REMINDERS: {{ .Values.deadlines.reminders | quote }}
+{{- with .Values.escalation.webhook }}
+LETHE_ESCALATION_WEBHOOK: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -215,6 +222,13 @@ env:
       secretKeyRef:
         name: {{ .secret }}
         key: codec-keys
+  {{- end }}
+  {{- if $v.escalation.existingSecret }}
+  - name: LETHE_ESCALATION_SECRET
+    valueFrom:
+      secretKeyRef:
+        name: {{ $v.escalation.existingSecret }}
+        key: {{ $v.escalation.existingSecretKey }}
   {{- end }}
   {{- with .extraEnv }}
   {{- toYaml . | nindent 2 }}
