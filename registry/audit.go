@@ -231,3 +231,18 @@ func requestAuditHead(ctx context.Context, q querier, id uuid.UUID) (AuditHead, 
 	}
 	return h, err
 }
+
+// AuditLinkAt returns the link of the audit row with sequence number seq,
+// with found false when there is none, so that the anchors a certificate
+// recorded can be looked up in the chain.
+func (s *Store) AuditLinkAt(ctx context.Context, seq int64) (AuditHead, bool, error) {
+	h := AuditHead{Seq: seq}
+	err := s.db.QueryRowContext(ctx, `SELECT hash FROM audit_events WHERE seq = $1`, seq).Scan(&h.Hash)
+	if err == sql.ErrNoRows {
+		return AuditHead{}, false, nil
+	}
+	if err != nil {
+		return AuditHead{}, false, s.fail("read audit link", err)
+	}
+	return h, true, nil
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/lethe-dev/lethe/activities"
+	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/escalation"
@@ -34,6 +36,9 @@ type config struct {
 	CodecKeys         string
 	CodecAddr         string
 	CodecOrigins      string
+	SigningKey        string
+	SigningRetired    string
+	Retention         string
 	LogLevel          string
 	LogFormat         string
 	TopicPartitions   int
@@ -72,6 +77,9 @@ func (c *config) settings() []setting {
 		{"LETHE_CODEC_KEYS", "codec-keys", "", "Temporal payload encryption keys, comma-separated id:hexkey (64 hex digits), the first active", &c.CodecKeys},
 		{"LETHE_CODEC_ADDR", "codec-addr", "127.0.0.1:8234", "codec endpoint listen address (lethe dev, lethe codec)", &c.CodecAddr},
 		{"LETHE_CODEC_ORIGINS", "codec-origins", "", "comma-separated Temporal Web UI origins the codec endpoint answers (lethe codec)", &c.CodecOrigins},
+		{"LETHE_SIGNING_KEY", "signing-key", "", "hex Ed25519 seed (64 hex digits) that signs certificates of erasure", &c.SigningKey},
+		{"LETHE_SIGNING_KEYS_RETIRED", "signing-keys-retired", "", "comma-separated public keys (hex or base64) of former signing keys, still listed by GET /v1/keys", &c.SigningRetired},
+		{"LETHE_RETENTION", "retention", "0", "how long finished requests keep their per-system rows before pruning (Go duration; 0 keeps them)", &c.Retention},
 		{"LETHE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"LETHE_LOG_FORMAT", "log-format", "text", "text or json", &c.LogFormat},
 		{"LETHE_DEADLINE", "deadline", "720h", "legal window of a request that names no policy", &c.Deadline},
@@ -164,6 +172,44 @@ func (c *config) codecKeys() (*codec.Keyring, error) {
 		return nil, fmt.Errorf("LETHE_CODEC_KEYS: %w", err)
 	}
 	return k, nil
+}
+
+// certSettings are the API's settings for certificates of erasure and
+// retention.
+type certSettings struct {
+	// signer is nil when LETHE_SIGNING_KEY is empty.
+	signer  *certificate.Signer
+	retired []ed25519.PublicKey
+	// retention is zero when requests are kept forever.
+	retention time.Duration
+}
+
+// certSettings parses LETHE_SIGNING_KEY, LETHE_SIGNING_KEYS_RETIRED and
+// LETHE_RETENTION. A retention without a signing key is refused: requests
+// are pruned only once their certificate is issued, so none would ever be.
+func (c *config) certSettings() (certSettings, error) {
+	var out certSettings
+	if c.SigningKey != "" {
+		s, err := certificate.ParseSigningKey(c.SigningKey)
+		if err != nil {
+			return certSettings{}, fmt.Errorf("LETHE_SIGNING_KEY: %w", err)
+		}
+		out.signer = s
+	}
+	keys, err := certificate.ParsePublicKeys(c.SigningRetired)
+	if err != nil {
+		return certSettings{}, fmt.Errorf("LETHE_SIGNING_KEYS_RETIRED: %w", err)
+	}
+	out.retired = keys
+	d, err := time.ParseDuration(c.Retention)
+	if err != nil || d < 0 {
+		return certSettings{}, fmt.Errorf("LETHE_RETENTION %q: want a Go duration such as 2160h, or 0 to keep requests forever", c.Retention)
+	}
+	out.retention = d
+	if d > 0 && out.signer == nil {
+		return certSettings{}, errors.New("LETHE_RETENTION needs LETHE_SIGNING_KEY: a request is pruned only once its certificate of erasure is issued")
+	}
+	return out, nil
 }
 
 // dataConverter is the payload converter of every Temporal client of the

@@ -32,7 +32,7 @@ import (
 
 // devFlags adds the flags only `lethe dev` has.
 func devFlags(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.DataDir, "data-dir", ".lethe", "folder for the embedded Temporal and Kafka data and the generated subject and payload keys")
+	fs.StringVar(&c.DataDir, "data-dir", ".lethe", "folder for the embedded Temporal and Kafka data and the generated subject, payload and signing keys")
 	fs.BoolVar(&c.Demo, "demo", false, "also run three sample services with their own data")
 	fs.BoolVar(&c.Ephemeral, "ephemeral", false, "keep Temporal's and Kafka's state in memory instead of the data folder")
 }
@@ -69,6 +69,13 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 			return err
 		}
 		cfg.CodecKeys = devCodecKeyID + ":" + key
+	}
+	if cfg.SigningKey == "" {
+		key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "signing.key"))
+		if err != nil {
+			return err
+		}
+		cfg.SigningKey = key
 	}
 	keys, err := cfg.codecKeys()
 	if err != nil {
@@ -125,7 +132,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	h, err := apiHandler(d)
+	h, pruner, err := apiHandler(d)
 	if err != nil {
 		ln.Close()
 		return err
@@ -136,6 +143,9 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 	g.Go(func() error { return serveHTTP(gctx, codecLn, codec.Handler(keys, uiOrigins(ui.Addr()))) })
 	g.Go(func() error { return workerLoop(gctx, d) })
 	g.Go(func() error { return relayLoop(gctx, d) })
+	if pruner != nil {
+		g.Go(func() error { return pruner.Run(gctx) })
+	}
 	apiURL := "http://" + ln.Addr().String()
 	if cfg.Demo {
 		if err := startDemo(gctx, g, d, apiURL); err != nil {
@@ -232,7 +242,8 @@ func uiOrigins(addr string) []string {
 }
 
 // loadOrCreateKey reads the hex key kept in path (the subject key, the
-// payload key), creating a random 32-byte one on first use.
+// payload key, the Ed25519 seed that signs certificates), creating a random
+// 32-byte one on first use.
 func loadOrCreateKey(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {

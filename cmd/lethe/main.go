@@ -27,6 +27,9 @@ Commands:
   relay     the confirmation consumer that signals workflows
   migrate   apply the embedded PostgreSQL migrations
   codec     the codec endpoint alone, for a Temporal Web UI to show encrypted payloads decrypted
+  audit     lethe audit verify: check the hash-chained audit in PostgreSQL
+  certificate
+            lethe certificate verify (--public-key KEY | --keys-url URL) FILE: check a certificate of erasure offline
   connector run a reference connector: lethe connector <postgres|webhook> --config FILE
   bench     measure end-to-end erasures next to raw Temporal and Kafka baselines
   version   print the version
@@ -93,6 +96,10 @@ func runRole(ctx context.Context, args []string, env func(string) string, stdout
 			return nil
 		}
 		return err
+	case "audit":
+		return runAudit(ctx, rest, env, stdout, stderr)
+	case "certificate":
+		return runCertificate(ctx, rest, stdout, stderr)
 	case "connector":
 		err := runConnectorRole(ctx, rest, env, stderr)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {

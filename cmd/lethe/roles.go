@@ -106,6 +106,10 @@ func runMigrate(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Wr
 }
 
 func runAPI(ctx context.Context, cfg *config, log *slog.Logger) error {
+	// Settings are checked before connecting, so a mistake is reported at once.
+	if _, err := cfg.certSettings(); err != nil {
+		return err
+	}
 	d, err := openDeps(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -115,22 +119,50 @@ func runAPI(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	h, err := apiHandler(d)
+	h, pruner, err := apiHandler(d)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	log.Info("api listening", "addr", ln.Addr().String())
-	return serveHTTP(ctx, ln, h)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveHTTP(gctx, ln, h) })
+	if pruner != nil {
+		g.Go(func() error { return pruner.Run(gctx) })
+	}
+	return g.Wait()
 }
 
-// apiHandler builds the API over d.
-func apiHandler(d *deps) (http.Handler, error) {
-	r, err := d.withDigester()
+// apiHandler builds the API over d, and the retention pruner that runs
+// beside it when LETHE_RETENTION is set (nil otherwise).
+func apiHandler(d *deps) (http.Handler, *roles.Pruner, error) {
+	rd, err := d.withDigester()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return roles.APIHandler(r)
+	cs, err := d.cfg.certSettings()
+	if err != nil {
+		return nil, nil, err
+	}
+	signer := cs.signer
+	var pruner *roles.Pruner
+	if cs.retention > 0 {
+		pruner = &roles.Pruner{Store: d.store, Signer: signer, Retention: cs.retention, Logger: d.log}
+		if err := pruner.Validate(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if signer == nil {
+		d.log.Warn("LETHE_SIGNING_KEY is not set: certificates of erasure are not issued (GET /v1/erasures/{id}/certificate answers 503 signing_key_missing)")
+	} else {
+		d.log.Info("certificates of erasure signed", "key_id", signer.KeyID())
+	}
+	rd.Signer, rd.RetiredKeys = signer, cs.retired
+	h, err := roles.APIHandler(rd)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, pruner, nil
 }
 
 // withDigester is d's roles with the digester the API and the worker need.

@@ -21,7 +21,8 @@ import (
 // API call that fails must answer 503 with an error code, never 500.
 // Afterwards every accepted request is complete and consistent, and the
 // three whose creation was cut left nothing behind: no ledger row, and no
-// command dispatched by a workflow the ledger never recorded.
+// command dispatched by a workflow the ledger never recorded. The audit's
+// hash chain is intact.
 func TestPostgresConnectionsDropped(t *testing.T) {
 	cutter := &cuttingEngine{left: 3}
 	s := newStack(t, stackOptions{Worker: true, Relay: true, Engine: func(e api.Engine) api.Engine {
@@ -138,6 +139,14 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 	}
 	if broken != 0 {
 		t.Errorf("%d half-written rows in the ledger", broken)
+	}
+	// Transactions cut halfway left no gap or fork in the audit's hash chain.
+	v, err := s.Store.VerifyAudit(ctx)
+	if err != nil {
+		t.Fatalf("VerifyAudit: %v", err)
+	}
+	if !v.Intact() {
+		t.Errorf("audit chain broken after dropped connections: %+v", *v.Broken)
 	}
 }
 

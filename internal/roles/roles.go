@@ -7,6 +7,7 @@ package roles
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/registry"
@@ -44,6 +46,12 @@ type Deps struct {
 	Digester *digest.Digester
 	// Settings are the operator's choices; the zero value is the defaults.
 	Settings Settings
+	// Signer signs certificates of erasure, for the API and the pruner;
+	// optional for the API (it then serves only stored certificates).
+	Signer *certificate.Signer
+	// RetiredKeys are former signing keys the API still lists in GET
+	// /v1/keys; optional.
+	RetiredKeys []ed25519.PublicKey
 }
 
 // Settings are the operator's choices the roles apply.
@@ -117,6 +125,8 @@ func APIHandler(d Deps) (http.Handler, error) {
 		DefaultDeadline: d.Settings.Deadline,
 		TargetBefore:    d.Settings.TargetBefore,
 		Policies:        d.Settings.Policies,
+		Signer:          d.Signer,
+		RetiredKeys:     d.RetiredKeys,
 	})
 	if err != nil {
 		return nil, err
