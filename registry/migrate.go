@@ -87,11 +87,18 @@ func migrateTo(ctx context.Context, db *sql.DB, last int) error {
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
 	}
+	if last < suppressionsVersion {
+		return nil // the positions to repair do not exist yet
+	}
 	if err := repairFinishedXIDs(ctx, db); err != nil {
 		return fmt.Errorf("repair suppression list positions: %w", err)
 	}
 	return nil
 }
+
+// suppressionsVersion is the migration that adds the suppression list's
+// positions (0005_suppressions.sql).
+const suppressionsVersion = 5
 
 // repairFinishedXIDs moves before every new entry the suppression list's
 // positions that lie in the future of this server. A position is the id of

@@ -25,9 +25,9 @@ func testSigner(t *testing.T) *certificate.Signer {
 	return s
 }
 
-// finish creates a request and takes it to completed at the given time
+// finishedRequest creates a request and takes it to completed at the given time
 // through the ledger, with two systems and a batch.
-func finish(t *testing.T, s *registry.Store, at time.Time) lethe.Erasure {
+func finishedRequest(t *testing.T, s *registry.Store, at time.Time) lethe.Erasure {
 	t.Helper()
 	in := newErasure(at.Add(-time.Minute), lethe.SubjectDigest{Type: "email", Digest: "e1"}, lethe.SubjectDigest{Type: "user_id", Digest: "u1"})
 	create(t, s, in)
@@ -54,7 +54,7 @@ func TestCertificateFactsAndStorage(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := testContext(t)
-	e := finish(t, s, t0.Add(time.Hour))
+	e := finishedRequest(t, s, t0.Add(time.Hour))
 
 	f, err := s.CertificateFacts(ctx, e.ID)
 	if err != nil {
@@ -110,8 +110,8 @@ func TestPrune(t *testing.T) {
 	signer := testSigner(t)
 	issuer := &certificate.Issuer{Store: s, Signer: signer, Now: clk.Now}
 
-	old := finish(t, s, t0.Add(time.Hour))
-	recent := finish(t, s, t0.Add(30*time.Hour))
+	old := finishedRequest(t, s, t0.Add(time.Hour))
+	recent := finishedRequest(t, s, t0.Add(30*time.Hour))
 	running := newErasure(t0)
 	create(t, s, running)
 	auditBefore := countAudit(t, s.DB())
@@ -190,7 +190,7 @@ func TestPruneNeedsACertificate(t *testing.T) {
 	t.Parallel()
 	s, clk := newStore(t)
 	ctx := testContext(t)
-	e := finish(t, s, t0)
+	e := finishedRequest(t, s, t0)
 	clk.Advance(48 * time.Hour)
 	boom := errors.New("no key")
 	n, err := s.Prune(ctx, t0.Add(time.Hour), func(context.Context, string) error { return boom })
@@ -215,7 +215,7 @@ func TestPruneConcurrently(t *testing.T) {
 	issuer := &certificate.Issuer{Store: s, Signer: testSigner(t), Now: clk.Now}
 	const requests, pruners = 12, 4
 	for i := range requests {
-		finish(t, s, t0.Add(time.Duration(i)*time.Minute))
+		finishedRequest(t, s, t0.Add(time.Duration(i)*time.Minute))
 	}
 	clk.Advance(48 * time.Hour)
 	var (
