@@ -7,6 +7,7 @@ package servertest_test
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
@@ -95,7 +96,7 @@ func TestTemporalEngineAgainstServer(t *testing.T) {
 		t.Fatalf("query policy: %v", err)
 	}
 	var got workflows.Policy
-	if err := q.Get(&got); err != nil || got != policy {
+	if err := q.Get(&got); err != nil || !reflect.DeepEqual(got, policy) {
 		t.Errorf("workflow got policy %+v (%v), want %+v", got, err, policy)
 	}
 
