@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,7 +110,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	}
 	s.Namespace = s.Temporal.Namespace()
 	s.Client = s.dial(t)
-	dg, err := digest.New(bytes.Repeat([]byte{7}, digest.MinKeyBytes))
+	dg, err := digest.New(subjectKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +248,10 @@ func (s *stack) deadline() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, testBudget)
 }
 
+// subjectKey keys the stack's identifier digests, in process and in the
+// child processes alike.
+var subjectKey = bytes.Repeat([]byte{7}, digest.MinKeyBytes)
+
 // env is the environment of a child lethe process attached to this stack,
 // with Temporal reached at temporalAddr (the server, or a proxy before it).
 func (s *stack) env(temporalAddr string) []string {
@@ -259,6 +264,9 @@ func (s *stack) env(temporalAddr string) []string {
 		"LETHE_LOG_FORMAT=json",
 		"LETHE_LOG_LEVEL=info",
 		fmt.Sprintf("LETHE_TOPIC_PARTITIONS=%d", testenv.KafkaPartitions),
+		// The stack's own key, so that a child worker matches holds by the
+		// digests the API recorded.
+		"LETHE_SUBJECT_KEY=" + hex.EncodeToString(subjectKey),
 	}
 }
 
