@@ -216,6 +216,7 @@ func (s *Server) newErasure(req erasureRequest, key string) (registry.NewErasure
 		// The workflow derives its command_ids from this secret; see
 		// workflows.ErasureInput.
 		CommandSeed: rand.Text(),
+		Revision:    workflows.CurrentRevision,
 	}
 	return in, input, nil
 }

@@ -80,6 +80,10 @@ func TestCreateErasure(t *testing.T) {
 		!st.CreatedAt.Equal(created) || !st.Deadline.Equal(deadline) {
 		t.Errorf("workflow input = %+v", st)
 	}
+	// A new workflow runs the current behaviour; older ones keep theirs.
+	if st.Revision != workflows.CurrentRevision {
+		t.Errorf("workflow revision = %d, want %d", st.Revision, workflows.CurrentRevision)
+	}
 }
 
 func TestCreateErasureIdempotency(t *testing.T) {

@@ -105,6 +105,9 @@ type erasure struct {
 
 	search      searchValues
 	searchKnown bool
+	// searchDeferred is set while the first upsert waits for the request
+	// to settle (RevisionSettledSearch); nextDue wakes the workflow then.
+	searchDeferred bool
 }
 
 // outbox gathers what one step changed until it is written in one Sync.
@@ -907,6 +910,11 @@ func (w *erasure) nextDue() time.Time {
 		}
 		break // points are in time order; only the first unfired one matters
 	}
+	if w.searchDeferred {
+		if at := w.in.CreatedAt.Add(searchSettle); next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
 	return next
 }
 
@@ -995,6 +1003,10 @@ func remainder(calls []activities.SyncInput) outbox {
 }
 
 // upsertSearch keeps the UI's list columns current, writing only on change.
+// Under RevisionSettledSearch a young request's first write waits until it
+// is searchSettle old: most requests end before that, and their closing
+// task writes the columns once, in the record Temporal keeps of the closed
+// workflow, rather than in an extra visibility update.
 func (w *erasure) upsertSearch(ctx workflow.Context) {
 	v := searchValues{status: string(w.status), systems: int64(len(w.bySystem)), deadline: w.deadline,
 		overdue: w.overdue}
@@ -1004,6 +1016,11 @@ func (w *erasure) upsertSearch(ctx workflow.Context) {
 		}
 	}
 	if w.searchKnown && v == w.search {
+		return
+	}
+	w.searchDeferred = !w.searchKnown && w.in.Revision >= RevisionSettledSearch &&
+		!w.status.Final() && workflow.Now(ctx).Before(w.in.CreatedAt.Add(searchSettle))
+	if w.searchDeferred {
 		return
 	}
 	updates := []temporal.SearchAttributeUpdate{

@@ -629,39 +629,93 @@ func TestQueryLivePicture(t *testing.T) {
 	}
 }
 
-func TestSearchAttributesUpsertedOnChange(t *testing.T) {
+// listColumns is what one upsert wrote to the list columns.
+type listColumns struct {
+	status           string
+	pending, systems int64
+}
+
+// upsertedColumns returns the list columns of every upsert and when each
+// was made, in workflow time since the start.
+func (w *world) upsertedColumns() ([]listColumns, []time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var cols []listColumns
+	var at []time.Duration
+	for i, u := range w.upserts {
+		status, _ := u.GetKeyword(SearchStatus)
+		pending, _ := u.GetInt64(SearchPending)
+		systems, _ := u.GetInt64(SearchSystems)
+		cols = append(cols, listColumns{status, pending, systems})
+		at = append(at, w.upsertedAt[i].Sub(testStart))
+	}
+	return cols, at
+}
+
+// twoSystemsConfirmed runs a request to billing and orders, which confirm
+// after first and second, under the given revision.
+func twoSystemsConfirmed(t *testing.T, revision int, first, second time.Duration) *world {
+	t.Helper()
 	w := newWorld(t, target("billing", day, "email"), target("orders", day, "user_id"))
 	w.recordSearchAttributes()
 	var erased wire.Confirmation
-	w.confirmAt(time.Minute, func() []wire.Confirmation {
+	w.confirmAt(first, func() []wire.Confirmation {
 		erased = w.answer("orders", wire.OutcomeErased, 3)
 		return []wire.Confirmation{erased}
 	})
 	// A duplicate changes nothing, so nothing is upserted.
-	w.confirmAt(2*time.Minute, func() []wire.Confirmation { return []wire.Confirmation{erased} })
-	w.confirmAt(3*time.Minute, func() []wire.Confirmation {
+	w.confirmAt(first+(second-first)/2, func() []wire.Confirmation { return []wire.Confirmation{erased} })
+	w.confirmAt(second, func() []wire.Confirmation {
 		return []wire.Confirmation{w.answer("billing", wire.OutcomeErased, 1)}
 	})
-	if err := w.run(input(id("user_id", "u-123"), id("email", "ada@example.com"))); err != nil {
+	in := input(id("user_id", "u-123"), id("email", "ada@example.com"))
+	in.Revision = revision
+	if err := w.run(in); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
-	type sa struct {
-		status           string
-		pending, systems int64
-	}
-	want := []sa{{"running", 2, 2}, {"running", 1, 2}, {"completed", 0, 2}}
-	w.mu.Lock()
-	upserts := slices.Clone(w.upserts)
-	w.mu.Unlock()
-	var got []sa
-	for _, u := range upserts {
-		status, _ := u.GetKeyword(SearchStatus)
-		pending, _ := u.GetInt64(SearchPending)
-		systems, _ := u.GetInt64(SearchSystems)
-		got = append(got, sa{status, pending, systems})
-	}
+	return w
+}
+
+func TestSearchAttributesUpsertedOnChange(t *testing.T) {
+	// Revision 0, the first behaviour, kept for the workflows started under
+	// it: the first task upserts at once.
+	w := twoSystemsConfirmed(t, 0, time.Minute, 3*time.Minute)
+	got, at := w.upsertedColumns()
+	want := []listColumns{{"running", 2, 2}, {"running", 1, 2}, {"completed", 0, 2}}
 	if !slices.Equal(got, want) {
 		t.Errorf("upserts %+v, want %+v", got, want)
+	}
+	if len(at) > 0 && at[0] != 0 {
+		t.Errorf("first upsert at %v, want at the start", at[0])
+	}
+}
+
+func TestSettledSearchQuickRequestUpsertsOnce(t *testing.T) {
+	// Confirmed before it is searchSettle old, the request writes its list
+	// columns once, in the task that closes it.
+	w := twoSystemsConfirmed(t, RevisionSettledSearch, time.Second, 3*time.Second)
+	got, at := w.upsertedColumns()
+	want := []listColumns{{"completed", 0, 2}}
+	if !slices.Equal(got, want) {
+		t.Errorf("upserts %+v, want %+v", got, want)
+	}
+	if len(at) == 1 && at[0] != 3*time.Second {
+		t.Errorf("upsert at %v, want at the last confirmation (3s)", at[0])
+	}
+}
+
+func TestSettledSearchSlowRequestUpsertsWhenSettled(t *testing.T) {
+	// A request still open when it is searchSettle old writes its columns
+	// then, without waiting for a confirmation, and on every change after.
+	w := twoSystemsConfirmed(t, RevisionSettledSearch, time.Minute, 3*time.Minute)
+	got, at := w.upsertedColumns()
+	want := []listColumns{{"running", 2, 2}, {"running", 1, 2}, {"completed", 0, 2}}
+	if !slices.Equal(got, want) {
+		t.Errorf("upserts %+v, want %+v", got, want)
+	}
+	wantAt := []time.Duration{searchSettle, time.Minute, 3 * time.Minute}
+	if !slices.Equal(at, wantAt) {
+		t.Errorf("upserts at %v, want %v", at, wantAt)
 	}
 }
 

@@ -41,7 +41,9 @@ type world struct {
 	plans   [][]string
 	syncs   []activities.SyncInput
 	upserts []temporal.SearchAttributes
-	escs    []lethe.Escalation
+	// upsertedAt is the workflow time of each upsert.
+	upsertedAt []time.Time
+	escs       []lethe.Escalation
 	// holds maps a system to the hold the registry reports on it.
 	holds map[string]*lethe.Hold
 	// planned keeps every Plan input, for the holds tests.
@@ -136,6 +138,7 @@ func (w *world) recordSearchAttributes() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.upserts = append(w.upserts, args.Get(0).(temporal.SearchAttributes))
+		w.upsertedAt = append(w.upsertedAt, w.env.Now())
 	}).Return(nil)
 }
 

@@ -75,10 +75,33 @@ type ErasureInput struct {
 	// to be erased twice. Without a seed (workflows started before it
 	// existed) the ids are drawn at random.
 	CommandSeed string `json:"command_seed,omitempty"`
+	// Revision is the behaviour the workflow was started with, so that a
+	// change of the commands it issues applies only to workflows started
+	// after it, and histories written before replay unchanged. The API sets
+	// it to CurrentRevision; zero is the first behaviour. It replaces
+	// workflow.GetVersion, which itself writes a search attribute, and so
+	// costs the very visibility update revision 1 saves.
+	Revision int `json:"revision,omitempty"`
 	// State is set only when the workflow continues as new, carrying over
 	// what the previous run had reached.
 	State *State `json:"state,omitempty"`
 }
+
+// Revisions of ErasureWorkflow's behaviour; see ErasureInput.Revision.
+const (
+	// RevisionSettledSearch defers a request's first search-attribute
+	// upsert until the request is searchSettle old (or ends sooner), so
+	// that a request confirmed within seconds updates Temporal's
+	// visibility store once, when it closes, instead of twice.
+	RevisionSettledSearch = 1
+	// CurrentRevision is the revision the API starts workflows with.
+	CurrentRevision = RevisionSettledSearch
+)
+
+// searchSettle is how old a request is before its list columns
+// (LethePending, LetheSystems, LetheStatus) are first written, under
+// RevisionSettledSearch. Until then they show what the API set at start.
+const searchSettle = 10 * time.Second
 
 // Policy bounds how hard a request tries. It travels in the input so that a
 // change of worker configuration never alters a running workflow's decisions.
