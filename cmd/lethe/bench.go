@@ -43,7 +43,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	}
 	var (
 		ks          = fs.String("k", "1,5,20", "comma-separated fan-outs: systems per request")
-		n           = fs.Int("n", bench.DefaultN, "erasures (and baseline operations) per measurement")
+		n           = fs.Int("n", 0, fmt.Sprintf("erasures (and baseline operations) per measurement (0: %d at K=1, %d otherwise)", bench.DefaultNSingle, bench.DefaultN))
 		concurrency = fs.Int("concurrency", bench.DefaultConcurrency, "requests in flight")
 		asJSON      = fs.Bool("json", false, "print every figure as JSON on stdout")
 		apiURL      = fs.String("url", "", "a running Lethe's API to drive instead of the embedded stack")

@@ -42,8 +42,8 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("runs = %v, want one for K=1", report["runs"])
 	}
 	want := []string{
-		"n", "concurrency", "rounds", "peak_rss_bytes", "machine.cpus", "machine.memory_bytes",
-		"runs.0.k",
+		"concurrency", "peak_rss_bytes", "machine.cpus", "machine.memory_bytes",
+		"runs.0.k", "runs.0.n", "runs.0.rounds",
 		"runs.0.lethe.accepted_per_second", "runs.0.lethe.completed_per_second",
 		"runs.0.lethe.latency_ms.p50", "runs.0.lethe.latency_ms.p95", "runs.0.lethe.latency_ms.p99",
 		"runs.0.lethe.commands", "runs.0.lethe.commands_per_second",
@@ -67,6 +67,9 @@ func TestBenchJSON(t *testing.T) {
 		if v <= 0 {
 			t.Errorf("figure %s = %v, want > 0", path, v)
 		}
+	}
+	if n := got["runs.0.n"]; n != 5 {
+		t.Errorf("n = %v, want the 5 of --n", n)
 	}
 	if n := got["runs.0.lethe.commands"]; n != 5 {
 		t.Errorf("commands handled = %v, want 5 (one per erasure at K=1)", n)

@@ -34,8 +34,17 @@ var DefaultKs = []int{1, 5, 20}
 // Defaults of Config's other fields: enough erasures for a p99 to mean
 // something, the concurrency of PERFORMANCE.md's p99 target, and a bound on
 // one request generous enough for an overloaded laptop.
+//
+// At K=1 a request takes a fraction of a second, and a round of 50 (200
+// split in four) lasts about one: the ramp at each end of a round, a whole
+// latency with fewer than Concurrency operations in flight, then weighs on
+// the rate of the slower operation most, and K=1 measured 0.40 where the
+// same build measured 0.48 with 1,000 (docs/benchmarks.md). DefaultNSingle
+// makes each K=1 round last several seconds; at K=5 and K=20 a round of
+// DefaultN already does.
 const (
 	DefaultN              = 200
+	DefaultNSingle        = 1000
 	DefaultConcurrency    = 20
 	DefaultRequestTimeout = 5 * time.Minute
 )
@@ -57,7 +66,7 @@ type Config struct {
 	// Ks are the fan-outs to measure, in order; default DefaultKs.
 	Ks []int
 	// N is how many erasures (and baseline operations) each measurement
-	// runs; default DefaultN.
+	// runs; zero means DefaultNSingle at K=1 and DefaultN otherwise.
 	N int
 	// Concurrency is how many are in flight at once; default
 	// DefaultConcurrency.
@@ -93,20 +102,28 @@ type Config struct {
 // DefaultRounds is the most rounds Config.Rounds picks by itself.
 const DefaultRounds = 4
 
-// rounds is Rounds, or the number it picks.
-func (c Config) rounds() int {
-	if c.Rounds > 0 {
-		return min(c.Rounds, c.N)
+// n is how many operations each measurement at fan-out k runs.
+func (c Config) n(k int) int {
+	switch {
+	case c.N > 0:
+		return c.N
+	case k == 1:
+		return DefaultNSingle
 	}
-	return max(1, min(DefaultRounds, c.N/(2*c.Concurrency)))
+	return DefaultN
+}
+
+// rounds is Rounds, or the number it picks, for a measurement of n operations.
+func (c Config) rounds(n int) int {
+	if c.Rounds > 0 {
+		return min(c.Rounds, n)
+	}
+	return max(1, min(DefaultRounds, n/(2*c.Concurrency)))
 }
 
 func (c Config) withDefaults() Config {
 	if len(c.Ks) == 0 {
 		c.Ks = DefaultKs
-	}
-	if c.N == 0 {
-		c.N = DefaultN
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
@@ -128,8 +145,8 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case c.N < 1:
-		return errors.New("bench: N must be at least 1")
+	case c.N < 0:
+		return errors.New("bench: N is negative")
 	case c.Concurrency < 1:
 		return errors.New("bench: concurrency must be at least 1")
 	case c.RequestTimeout < 0:
@@ -209,7 +226,7 @@ func measure(ctx context.Context, cfg Config, st *stack, p *progress, fail func(
 	}
 	defer b.api.close()
 	defer b.writer.Close()
-	report := &Report{Machine: ThisMachine(), Stack: st.describe, N: cfg.N, Concurrency: cfg.Concurrency, Rounds: cfg.rounds()}
+	report := &Report{Machine: ThisMachine(), Stack: st.describe, Concurrency: cfg.Concurrency}
 	if st.temporal != nil {
 		w, err := startBaselineWorker(st.temporal, b.writer)
 		if err != nil {
@@ -299,9 +316,10 @@ func (b *bencher) run(ctx context.Context, k int) (FanOut, []string, error) {
 		}
 	}
 	handled.Store(0)
-	rounds := b.cfg.rounds()
+	total := b.cfg.n(k)
+	rounds := b.cfg.rounds(total)
 	for r := range rounds {
-		n := share(b.cfg.N, rounds, r)
+		n := share(total, rounds, r)
 		for _, op := range ops {
 			what := op.name
 			if rounds > 1 {
@@ -316,7 +334,7 @@ func (b *bencher) run(ctx context.Context, k int) (FanOut, []string, error) {
 	}
 	commands := handled.Load()
 
-	accepted, err := b.acceptBurst(ctx, k, &ids)
+	accepted, err := b.acceptBurst(ctx, k, total, &ids)
 	if err != nil {
 		return FanOut{}, nil, err
 	}
@@ -328,7 +346,7 @@ func (b *bencher) run(ctx context.Context, k int) (FanOut, []string, error) {
 	}
 
 	l := letheOp.load
-	run := FanOut{K: k, Lethe: LetheFigures{
+	run := FanOut{K: k, N: total, Rounds: rounds, Lethe: LetheFigures{
 		AcceptedPerSecond:  accepted,
 		CompletedPerSecond: Rate(len(l.latencies), l.elapsed),
 		Latency:            Summarize(l.latencies),
@@ -344,12 +362,12 @@ func (b *bencher) run(ctx context.Context, k int) (FanOut, []string, error) {
 	return run, notes, nil
 }
 
-// acceptBurst measures how fast the API accepts requests when clients only
-// submit, Concurrency at a time, then waits, untimed, for all of them to
-// complete, adding their ids to ids. It returns the accepted requests/s.
-func (b *bencher) acceptBurst(ctx context.Context, k int, ids *idList) (float64, error) {
-	burst := make([]lethe.Erasure, b.cfg.N)
-	accepted, err := runLoad(ctx, b.cfg.N, b.cfg.Concurrency, b.p, "Lethe: requests accepted", func(ctx context.Context, i int) error {
+// acceptBurst measures how fast the API accepts n requests when clients
+// only submit, Concurrency at a time, then waits, untimed, for all of them
+// to complete, adding their ids to ids. It returns the accepted requests/s.
+func (b *bencher) acceptBurst(ctx context.Context, k, n int, ids *idList) (float64, error) {
+	burst := make([]lethe.Erasure, n)
+	accepted, err := runLoad(ctx, n, b.cfg.Concurrency, b.p, "Lethe: requests accepted", func(ctx context.Context, i int) error {
 		e, err := b.submit(ctx, k)
 		burst[i] = e
 		return err
@@ -360,12 +378,12 @@ func (b *bencher) acceptBurst(ctx context.Context, k int, ids *idList) (float64,
 	for _, e := range burst {
 		ids.add(e.ID)
 	}
-	if _, err := runLoad(ctx, b.cfg.N, b.cfg.Concurrency, b.p, "Lethe: accepted requests completed", func(ctx context.Context, i int) error {
+	if _, err := runLoad(ctx, n, b.cfg.Concurrency, b.p, "Lethe: accepted requests completed", func(ctx context.Context, i int) error {
 		return b.await(ctx, burst[i])
 	}); err != nil {
 		return 0, err
 	}
-	return Rate(b.cfg.N, accepted.elapsed), nil
+	return Rate(n, accepted.elapsed), nil
 }
 
 // submit submits the erasure of a new synthetic subject, whose identifier

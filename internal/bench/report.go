@@ -9,14 +9,10 @@ import (
 // Report is everything one `lethe bench` run measured. Its JSON form
 // (`lethe bench --json`) carries every figure the text form prints.
 type Report struct {
-	Machine     Machine `json:"machine"`
-	Stack       string  `json:"stack"`
-	N           int     `json:"n"`
-	Concurrency int     `json:"concurrency"`
-	// Rounds is how many interleaved rounds each fan-out's measurements
-	// were split into.
-	Rounds int      `json:"rounds"`
-	Runs   []FanOut `json:"runs"`
+	Machine     Machine  `json:"machine"`
+	Stack       string   `json:"stack"`
+	Concurrency int      `json:"concurrency"`
+	Runs        []FanOut `json:"runs"`
 	// PeakRSSBytes is the process's peak resident set size over the whole
 	// run: with an embedded stack, Temporal, the broker, Lethe and the
 	// load generator together.
@@ -31,13 +27,17 @@ type Report struct {
 // FanOut is one fan-out K: Lethe's figures and, measured right after on the
 // same stack, the baselines' and the ratios between them.
 type FanOut struct {
-	K     int           `json:"k"`
-	Lethe LetheFigures  `json:"lethe"`
-	Empty *Figures      `json:"empty_workflow,omitempty"`
-	Naive *Figures      `json:"naive_workflow,omitempty"`
-	Kafka *Figures      `json:"raw_kafka,omitempty"`
-	Ratio *Ratios       `json:"ratios,omitempty"`
-	Check []TargetCheck `json:"targets,omitempty"`
+	K int `json:"k"`
+	// N is how many erasures, and operations of each baseline, were
+	// measured, split into Rounds interleaved rounds.
+	N      int           `json:"n"`
+	Rounds int           `json:"rounds"`
+	Lethe  LetheFigures  `json:"lethe"`
+	Empty  *Figures      `json:"empty_workflow,omitempty"`
+	Naive  *Figures      `json:"naive_workflow,omitempty"`
+	Kafka  *Figures      `json:"raw_kafka,omitempty"`
+	Ratio  *Ratios       `json:"ratios,omitempty"`
+	Check  []TargetCheck `json:"targets,omitempty"`
 }
 
 // LetheFigures are Lethe's end-to-end figures at one fan-out.
@@ -136,13 +136,13 @@ func targets(k int, x Ratios) []TargetCheck {
 // WriteText prints the report for a person at a terminal.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lethe bench: %d erasures per fan-out, %d in flight, Lethe and baselines interleaved in %d rounds\n", r.N, r.Concurrency, r.Rounds)
+	fmt.Fprintf(&b, "lethe bench: %d in flight, Lethe and baselines interleaved in rounds\n", r.Concurrency)
 	fmt.Fprintf(&b, "machine: %d CPUs, %.1f GiB memory, %s/%s, %s\n", r.Machine.CPUs, gib(r.Machine.MemoryBytes), r.Machine.OS, r.Machine.Arch, r.Machine.GoVersion)
 	fmt.Fprintf(&b, "stack: %s\n", r.Stack)
 	fmt.Fprintf(&b, "load average: %s at the start, %s at the end\n", r.LoadBefore, r.LoadAfter)
 	for _, run := range r.Runs {
 		l := run.Lethe
-		fmt.Fprintf(&b, "\nK=%d\n", run.K)
+		fmt.Fprintf(&b, "\nK=%d: %d erasures and %d of each baseline, in %d rounds\n", run.K, run.N, run.N, run.Rounds)
 		fmt.Fprintf(&b, "  %-15s %8.1f erasures/s  p50 %6.0f ms  p95 %6.0f ms  p99 %6.0f ms   accepted %.1f req/s, %.1f commands/s over Kafka\n",
 			"Lethe", l.CompletedPerSecond, l.Latency.P50, l.Latency.P95, l.Latency.P99, l.AcceptedPerSecond, l.CommandsPerSecond)
 		line := func(name, unit string, f *Figures) {

@@ -158,3 +158,24 @@ func TestWithDatabase(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultNPerFanOut(t *testing.T) {
+	var c Config
+	if got := c.n(1); got != DefaultNSingle {
+		t.Errorf("K=1 runs %d by default, want %d", got, DefaultNSingle)
+	}
+	if got := c.n(5); got != DefaultN {
+		t.Errorf("K=5 runs %d by default, want %d", got, DefaultN)
+	}
+	c.N = 7
+	if got := c.n(1); got != 7 {
+		t.Errorf("K=1 with N=7 runs %d, want 7", got)
+	}
+	c = Config{Concurrency: 20}
+	if got := c.rounds(DefaultNSingle); got != DefaultRounds {
+		t.Errorf("rounds(%d) = %d, want %d", DefaultNSingle, got, DefaultRounds)
+	}
+	if got := c.rounds(50); got != 1 {
+		t.Errorf("rounds(50) = %d, want 1: each round at least twice the concurrency", got)
+	}
+}
