@@ -203,6 +203,50 @@ func TestHoldRetainsThenErasesAfterLift(t *testing.T) {
 	}
 }
 
+// A hold lifted after the deadline leaves the released system open past
+// it: under RevisionOverdueAfterHold the request is overdue from the lift,
+// audited and escalated once, although the deadline itself passed quietly.
+func TestHoldLiftedAfterDeadlineIsOverdue(t *testing.T) {
+	w := newWorld(t, target("billing", day, "email"), target("orders", day, "user_id"))
+	w.setHold("orders", litigation(nil))
+	w.confirmAt(time.Minute, one2(w, "billing"))
+	var atDeadline lethe.Erasure
+	w.at(30*day+time.Hour, func() { atDeadline = w.query() })
+	w.at(31*day, func() {
+		w.setHold("orders", nil)
+		w.env.SignalWorkflow(SignalHolds, nil)
+	})
+	w.confirmAt(31*day+time.Hour, one2(w, "orders"))
+	in := deadlineInput([]float64{}, id("user_id", "u-123"), id("email", "ada@example.com"))
+	in.Revision = RevisionOverdueAfterHold
+	if err := w.run(in); err != nil {
+		t.Fatalf("workflow error: %v", err)
+	}
+	if atDeadline.Overdue {
+		t.Error("overdue while only a held system was open")
+	}
+	escs := w.escalations()
+	if len(escs) != 1 || escs[0].Kind != lethe.EscalationOverdue || !escs[0].At.Equal(testStart.Add(31*day)) ||
+		!slices.Equal(escs[0].Open, []string{"orders"}) {
+		t.Fatalf("escalations %+v, want one, overdue at the lift (day 31) naming orders", escs)
+	}
+	if ev := w.eventsOf(lethe.AuditOverdue); len(ev) != 1 || !ev[0].At.Equal(testStart.Add(31*day)) {
+		t.Errorf("overdue events %+v, want one at the lift", ev)
+	}
+	var overdueWrites int
+	for _, s := range w.syncCalls() {
+		if s.Ledger.Overdue {
+			overdueWrites++
+		}
+	}
+	if overdueWrites != 1 {
+		t.Errorf("overdue written to the ledger %d times, want once", overdueWrites)
+	}
+	if e := w.query(); !e.Overdue || e.Status != lethe.RequestCompleted {
+		t.Errorf("after completion: overdue %v status %s, want overdue and completed", e.Overdue, e.Status)
+	}
+}
+
 // A hold that expires ends on its own: the workflow checks at its expiry,
 // without any signal, and erases then.
 func TestHoldExpiresOnItsOwn(t *testing.T) {

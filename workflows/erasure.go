@@ -321,6 +321,7 @@ func (w *erasure) step(ctx workflow.Context) error {
 		if err := w.recheckHolds(ctx); err != nil {
 			return err
 		}
+		w.overdueAfterHolds(ctx, workflow.Now(ctx).UTC())
 	}
 	now = workflow.Now(ctx).UTC()
 	w.fireDue(now)
@@ -766,21 +767,42 @@ func (w *erasure) firePoints(ctx workflow.Context, now time.Time) {
 				}
 			}
 		}
-		ev := lethe.AuditEvent{Kind: lethe.AuditEscalated}
-		switch p.kind {
-		case lethe.EscalationReminder:
-			ev.Detail = fmt.Sprintf("reminder at %s of the window: %s open, %d re-dispatched", p.label, names(open), resent)
-		case lethe.EscalationTarget:
-			ev.Detail = fmt.Sprintf("internal target %s passed: %s open", w.target.Format(time.RFC3339), names(open))
-		case lethe.EscalationOverdue:
-			w.overdue = true
-			w.out.overdue = true
-			ev.Kind = lethe.AuditOverdue
-			ev.Detail = fmt.Sprintf("deadline %s passed: %s open", w.deadline.Format(time.RFC3339), names(open))
-		}
-		w.event(now, ev)
-		w.escalate(ctx, lethe.Escalation{RequestID: w.in.RequestID, Kind: p.kind, Point: p.label, At: now,
-			Deadline: w.deadline, Target: w.target, Open: open, Redispatched: resent})
+		w.escalatePoint(ctx, now, p, open, resent)
+	}
+}
+
+// escalatePoint audits point p, passed with the systems open still to
+// confirm (resent of them sent their command again), marks the request
+// overdue at the deadline, and hands the escalation to Escalate.
+func (w *erasure) escalatePoint(ctx workflow.Context, now time.Time, p point, open []string, resent int) {
+	ev := lethe.AuditEvent{Kind: lethe.AuditEscalated}
+	switch p.kind {
+	case lethe.EscalationReminder:
+		ev.Detail = fmt.Sprintf("reminder at %s of the window: %s open, %d re-dispatched", p.label, names(open), resent)
+	case lethe.EscalationTarget:
+		ev.Detail = fmt.Sprintf("internal target %s passed: %s open", w.target.Format(time.RFC3339), names(open))
+	case lethe.EscalationOverdue:
+		w.overdue = true
+		w.out.overdue = true
+		ev.Kind = lethe.AuditOverdue
+		ev.Detail = fmt.Sprintf("deadline %s passed: %s open", w.deadline.Format(time.RFC3339), names(open))
+	}
+	w.event(now, ev)
+	w.escalate(ctx, lethe.Escalation{RequestID: w.in.RequestID, Kind: p.kind, Point: p.label, At: now,
+		Deadline: w.deadline, Target: w.target, Open: open, Redispatched: resent})
+}
+
+// overdueAfterHolds marks the request overdue, under
+// RevisionOverdueAfterHold, when systems are open past a deadline that
+// passed quietly: only held systems were open then, and a hold has ended
+// since. The erasure it suspended is now late.
+func (w *erasure) overdueAfterHolds(ctx workflow.Context, now time.Time) {
+	if w.in.Revision < RevisionOverdueAfterHold || w.overdue || !w.fired["deadline"] || now.Before(w.deadline) {
+		return
+	}
+	if open := w.openSystems(); len(open) > 0 {
+		w.escalatePoint(ctx, now, point{name: "deadline", label: "deadline", kind: lethe.EscalationOverdue,
+			at: w.deadline}, open, 0)
 	}
 }
 

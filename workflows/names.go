@@ -94,8 +94,12 @@ const (
 	// that a request confirmed within seconds updates Temporal's
 	// visibility store once, when it closes, instead of twice.
 	RevisionSettledSearch = 1
+	// RevisionOverdueAfterHold marks a request overdue when a legal hold
+	// ends after the deadline and the released systems are open: the
+	// deadline passed quietly because only held systems were open then.
+	RevisionOverdueAfterHold = 2
 	// CurrentRevision is the revision the API starts workflows with.
-	CurrentRevision = RevisionSettledSearch
+	CurrentRevision = RevisionOverdueAfterHold
 )
 
 // searchSettle is how old a request is before its list columns
