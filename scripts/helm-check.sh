@@ -256,6 +256,33 @@ check_codec_keys() {
 	want_count "$only" 2 '^  codec-keys:' || return 1
 }
 
+check_certificates() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# By default nothing is pruned and no pod gets a signing key.
+	want_count "$out" 2 '^  LETHE_RETENTION: "0"$' || return 1
+	want_none "$out" 'LETHE_SIGNING_KEY' || return 1
+	# The seed from an existing Secret reaches the api pods only; retention
+	# and retired keys are plain settings.
+	local signed="$WORK/certificates.yaml"
+	render "${REQUIRED[@]}" --set certificates.existingSecret=lethe-signing --set certificates.existingSecretKey=seed \
+		--set certificates.retention=2160h --set-string 'certificates.retiredKeys=aa\,bb' >"$signed" ||
+		fail "render with certificates failed" || return 1
+	want_count "$signed" 1 '^ +- name: LETHE_SIGNING_KEY$' || return 1
+	want_count "$signed" 1 '^ +name: lethe-signing$' || return 1
+	want_count "$signed" 1 '^ +key: seed$' || return 1
+	local docs="$WORK/certificates.d" doc
+	split_docs "$signed" "$docs"
+	for doc in "$docs"/*.yaml; do
+		if grep -q 'LETHE_SIGNING_KEY$' "$doc"; then
+			want_count "$doc" 1 'args: \["api"\]' || return 1
+		fi
+	done
+	want_count "$signed" 2 '^  LETHE_RETENTION: "2160h"$' || return 1
+	want_count "$signed" 2 '^  LETHE_SIGNING_KEYS_RETIRED: "aa,bb"$' || return 1
+	must_fail "a duration as retention" "/certificates/retention" "${REQUIRED[@]}" --set certificates.retention=90d || return 1
+}
+
 # must_fail asserts that a render fails and says why in the given words.
 must_fail() {
 	local why=$1 message=$2
@@ -321,6 +348,7 @@ run check_migration_hook
 run check_existing_secrets_and_ingress
 run check_checksum_rolls
 run check_codec_keys
+run check_certificates
 run check_required_settings_fail
 run check_schema_rejects
 

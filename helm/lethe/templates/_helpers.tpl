@@ -142,6 +142,10 @@ LETHE_REMINDERS: {{ .Values.deadlines.reminders | quote }}
 {{- with .Values.escalation.webhook }}
 LETHE_ESCALATION_WEBHOOK: {{ . | quote }}
 {{- end }}
+LETHE_RETENTION: {{ .Values.certificates.retention | quote }}
+{{- with .Values.certificates.retiredKeys }}
+LETHE_SIGNING_KEYS_RETIRED: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -229,6 +233,13 @@ env:
       secretKeyRef:
         name: {{ $v.escalation.existingSecret }}
         key: {{ $v.escalation.existingSecretKey }}
+  {{- end }}
+  {{- if and .signs $v.certificates.existingSecret }}
+  - name: LETHE_SIGNING_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ $v.certificates.existingSecret }}
+        key: {{ $v.certificates.existingSecretKey }}
   {{- end }}
   {{- with .extraEnv }}
   {{- toYaml . | nindent 2 }}
