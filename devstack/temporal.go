@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/membership/static"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
@@ -24,6 +25,7 @@ import (
 	"go.temporal.io/server/temporal"
 
 	"github.com/lethe-dev/lethe/internal/temporalx"
+	"github.com/lethe-dev/lethe/workflows"
 )
 
 // Defaults of TemporalConfig, the same as the contract's TEMPORAL_ADDRESS and
@@ -93,6 +95,7 @@ type Temporal struct {
 	address   string
 	namespace string
 	logger    *slog.Logger
+	dc        *dynamicconfig.MemoryClient
 	stopOnce  sync.Once
 }
 
@@ -145,12 +148,13 @@ func StartTemporal(ctx context.Context, cfg TemporalConfig) (*Temporal, error) {
 	if err != nil {
 		return nil, err
 	}
+	dc := dynamicConfig()
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(l.serverConfig(sqlCfg)),
 		temporal.ForServices(temporal.DefaultServices),
 		temporal.WithStaticHosts(l.staticHosts()),
 		temporal.WithLogger(serverLogger(cfg.Logger)),
-		temporal.WithDynamicConfigClient(dynamicConfig()),
+		temporal.WithDynamicConfigClient(dc),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("temporal: build server: %w", err)
@@ -163,6 +167,7 @@ func StartTemporal(ctx context.Context, cfg TemporalConfig) (*Temporal, error) {
 		address:   net.JoinHostPort(l.dialIP, strconv.Itoa(l.frontend)),
 		namespace: cfg.Namespace,
 		logger:    cfg.Logger,
+		dc:        dc,
 	}
 	if err := t.registerSearchAttributes(ctx); err != nil {
 		t.Stop()
@@ -191,6 +196,14 @@ func (t *Temporal) Stop() {
 // registerSearchAttributes runs at every start: a namespace created by an
 // older Lethe, or by hand, lacks them, and a workflow that upserts an
 // unregistered attribute gets stuck. Repeating it changes nothing.
+//
+// When the namespace already held every one of them as the server started
+// (prepareStore puts them into a namespace it creates), the server's caches
+// know them, and reading them through on every use is switched off: it
+// costs a read of the namespace under a process-wide lock for each search
+// attribute a workflow start, upsert or visibility record touches. When
+// some were missing, this run keeps reading through, so that the ones just
+// added work at once; the next start finds them all.
 func (t *Temporal) registerSearchAttributes(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
@@ -200,10 +213,26 @@ func (t *Temporal) registerSearchAttributes(ctx context.Context) error {
 		return fmt.Errorf("temporal: %w", err)
 	}
 	defer c.Close()
+	known, err := temporalx.SearchAttributesRegistered(ctx, c, t.namespace)
+	if err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	if known {
+		t.dc.OverrideSetting(dynamicconfig.ForceSearchAttributesCacheRefreshOnRead, false)
+		return nil
+	}
 	if err := temporalx.RegisterSearchAttributes(ctx, c, t.namespace); err != nil {
 		return fmt.Errorf("temporal: %w", err)
 	}
 	return nil
+}
+
+// SearchAttributesCached reports whether the server reads search
+// attributes from its caches rather than through to the store on every
+// use; see registerSearchAttributes.
+func (t *Temporal) SearchAttributesCached() bool {
+	return !dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Get(
+		dynamicconfig.NewCollection(t.dc, log.NewNoopLogger()))()
 }
 
 // prepareStore builds the SQLite settings, creates the schema in a new file
@@ -250,7 +279,9 @@ func prepareStore(cfg TemporalConfig) (*config.SQL, error) {
 			return nil, fmt.Errorf("temporal: %w", err)
 		}
 	}
-	ns, err := sqliteschema.NewNamespaceConfig(clusterName, cfg.Namespace, false, nil)
+	// A namespace created here holds Lethe's search attributes from the
+	// start, so the server loads them with it.
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, cfg.Namespace, false, workflows.SearchAttributeTypes)
 	if err != nil {
 		return nil, fmt.Errorf("temporal: namespace %s: %w", cfg.Namespace, err)
 	}
@@ -342,15 +373,17 @@ func (l layout) staticHosts() map[primitives.ServiceName]static.Hosts {
 // reasons: list queries are not throttled at 10/s (the UI polls them), the
 // mutable-state cache fits a laptop, and search attributes registered at
 // start are visible at once, which costs persistence reads, hence the higher
-// QPS limits.
-func dynamicConfig() dynamicconfig.StaticClient {
-	return dynamicconfig.StaticClient{
-		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
-		dynamicconfig.FrontendPersistenceMaxQPS.Key():                    10000,
-		dynamicconfig.HistoryPersistenceMaxQPS.Key():                     45000,
-		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key():      true,
-	}
+// QPS limits. The last one is switched off once the search attributes are
+// known to be cached (registerSearchAttributes), hence a client whose
+// values can change while the server runs.
+func dynamicConfig() *dynamicconfig.MemoryClient {
+	dc := dynamicconfig.NewMemoryClient()
+	dc.OverrideSetting(dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance, 100)
+	dc.OverrideSetting(dynamicconfig.HistoryCacheHostLevelMaxSize, 8096)
+	dc.OverrideSetting(dynamicconfig.FrontendPersistenceMaxQPS, 10000)
+	dc.OverrideSetting(dynamicconfig.HistoryPersistenceMaxQPS, 45000)
+	dc.OverrideSetting(dynamicconfig.ForceSearchAttributesCacheRefreshOnRead, true)
+	return dc
 }
 
 // bindableIP turns the host of an address into the IP the server binds:

@@ -3,6 +3,7 @@ package devstack_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -11,11 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"go.temporal.io/server/common/config"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
 
 	"github.com/lethe-dev/lethe/devstack"
 	"github.com/lethe-dev/lethe/workflows"
@@ -218,4 +225,95 @@ func TestTemporalSurvivesProcessExit(t *testing.T) {
 	if got != "got after exit" {
 		t.Errorf("workflow answered %q, want %q", got, "got after exit")
 	}
+}
+
+// useSearchAttributes starts a workflow carrying LetheStatus and finds it by
+// that attribute: the attributes are usable, in starts and in list queries.
+func useSearchAttributes(t *testing.T, ctx context.Context, c client.Client) {
+	t.Helper()
+	probe := "probe-" + uuid.NewString()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		TaskQueue:             testQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SearchStatus.ValueSet(probe)),
+	}, "echo", "hi")
+	if err != nil {
+		t.Fatalf("start a workflow with LetheStatus: %v", err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("workflow with LetheStatus: %v", err)
+	}
+	query := fmt.Sprintf("%s = %q", workflows.SearchStatus.GetName(), probe)
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			t.Fatalf("list by LetheStatus: %v", err)
+		}
+		if len(resp.GetExecutions()) == 1 && resp.GetExecutions()[0].GetExecution().GetRunId() == run.GetRunID() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the workflow was never listed by %s", query)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// A namespace the server creates holds Lethe's search attributes from the
+// start, so the server caches them instead of reading them through on
+// every use, and they work at once.
+func TestTemporalCachesSearchAttributesOfNewNamespace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv := startTemporal(t, ctx, devstack.TemporalConfig{Address: "127.0.0.1:0", DataDir: t.TempDir()})
+	if !srv.SearchAttributesCached() {
+		t.Error("search attributes are read through although the namespace was created with them")
+	}
+	c, _ := connect(t, ctx, srv)
+	useSearchAttributes(t, ctx, c)
+}
+
+// A data folder from before the namespace was created with the search
+// attributes: they are registered at start and work at once, read through
+// for this run; the next start finds them and caches them.
+func TestTemporalRegistersSearchAttributesOfOlderNamespace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	const namespace = "older"
+	store := &config.SQL{
+		PluginName:   sqliteplugin.PluginName,
+		DatabaseName: filepath.Join(dir, devstack.TemporalDBFile),
+		ConnectAttributes: map[string]string{
+			"mode": "rwc", "journal_mode": "wal", "synchronous": "normal",
+		},
+	}
+	if err := sqliteschema.SetupSchema(store); err != nil {
+		t.Fatalf("create the older store: %v", err)
+	}
+	bare, err := sqliteschema.NewNamespaceConfig("active", namespace, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqliteschema.CreateNamespaces(store, bare); err != nil {
+		t.Fatalf("create the namespace without search attributes: %v", err)
+	}
+
+	cfg := devstack.TemporalConfig{Address: "127.0.0.1:0", Namespace: namespace, DataDir: dir}
+	srv := startTemporal(t, ctx, cfg)
+	if srv.SearchAttributesCached() {
+		t.Error("search attributes cached although they were registered after the server started")
+	}
+	c, stop := connect(t, ctx, srv)
+	assertSearchAttributes(t, ctx, c, namespace)
+	useSearchAttributes(t, ctx, c)
+	stop()
+	srv.Stop()
+
+	srv = startTemporal(t, ctx, cfg)
+	if !srv.SearchAttributesCached() {
+		t.Error("search attributes still read through on the start after they were registered")
+	}
+	c, _ = connect(t, ctx, srv)
+	useSearchAttributes(t, ctx, c)
 }

@@ -106,8 +106,11 @@ type erasure struct {
 	search      searchValues
 	searchKnown bool
 	// searchDeferred is set while the first upsert waits for the request
-	// to settle (RevisionSettledSearch); nextDue wakes the workflow then.
+	// to settle (RevisionSettledSearch), and ledgerHeld while the ledger
+	// part of the outbox does (RevisionSettledLedger); nextDue wakes the
+	// workflow then.
 	searchDeferred bool
+	ledgerHeld     bool
 }
 
 // outbox gathers what one step changed until it is written in one Sync.
@@ -118,6 +121,11 @@ type outbox struct {
 	status      lethe.RequestStatus
 	completedAt *time.Time
 	overdue     bool
+}
+
+// empty reports whether the outbox holds nothing to write.
+func (o outbox) empty() bool {
+	return len(o.commands) == 0 && len(o.events) == 0 && len(o.changed) == 0 && o.status == "" && !o.overdue
 }
 
 type searchValues struct {
@@ -250,10 +258,14 @@ func (w *erasure) run(ctx workflow.Context, fresh bool) error {
 			// The last step's changes go out with the final status, in one Sync.
 			return w.finish(ctx)
 		}
-		if err := w.flush(ctx); err != nil {
+		if err := w.flush(ctx, w.in.Revision >= RevisionSettledLedger); err != nil {
 			return w.stop(ctx, err)
 		}
 		if w.shouldContinueAsNew(ctx) {
+			// The next run starts with an empty outbox.
+			if err := w.flush(ctx, false); err != nil {
+				return w.stop(ctx, err)
+			}
 			return w.continueAsNew(ctx)
 		}
 		if err := w.wait(ctx); err != nil {
@@ -932,8 +944,8 @@ func (w *erasure) nextDue() time.Time {
 		}
 		break // points are in time order; only the first unfired one matters
 	}
-	if w.searchDeferred {
-		if at := w.in.CreatedAt.Add(searchSettle); next.IsZero() || at.Before(next) {
+	if w.searchDeferred || w.ledgerHeld {
+		if at := w.in.CreatedAt.Add(settleAfter); next.IsZero() || at.Before(next) {
 			next = at
 		}
 	}
@@ -944,11 +956,19 @@ func (w *erasure) nextDue() time.Time {
 // at most syncChunk items each. On failure it keeps the ledger part not yet
 // written, so that a final Sync (after a cancellation) still records it; the
 // commands are dropped, since nothing is dispatched after a failure.
-func (w *erasure) flush(ctx workflow.Context) error {
+//
+// With settle, a request not yet settleAfter old and not final has only its
+// commands published; the ledger part stays in the outbox, for the flush
+// after the next step or the one at settleAfter (see RevisionSettledLedger).
+func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 	delta := lethe.LedgerDelta{Status: w.out.status, CompletedAt: w.out.completedAt, Overdue: w.out.overdue,
 		Events: w.out.events}
 	for _, name := range sortedKeys(w.out.changed) {
 		delta.Systems = append(delta.Systems, w.progress(name))
+	}
+	hold := settle && !w.status.Final() && workflow.Now(ctx).Before(w.in.CreatedAt.Add(settleAfter))
+	if hold {
+		delta = lethe.LedgerDelta{}
 	}
 	calls := chunkSync(w.in.RequestID, w.out.commands, delta)
 	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
@@ -962,11 +982,21 @@ func (w *erasure) flush(ctx workflow.Context) error {
 		var a *activities.Activities
 		var res activities.SyncResult
 		if err := execute(ctx, a.Sync, in, &res); err != nil {
-			w.out = remainder(calls[i:])
+			if hold {
+				w.out.commands = nil
+			} else {
+				w.out = remainder(calls[i:])
+			}
 			return err
 		}
 	}
-	w.out = outbox{}
+	if hold {
+		w.out.commands = nil
+		w.ledgerHeld = !w.out.empty()
+	} else {
+		w.out = outbox{}
+		w.ledgerHeld = false
+	}
 	w.upsertSearch(ctx)
 	return nil
 }
@@ -1026,7 +1056,7 @@ func remainder(calls []activities.SyncInput) outbox {
 
 // upsertSearch keeps the UI's list columns current, writing only on change.
 // Under RevisionSettledSearch a young request's first write waits until it
-// is searchSettle old: most requests end before that, and their closing
+// is settleAfter old: most requests end before that, and their closing
 // task writes the columns once, in the record Temporal keeps of the closed
 // workflow, rather than in an extra visibility update.
 func (w *erasure) upsertSearch(ctx workflow.Context) {
@@ -1041,7 +1071,7 @@ func (w *erasure) upsertSearch(ctx workflow.Context) {
 		return
 	}
 	w.searchDeferred = !w.searchKnown && w.in.Revision >= RevisionSettledSearch &&
-		!w.status.Final() && workflow.Now(ctx).Before(w.in.CreatedAt.Add(searchSettle))
+		!w.status.Final() && workflow.Now(ctx).Before(w.in.CreatedAt.Add(settleAfter))
 	if w.searchDeferred {
 		return
 	}
@@ -1086,7 +1116,7 @@ func (w *erasure) finish(ctx workflow.Context) error {
 	// Every command is final: a cancellation arriving now changes nothing,
 	// so the outcome is written on a context it cannot interrupt.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if err := w.flush(dctx); err != nil {
+	if err := w.flush(dctx, false); err != nil {
 		workflow.GetLogger(ctx).Error("erasure outcome not written", "request_id", w.in.RequestID, "error", err)
 		return err
 	}
@@ -1105,6 +1135,13 @@ func (w *erasure) stop(ctx workflow.Context, err error) error {
 		return w.cancel(ctx)
 	}
 	workflow.GetLogger(ctx).Error("erasure stopped", "request_id", w.in.RequestID, "error", err)
+	if w.ledgerHeld {
+		// What the ledger was still to learn goes in before the run ends.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if ferr := w.flush(dctx, false); ferr != nil {
+			workflow.GetLogger(ctx).Error("held ledger changes not written", "request_id", w.in.RequestID, "error", ferr)
+		}
+	}
 	return err
 }
 
@@ -1128,7 +1165,7 @@ func (w *erasure) cancel(ctx workflow.Context) error {
 	w.event(now, lethe.AuditEvent{Kind: lethe.AuditCanceled,
 		Detail: fmt.Sprintf("canceled with %d of %d systems still open", open, len(w.bySystem))})
 	logger := workflow.GetLogger(dctx)
-	if err := w.flush(dctx); err != nil {
+	if err := w.flush(dctx, false); err != nil {
 		logger.Error("canceled status not written", "request_id", w.in.RequestID, "error", err)
 	}
 	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })

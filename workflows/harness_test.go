@@ -36,10 +36,15 @@ type world struct {
 	env     *testsuite.TestWorkflowEnvironment
 	systems []activities.Target
 
-	mu      sync.Mutex
-	logs    bytes.Buffer
-	plans   [][]string
-	syncs   []activities.SyncInput
+	mu    sync.Mutex
+	logs  bytes.Buffer
+	plans [][]string
+	syncs []activities.SyncInput
+	// syncedAt is the workflow time of each Sync.
+	syncedAt []time.Time
+	// planErr, when set, answers the n-th Plan (from 1) instead of the
+	// registry when it returns an error.
+	planErr func(n int) error
 	upserts []temporal.SearchAttributes
 	// upsertedAt is the workflow time of each upsert.
 	upsertedAt []time.Time
@@ -108,6 +113,11 @@ func (w *world) plan(_ context.Context, in activities.PlanInput) (activities.Pla
 	defer w.mu.Unlock()
 	w.plans = append(w.plans, slices.Clone(in.Types))
 	w.planned = append(w.planned, in)
+	if w.planErr != nil {
+		if err := w.planErr(len(w.planned)); err != nil {
+			return activities.PlanResult{}, err
+		}
+	}
 	var res activities.PlanResult
 	for _, s := range w.systems {
 		for _, typ := range s.Types {
@@ -128,6 +138,7 @@ func (w *world) sync(_ context.Context, in activities.SyncInput) (activities.Syn
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.syncs = append(w.syncs, in)
+	w.syncedAt = append(w.syncedAt, w.env.Now())
 	return activities.SyncResult{Published: len(in.Commands)}, nil
 }
 

@@ -90,7 +90,7 @@ type ErasureInput struct {
 // Revisions of ErasureWorkflow's behaviour; see ErasureInput.Revision.
 const (
 	// RevisionSettledSearch defers a request's first search-attribute
-	// upsert until the request is searchSettle old (or ends sooner), so
+	// upsert until the request is settleAfter old (or ends sooner), so
 	// that a request confirmed within seconds updates Temporal's
 	// visibility store once, when it closes, instead of twice.
 	RevisionSettledSearch = 1
@@ -98,14 +98,23 @@ const (
 	// ends after the deadline and the released systems are open: the
 	// deadline passed quietly because only held systems were open then.
 	RevisionOverdueAfterHold = 2
+	// RevisionSettledLedger publishes a young request's commands at once
+	// but writes what its steps change to the ledger only once it is
+	// settleAfter old, or when it ends: a request confirmed within seconds
+	// writes the ledger once instead of once per step. Temporal's history
+	// holds the unwritten part meanwhile.
+	RevisionSettledLedger = 3
 	// CurrentRevision is the revision the API starts workflows with.
-	CurrentRevision = RevisionOverdueAfterHold
+	CurrentRevision = RevisionSettledLedger
 )
 
-// searchSettle is how old a request is before its list columns
+// settleAfter is how old a request is before its list columns
 // (LethePending, LetheSystems, LetheStatus) are first written, under
-// RevisionSettledSearch. Until then they show what the API set at start.
-const searchSettle = 10 * time.Second
+// RevisionSettledSearch, and before its steps are written to the ledger as
+// they happen, under RevisionSettledLedger. Until then the columns show what
+// the API set at start, and the ledger the request as the API created it;
+// the status query is live throughout.
+const settleAfter = 10 * time.Second
 
 // Policy bounds how hard a request tries. It travels in the input so that a
 // change of worker configuration never alters a running workflow's decisions.

@@ -52,6 +52,23 @@ func Dial(ctx context.Context, address, namespace string, logger *slog.Logger, d
 	return c, nil
 }
 
+// SearchAttributesRegistered reports whether namespace holds every one of
+// Lethe's custom search attributes, with its type.
+func SearchAttributesRegistered(ctx context.Context, c client.Client, namespace string) (bool, error) {
+	res, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{
+		Namespace: namespace,
+	})
+	if err != nil {
+		return false, fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
+	}
+	for name, typ := range workflows.SearchAttributeTypes {
+		if got, ok := res.GetCustomAttributes()[name]; !ok || got != typ {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // RegisterSearchAttributes adds Lethe's custom search attributes to
 // namespace. Temporal treats a repeat as a no-op, so every start may call it;
 // a workflow that upserts an unregistered attribute would otherwise stall.
