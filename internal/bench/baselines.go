@@ -29,12 +29,17 @@ const (
 	emptyWorkflowName = "LetheBenchEmpty"
 	naiveWorkflowName = "LetheBenchNaive"
 	naiveSignal       = "reply"
-	naiveReplies      = "lethe.bench.naive.replies"
-	rawRequests       = "lethe.bench.raw.requests"
-	rawReplies        = "lethe.bench.raw.replies"
 )
 
-func naiveTopic(i int) string { return fmt.Sprintf("lethe.bench.naive.%02d", i) }
+// Each fan-out gets topics and consumer groups of its own. Had K=5 reused
+// the groups K=1 had just left, a rebalance could hold a message back for
+// as long as a session timeout, in the middle of a measurement: it once
+// stalled a naive round for 19 s.
+func naiveTopic(k, i int) string     { return fmt.Sprintf("lethe.bench.naive.k%d.%02d", k, i) }
+func naiveReplies(k int) string      { return fmt.Sprintf("lethe.bench.naive.k%d.replies", k) }
+func naiveGroup(k int, i int) string { return fmt.Sprintf("lethe-bench-naive-k%d-%02d", k, i) }
+func rawRequests(k int) string       { return fmt.Sprintf("lethe.bench.raw.k%d.requests", k) }
+func rawReplies(k int) string        { return fmt.Sprintf("lethe.bench.raw.k%d.replies", k) }
 
 // baselineWorker hosts the baseline workflows, with the erasure worker's
 // options (roles.WorkerOptions), on the client Lethe's worker uses.
@@ -62,6 +67,7 @@ func emptyWorkflow(workflow.Context) error { return nil }
 // naiveMessage is what the naive design sends to a system and gets back.
 type naiveMessage struct {
 	WorkflowID string `json:"workflow_id"`
+	K          int    `json:"k"`
 	System     int    `json:"system"`
 }
 
@@ -75,7 +81,7 @@ func naiveWorkflow(ctx workflow.Context, systems int) error {
 	var a *naiveActivities
 	futures := make([]workflow.Future, systems)
 	for i := range futures {
-		futures[i] = workflow.ExecuteActivity(ctx, a.Publish, naiveMessage{WorkflowID: id, System: i})
+		futures[i] = workflow.ExecuteActivity(ctx, a.Publish, naiveMessage{WorkflowID: id, K: systems, System: i})
 	}
 	for _, f := range futures {
 		if err := f.Get(ctx, nil); err != nil {
@@ -101,7 +107,7 @@ func (a *naiveActivities) Publish(ctx context.Context, m naiveMessage) error {
 	if err != nil {
 		return err
 	}
-	return a.writer.WriteMessages(ctx, kafka.Message{Topic: naiveTopic(m.System), Key: []byte(m.WorkflowID), Value: v})
+	return a.writer.WriteMessages(ctx, kafka.Message{Topic: naiveTopic(m.K, m.System), Key: []byte(m.WorkflowID), Value: v})
 }
 
 // nextID is a workflow ID or message key unique to this run.
@@ -164,19 +170,19 @@ func transientTemporal(err error) bool {
 // SDK), and a signaller that reads the replies (batched like Lethe's relay)
 // and signals each one to its workflow.
 func (b *bencher) startNaive(ctx context.Context, g *group, k int) error {
-	topics := []string{naiveReplies}
+	topics := []string{naiveReplies(k)}
 	for i := range k {
-		topics = append(topics, naiveTopic(i))
+		topics = append(topics, naiveTopic(k, i))
 	}
 	if err := kafkax.EnsureTopics(ctx, b.st.brokers, topicPartitions, topics...); err != nil {
 		return err
 	}
 	for i := range k {
 		g.run(fmt.Sprintf("naive consumer %02d", i), func(ctx context.Context) error {
-			return b.echo(ctx, fmt.Sprintf("lethe-bench-naive-%02d", i), naiveTopic(i), naiveReplies)
+			return b.echo(ctx, naiveGroup(k, i), naiveTopic(k, i), naiveReplies(k))
 		})
 	}
-	g.run("naive signaller", b.signaller)
+	g.run("naive signaller", func(ctx context.Context) error { return b.signaller(ctx, k) })
 	return nil
 }
 
@@ -198,8 +204,8 @@ func (b *bencher) echo(ctx context.Context, group, topic, replies string) error 
 
 // signaller reads the naive design's replies in batches the size of the
 // relay's and sends each as its own signal, as many at once as the relay.
-func (b *bencher) signaller(ctx context.Context) error {
-	r := kafkax.NewReader(b.st.brokers, "lethe-bench-naive-signaller", naiveReplies, b.cfg.Logger)
+func (b *bencher) signaller(ctx context.Context, k int) error {
+	r := kafkax.NewReader(b.st.brokers, fmt.Sprintf("lethe-bench-naive-k%d-signaller", k), naiveReplies(k), b.cfg.Logger)
 	defer r.Close()
 	return kafkax.Consume(ctx, r, relay.DefaultBatchSize, relay.DefaultBatchWait, b.cfg.Logger,
 		func(ctx context.Context, batch []kafka.Message) error {
@@ -239,22 +245,18 @@ var rawPayload = []byte(`{"schema":"erasure.command.v1","command_id":"0b5c0000-0
 // request with Lethe's writer; an echo consumer fetches it, produces the
 // reply and commits, in batches like the SDK; the caller's reader hands the
 // reply to the caller waiting for it.
-func (b *bencher) startRawKafka(ctx context.Context, g *group) (func(ctx context.Context) error, error) {
-	if err := kafkax.EnsureTopics(ctx, b.st.brokers, topicPartitions, rawRequests, rawReplies); err != nil {
+func (b *bencher) startRawKafka(ctx context.Context, g *group, k int) (func(ctx context.Context) error, error) {
+	requests, replies := rawRequests(k), rawReplies(k)
+	if err := kafkax.EnsureTopics(ctx, b.st.brokers, topicPartitions, requests, replies); err != nil {
 		return nil, err
 	}
-	// A group of its own: it starts at the oldest reply and skips those
-	// of earlier fan-outs, whose keys nobody waits for.
-	group, err := randomName("lethe-bench-raw-client-")
-	if err != nil {
-		return nil, err
-	}
+	group := fmt.Sprintf("lethe-bench-raw-k%d-client", k)
 	g.run("raw Kafka echo", func(ctx context.Context) error {
-		return b.echo(ctx, "lethe-bench-raw-echo", rawRequests, rawReplies)
+		return b.echo(ctx, fmt.Sprintf("lethe-bench-raw-k%d-echo", k), requests, replies)
 	})
 	var waiters sync.Map // key → chan struct{}
 	g.run("raw Kafka replies", func(ctx context.Context) error {
-		r := kafkax.NewReader(b.st.brokers, group, rawReplies, b.cfg.Logger)
+		r := kafkax.NewReader(b.st.brokers, group, replies, b.cfg.Logger)
 		defer r.Close()
 		for {
 			m, err := r.FetchMessage(ctx)
@@ -276,7 +278,7 @@ func (b *bencher) startRawKafka(ctx context.Context, g *group) (func(ctx context
 		done := make(chan struct{})
 		waiters.Store(key, done)
 		defer waiters.Delete(key)
-		if err := b.writer.WriteMessages(ctx, kafka.Message{Topic: rawRequests, Key: []byte(key), Value: rawPayload}); err != nil {
+		if err := b.writer.WriteMessages(ctx, kafka.Message{Topic: requests, Key: []byte(key), Value: rawPayload}); err != nil {
 			return err
 		}
 		select {

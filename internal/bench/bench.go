@@ -300,7 +300,7 @@ func (b *bencher) run(ctx context.Context, k int) (FanOut, []string, error) {
 		naive = &operation{name: fmt.Sprintf("naive workflow K=%d", k), do: b.naiveOp(k)}
 		ops = append(ops, empty, naive)
 	}
-	rawOp, err := b.startRawKafka(ctx, g)
+	rawOp, err := b.startRawKafka(ctx, g, k)
 	if err != nil {
 		return FanOut{}, nil, fmt.Errorf("raw Kafka baseline: %w", err)
 	}
