@@ -88,15 +88,7 @@ func TestOverdueAfterDeadline(t *testing.T) {
 		escs[1].Kind != lethe.EscalationOverdue || !escs[1].At.Equal(testStart.Add(30*day)) {
 		t.Fatalf("escalations %+v, want the target at day 28 and overdue at day 30", escs)
 	}
-	var overdueWrites int
-	for _, s := range w.syncCalls() {
-		if s.Ledger.Overdue {
-			overdueWrites++
-		}
-	}
-	if overdueWrites != 1 {
-		t.Errorf("overdue written to the ledger %d times, want once", overdueWrites)
-	}
+	assertOverdueWrittenOnce(t, w)
 	if ev := w.eventsOf(lethe.AuditOverdue); len(ev) != 1 || !ev[0].At.Equal(testStart.Add(30*day)) {
 		t.Errorf("overdue events %+v, want one at the deadline", ev)
 	}
@@ -233,15 +225,7 @@ func TestHoldLiftedAfterDeadlineIsOverdue(t *testing.T) {
 	if ev := w.eventsOf(lethe.AuditOverdue); len(ev) != 1 || !ev[0].At.Equal(testStart.Add(31*day)) {
 		t.Errorf("overdue events %+v, want one at the lift", ev)
 	}
-	var overdueWrites int
-	for _, s := range w.syncCalls() {
-		if s.Ledger.Overdue {
-			overdueWrites++
-		}
-	}
-	if overdueWrites != 1 {
-		t.Errorf("overdue written to the ledger %d times, want once", overdueWrites)
-	}
+	assertOverdueWrittenOnce(t, w)
 	if e := w.query(); !e.Overdue || e.Status != lethe.RequestCompleted {
 		t.Errorf("after completion: overdue %v status %s, want overdue and completed", e.Overdue, e.Status)
 	}
@@ -281,4 +265,19 @@ func TestHoldExpiresOnItsOwn(t *testing.T) {
 // one2 confirms, when called, the latest command sent to system as erased.
 func one2(w *world, system string) func() []wire.Confirmation {
 	return func() []wire.Confirmation { return []wire.Confirmation{w.answer(system, wire.OutcomeErased, 1)} }
+}
+
+// assertOverdueWrittenOnce checks that the ledger was told once that the
+// request is overdue.
+func assertOverdueWrittenOnce(t *testing.T, w *world) {
+	t.Helper()
+	var writes int
+	for _, s := range w.syncCalls() {
+		if s.Ledger.Overdue {
+			writes++
+		}
+	}
+	if writes != 1 {
+		t.Errorf("overdue written to the ledger %d times, want once", writes)
+	}
 }
