@@ -132,13 +132,13 @@ func TestErasureThroughPublicAPI(t *testing.T) {
 		Items      []lethe.Erasure `json:"items"`
 		NextCursor string          `json:"next_cursor"`
 	}
-	r.decode(t, &page)
+	r.Decode(t, &page)
 	if r.Status != http.StatusOK || len(page.Items) != 1 || page.Items[0].ID != unknown.ID || page.NextCursor == "" {
 		t.Fatalf("first page = %d %s, want the newest request and a cursor", r.Status, r.Body)
 	}
 	r = s.do(http.MethodGet, "/v1/erasures?status=completed&limit=1&cursor="+page.NextCursor, nil)
 	page.Items, page.NextCursor = nil, ""
-	r.decode(t, &page)
+	r.Decode(t, &page)
 	if len(page.Items) != 1 || page.Items[0].ID != e.ID || page.NextCursor != "" {
 		t.Fatalf("second page = %s, want the first request and no cursor", r.Body)
 	}
@@ -162,14 +162,14 @@ func TestIdempotency(t *testing.T) {
 		t.Fatalf("repeated POST = %d %s, want 200 or 202", again.Status, again.Body)
 	}
 	var a, b lethe.Erasure
-	first.decode(t, &a)
-	again.decode(t, &b)
+	first.Decode(t, &a)
+	again.Decode(t, &b)
 	if a.ID != b.ID {
 		t.Errorf("same key and body gave ids %s and %s", a.ID, b.ID)
 	}
 	other := map[string]any{"subject": map[string]string{"user_id": "u-someone-else"}, "reason": "gdpr_art17"}
 	conflict := s.do(http.MethodPost, "/v1/erasures", other, "Idempotency-Key", "key-1")
-	if conflict.Status != http.StatusConflict || conflict.errorCode() == "" {
+	if conflict.Status != http.StatusConflict || conflict.ErrorCode() == "" {
 		t.Errorf("same key, other body = %d %s, want 409 with a code", conflict.Status, conflict.Body)
 	}
 
@@ -186,7 +186,7 @@ func TestIdempotency(t *testing.T) {
 				return
 			}
 			var e lethe.Erasure
-			r.decode(t, &e)
+			r.Decode(t, &e)
 			ids[i] = e.ID
 		}()
 	}
@@ -304,7 +304,7 @@ func TestMalformedRequestsWriteNothing(t *testing.T) {
 			if r.Status != tc.status {
 				t.Fatalf("status = %d, want %d (%s)", r.Status, tc.status, truncate(r.Body))
 			}
-			code := r.errorCode()
+			code := r.ErrorCode()
 			if code == "" {
 				t.Fatalf("no error code in %s", truncate(r.Body))
 			}

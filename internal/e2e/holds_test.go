@@ -18,7 +18,7 @@ func (s *stack) waitFor(id string, within time.Duration, what string, ok func(le
 	deadline := time.Now().Add(within)
 	for {
 		var e lethe.Erasure
-		s.do(http.MethodGet, "/v1/erasures/"+id, nil).decode(s.t, &e)
+		s.do(http.MethodGet, "/v1/erasures/"+id, nil).Decode(s.t, &e)
 		if ok(e) {
 			return e
 		}
@@ -72,7 +72,7 @@ func TestHoldLiftAndExtensionThroughAPI(t *testing.T) {
 
 	res := s.do(http.MethodPost, "/v1/erasures/"+e.ID+"/extend", map[string]string{"by": "720h", "reason": "records in archives"})
 	var extended lethe.Erasure
-	res.decode(t, &extended)
+	res.Decode(t, &extended)
 	if res.Status != http.StatusOK || !extended.Deadline.Equal(e.Deadline.Add(720*time.Hour)) {
 		t.Fatalf("extend = %d %s", res.Status, res.Body)
 	}

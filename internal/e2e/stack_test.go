@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/internal/apicall"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/testenv"
@@ -161,26 +162,7 @@ func (s *stack) runConnector(system string, h connectors.Handler) {
 }
 
 // response is one HTTP answer, read whole.
-type response struct {
-	Status int
-	Body   []byte
-}
-
-func (r response) decode(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.Body, err)
-	}
-}
-
-// errorCode returns the code of an error answer.
-func (r response) errorCode() string {
-	var e struct {
-		Error struct{ Code string } `json:"error"`
-	}
-	json.Unmarshal(r.Body, &e)
-	return e.Error.Code
-}
+type response = apicall.Response
 
 // do sends one request with a JSON body (nil for none) to the API.
 func (s *stack) do(method, path string, body any, header ...string) response {
@@ -202,29 +184,12 @@ func (s *stack) doRaw(method, path, body, contentType string, header ...string) 
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	r, err := apicall.Do(s.ctx, s.URL, method, path, rd, contentType, header...)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.Responses.Write(append(b, '\n'))
-	return response{Status: resp.StatusCode, Body: b}
+	s.Responses.Write(append(r.Body, '\n'))
+	return r
 }
 
 // putSystem registers a system and fails the test unless it is accepted.
@@ -251,7 +216,7 @@ func (s *stack) submit(subject map[string]string, header ...string) lethe.Erasur
 		s.t.Fatalf("POST /v1/erasures = %d %s", r.Status, r.Body)
 	}
 	var e lethe.Erasure
-	r.decode(s.t, &e)
+	r.Decode(s.t, &e)
 	return e
 }
 
@@ -265,7 +230,7 @@ func (s *stack) await(id string, within time.Duration) lethe.Erasure {
 			s.t.Fatalf("GET /v1/erasures/%s = %d %s", id, r.Status, r.Body)
 		}
 		var e lethe.Erasure
-		r.decode(s.t, &e)
+		r.Decode(s.t, &e)
 		if e.Status.Final() {
 			return e
 		}

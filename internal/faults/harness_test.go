@@ -5,10 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +30,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/devstack"
 	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/internal/apicall"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/testenv"
@@ -328,60 +327,16 @@ func (ts *temporalServer) Namespace() string {
 }
 
 // response is one HTTP answer, read whole.
-type response struct {
-	Status int
-	Body   []byte
-}
-
-func (r response) decode(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.Body, err)
-	}
-}
-
-// errorCode returns the code of an error answer, empty when there is none.
-func (r response) errorCode() string {
-	var e struct {
-		Error struct{ Code string } `json:"error"`
-	}
-	json.Unmarshal(r.Body, &e)
-	return e.Error.Code
-}
+type response = apicall.Response
 
 // call sends one request to the API; a transport failure is an error rather
 // than a failed test, for callers that expect the API to struggle.
 func (s *stack) call(method, path string, body any, header ...string) (response, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return response{}, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, rd)
+	rd, contentType, err := apicall.JSON(body)
 	if err != nil {
 		return response{}, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return response{}, err
-	}
-	return response{Status: resp.StatusCode, Body: b}, nil
+	return apicall.Do(s.ctx, s.URL, method, path, rd, contentType, header...)
 }
 
 // do is call for requests that must reach the API.
@@ -455,7 +410,7 @@ func (s *stack) submit(subj map[string]string) lethe.Erasure {
 		s.t.Fatalf("POST /v1/erasures = %d %s", r.Status, r.Body)
 	}
 	var e lethe.Erasure
-	r.decode(s.t, &e)
+	r.Decode(s.t, &e)
 	return e
 }
 

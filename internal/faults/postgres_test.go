@@ -65,7 +65,7 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		case r.Status == http.StatusServiceUnavailable:
 			unavailable.Add(1)
-			if r.errorCode() == "" {
+			if r.ErrorCode() == "" {
 				t.Errorf("%s answered 503 without an error code: %s", what, r.Body)
 			}
 			return false
@@ -84,7 +84,7 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 			r, err := s.call(http.MethodPost, "/v1/erasures", body, "Idempotency-Key", key)
 			if answered("POST /v1/erasures", r, err) {
 				var e lethe.Erasure
-				r.decode(t, &e)
+				r.Decode(t, &e)
 				reqs = append(reqs, e)
 				break
 			}
