@@ -153,6 +153,7 @@ check_defaults() {
 	want_count "$out" 2 'LETHE_HTTP_ADDR: "0\.0\.0\.0:8080"' || return 1
 	want_count "$out" 2 'LETHE_HEALTH_ADDR: "0\.0\.0\.0:8081"' || return 1
 	want_count "$out" 2 'LETHE_KAFKA_BROKERS: "kafka-0\.kafka:9092,kafka-1\.kafka:9092"' || return 1
+	want_count "$out" 2 'LETHE_SETTLE: "10s"' || return 1
 	want_count "$out" 2 'TEMPORAL_ADDRESS: "temporal-frontend\.temporal:7233"' || return 1
 	want_count "$out" 2 '^kind: Secret$' || return 1
 	want_count "$out" 2 "^  subject-key: \"$(printf %s "$SUBJECT_KEY" | base64 -w0)\"$" || return 1
@@ -327,6 +328,7 @@ check_schema_rejects() {
 	must_fail "known value names" "postgress" "${REQUIRED[@]}" --set postgress.url=x || return 1
 	must_fail "codec keys as id:hexkey" "/codecKeys/value" "${REQUIRED[@]}" --set-string codecKeys.value="$SUBJECT_KEY" || return 1
 	must_fail "64-digit codec keys" "/codecKeys/value" "${REQUIRED[@]}" --set-string codecKeys.value=k1:abcd || return 1
+	must_fail "a duration as settle" "/settle" "${REQUIRED[@]}" --set settle=soon || return 1
 }
 
 passed=0

@@ -160,6 +160,9 @@ func newErasure(in ErasureInput) *erasure {
 	if w.policy.RetryDelay <= 0 {
 		w.policy.RetryDelay = DefaultRetryDelay
 	}
+	if w.policy.Settle == 0 {
+		w.policy.Settle = DefaultSettle
+	}
 	subject := in.Subject
 	if st := in.State; st != nil {
 		subject = st.Subject
@@ -945,7 +948,7 @@ func (w *erasure) nextDue() time.Time {
 		break // points are in time order; only the first unfired one matters
 	}
 	if w.searchDeferred || w.ledgerHeld {
-		if at := w.in.CreatedAt.Add(settleAfter); next.IsZero() || at.Before(next) {
+		if at := w.settled(); next.IsZero() || at.Before(next) {
 			next = at
 		}
 	}
@@ -957,16 +960,17 @@ func (w *erasure) nextDue() time.Time {
 // written, so that a final Sync (after a cancellation) still records it; the
 // commands are dropped, since nothing is dispatched after a failure.
 //
-// With settle, a request not yet settleAfter old and not final has only its
-// commands published; the ledger part stays in the outbox, for the flush
-// after the next step or the one at settleAfter (see RevisionSettledLedger).
+// With settle, a request still settling (Policy.Settle) and not final has
+// only its commands published; the ledger part stays in the outbox, for the
+// flush after the next step or the one when it has settled (see
+// RevisionSettledLedger).
 func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 	delta := lethe.LedgerDelta{Status: w.out.status, CompletedAt: w.out.completedAt, Overdue: w.out.overdue,
 		Events: w.out.events}
 	for _, name := range sortedKeys(w.out.changed) {
 		delta.Systems = append(delta.Systems, w.progress(name))
 	}
-	hold := settle && !w.status.Final() && workflow.Now(ctx).Before(w.in.CreatedAt.Add(settleAfter))
+	hold := settle && w.settling(ctx)
 	if hold {
 		delta = lethe.LedgerDelta{}
 	}
@@ -1054,9 +1058,17 @@ func remainder(calls []activities.SyncInput) outbox {
 	return out
 }
 
+// settled is when the request has settled; see Policy.Settle.
+func (w *erasure) settled() time.Time { return w.in.CreatedAt.Add(w.policy.Settle) }
+
+// settling reports whether the request, not final, is still settling.
+func (w *erasure) settling(ctx workflow.Context) bool {
+	return w.policy.Settle > 0 && !w.status.Final() && workflow.Now(ctx).Before(w.settled())
+}
+
 // upsertSearch keeps the UI's list columns current, writing only on change.
 // Under RevisionSettledSearch a young request's first write waits until it
-// is settleAfter old: most requests end before that, and their closing
+// has settled (Policy.Settle): most requests end before that, and their closing
 // task writes the columns once, in the record Temporal keeps of the closed
 // workflow, rather than in an extra visibility update.
 func (w *erasure) upsertSearch(ctx workflow.Context) {
@@ -1070,8 +1082,7 @@ func (w *erasure) upsertSearch(ctx workflow.Context) {
 	if w.searchKnown && v == w.search {
 		return
 	}
-	w.searchDeferred = !w.searchKnown && w.in.Revision >= RevisionSettledSearch &&
-		!w.status.Final() && workflow.Now(ctx).Before(w.in.CreatedAt.Add(settleAfter))
+	w.searchDeferred = !w.searchKnown && w.in.Revision >= RevisionSettledSearch && w.settling(ctx)
 	if w.searchDeferred {
 		return
 	}

@@ -691,7 +691,7 @@ func TestSearchAttributesUpsertedOnChange(t *testing.T) {
 }
 
 func TestSettledSearchQuickRequestUpsertsOnce(t *testing.T) {
-	// Confirmed before it is settleAfter old, the request writes its list
+	// Confirmed before it is DefaultSettle old, the request writes its list
 	// columns once, in the task that closes it.
 	w := twoSystemsConfirmed(t, RevisionSettledSearch, time.Second, 3*time.Second)
 	got, at := w.upsertedColumns()
@@ -705,7 +705,7 @@ func TestSettledSearchQuickRequestUpsertsOnce(t *testing.T) {
 }
 
 func TestSettledSearchSlowRequestUpsertsWhenSettled(t *testing.T) {
-	// A request still open when it is settleAfter old writes its columns
+	// A request still open when it is DefaultSettle old writes its columns
 	// then, without waiting for a confirmation, and on every change after.
 	w := twoSystemsConfirmed(t, RevisionSettledSearch, time.Minute, 3*time.Minute)
 	got, at := w.upsertedColumns()
@@ -713,7 +713,7 @@ func TestSettledSearchSlowRequestUpsertsWhenSettled(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("upserts %+v, want %+v", got, want)
 	}
-	wantAt := []time.Duration{settleAfter, time.Minute, 3 * time.Minute}
+	wantAt := []time.Duration{DefaultSettle, time.Minute, 3 * time.Minute}
 	if !slices.Equal(at, wantAt) {
 		t.Errorf("upserts at %v, want %v", at, wantAt)
 	}

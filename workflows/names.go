@@ -90,7 +90,7 @@ type ErasureInput struct {
 // Revisions of ErasureWorkflow's behaviour; see ErasureInput.Revision.
 const (
 	// RevisionSettledSearch defers a request's first search-attribute
-	// upsert until the request is settleAfter old (or ends sooner), so
+	// upsert until the request has settled (Policy.Settle), or ends, so
 	// that a request confirmed within seconds updates Temporal's
 	// visibility store once, when it closes, instead of twice.
 	RevisionSettledSearch = 1
@@ -99,22 +99,14 @@ const (
 	// deadline passed quietly because only held systems were open then.
 	RevisionOverdueAfterHold = 2
 	// RevisionSettledLedger publishes a young request's commands at once
-	// but writes what its steps change to the ledger only once it is
-	// settleAfter old, or when it ends: a request confirmed within seconds
+	// but writes what its steps change to the ledger only once it has
+	// settled (Policy.Settle), or when it ends: a request confirmed sooner
 	// writes the ledger once instead of once per step. Temporal's history
 	// holds the unwritten part meanwhile.
 	RevisionSettledLedger = 3
 	// CurrentRevision is the revision the API starts workflows with.
 	CurrentRevision = RevisionSettledLedger
 )
-
-// settleAfter is how old a request is before its list columns
-// (LethePending, LetheSystems, LetheStatus) are first written, under
-// RevisionSettledSearch, and before its steps are written to the ledger as
-// they happen, under RevisionSettledLedger. Until then the columns show what
-// the API set at start, and the ledger the request as the API created it;
-// the status query is live throughout.
-const settleAfter = 10 * time.Second
 
 // Policy bounds how hard a request tries. It travels in the input so that a
 // change of worker configuration never alters a running workflow's decisions.
@@ -130,12 +122,23 @@ type Policy struct {
 	// to the systems that have not confirmed. Nil means DefaultReminders;
 	// empty means none.
 	Reminders []float64 `json:"reminders"`
+	// Settle is how long a new request settles before its list columns
+	// (LetheStatus, LethePending, LetheSystems) are written, under
+	// RevisionSettledSearch, and before its steps are written to the ledger
+	// as they happen, under RevisionSettledLedger. Until then the columns
+	// show what the API set at start and the ledger the request as the API
+	// created it, while the status query is live; a request that ends
+	// sooner writes both once. A request still open then is woken once to
+	// write them. Zero means DefaultSettle; negative means no settling:
+	// every step is written at once.
+	Settle time.Duration `json:"settle,omitempty"`
 }
 
 // Defaults for Policy's zero fields.
 const (
 	DefaultMaxAttempts = 5
 	DefaultRetryDelay  = 30 * time.Second
+	DefaultSettle      = 10 * time.Second
 )
 
 // DefaultReminders remind at half and four fifths of the window.

@@ -27,11 +27,19 @@ func ledgerKinds(syncs []activities.SyncInput) []lethe.AuditKind {
 // confirming after first and orders after second, and returns its world.
 func settleRun(t *testing.T, revision int, first, second time.Duration) *world {
 	t.Helper()
+	return settleRunWith(t, revision, 0, first, second)
+}
+
+// settleRunWith is settleRun with Policy.Settle set to settle.
+func settleRunWith(t *testing.T, revision int, settle, first, second time.Duration) *world {
+	t.Helper()
 	w := newWorld(t, target("billing", day, "email"), target("orders", day, "user_id"))
+	w.recordSearchAttributes()
 	w.confirmAt(first, one2(w, "billing"))
 	w.confirmAt(second, one2(w, "orders"))
 	in := input(id("user_id", "u-123"), id("email", "ada@example.com"))
 	in.Revision = revision
+	in.Policy.Settle = settle
 	if err := w.run(in); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -48,7 +56,7 @@ func (w *world) syncTimes() []time.Duration {
 	return out
 }
 
-// A request confirmed within settleAfter publishes its commands at once and
+// A request confirmed within DefaultSettle publishes its commands at once and
 // writes the ledger once, when it ends, with the same events in the same
 // order as a request that writes every step.
 func TestSettledLedgerQuickRequestWritesOnce(t *testing.T) {
@@ -78,11 +86,11 @@ func TestSettledLedgerQuickRequestWritesOnce(t *testing.T) {
 	}
 }
 
-// A request still open at settleAfter writes what it held then, without
+// A request still open at DefaultSettle writes what it held then, without
 // waiting for a confirmation, and every step after that as it happens.
 func TestSettledLedgerSlowRequestWritesWhenSettled(t *testing.T) {
 	w := settleRun(t, RevisionSettledLedger, time.Minute, 3*time.Minute)
-	want := []time.Duration{0, settleAfter, time.Minute, 3 * time.Minute}
+	want := []time.Duration{0, DefaultSettle, time.Minute, 3 * time.Minute}
 	if got := w.syncTimes(); !slices.Equal(got, want) {
 		t.Fatalf("Syncs at %v, want %v", got, want)
 	}
@@ -92,7 +100,7 @@ func TestSettledLedgerSlowRequestWritesWhenSettled(t *testing.T) {
 	}
 	settled := syncs[1]
 	if len(settled.Commands) != 0 || settled.Ledger.Status != lethe.RequestRunning || len(settled.Ledger.Systems) != 2 {
-		t.Errorf("Sync at settleAfter: %d commands, status %q, %d systems; want none, running, both",
+		t.Errorf("Sync at DefaultSettle: %d commands, status %q, %d systems; want none, running, both",
 			len(settled.Commands), settled.Ledger.Status, len(settled.Ledger.Systems))
 	}
 	every := settleRun(t, 0, time.Minute, 3*time.Minute)
@@ -130,5 +138,31 @@ func TestSettledLedgerWrittenWhenTheRunFails(t *testing.T) {
 	}
 	if p := w.ledgerSystems()["orders"]; p.Status != lethe.SystemErased {
 		t.Errorf("ledger orders %+v, want erased", p)
+	}
+}
+
+// Policy.Settle sets the window: a longer one holds the ledger and the list
+// columns longer, and a negative one writes every step at once, as before
+// revision 1.
+func TestSettleWindowFromPolicy(t *testing.T) {
+	w := settleRunWith(t, RevisionSettledLedger, 30*time.Second, time.Minute, 3*time.Minute)
+	if got, want := w.syncTimes(), []time.Duration{0, 30 * time.Second, time.Minute, 3 * time.Minute}; !slices.Equal(got, want) {
+		t.Errorf("settle 30s: Syncs at %v, want %v", got, want)
+	}
+	if _, at := w.upsertedColumns(); len(at) == 0 || at[0] != 30*time.Second {
+		t.Errorf("settle 30s: upserts at %v, want the first at 30s", at)
+	}
+
+	w = settleRunWith(t, RevisionSettledLedger, -1, time.Second, 3*time.Second)
+	syncs := w.syncCalls()
+	if got, want := w.syncTimes(), []time.Duration{0, time.Second, 3 * time.Second}; !slices.Equal(got, want) {
+		t.Fatalf("no settling: Syncs at %v, want one per step %v", got, want)
+	}
+	if len(syncs[0].Commands) != 2 || syncs[0].Ledger.Status != lethe.RequestRunning || len(syncs[0].Ledger.Systems) != 2 {
+		t.Errorf("no settling: first Sync %d commands, status %q, %d systems; want the wave written with it",
+			len(syncs[0].Commands), syncs[0].Ledger.Status, len(syncs[0].Ledger.Systems))
+	}
+	if _, at := w.upsertedColumns(); len(at) == 0 || at[0] != 0 {
+		t.Errorf("no settling: upserts at %v, want the first at the start", at)
 	}
 }

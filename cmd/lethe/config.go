@@ -49,6 +49,7 @@ type config struct {
 	TargetBefore     string
 	DeadlinePolicies string
 	Reminders        string
+	Settle           string
 	EscalationURL    string
 	EscalationSecret string
 
@@ -86,6 +87,7 @@ func (c *config) settings() []setting {
 		{"LETHE_TARGET_BEFORE", "target-before", "48h", "internal target this long before each deadline", &c.TargetBefore},
 		{"LETHE_DEADLINE_POLICIES", "deadline-policies", "gdpr=720h,ccpa=1080h", "named windows requests may choose, name=duration,...", &c.DeadlinePolicies},
 		{"LETHE_REMINDERS", "reminders", "50%,80%", "points of the window that escalate and re-dispatch to silent systems, or none", &c.Reminders},
+		{"LETHE_SETTLE", "settle", "10s", "how long a new request settles before the ledger and the list columns follow each step (0: every step at once)", &c.Settle},
 		{"LETHE_ESCALATION_WEBHOOK", "escalation-webhook", "", "URL that receives escalations as signed JSON (worker)", &c.EscalationURL},
 		{"LETHE_ESCALATION_SECRET", "escalation-secret", "", "HMAC secret of the escalation webhook's Lethe-Signature header", &c.EscalationSecret},
 	}
@@ -285,6 +287,19 @@ func (c *config) deadlines() (deadline, before time.Duration, policies map[strin
 		}
 	}
 	return deadline, before, policies, reminders, nil
+}
+
+// settle reads LETHE_SETTLE into workflows.Policy.Settle, where zero means
+// the default and a negative value none: "0" here turns settling off.
+func (c *config) settle() (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(c.Settle))
+	switch {
+	case err != nil || d < 0:
+		return 0, fmt.Errorf("LETHE_SETTLE %q: want a duration such as 10s, or 0 for none", c.Settle)
+	case d == 0:
+		return -1, nil
+	}
+	return d, nil
 }
 
 func positiveDuration(name, v string) (time.Duration, error) {

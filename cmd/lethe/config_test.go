@@ -52,3 +52,30 @@ func TestDeadlineSettings(t *testing.T) {
 		t.Errorf("bad webhook: %v", err)
 	}
 }
+
+// LETHE_SETTLE reaches the workflow policy: the default window, another
+// one, or 0 for none (a negative Policy.Settle); a bad value names it.
+func TestSettleSetting(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": 10 * time.Second, "30s": 30 * time.Second, "0": -1, "0s": -1} {
+		c, err := parseEnv(t, map[string]string{"LETHE_SETTLE": v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.roleSettings()
+		if err != nil {
+			t.Fatalf("LETHE_SETTLE=%q: %v", v, err)
+		}
+		if s.Policy.Settle != want {
+			t.Errorf("LETHE_SETTLE=%q: policy settle %v, want %v", v, s.Policy.Settle, want)
+		}
+	}
+	for _, v := range []string{"-5s", "soon"} {
+		c, err := parseEnv(t, map[string]string{"LETHE_SETTLE": v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.roleSettings(); err == nil || !strings.Contains(err.Error(), "LETHE_SETTLE") {
+			t.Errorf("LETHE_SETTLE=%q: err %v, want one naming the variable", v, err)
+		}
+	}
+}

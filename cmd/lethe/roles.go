@@ -83,8 +83,12 @@ func (c *config) roleSettings() (roles.Settings, error) {
 	if err != nil {
 		return roles.Settings{}, err
 	}
+	settle, err := c.settle()
+	if err != nil {
+		return roles.Settings{}, err
+	}
 	return roles.Settings{
-		Policy:       workflows.Policy{MaxAttempts: c.MaxAttempts, Reminders: reminders},
+		Policy:       workflows.Policy{MaxAttempts: c.MaxAttempts, Reminders: reminders, Settle: settle},
 		Deadline:     deadline,
 		TargetBefore: before,
 		Policies:     policies,

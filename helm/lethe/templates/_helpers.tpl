@@ -131,6 +131,7 @@ LETHE_HEALTH_ADDR: {{ printf "0.0.0.0:%v" .Values.healthPort | quote }}
 LETHE_KAFKA_BROKERS: {{ join "," .Values.kafka.brokers | quote }}
 LETHE_TOPIC_PARTITIONS: {{ .Values.kafka.topicPartitions | quote }}
 LETHE_MAX_ATTEMPTS: {{ .Values.maxAttempts | quote }}
+LETHE_SETTLE: {{ .Values.settle | quote }}
 TEMPORAL_ADDRESS: {{ .Values.temporal.address | quote }}
 TEMPORAL_NAMESPACE: {{ .Values.temporal.namespace | quote }}
 LETHE_LOG_LEVEL: {{ .Values.log.level | quote }}
