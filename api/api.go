@@ -71,6 +71,9 @@ type Engine interface {
 	// HoldsLifted tells the request's workflow that a hold keeping some of
 	// its systems was lifted; a workflow no longer running is no error.
 	HoldsLifted(ctx context.Context, requestID string) error
+	// ErasureProgress asks the request's running workflow where it
+	// stands: its status and systems, without identifier values.
+	ErasureProgress(ctx context.Context, requestID string) (lethe.Erasure, error)
 }
 
 // TopicEnsurer creates Kafka topics that do not exist yet, so that a system's

@@ -249,7 +249,32 @@ func (s *Server) getErasure(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, showErasure(e))
+	writeJSON(w, http.StatusOK, showErasure(s.withProgress(r.Context(), e)))
+}
+
+// progressTimeout bounds the status query of a pending request: without a
+// worker to answer it, the ledger's view is served after this long.
+const progressTimeout = time.Second
+
+// withProgress fills in a request the ledger still shows pending with where
+// its workflow stands. A young request settles before it writes its steps
+// to the ledger (workflows.Policy.Settle), so the ledger would show it
+// pending, without systems, while its commands are out. Status, systems
+// and completion come from the workflow; everything else stays the
+// ledger's. When the workflow does not answer, the ledger's view stands.
+func (s *Server) withProgress(ctx context.Context, e lethe.Erasure) lethe.Erasure {
+	if e.Status != lethe.RequestPending {
+		return e
+	}
+	ctx, cancel := context.WithTimeout(ctx, progressTimeout)
+	defer cancel()
+	live, err := s.engine.ErasureProgress(ctx, e.ID)
+	if err != nil || !live.Status.Valid() {
+		s.log.Debug("pending request shown from the ledger", "request_id", e.ID, "error", err)
+		return e
+	}
+	e.Status, e.Systems, e.CompletedAt = live.Status, live.Systems, live.CompletedAt
+	return e
 }
 
 func (s *Server) listErasures(w http.ResponseWriter, r *http.Request) {

@@ -173,6 +173,52 @@ func TestGetErasure(t *testing.T) {
 	}
 }
 
+// A request the ledger still shows pending (it is settling, or not yet
+// planned) is answered with its workflow's status and systems; the rest
+// stays the ledger's, and when the workflow does not answer the ledger's
+// view stands. A request the ledger shows further along is not queried.
+func TestGetPendingErasureShowsWorkflowProgress(t *testing.T) {
+	h := newHarness(t)
+	e := h.createErasure(t, `{"subject":{"user_id":"u-123"},"reason":"gdpr_art17"}`)
+	h.engine.mu.Lock()
+	h.engine.progress = map[string]lethe.Erasure{e.ID: {
+		ID: e.ID, Status: lethe.RequestRunning, SubjectTypes: []string{"user_id", "device_id"},
+		Systems: []lethe.SystemProgress{{Name: "orders", Status: lethe.SystemDispatched, Attempts: 1}},
+	}}
+	h.engine.mu.Unlock()
+	var got lethe.Erasure
+	h.do(t, req{method: "GET", path: "/v1/erasures/" + e.ID}).decode(t, &got)
+	if got.Status != lethe.RequestRunning || len(got.Systems) != 1 || got.Systems[0].Name != "orders" ||
+		got.Systems[0].Status != lethe.SystemDispatched {
+		t.Errorf("pending request answered %+v, want the workflow's status and systems", got)
+	}
+	if !slices.Equal(got.SubjectTypes, []string{"user_id"}) || got.Reason != "gdpr_art17" {
+		t.Errorf("subject types %v, reason %q: want the ledger's", got.SubjectTypes, got.Reason)
+	}
+
+	// No answer from the workflow: the ledger's view.
+	other := h.createErasure(t, `{"subject":{"user_id":"u-456"}}`)
+	h.do(t, req{method: "GET", path: "/v1/erasures/" + other.ID}).decode(t, &got)
+	if got.Status != lethe.RequestPending || len(got.Systems) != 0 {
+		t.Errorf("unanswered query: %+v, want the ledger's pending request", got)
+	}
+
+	// Further along in the ledger: no query.
+	h.store.setStatus(e.ID, lethe.RequestCompleted)
+	h.engine.mu.Lock()
+	h.engine.queried = nil
+	h.engine.mu.Unlock()
+	h.do(t, req{method: "GET", path: "/v1/erasures/" + e.ID}).decode(t, &got)
+	if got.Status != lethe.RequestCompleted {
+		t.Errorf("completed request answered %s", got.Status)
+	}
+	h.engine.mu.Lock()
+	defer h.engine.mu.Unlock()
+	if len(h.engine.queried) != 0 {
+		t.Errorf("a completed request's workflow was queried: %v", h.engine.queried)
+	}
+}
+
 func TestListErasures(t *testing.T) {
 	h := newHarness(t)
 	var ids []string

@@ -370,6 +370,24 @@ type fakeEngine struct {
 	startErr  error
 	extendErr error
 	onCancel  func(id string) error
+	// progress answers ErasureProgress by request id; an id without an
+	// entry answers progressErr, or not found.
+	progress    map[string]lethe.Erasure
+	progressErr error
+	queried     []string
+}
+
+func (e *fakeEngine) ErasureProgress(ctx context.Context, id string) (lethe.Erasure, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.queried = append(e.queried, id)
+	if p, ok := e.progress[id]; ok {
+		return p, nil
+	}
+	if e.progressErr != nil {
+		return lethe.Erasure{}, e.progressErr
+	}
+	return lethe.Erasure{}, lethe.Errorf(lethe.KindNotFound, "erasure_not_found", "no workflow")
 }
 
 func (e *fakeEngine) ExtendErasure(ctx context.Context, id string, ext registry.Extension) error {

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -97,6 +98,19 @@ func (e *temporalEngine) HoldsLifted(ctx context.Context, requestID string) erro
 		return temporalError("signal lifted hold", err)
 	}
 	return nil
+}
+
+// ErasureProgress runs the workflow's status query.
+func (e *temporalEngine) ErasureProgress(ctx context.Context, requestID string) (lethe.Erasure, error) {
+	v, err := e.c.QueryWorkflow(ctx, workflows.ErasureWorkflowID(requestID), "", workflows.QueryStatus)
+	if err != nil {
+		return lethe.Erasure{}, temporalError("query erasure workflow", err)
+	}
+	var out lethe.Erasure
+	if err := v.Get(&out); err != nil {
+		return lethe.Erasure{}, fmt.Errorf("decode erasure workflow status: %w", err)
+	}
+	return out, nil
 }
 
 // temporalError classifies a Temporal client error. NotFound means the

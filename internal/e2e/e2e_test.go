@@ -15,6 +15,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/demo"
 	"github.com/lethe-dev/lethe/wire"
+	"github.com/lethe-dev/lethe/workflows"
 )
 
 // startDemo registers the three demo systems through the API, seeds their
@@ -376,4 +377,38 @@ func tables(t *testing.T, s *stack, where, name string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestSettlingRequestShowsLiveProgress: while a request settles, its ledger
+// row is still the one the API created, yet GET /v1/erasures/{id} answers
+// where the workflow stands: running, with its command out to a system
+// that has not confirmed.
+func TestSettlingRequestShowsLiveProgress(t *testing.T) {
+	s := newStack(t, stackOptions{Policy: workflows.Policy{Settle: time.Hour}})
+	s.putSystem(lethe.System{Name: "silent", Identifiers: []string{"user_id"}, Owner: "e2e"})
+	e := s.submit(map[string]string{"user_id": "u-settling"})
+
+	deadline := time.Now().Add(30 * time.Second)
+	var got lethe.Erasure
+	for {
+		s.do(http.MethodGet, "/v1/erasures/"+e.ID, nil).Decode(t, &got)
+		if got.Status == lethe.RequestRunning && len(got.Systems) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request still %s with %d systems after 30 s", got.Status, len(got.Systems))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p := got.Systems[0]; p.Name != "silent" || p.Status != lethe.SystemDispatched || p.Attempts != 1 {
+		t.Errorf("system %+v, want silent dispatched once", p)
+	}
+	ledger, err := s.Store.GetErasure(s.ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ledger.Status != lethe.RequestPending || len(ledger.Systems) != 0 {
+		t.Errorf("ledger shows %s with %d systems while the request settles, want pending with none",
+			ledger.Status, len(ledger.Systems))
+	}
 }
