@@ -752,7 +752,7 @@ func (w *erasure) points() []point {
 	if !w.target.IsZero() && w.target.Before(w.deadline) {
 		out = append(out, point{name: "target", label: "target", kind: lethe.EscalationTarget, at: w.target})
 	}
-	out = append(out, point{name: "deadline", label: "deadline", kind: lethe.EscalationOverdue, at: w.deadline})
+	out = append(out, w.deadlinePoint())
 	slices.SortStableFunc(out, func(a, b point) int { return a.at.Compare(b.at) })
 	return slices.DeleteFunc(out, func(p point) bool { return w.fired[p.name] })
 }
@@ -812,13 +812,18 @@ func (w *erasure) escalatePoint(ctx workflow.Context, now time.Time, p point, op
 // passed quietly: only held systems were open then, and a hold has ended
 // since. The erasure it suspended is now late.
 func (w *erasure) overdueAfterHolds(ctx workflow.Context, now time.Time) {
-	if w.in.Revision < RevisionOverdueAfterHold || w.overdue || !w.fired["deadline"] || now.Before(w.deadline) {
+	if w.in.Revision < RevisionOverdueAfterHold || w.overdue || !w.fired[w.deadlinePoint().name] || now.Before(w.deadline) {
 		return
 	}
 	if open := w.openSystems(); len(open) > 0 {
-		w.escalatePoint(ctx, now, point{name: "deadline", label: "deadline", kind: lethe.EscalationOverdue,
-			at: w.deadline}, open, 0)
+		w.escalatePoint(ctx, now, w.deadlinePoint(), open, 0)
 	}
+}
+
+// deadlinePoint is the last escalation point: the deadline, which marks
+// the request overdue.
+func (w *erasure) deadlinePoint() point {
+	return point{name: "deadline", label: "deadline", kind: lethe.EscalationOverdue, at: w.deadline}
 }
 
 // openSystems names the systems still to confirm, held ones excepted.

@@ -35,11 +35,11 @@ const (
 // the groups K=1 had just left, a rebalance could hold a message back for
 // as long as a session timeout, in the middle of a measurement: it once
 // stalled a naive round for 19 s.
-func naiveTopic(k, i int) string     { return fmt.Sprintf("lethe.bench.naive.k%d.%02d", k, i) }
-func naiveReplies(k int) string      { return fmt.Sprintf("lethe.bench.naive.k%d.replies", k) }
-func naiveGroup(k int, i int) string { return fmt.Sprintf("lethe-bench-naive-k%d-%02d", k, i) }
-func rawRequests(k int) string       { return fmt.Sprintf("lethe.bench.raw.k%d.requests", k) }
-func rawReplies(k int) string        { return fmt.Sprintf("lethe.bench.raw.k%d.replies", k) }
+func naiveTopic(k, i int) string { return fmt.Sprintf("lethe.bench.naive.k%d.%02d", k, i) }
+func naiveReplies(k int) string  { return fmt.Sprintf("lethe.bench.naive.k%d.replies", k) }
+func naiveGroup(k, i int) string { return fmt.Sprintf("lethe-bench-naive-k%d-%02d", k, i) }
+func rawRequests(k int) string   { return fmt.Sprintf("lethe.bench.raw.k%d.requests", k) }
+func rawReplies(k int) string    { return fmt.Sprintf("lethe.bench.raw.k%d.replies", k) }
 
 // baselineWorker hosts the baseline workflows, with the erasure worker's
 // options (roles.WorkerOptions), on the client Lethe's worker uses.
@@ -250,7 +250,12 @@ func (b *bencher) startRawKafka(ctx context.Context, g *group, k int) (func(ctx 
 	if err := kafkax.EnsureTopics(ctx, b.st.brokers, topicPartitions, requests, replies); err != nil {
 		return nil, err
 	}
-	group := fmt.Sprintf("lethe-bench-raw-k%d-client", k)
+	// A group of its own, unknown to any earlier run against the same
+	// brokers, so that no member of theirs lingers in it.
+	group, err := randomName(fmt.Sprintf("lethe-bench-raw-k%d-client-", k))
+	if err != nil {
+		return nil, err
+	}
 	g.run("raw Kafka echo", func(ctx context.Context) error {
 		return b.echo(ctx, fmt.Sprintf("lethe-bench-raw-k%d-echo", k), requests, replies)
 	})
