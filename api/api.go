@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
@@ -114,6 +116,20 @@ type Config struct {
 	// RetiredKeys are former signing keys (LETHE_SIGNING_KEYS_RETIRED),
 	// listed by GET /v1/keys so that certificates they signed still verify.
 	RetiredKeys []ed25519.PublicKey
+	// Auth verifies the bearer credential of every route but the open ones
+	// (health, readiness, the OpenAPI document and the signing keys).
+	// Validate refuses a config without it unless AuthOff says so.
+	Auth auth.Verifier
+	// AuthOff serves every route to anyone, recording the actor as
+	// Anonymous (LETHE_AUTH=off). It exists for a private test rig only:
+	// it must be asked for, never a default.
+	AuthOff bool
+	// Limiter bounds each principal's request rate; nil leaves it unbounded.
+	Limiter RateLimiter
+	// AllowedHosts, when set, are the only Host header names answered (in
+	// lower case, without port); others get 421. A loopback API sets
+	// LoopbackHosts so that a web page cannot drive it by DNS rebinding.
+	AllowedHosts []string
 }
 
 // Validate reports the first missing dependency or bad setting.
@@ -127,6 +143,10 @@ func (c Config) Validate() error {
 		return errors.New("api config: topic ensurer is required")
 	case c.Digester == nil:
 		return errors.New("api config: digester is required")
+	case c.Auth == nil && !c.AuthOff:
+		return errors.New("api config: an authentication verifier is required (or AuthOff, on purpose)")
+	case c.Auth != nil && c.AuthOff:
+		return errors.New("api config: AuthOff and a verifier contradict each other")
 	case c.DefaultDeadline < 0:
 		return errors.New("api config: default deadline must not be negative")
 	case c.TargetBefore < 0:
@@ -154,7 +174,14 @@ type Server struct {
 	ready    func(ctx context.Context) error
 	issuer   *certificate.Issuer
 	keys     certificate.KeySet
+	auth     auth.Verifier
+	authOff  bool
+	limiter  RateLimiter
+	hosts    []string
 	mux      *http.ServeMux
+	// table maps each mux pattern to its route, so that the guard knows
+	// the scope of the route a request matched.
+	table map[string]route
 }
 
 // New builds a Server from cfg, filling in the optional settings.
@@ -173,7 +200,14 @@ func New(cfg Config) (*Server, error) {
 		policies: cfg.Policies,
 		margin:   cfg.TargetBefore,
 		ready:    cfg.Ready,
+		auth:     cfg.Auth,
+		authOff:  cfg.AuthOff,
+		limiter:  cfg.Limiter,
 		mux:      http.NewServeMux(),
+		table:    map[string]route{},
+	}
+	for _, h := range cfg.AllowedHosts {
+		s.hosts = append(s.hosts, strings.ToLower(h))
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -193,39 +227,53 @@ func New(cfg Config) (*Server, error) {
 	s.issuer = &certificate.Issuer{Store: cfg.Store, Signer: cfg.Signer, Now: s.now}
 	s.keys = certificate.Keys(cfg.Signer, cfg.RetiredKeys)
 	for _, rt := range s.routes() {
+		if rt.scope == "" && !rt.open {
+			return nil, fmt.Errorf("api: route %s has no scope and is not open", rt.pattern)
+		}
 		s.mux.HandleFunc(rt.pattern, rt.handler)
+		s.table[rt.pattern] = rt
 	}
 	return s, nil
 }
 
+// route is one entry of the API: its mux pattern, the scope a caller needs,
+// and its handler. A route is open (served without a credential) only when
+// it says so; one without a scope that is not open is refused by New, so a
+// forgotten scope can never open a door.
 type route struct {
 	pattern string
+	scope   auth.Scope
+	open    bool
 	handler http.HandlerFunc
+}
+
+func (s *Server) openRoute(pattern string, h http.HandlerFunc) route {
+	return route{pattern: pattern, open: true, handler: h}
 }
 
 // routes is the one table of what the API serves; Routes and the OpenAPI
 // test read it too, so the document cannot drift from the mux.
 func (s *Server) routes() []route {
 	return []route{
-		{"PUT /v1/systems/{name}", s.putSystem},
-		{"GET /v1/systems/{name}", s.getSystem},
-		{"DELETE /v1/systems/{name}", s.deleteSystem},
-		{"GET /v1/systems", s.listSystems},
-		{"POST /v1/erasures", s.createErasure},
-		{"GET /v1/erasures/{id}", s.getErasure},
-		{"GET /v1/erasures", s.listErasures},
-		{"POST /v1/erasures/{id}/cancel", s.cancelErasure},
-		{"POST /v1/erasures/{id}/extend", s.extendErasure},
-		{"PUT /v1/holds/{id}", s.putHold},
-		{"GET /v1/holds/{id}", s.getHold},
-		{"DELETE /v1/holds/{id}", s.liftHold},
-		{"GET /v1/holds", s.listHolds},
-		{"GET /v1/erasures/{id}/certificate", s.getCertificate},
-		{"GET /v1/keys", s.listKeys},
-		{"GET /v1/suppressions", s.listSuppressions},
-		{"GET /v1/openapi.json", s.openAPI},
-		{"GET /healthz", s.healthz},
-		{"GET /readyz", s.readyz},
+		{"PUT /v1/systems/{name}", auth.SystemsWrite, false, s.putSystem},
+		{"GET /v1/systems/{name}", auth.SystemsRead, false, s.getSystem},
+		{"DELETE /v1/systems/{name}", auth.SystemsWrite, false, s.deleteSystem},
+		{"GET /v1/systems", auth.SystemsRead, false, s.listSystems},
+		{"POST /v1/erasures", auth.ErasuresWrite, false, s.createErasure},
+		{"GET /v1/erasures/{id}", auth.ErasuresRead, false, s.getErasure},
+		{"GET /v1/erasures", auth.ErasuresRead, false, s.listErasures},
+		{"POST /v1/erasures/{id}/cancel", auth.ErasuresAdmin, false, s.cancelErasure},
+		{"POST /v1/erasures/{id}/extend", auth.ErasuresAdmin, false, s.extendErasure},
+		{"PUT /v1/holds/{id}", auth.HoldsWrite, false, s.putHold},
+		{"GET /v1/holds/{id}", auth.HoldsRead, false, s.getHold},
+		{"DELETE /v1/holds/{id}", auth.HoldsWrite, false, s.liftHold},
+		{"GET /v1/holds", auth.HoldsRead, false, s.listHolds},
+		{"GET /v1/erasures/{id}/certificate", auth.CertificatesRead, false, s.getCertificate},
+		{"GET /v1/suppressions", auth.SuppressionsRead, false, s.listSuppressions},
+		s.openRoute("GET /v1/keys", s.listKeys),
+		s.openRoute("GET /v1/openapi.json", s.openAPI),
+		s.openRoute("GET /healthz", s.healthz),
+		s.openRoute("GET /readyz", s.readyz),
 	}
 }
 
@@ -238,6 +286,14 @@ func (s *Server) Routes() []string {
 		out[i] = rt.pattern
 	}
 	return out
+}
+
+// RouteScope returns the scope a route pattern needs, and open true for the
+// routes served without a credential, so that tests and the OpenAPI check
+// read the one table the guard enforces.
+func (s *Server) RouteScope(pattern string) (scope auth.Scope, open bool) {
+	rt := s.table[pattern]
+	return rt.scope, rt.open
 }
 
 // Handler returns the API's http.Handler: the routes, JSON answers for

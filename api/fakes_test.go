@@ -496,6 +496,7 @@ func newHarnessWith(t *testing.T, modify func(*api.Config)) *harness {
 		Digester: d,
 		Logger:   slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:      func() time.Time { return testNow },
+		Auth:     testCredentials,
 	}
 	if modify != nil {
 		modify(&cfg)
@@ -568,7 +569,18 @@ func (h *harness) do(t *testing.T, rq req) response {
 	case rq.body != "":
 		r.Header.Set("Content-Type", "application/json")
 	}
+	// Every call carries the all-scopes test credential unless the test
+	// sets its own Authorization header ("-" sends none).
+	r.Header.Set("Authorization", "Bearer "+allScopesToken)
 	for k, v := range rq.headers {
+		if v == "-" {
+			delete(r.Header, k)
+			continue
+		}
+		if k == "Host" {
+			r.Host = v
+			continue
+		}
 		r.Header[k] = []string{v}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

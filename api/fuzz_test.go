@@ -335,6 +335,7 @@ func FuzzListErasures(f *testing.F) {
 // sends no Content-Type at all.
 func fuzzRequest(method, target string, body []byte, ctype string) *http.Request {
 	r := httptest.NewRequest(method, target, bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+allScopesToken)
 	if ctype != "" {
 		r.Header.Set("Content-Type", ctype)
 	}

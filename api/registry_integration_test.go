@@ -178,7 +178,7 @@ func TestSuppressionsAgainstRegistry(t *testing.T) {
 	srv := httptest.NewServer(h.handler)
 	defer srv.Close()
 	list, err := connectors.NewSuppressionList(connectors.SuppressionConfig{
-		URL: srv.URL, Digester: h.digester, Since: testNow, HTTPClient: srv.Client(), MaxAge: time.Hour,
+		URL: srv.URL, Token: allScopesToken, Digester: h.digester, Since: testNow, HTTPClient: srv.Client(), MaxAge: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)

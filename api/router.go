@@ -15,13 +15,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	_, pattern := s.mux.Handler(r)
+	var principal string
 	func() {
 		defer s.recoverPanic(sw, r)
-		if pattern == "" {
+		switch {
+		case !s.hostAllowed(r):
+			writeErrorBody(sw, http.StatusMisdirectedRequest, "host_not_allowed",
+				"this API does not answer to that Host name")
+		case pattern == "":
 			s.unrouted(sw, r)
-			return
+		default:
+			var guarded *http.Request
+			guarded, principal = s.guard(sw, r, s.table[pattern])
+			if guarded != nil {
+				s.mux.ServeHTTP(sw, guarded)
+			}
 		}
-		s.mux.ServeHTTP(sw, r)
 	}()
 	route := pattern
 	if route == "" {
@@ -31,11 +40,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if sw.status >= 500 {
 		level = slog.LevelWarn
 	}
-	s.log.LogAttrs(r.Context(), level, "http request",
+	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("route", route),
 		slog.Int("status", sw.status),
-		slog.Duration("duration", time.Since(start)))
+		slog.Duration("duration", time.Since(start)),
+	}
+	if principal != "" {
+		attrs = append(attrs, slog.String("principal", principal))
+	}
+	s.log.LogAttrs(r.Context(), level, "http request", attrs...)
 }
 
 // recoverPanic turns a handler's panic into a logged internal error, so one

@@ -138,7 +138,7 @@ func TestReadinessExtraCheck(t *testing.T) {
 	}
 	calls := 0
 	srv, err := api.New(api.Config{
-		Store: newFakeStore(testNow), Engine: &fakeEngine{}, Topics: &fakeTopics{}, Digester: d,
+		Store: newFakeStore(testNow), Engine: &fakeEngine{}, Topics: &fakeTopics{}, Digester: d, Auth: testCredentials,
 		Ready: func(ctx context.Context) error {
 			calls++
 			if _, ok := ctx.Deadline(); !ok {
@@ -168,7 +168,7 @@ func TestConfigValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := api.Config{Store: newFakeStore(testNow), Engine: &fakeEngine{}, Topics: &fakeTopics{}, Digester: d}
+	full := api.Config{Store: newFakeStore(testNow), Engine: &fakeEngine{}, Topics: &fakeTopics{}, Digester: d, Auth: testCredentials}
 	if err := full.Validate(); err != nil {
 		t.Fatalf("complete config: %v", err)
 	}
@@ -181,6 +181,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no topics", func(c *api.Config) { c.Topics = nil }},
 		{"no digester", func(c *api.Config) { c.Digester = nil }},
 		{"negative deadline", func(c *api.Config) { c.DefaultDeadline = -1 }},
+		{"no authentication", func(c *api.Config) { c.Auth = nil }},
+		{"authentication and AuthOff", func(c *api.Config) { c.AuthOff = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,8 +61,13 @@ type SuppressionConfig struct {
 	// HTTPClient sends the requests; default a client with
 	// DefaultSuppressionTimeout.
 	HTTPClient *http.Client
-	// Authorize, when set, prepares every request before it is sent, such
-	// as by setting an Authorization: Bearer header from a token source.
+	// Token is the bearer credential sent with every request: a Lethe
+	// token (`lethe token create --scopes suppressions:read`) or an OIDC
+	// access token with that scope. Lethe's API answers 401 without one.
+	Token string
+	// Authorize, when set, prepares every request before it is sent, after
+	// Token is set: for a credential that changes, such as an OAuth token
+	// source's, it sets the Authorization header itself.
 	Authorize func(*http.Request) error
 	// PageSize is the limit of each page; zero lets Lethe choose (500).
 	PageSize int
@@ -256,6 +261,9 @@ func (l *SuppressionList) fetch(ctx context.Context, feed, cursor string) (suppr
 		return suppressionPage{}, fmt.Errorf("connectors: suppression list: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if l.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+l.cfg.Token)
+	}
 	if l.cfg.Authorize != nil {
 		if err := l.cfg.Authorize(req); err != nil {
 			return suppressionPage{}, fmt.Errorf("connectors: suppression list: authorize: %w", err)

@@ -421,6 +421,14 @@ func TestSuppressionListErrors(t *testing.T) {
 			t.Fatalf("Sync = %v, want APIError 502 unexpected_answer", err)
 		}
 	})
+	t.Run("Token field", func(t *testing.T) {
+		l, f, d := newList(t, func(c *connectors.SuppressionConfig) { c.Token = "t0ken" })
+		f.token = "t0ken"
+		f.add(erased(d, uuid.NewString(), "email", "a", restoreTime))
+		if got, err := l.Suppressed(ctx, ids("email", "a")); err != nil || len(got) != 1 {
+			t.Fatalf("with Token: %v, %v", got, err)
+		}
+	})
 	t.Run("bearer token", func(t *testing.T) {
 		l, f, d := newList(t, func(c *connectors.SuppressionConfig) {
 			c.Authorize = func(r *http.Request) error {
