@@ -13,14 +13,17 @@ FUZZ_TARGETS := wire:FuzzDecodeCommand wire:FuzzDecodeConfirmation \
 	api:FuzzCreateErasure api:FuzzPutSystem api:FuzzListErasures \
 	connectors:FuzzHandleMessage
 
-.PHONY: run test build postgres fmt-check vet unit race fuzz fuzz-short helm bench scale clean
+# REDOCLY pins the OpenAPI linter `make openapi-lint` runs through npx.
+REDOCLY   ?= @redocly/cli@2.77.0
+
+.PHONY: run test build postgres fmt-check vet unit race fuzz fuzz-short helm openapi-lint bench scale clean
 
 ## run: build Lethe and start `lethe dev --demo` (PostgreSQL started or installed if missing)
 run: postgres build
 	$(BIN) dev --demo
 
 ## test: the whole test suite, as CI runs it
-test: postgres fmt-check vet unit race fuzz-short helm
+test: postgres fmt-check vet openapi-lint unit race fuzz-short helm
 
 build:
 	$(GO) build -o $(BIN) ./cmd/lethe
@@ -53,6 +56,11 @@ fuzz-short:
 
 helm:
 	@bash scripts/helm-check.sh
+
+## openapi-lint: Redocly's recommended rules over api/openapi.json (security-defined among them)
+openapi-lint:
+	@command -v npx >/dev/null || { echo "openapi-lint needs npx: apt-get install -y nodejs npm"; exit 1; }
+	npx --yes $(REDOCLY) lint api/openapi.json
 
 ## bench: end-to-end erasures next to raw Temporal and Kafka baselines, K = 1, 5, 20 (see docs/benchmarks.md)
 bench: postgres

@@ -10,6 +10,7 @@ import (
 
 type openAPIDoc struct {
 	OpenAPI    string                                `json:"openapi"`
+	Security   []map[string][]string                 `json:"security"`
 	Paths      map[string]map[string]openAPIOp       `json:"paths"`
 	Components map[string]map[string]json.RawMessage `json:"components"`
 }
@@ -17,6 +18,10 @@ type openAPIDoc struct {
 type openAPIOp struct {
 	OperationID string                     `json:"operationId"`
 	Responses   map[string]json.RawMessage `json:"responses"`
+	// Security is nil when the operation inherits the global requirement,
+	// and empty when it is open.
+	Security *[]map[string][]string `json:"security"`
+	Scope    string                 `json:"x-lethe-scope"`
 }
 
 func fetchOpenAPI(t *testing.T) (openAPIDoc, []byte) {
@@ -123,4 +128,50 @@ func TestOpenAPIIsComplete(t *testing.T) {
 		}
 	}
 	walk(all)
+}
+
+// TestOpenAPISecurity is the check Redocly's security-defined rule makes,
+// and more: a global bearer requirement whose scheme is defined, open
+// operations exactly where the router serves without a credential, and on
+// every other operation the router's own scope and the 401, 403 and 429
+// answers.
+func TestOpenAPISecurity(t *testing.T) {
+	doc, _ := fetchOpenAPI(t)
+	server := newHarness(t).server
+	schemes := doc.Components["securitySchemes"]
+	if len(doc.Security) != 1 || len(schemes) == 0 {
+		t.Fatalf("global security = %v, schemes = %v; want one requirement of a defined scheme", doc.Security, schemes)
+	}
+	for name := range doc.Security[0] {
+		if _, ok := schemes[name]; !ok {
+			t.Errorf("global security names %q, which securitySchemes does not define", name)
+		}
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			pattern := strings.ToUpper(method) + " " + path
+			scope, open := server.RouteScope(pattern)
+			switch {
+			case open:
+				if op.Security == nil || len(*op.Security) != 0 {
+					t.Errorf("%s is served without a credential but does not say security: []", pattern)
+				}
+				if op.Scope != "" {
+					t.Errorf("%s is open but documents scope %q", pattern, op.Scope)
+				}
+			default:
+				if op.Security != nil {
+					t.Errorf("%s overrides the global security requirement", pattern)
+				}
+				if op.Scope != string(scope) {
+					t.Errorf("%s documents x-lethe-scope %q, the router needs %q", pattern, op.Scope, scope)
+				}
+				for _, code := range []string{"401", "403", "429"} {
+					if _, ok := op.Responses[code]; !ok {
+						t.Errorf("%s does not document its %s answer", pattern, code)
+					}
+				}
+			}
+		}
+	}
 }
