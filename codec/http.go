@@ -1,9 +1,14 @@
 package codec
 
 import (
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/lethe-dev/lethe/auth"
 
 	"go.temporal.io/sdk/converter"
 )
@@ -21,7 +26,12 @@ const maxRequestBytes = 8 << 20
 // (the temporal CLI's --codec-endpoint, curl) are served: CORS guards
 // browsers, not the network, so the endpoint must listen only where its
 // callers may decrypt.
-func Handler(k *Keyring, allowedOrigins []string) http.Handler {
+//
+// With access.Verifier set, /decode and /encode need a bearer credential
+// carrying the codec:decode scope (the UI forwards the signed-in user's
+// access token when its codec settings pass it); each call is logged with
+// its actor, namespace and payload count, never a payload.
+func Handler(k *Keyring, allowedOrigins []string, access Access) http.Handler {
 	allowed := make([]string, 0, len(allowedOrigins))
 	for _, o := range allowedOrigins {
 		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
@@ -31,7 +41,7 @@ func Handler(k *Keyring, allowedOrigins []string) http.Handler {
 	codec := converter.NewPayloadCodecHTTPHandler(NewCodec(k))
 	mux := http.NewServeMux()
 	for _, path := range []string{"/decode", "/encode"} {
-		mux.Handle("POST "+path, http.MaxBytesHandler(codec, maxRequestBytes))
+		mux.Handle("POST "+path, access.guard(path, http.MaxBytesHandler(codec, maxRequestBytes)))
 		mux.HandleFunc("OPTIONS "+path, func(w http.ResponseWriter, r *http.Request) {
 			// Only allowed origins reach here (see below).
 			w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
@@ -56,4 +66,100 @@ func Handler(k *Keyring, allowedOrigins []string) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// Access says who may use the codec endpoint and where its calls are logged.
+type Access struct {
+	// Verifier checks the bearer credential of every /decode and /encode
+	// call, which must carry auth.CodecDecode. Nil serves every caller: an
+	// endpoint without it must listen on loopback only, which `lethe codec`
+	// enforces.
+	Verifier auth.Verifier
+	// Log receives one line per call with its actor; nil discards them.
+	Log *slog.Logger
+}
+
+// guard authenticates a codec call and logs it once served.
+func (a Access) guard(path string, next http.Handler) http.Handler {
+	log := a.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		actor := "anonymous"
+		if a.Verifier != nil {
+			p, status, code := a.check(r)
+			if status != 0 {
+				if status == http.StatusUnauthorized || status == http.StatusForbidden {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="lethe-codec"`)
+				}
+				log.LogAttrs(r.Context(), slog.LevelInfo, "codec call refused",
+					slog.String("path", path), slog.String("code", code))
+				writeError(w, status, code)
+				return
+			}
+			actor = p.Subject
+		}
+		sw := &countingWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		log.LogAttrs(r.Context(), slog.LevelInfo, "codec call",
+			slog.String("path", path), slog.String("actor", actor),
+			slog.String("namespace", r.Header.Get("X-Namespace")), slog.Int("status", sw.status()))
+	})
+}
+
+// check returns the caller's principal, or the status and code refusing it.
+func (a Access) check(r *http.Request) (auth.Principal, int, string) {
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+		return auth.Principal{}, http.StatusUnauthorized, "unauthenticated"
+	}
+	p, err := a.Verifier.Verify(r.Context(), cred)
+	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return p, http.StatusUnauthorized, "unauthenticated"
+	case err != nil:
+		return p, http.StatusServiceUnavailable, "auth_unavailable"
+	case !p.Has(auth.CodecDecode):
+		return p, http.StatusForbidden, "insufficient_scope"
+	}
+	return p, 0, ""
+}
+
+func writeError(w http.ResponseWriter, status int, code string) {
+	msg := map[string]string{
+		"unauthenticated":    "the codec endpoint needs Authorization: Bearer <token> with the codec:decode scope",
+		"insufficient_scope": "this credential lacks the codec:decode scope",
+		"auth_unavailable":   "the credential could not be checked now; try again later",
+	}[code]
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": code, "message": msg}})
+}
+
+// countingWriter remembers the status for the call's log line.
+type countingWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *countingWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }

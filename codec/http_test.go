@@ -74,7 +74,7 @@ func readUI(t *testing.T, resp *http.Response) uiPayloads {
 func newServer(t *testing.T, keys string) (*httptest.Server, *codec.Keyring) {
 	t.Helper()
 	k := mustKeys(t, keys)
-	srv := httptest.NewServer(codec.Handler(k, []string{uiOrigin + "/"}))
+	srv := httptest.NewServer(codec.Handler(k, []string{uiOrigin + "/"}, codec.Access{}))
 	t.Cleanup(srv.Close)
 	return srv, k
 }

@@ -36,6 +36,10 @@ type UIConfig struct {
 	// CodecEndpoint, when set, points the browser at a codec server that
 	// decodes payloads for display.
 	CodecEndpoint string
+	// SignIn, when set, makes the UI sign its users in at this provider and
+	// pass their access token to the codec endpoint, as a deployed UI does
+	// behind SSO. Its callback must be this UI's /auth/sso/callback.
+	SignIn *SignIn
 }
 
 func (c *UIConfig) setDefaults() {
@@ -77,7 +81,7 @@ func StartUI(cfg UIConfig) (*UI, error) {
 	if err := PortFree(addr); err != nil {
 		return nil, fmt.Errorf("temporal ui %w", err)
 	}
-	srv, err := newUIServer(&uiconfig.Config{
+	uiCfg := &uiconfig.Config{
 		Host:                host,
 		Port:                port,
 		TemporalGRPCAddress: cfg.TemporalAddress,
@@ -89,7 +93,19 @@ func StartUI(cfg UIConfig) (*UI, error) {
 		CORS:             uiconfig.CORS{CookieInsecure: true},
 		HideLogs:         true,
 		DisableNewsFetch: true,
-	})
+	}
+	if si := cfg.SignIn; si != nil {
+		si.setCallback("http://" + addr + "/auth/sso/callback")
+		uiCfg.Codec.PassAccessToken = true
+		uiCfg.Auth.Enabled = true
+		uiCfg.Auth.RedirectToProvider = true
+		uiCfg.Auth.Providers = []uiconfig.AuthProvider{{
+			Label: "lethe dev", Type: "oidc", ProviderURL: si.Issuer(),
+			ClientID: DevClientID, ClientSecret: si.ClientSecret(),
+			Scopes: []string{"openid"}, CallbackURL: si.Callback(),
+		}}
+	}
+	srv, err := newUIServer(uiCfg)
 	if err != nil {
 		return nil, err
 	}

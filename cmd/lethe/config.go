@@ -53,6 +53,14 @@ type config struct {
 	EscalationURL    string
 	EscalationSecret string
 
+	// Authentication of the API and the codec endpoint.
+	Auth         string
+	OIDCIssuer   string
+	OIDCAudience string
+	DevToken     string
+	RateLimit    string
+	RateBurst    int
+
 	// lethe dev only.
 	DataDir   string
 	Demo      bool
@@ -90,6 +98,11 @@ func (c *config) settings() []setting {
 		{"LETHE_SETTLE", "settle", "10s", "how long a new request settles before the ledger and the list columns follow each step (0: every step at once)", &c.Settle},
 		{"LETHE_ESCALATION_WEBHOOK", "escalation-webhook", "", "URL that receives escalations as signed JSON (worker)", &c.EscalationURL},
 		{"LETHE_ESCALATION_SECRET", "escalation-secret", "", "HMAC secret of the escalation webhook's Lethe-Signature header", &c.EscalationSecret},
+		{"LETHE_AUTH", "auth", "on", "on, or off to serve the API to anyone (refused by the Helm chart; for a private test rig only)", &c.Auth},
+		{"LETHE_OIDC_ISSUER", "oidc-issuer", "", "OIDC issuer URL whose JWT access tokens the API accepts (discovery + JWKS)", &c.OIDCIssuer},
+		{"LETHE_OIDC_AUDIENCE", "oidc-audience", "", "the aud an OIDC access token must carry (required with LETHE_OIDC_ISSUER)", &c.OIDCAudience},
+		{"LETHE_DEV_TOKEN", "dev-token", "", "lethe dev: the dev token's value (default: generated once and kept in the data folder)", &c.DevToken},
+		{"LETHE_RATE_LIMIT", "rate-limit", "50", "API requests per second one principal may make (0: unlimited)", &c.RateLimit},
 	}
 }
 
@@ -105,6 +118,7 @@ func (c *config) intSettings() []intSetting {
 	return []intSetting{
 		{"LETHE_TOPIC_PARTITIONS", "topic-partitions", 3, "partitions of the topics Lethe creates", &c.TopicPartitions},
 		{"LETHE_MAX_ATTEMPTS", "max-attempts", 5, "dispatches of one command before its system is failed", &c.MaxAttempts},
+		{"LETHE_RATE_BURST", "rate-burst", 100, "API requests one principal may make at once above LETHE_RATE_LIMIT", &c.RateBurst},
 	}
 }
 
