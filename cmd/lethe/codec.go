@@ -35,5 +35,5 @@ func runCodec(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("codec endpoint listening", "addr", ln.Addr().String(), "origins", origins, "active_key_id", keys.ActiveID())
-	return serveHTTP(ctx, ln, codec.Handler(keys, origins))
+	return serveHTTP(ctx, ln, codec.Handler(keys, origins, codec.Access{Log: log}))
 }

@@ -140,7 +140,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(gctx, ln, h) })
-	g.Go(func() error { return serveHTTP(gctx, codecLn, codec.Handler(keys, uiOrigins(ui.Addr()))) })
+	g.Go(func() error { return serveHTTP(gctx, codecLn, codec.Handler(keys, uiOrigins(ui.Addr()), codec.Access{Log: log})) })
 	g.Go(func() error { return workerLoop(gctx, d) })
 	g.Go(func() error { return relayLoop(gctx, d) })
 	if pruner != nil {
