@@ -20,6 +20,7 @@ import (
 
 	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
@@ -52,6 +53,18 @@ type Deps struct {
 	// RetiredKeys are former signing keys the API still lists in GET
 	// /v1/keys; optional.
 	RetiredKeys []ed25519.PublicKey
+	// Access is who may call the API; see api.Config's fields of the same
+	// names.
+	Access Access
+}
+
+// Access says who may call the API: its verifier (or AuthOff, on purpose),
+// each principal's rate, and the Host names it answers.
+type Access struct {
+	Auth         auth.Verifier
+	AuthOff      bool
+	Limiter      api.RateLimiter
+	AllowedHosts []string
 }
 
 // Settings are the operator's choices the roles apply.
@@ -127,6 +140,10 @@ func APIHandler(d Deps) (http.Handler, error) {
 		Policies:        d.Settings.Policies,
 		Signer:          d.Signer,
 		RetiredKeys:     d.RetiredKeys,
+		Auth:            d.Access.Auth,
+		AuthOff:         d.Access.AuthOff,
+		Limiter:         d.Access.Limiter,
+		AllowedHosts:    d.Access.AllowedHosts,
 	})
 	if err != nil {
 		return nil, err
