@@ -70,7 +70,7 @@ func systemNotFound() error {
 }
 
 // PutSystem records w and stores sys; whether w may change a topic is the
-// registry's check, tested there (registry/systems_test.go).
+// registry's check, tested there (registry/actors_test.go).
 func (s *fakeStore) PutSystem(ctx context.Context, sys lethe.System, w registry.SystemWrite) (lethe.System, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
