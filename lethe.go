@@ -116,9 +116,13 @@ type Erasure struct {
 	SubjectTypes []string      `json:"subject_types"`
 	Reason       string        `json:"reason"`
 	RequestedBy  string        `json:"requested_by"`
-	DryRun       bool          `json:"dry_run"`
-	CreatedAt    time.Time     `json:"created_at"`
-	Deadline     time.Time     `json:"deadline"`
+	// CreatedBy is the authenticated principal that created the request
+	// (auth.Principal.Subject), where RequestedBy is the caller's own free
+	// text; empty for requests created before authentication existed.
+	CreatedBy string    `json:"created_by"`
+	DryRun    bool      `json:"dry_run"`
+	CreatedAt time.Time `json:"created_at"`
+	Deadline  time.Time `json:"deadline"`
 	// Target is the internal date, before the deadline, by which Lethe aims
 	// to be done; passing it escalates.
 	Target time.Time `json:"target"`
@@ -168,6 +172,21 @@ const (
 	AuditHoldPlaced           AuditKind = "hold_placed"
 	AuditHoldLifted           AuditKind = "hold_lifted"
 	AuditPruned               AuditKind = "pruned"
+	// AuditCancelRequested records who asked to cancel a request, before
+	// the workflow is told; AuditCanceled follows when it has stopped.
+	AuditCancelRequested AuditKind = "cancel_requested"
+)
+
+// The audit kinds of changes to the systems registry. They belong to no
+// request: their System names the system and their Detail is JSON of the
+// system definition, which holds no personal data. A created event holds
+// the stored system; replaced and topic_changed events hold
+// {"before": ..., "after": ...}; a retired event holds the system as it was.
+const (
+	AuditSystemCreated      AuditKind = "system_created"
+	AuditSystemReplaced     AuditKind = "system_replaced"
+	AuditSystemTopicChanged AuditKind = "system_topic_changed"
+	AuditSystemRetired      AuditKind = "system_retired"
 )
 
 // AuditEvent is one line of a request's history. Detail is free text for
@@ -182,6 +201,9 @@ type AuditEvent struct {
 	Attempt int       `json:"attempt,omitempty"`
 	Detail  string    `json:"detail,omitempty"`
 	At      time.Time `json:"at"`
+	// Actor is the authenticated principal whose call caused the event;
+	// empty for Lethe's own steps. The audit chain's hash covers it.
+	Actor string `json:"actor,omitempty"`
 }
 
 // LedgerDelta is what changed in a request since the ledger was last written.
@@ -270,8 +292,12 @@ type Hold struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
-	// LiftedAt is when DELETE /v1/holds/{id} lifted the hold.
+	// PlacedBy is the principal that placed (or last replaced) the hold.
+	PlacedBy string `json:"placed_by"`
+	// LiftedAt is when DELETE /v1/holds/{id} lifted the hold, LiftedBy the
+	// principal that lifted it.
 	LiftedAt *time.Time `json:"lifted_at"`
+	LiftedBy string     `json:"lifted_by,omitempty"`
 	// Active is whether the hold holds at the time it was read.
 	Active bool `json:"active"`
 }

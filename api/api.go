@@ -26,10 +26,10 @@ import (
 // Store is what the API needs from the registry and the request ledger.
 // *registry.Store implements it; tests use a fake.
 type Store interface {
-	PutSystem(ctx context.Context, sys lethe.System) (stored lethe.System, created bool, err error)
+	PutSystem(ctx context.Context, sys lethe.System, w registry.SystemWrite) (stored lethe.System, created bool, err error)
 	GetSystem(ctx context.Context, name string) (lethe.System, error)
 	ListSystems(ctx context.Context) ([]lethe.System, error)
-	RetireSystem(ctx context.Context, name string) error
+	RetireSystem(ctx context.Context, name, actor string) error
 	// CreateErasure records a new request, calling start before it commits
 	// so that a request is never in the ledger without its workflow. With an
 	// idempotency key already used for the same body it returns the existing
@@ -39,12 +39,14 @@ type Store interface {
 	ListErasures(ctx context.Context, f registry.ErasureFilter) ([]lethe.Erasure, string, error)
 	// ExtendErasure moves an open request's deadline once, calling notify
 	// before it commits so the workflow learns the dates the ledger keeps.
-	ExtendErasure(ctx context.Context, id string, by time.Duration, reason string,
+	ExtendErasure(ctx context.Context, id string, by time.Duration, reason, actor string,
 		notify func(ctx context.Context, ext registry.Extension) error) (lethe.Erasure, error)
 	// PutHold places or replaces a legal hold; LiftHold ends one and names
 	// the open requests it kept systems of.
 	PutHold(ctx context.Context, h registry.NewHold) (lethe.Hold, bool, error)
-	LiftHold(ctx context.Context, id string) (lethe.Hold, []string, error)
+	LiftHold(ctx context.Context, id, actor string) (lethe.Hold, []string, error)
+	// AuditCancelRequest records who asked to cancel a request.
+	AuditCancelRequest(ctx context.Context, id, actor string) error
 	GetHold(ctx context.Context, id string) (lethe.Hold, error)
 	ListHolds(ctx context.Context, activeOnly bool) ([]lethe.Hold, error)
 	// ListSuppressions pages through the digests of erased subjects, for

@@ -85,7 +85,7 @@ func (s *Server) extendErasure(w http.ResponseWriter, r *http.Request) {
 	notify := func(ctx context.Context, ext registry.Extension) error {
 		return s.engine.ExtendErasure(ctx, id, ext)
 	}
-	e, err := s.store.ExtendErasure(r.Context(), id, time.Duration(req.By), req.Reason, notify)
+	e, err := s.store.ExtendErasure(r.Context(), id, time.Duration(req.By), req.Reason, actorOf(r), notify)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

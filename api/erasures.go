@@ -152,6 +152,7 @@ func (s *Server) createErasure(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	in.CreatedBy = actorOf(r)
 	start := func(ctx context.Context) error { return s.engine.StartErasure(ctx, input) }
 	e, created, err := s.store.CreateErasure(r.Context(), in, start)
 	if err != nil {
@@ -333,6 +334,10 @@ func (s *Server) cancelErasure(w http.ResponseWriter, r *http.Request) {
 	}
 	if e.Status.Final() {
 		s.writeError(w, r, alreadyFinished(e.Status))
+		return
+	}
+	if err := s.store.AuditCancelRequest(r.Context(), id, actorOf(r)); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), cancelWait)

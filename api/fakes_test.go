@@ -37,8 +37,11 @@ type fakeStore struct {
 	keys     map[string]string // idempotency key → erasure id
 	hashes   map[string]string // erasure id → request hash
 
-	writes      int                   // changes made: systems put or retired, requests created
-	created     []registry.NewErasure // every CreateErasure call, successful or not
+	writes      int                    // changes made: systems put or retired, requests created
+	created     []registry.NewErasure  // every CreateErasure call, successful or not
+	cancelBy    []string               // the actor of every audited cancel request
+	sysWrites   []registry.SystemWrite // the SystemWrite of every PutSystem call
+	retiredBy   []string               // the actor of every RetireSystem call
 	lastFilter  registry.ErasureFilter
 	err         error // when set, every call fails with it
 	pingErr     error
@@ -66,9 +69,12 @@ func systemNotFound() error {
 	return lethe.Errorf(lethe.KindNotFound, "system_not_found", "no active system has this name")
 }
 
-func (s *fakeStore) PutSystem(ctx context.Context, sys lethe.System) (lethe.System, bool, error) {
+// PutSystem records w and stores sys; whether w may change a topic is the
+// registry's check, tested there (registry/actors_test.go).
+func (s *fakeStore) PutSystem(ctx context.Context, sys lethe.System, w registry.SystemWrite) (lethe.System, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sysWrites = append(s.sysWrites, w)
 	if s.err != nil {
 		return lethe.System{}, false, s.err
 	}
@@ -110,9 +116,10 @@ func (s *fakeStore) ListSystems(ctx context.Context) ([]lethe.System, error) {
 	return out, nil
 }
 
-func (s *fakeStore) RetireSystem(ctx context.Context, name string) error {
+func (s *fakeStore) RetireSystem(ctx context.Context, name, actor string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.retiredBy = append(s.retiredBy, actor)
 	if s.err != nil {
 		return s.err
 	}
@@ -224,7 +231,7 @@ func (s *fakeStore) ListErasures(ctx context.Context, f registry.ErasureFilter) 
 // tested against the real registry (holds_test.go), so the fake refuses them.
 var errNotModelled = lethe.Errorf(lethe.KindInternal, "internal", "the fake store does not model this; use the registry")
 
-func (s *fakeStore) ExtendErasure(context.Context, string, time.Duration, string,
+func (s *fakeStore) ExtendErasure(context.Context, string, time.Duration, string, string,
 	func(context.Context, registry.Extension) error) (lethe.Erasure, error) {
 	return lethe.Erasure{}, errNotModelled
 }
@@ -233,8 +240,22 @@ func (s *fakeStore) PutHold(context.Context, registry.NewHold) (lethe.Hold, bool
 	return lethe.Hold{}, false, errNotModelled
 }
 
-func (s *fakeStore) LiftHold(context.Context, string) (lethe.Hold, []string, error) {
+func (s *fakeStore) LiftHold(context.Context, string, string) (lethe.Hold, []string, error) {
 	return lethe.Hold{}, nil, errNotModelled
+}
+
+// AuditCancelRequest records the actor of a cancel request.
+func (s *fakeStore) AuditCancelRequest(ctx context.Context, id, actor string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if _, ok := s.erasures[id]; !ok {
+		return lethe.Errorf(lethe.KindNotFound, "erasure_not_found", "no erasure request has this id")
+	}
+	s.cancelBy = append(s.cancelBy, actor)
+	return nil
 }
 
 func (s *fakeStore) GetHold(context.Context, string) (lethe.Hold, error) {

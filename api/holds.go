@@ -45,7 +45,7 @@ func (s *Server) putHold(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalid("invalid_expiry", "expires_at must be in the future"))
 		return
 	}
-	in := registry.NewHold{ID: id, System: req.System, Basis: req.Basis, ExpiresAt: req.ExpiresAt}
+	in := registry.NewHold{ID: id, System: req.System, Basis: req.Basis, ExpiresAt: req.ExpiresAt, PlacedBy: actorOf(r)}
 	for _, t := range slices.Sorted(maps.Keys(req.Subject)) {
 		in.Subject = append(in.Subject, lethe.SubjectDigest{Type: t, Digest: s.digester.Sum(t, req.Subject[t])})
 	}
@@ -92,7 +92,7 @@ func (s *Server) listHolds(w http.ResponseWriter, r *http.Request) {
 // wake-up (its workflow engine briefly down) finds the hold lifted at its
 // next daily check.
 func (s *Server) liftHold(w http.ResponseWriter, r *http.Request) {
-	h, requests, err := s.store.LiftHold(r.Context(), r.PathValue("id"))
+	h, requests, err := s.store.LiftHold(r.Context(), r.PathValue("id"), actorOf(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

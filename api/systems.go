@@ -168,7 +168,7 @@ func (s *Server) putSystem(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, kafkaUnavailable(err))
 		return
 	}
-	stored, created, err := s.store.PutSystem(r.Context(), sys)
+	stored, created, err := s.store.PutSystem(r.Context(), sys, systemWrite(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -199,7 +199,7 @@ func (s *Server) deleteSystem(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalidName())
 		return
 	}
-	if err := s.store.RetireSystem(r.Context(), name); err != nil {
+	if err := s.store.RetireSystem(r.Context(), name, actorOf(r)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

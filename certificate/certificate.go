@@ -23,8 +23,14 @@ import (
 	"github.com/lethe-dev/lethe"
 )
 
-// Format names this version of the document; a verifier refuses others.
-const Format = "lethe.erasure-certificate.v1"
+// Format names the version of the document Lethe issues. Version 2 adds
+// created_by; a verifier accepts it and FormatV1, and refuses others.
+const Format = "lethe.erasure-certificate.v2"
+
+// FormatV1 names the first version of the document, issued before requests
+// recorded who created them. It has no created_by and still verifies: a
+// certificate is kept for years and must stay checkable as issued.
+const FormatV1 = "lethe.erasure-certificate.v1"
 
 // Algorithm is the only signature algorithm certificates use.
 const Algorithm = "Ed25519"
@@ -37,7 +43,8 @@ const MaxSize = 1 << 20
 // Certificate is the document. Its JSON form is fixed by the field order
 // and tags below; Encode writes it and Verify accepts nothing else.
 type Certificate struct {
-	// Format is always the constant Format.
+	// Format is Format for the certificates Lethe issues now, FormatV1 for
+	// those issued before.
 	Format    string `json:"format"`
 	RequestID string `json:"request_id"`
 	// Status is the request's final status: completed, failed or canceled.
@@ -46,6 +53,10 @@ type Certificate struct {
 	// would have erased; its certificate certifies no erasure.
 	DryRun bool   `json:"dry_run"`
 	Reason string `json:"reason"`
+	// CreatedBy is the authenticated principal that created the request
+	// (empty when none did). A version 2 document always has it; a version
+	// 1 document never does, which nil keeps out of its canonical form.
+	CreatedBy *string `json:"created_by,omitempty"`
 	// Subject is who was erased, as keyed digests of the identifiers
 	// (LETHE_SUBJECT_KEY): matching a subject needs the key, and the
 	// certificate holds no identifier value.
@@ -156,8 +167,13 @@ func Verify(file []byte, keys []ed25519.PublicKey) (*Certificate, ed25519.Public
 	if !bytes.Equal(canonical, body) {
 		return nil, nil, ErrNotCanonical
 	}
-	if c.Format != Format {
-		return nil, nil, fmt.Errorf("certificate format %q is not %q", c.Format, Format)
+	switch {
+	case c.Format == Format && c.CreatedBy == nil:
+		return nil, nil, fmt.Errorf("certificate format %q needs created_by", c.Format)
+	case c.Format == FormatV1 && c.CreatedBy != nil:
+		return nil, nil, fmt.Errorf("certificate format %q has no created_by", c.Format)
+	case c.Format != Format && c.Format != FormatV1:
+		return nil, nil, fmt.Errorf("certificate format %q is not %q or %q", c.Format, Format, FormatV1)
 	}
 	if c.Signature.Algorithm != Algorithm {
 		return nil, nil, fmt.Errorf("signature algorithm %q is not %s", c.Signature.Algorithm, Algorithm)
@@ -226,6 +242,7 @@ func Build(f Facts, issuedAt time.Time) (*Certificate, error) {
 		Status:      string(e.Status),
 		DryRun:      e.DryRun,
 		Reason:      e.Reason,
+		CreatedBy:   &e.CreatedBy,
 		Subject:     make([]Digest, len(f.Subject)),
 		CreatedAt:   e.CreatedAt.UTC(),
 		Deadline:    e.Deadline.UTC(),

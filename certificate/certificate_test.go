@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,7 @@ func testFacts() certificate.Facts {
 			ID:          "6f1c0000-0000-4000-8000-000000000001",
 			Status:      lethe.RequestCompleted,
 			Reason:      "gdpr_art17",
+			CreatedBy:   "token:support-desk",
 			CreatedAt:   t0,
 			Deadline:    t0.Add(lethe.DefaultDeadline),
 			CompletedAt: ptr(t0.Add(2*time.Minute + 345678*time.Microsecond)),
@@ -88,7 +90,8 @@ func TestSignAndVerify(t *testing.T) {
 	if c.RequestID != want.RequestID || c.Status != "completed" || len(c.Systems) != 3 ||
 		!c.CompletedAt.Equal(*testFacts().Erasure.CompletedAt) || c.Systems[2].ConfirmedAt != nil ||
 		c.Systems[1].Detail != testFacts().Erasure.Systems[1].Detail || c.Audit.ChainHead.Seq != 57 ||
-		c.Signature.KeyID != s.KeyID() || c.Signature.Algorithm != "Ed25519" {
+		c.Signature.KeyID != s.KeyID() || c.Signature.Algorithm != "Ed25519" ||
+		c.Format != certificate.Format || c.CreatedBy == nil || *c.CreatedBy != "token:support-desk" {
 		t.Errorf("verified document = %+v, want the facts it was built from", c)
 	}
 	// Without its final newline the file is still the same certificate.
@@ -193,6 +196,76 @@ func TestVerifyRefuses(t *testing.T) {
 		if _, _, err := certificate.Verify(f, []ed25519.PublicKey{s.Public()}); err == nil {
 			t.Errorf("%s: verifies", name)
 		}
+	}
+}
+
+// TestVersion1StillVerifies checks a certificate that the code before
+// created_by issued (testdata/v1.certificate.json, signed with the key of
+// testSigner(t, 1)), byte for byte, and that each version keeps its shape:
+// a v2 document without created_by, or a v1 document with it, is refused
+// even when properly signed.
+func TestVersion1StillVerifies(t *testing.T) {
+	s := testSigner(t, 1)
+	keys := []ed25519.PublicKey{s.Public()}
+	old, err := os.ReadFile("testdata/v1.certificate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := certificate.Verify(old, keys)
+	if err != nil {
+		t.Fatalf("the version 1 certificate does not verify: %v", err)
+	}
+	if c.Format != certificate.FormatV1 || c.CreatedBy != nil || c.RequestID != testFacts().Erasure.ID {
+		t.Errorf("version 1 document = format %q created_by %v request %s", c.Format, c.CreatedBy, c.RequestID)
+	}
+	if bytes.Contains(old, []byte("created_by")) {
+		t.Fatal("the version 1 file names created_by; it must predate it")
+	}
+	// Changed in one byte, the old file fails like a new one.
+	changed := bytes.Replace(old, []byte(`"records": 3`), []byte(`"records": 4`), 1)
+	if _, _, err := certificate.Verify(changed, keys); !errors.Is(err, certificate.ErrBadSignature) {
+		t.Errorf("a changed version 1 file: Verify = %v, want ErrBadSignature", err)
+	}
+
+	for name, change := range map[string]func(c *certificate.Certificate){
+		"v2 without created_by": func(c *certificate.Certificate) { c.CreatedBy = nil },
+		"v1 with created_by":    func(c *certificate.Certificate) { c.Format = certificate.FormatV1 },
+		"unknown format":        func(c *certificate.Certificate) { c.Format = "lethe.erasure-certificate.v3" },
+	} {
+		c, err := certificate.Build(testFacts(), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(c)
+		file, err := s.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := certificate.Verify(file, keys); err == nil {
+			t.Errorf("%s: verifies", name)
+		}
+	}
+}
+
+// TestCreatedByIsAlwaysPresent: a request nobody authenticated for still
+// states so, with an empty created_by, rather than leaving the field out.
+func TestCreatedByIsAlwaysPresent(t *testing.T) {
+	s := testSigner(t, 1)
+	f := testFacts()
+	f.Erasure.CreatedBy = ""
+	c, err := certificate.Build(f, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := s.Sign(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(file, []byte(`"created_by": "",`)) {
+		t.Errorf("certificate lacks an empty created_by:\n%s", file)
+	}
+	if _, _, err := certificate.Verify(file, []ed25519.PublicKey{s.Public()}); err != nil {
+		t.Errorf("Verify: %v", err)
 	}
 }
 

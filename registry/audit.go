@@ -13,9 +13,16 @@ import (
 	"github.com/google/uuid"
 )
 
-// AuditHashVersion names the canonical encoding the audit chain hashes
-// (migration 0003 describes it); it is the first field of every encoding.
+// AuditHashVersion names the canonical encoding the audit chain hashes for
+// a row without an actor (migration 0003 describes it); it is the first
+// field of the encoding.
 const AuditHashVersion = "lethe.audit.v1"
+
+// AuditHashVersionActor names the encoding of a row with an actor: v1's
+// fields under this name, followed by the actor (migration 0008). A row's
+// actor decides its version, so blanking or naming an actor changes which
+// encoding the verifier recomputes and breaks the row's hash.
+const AuditHashVersionActor = "lethe.audit.v2"
 
 // genesisHash is the prev_hash of the chain's first row.
 var genesisHash = strings.Repeat("0", 64)
@@ -91,7 +98,7 @@ func (s *Store) VerifyAudit(ctx context.Context) (AuditVerification, error) {
 	next := int64(1)
 	for next <= head.Seq {
 		rows, err := s.db.QueryContext(ctx, `
-			SELECT seq, id, request_id, hold_id, system, kind, attempt, detail, at, prev_hash, hash
+			SELECT seq, id, request_id, hold_id, system, kind, attempt, detail, at, prev_hash, hash, actor
 			FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3`,
 			next, head.Seq, auditPage)
 		if err != nil {
@@ -129,7 +136,7 @@ func verifyPage(rows *sql.Rows, next *int64, prev *string) (checked int64, broke
 		var r auditRow
 		var reqID sql.NullString
 		if err := rows.Scan(&r.seq, &r.id, &reqID, &r.hold, &r.system, &r.kind, &r.attempt,
-			&r.detail, &r.at, &r.prevHash, &r.hash); err != nil {
+			&r.detail, &r.at, &r.prevHash, &r.hash, &r.actor); err != nil {
 			return checked, nil, err
 		}
 		r.requestID = reqID.String
@@ -160,16 +167,21 @@ type auditRow struct {
 	detail                        string
 	at                            time.Time
 	prevHash, hash                string
+	actor                         string
 }
 
 // sum is the row's hash: SHA-256, in lower-case hex, of the netstrings
 // ("<byte length>:<bytes>,") of AuditHashVersion, seq, id, request_id (""
 // when NULL), hold_id, system, kind, attempt, detail, at in microseconds
-// since the Unix epoch, and prev_hash; integers in decimal.
+// since the Unix epoch, and prev_hash; integers in decimal. A row with an
+// actor names AuditHashVersionActor instead and appends the actor.
 func (r auditRow) sum() string {
-	var b []byte
-	for _, f := range []string{
-		AuditHashVersion,
+	version := AuditHashVersion
+	if r.actor != "" {
+		version = AuditHashVersionActor
+	}
+	fields := []string{
+		version,
 		strconv.FormatInt(r.seq, 10),
 		strconv.FormatInt(r.id, 10),
 		r.requestID,
@@ -180,7 +192,12 @@ func (r auditRow) sum() string {
 		r.detail,
 		strconv.FormatInt(r.at.UnixMicro(), 10),
 		r.prevHash,
-	} {
+	}
+	if r.actor != "" {
+		fields = append(fields, r.actor)
+	}
+	var b []byte
+	for _, f := range fields {
 		b = strconv.AppendInt(b, int64(len(f)), 10)
 		b = append(b, ':')
 		b = append(b, f...)

@@ -16,13 +16,15 @@ import (
 
 // fillAudit writes a varied history through every path that appends to the
 // audit (request creation, ledger deltas, the relay's stray events, legal
-// hold events without a request) and returns the ids of the requests.
+// hold events without a request), with and without actors, and returns the
+// ids of the requests.
 func fillAudit(t *testing.T, s *registry.Store) []string {
 	t.Helper()
 	ctx := testContext(t)
 	var ids []string
 	for i := range 3 {
 		in := newErasure(t0.Add(time.Duration(i) * time.Minute))
+		in.CreatedBy = fmt.Sprintf("token:svc-%d ✓", i)
 		create(t, s, in)
 		ids = append(ids, in.ID)
 		if err := s.ApplyLedger(ctx, in.ID, lethe.LedgerDelta{
@@ -43,6 +45,7 @@ func fillAudit(t *testing.T, s *registry.Store) []string {
 		{RequestID: uuid.NewString(), System: "ghost", Kind: lethe.AuditConfirmationRejected, Detail: "unknown command"},
 		{Hold: "hold-7", Kind: lethe.AuditHoldPlaced, Detail: "litigation"},
 		{RequestID: ids[0], Hold: "hold-7", Kind: lethe.AuditHeld},
+		{RequestID: ids[2], Kind: lethe.AuditCancelRequested, Actor: "alice@example.org"},
 	}); err != nil {
 		t.Fatalf("AppendAudit: %v", err)
 	}
@@ -198,7 +201,7 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 			// Whoever knows the encoding can fix the row's own hash, but
 			// the next row still points at the old one.
 			tamper(t, db, `UPDATE audit_events SET detail = 'forged',
-				hash = audit_event_hash(seq, id, request_id, hold_id, system, kind, attempt, 'forged', at, prev_hash)
+				hash = audit_event_hash(seq, id, request_id, hold_id, system, kind, attempt, 'forged', at, prev_hash, actor)
 				WHERE id = $1`, id)
 			nextID, nextSeq := rowAt(t, db, int(seq)+1)
 			return nextSeq, nextID, registry.AuditPrevHashMismatch

@@ -23,7 +23,7 @@ type Extension struct {
 }
 
 // ExtendErasure moves the deadline of an open request later by by, once,
-// and audits it. It refuses (KindConflict) a request that has finished, was
+// and audits it with actor, the principal that asked. It refuses (KindConflict) a request that has finished, was
 // extended before, or is already past its deadline (the controller must
 // tell the subject of an extension within the first month), and an
 // extension beyond lethe.MaxExtension of the current deadline (KindInvalid).
@@ -31,7 +31,7 @@ type Extension struct {
 // notify runs inside the transaction, after the checks and before the
 // audit and the commit, so that the running workflow learns the new dates exactly when
 // the ledger records them; its error rolls everything back and is returned.
-func (s *Store) ExtendErasure(ctx context.Context, id string, by time.Duration, reason string,
+func (s *Store) ExtendErasure(ctx context.Context, id string, by time.Duration, reason, actor string,
 	notify func(ctx context.Context, ext Extension) error) (lethe.Erasure, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
@@ -85,7 +85,7 @@ func (s *Store) ExtendErasure(ctx context.Context, id string, by time.Duration, 
 	// Last, so the audit chain's head is locked only until the commit and
 	// never while notify talks to the workflow engine.
 	if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
-		RequestID: e.ID, Kind: lethe.AuditExtended, At: now,
+		RequestID: e.ID, Kind: lethe.AuditExtended, At: now, Actor: actor,
 		Detail: fmt.Sprintf("deadline moved from %s to %s: %s",
 			e.Deadline.Format(time.RFC3339), ext.Deadline.Format(time.RFC3339), reason),
 	}}, now); err != nil {
@@ -102,4 +102,38 @@ func (s *Store) ExtendErasure(ctx context.Context, id string, by time.Duration, 
 	}
 	e.Systems = systems[e.ID]
 	return e, nil
+}
+
+// AuditCancelRequest records that actor asked to cancel request id, so that
+// the audit names who stopped it: the workflow's own canceled event, written
+// once it has stopped, names nobody. The API calls it before it tells the
+// workflow, and a request the ledger does not hold is erasure_not_found.
+func (s *Store) AuditCancelRequest(ctx context.Context, id, actor string) error {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return erasureNotFound()
+	}
+	now := s.now()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail("audit cancel request", err)
+	}
+	defer tx.Rollback()
+	var known bool
+	if err := tx.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM erasure_requests WHERE id = $1)`, uid).Scan(&known); err != nil {
+		return s.fail("audit cancel request", err)
+	}
+	if !known {
+		return erasureNotFound()
+	}
+	if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
+		RequestID: uid.String(), Kind: lethe.AuditCancelRequested, Actor: actor, At: now,
+	}}, now); err != nil {
+		return s.fail("audit cancel request", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail("audit cancel request", err)
+	}
+	return nil
 }

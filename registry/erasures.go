@@ -25,7 +25,7 @@ const (
 	MaxListLimit = 200
 )
 
-const erasureColumns = `id, status, overdue, subject_types, reason, requested_by, dry_run,
+const erasureColumns = `id, status, overdue, subject_types, reason, requested_by, created_by, dry_run,
 	created_at, deadline, target, extended_at, extension_reason, completed_at, workflow_id, pruned_at`
 
 // NewErasure is what CreateErasure records for a new request. It carries the
@@ -42,7 +42,10 @@ type NewErasure struct {
 	Subject     []lethe.SubjectDigest
 	Reason      string
 	RequestedBy string
-	DryRun      bool
+	// CreatedBy is the authenticated principal creating the request; it is
+	// also the actor of the request's received audit event.
+	CreatedBy string
+	DryRun    bool
 	// CreatedAt defaults to the store's clock, Deadline to CreatedAt plus
 	// lethe.DefaultDeadline, Target to lethe.DefaultTargetBefore before the
 	// deadline (never before CreatedAt).
@@ -100,12 +103,12 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 	// NULL keys never conflict, so requests without a key always insert.
 	e, err = scanErasure(tx.QueryRowContext(ctx, `
 		INSERT INTO erasure_requests (id, status, subject_types, reason, requested_by, dry_run,
-			idempotency_key, request_hash, created_at, deadline, target, updated_at, workflow_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			idempotency_key, request_hash, created_at, deadline, target, updated_at, workflow_id, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (idempotency_key) DO NOTHING
 		RETURNING `+erasureColumns,
 		id, lethe.RequestPending, pq.Array(subjectTypes(in.Subject)), in.Reason, in.RequestedBy,
-		in.DryRun, key, in.RequestHash, createdAt, deadline, target, now, in.WorkflowID))
+		in.DryRun, key, in.RequestHash, createdAt, deadline, target, now, in.WorkflowID, in.CreatedBy))
 	if errors.Is(err, sql.ErrNoRows) {
 		e, err = s.existingErasure(ctx, tx, in)
 		return e, false, err
@@ -137,7 +140,7 @@ func (s *Store) CreateErasure(ctx context.Context, in NewErasure, start func(ctx
 	// Last, so the audit chain's head is locked only until the commit and
 	// never while start talks to Temporal.
 	if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
-		RequestID: e.ID, Kind: lethe.AuditReceived, At: createdAt,
+		RequestID: e.ID, Kind: lethe.AuditReceived, At: createdAt, Actor: in.CreatedBy,
 	}}, now); err != nil {
 		return lethe.Erasure{}, false, s.fail("create erasure: audit", err)
 	}
@@ -421,7 +424,7 @@ func scanErasure(r scanner, extra ...any) (lethe.Erasure, error) {
 		extended, completed, pruned sql.NullTime
 	)
 	dest := append([]any{&e.ID, &e.Status, &e.Overdue, pq.Array(&e.SubjectTypes), &e.Reason,
-		&e.RequestedBy, &e.DryRun, &e.CreatedAt, &e.Deadline, &e.Target, &extended, &e.ExtensionReason,
+		&e.RequestedBy, &e.CreatedBy, &e.DryRun, &e.CreatedAt, &e.Deadline, &e.Target, &extended, &e.ExtensionReason,
 		&completed, &e.WorkflowID, &pruned}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return lethe.Erasure{}, err

@@ -95,3 +95,7 @@ func create(t *testing.T, s *registry.Store, in registry.NewErasure) lethe.Erasu
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// ops is the registry writer of most tests: a principal allowed to change
+// topics.
+var ops = registry.SystemWrite{Actor: "token:ops", MayChangeTopic: true}

@@ -25,6 +25,9 @@ type NewHold struct {
 	System    string
 	Basis     string
 	ExpiresAt *time.Time
+	// PlacedBy is the authenticated principal placing the hold; it is also
+	// the actor of the hold_placed audit event.
+	PlacedBy string
 }
 
 func (h NewHold) validate() error {
@@ -45,6 +48,7 @@ func (h NewHold) validate() error {
 }
 
 const holdColumns = `h.id, h.system, h.basis, h.expires_at, h.created_at, h.updated_at, h.lifted_at,
+	h.placed_by, h.lifted_by,
 	ARRAY(SELECT DISTINCT id_type FROM legal_hold_subjects WHERE hold_id = h.id ORDER BY id_type)`
 
 // PutHold places or replaces hold in.ID and audits it. Putting a hold that
@@ -62,11 +66,12 @@ func (s *Store) PutHold(ctx context.Context, in NewHold) (h lethe.Hold, created 
 
 	// xmax = 0 only for a row this statement inserted.
 	err = tx.QueryRowContext(ctx, `
-		INSERT INTO legal_holds (id, system, basis, expires_at, created_at, updated_at)
-		VALUES ($1, NULLIF($2, ''), $3, $4, $5, $5)
+		INSERT INTO legal_holds (id, system, basis, expires_at, created_at, updated_at, placed_by)
+		VALUES ($1, NULLIF($2, ''), $3, $4, $5, $5, $6)
 		ON CONFLICT (id) DO UPDATE SET system = excluded.system, basis = excluded.basis,
-			expires_at = excluded.expires_at, updated_at = excluded.updated_at, lifted_at = NULL
-		RETURNING xmax = 0`, in.ID, in.System, in.Basis, in.ExpiresAt, now).Scan(&created)
+			expires_at = excluded.expires_at, updated_at = excluded.updated_at,
+			placed_by = excluded.placed_by, lifted_at = NULL, lifted_by = ''
+		RETURNING xmax = 0`, in.ID, in.System, in.Basis, in.ExpiresAt, now, in.PlacedBy).Scan(&created)
 	if err != nil {
 		return lethe.Hold{}, false, s.fail("put hold", err)
 	}
@@ -87,6 +92,7 @@ func (s *Store) PutHold(ctx context.Context, in NewHold) (h lethe.Hold, created 
 	// The audit goes last: it locks the chain's head until the commit.
 	if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
 		Hold: in.ID, System: in.System, Kind: lethe.AuditHoldPlaced, At: now, Detail: holdDetail(in),
+		Actor: in.PlacedBy,
 	}}, now); err != nil {
 		return lethe.Hold{}, false, s.fail("put hold: audit", err)
 	}
@@ -108,11 +114,12 @@ func holdDetail(h NewHold) string {
 	return fmt.Sprintf("%s, %s: %s", scope, until, h.Basis)
 }
 
-// LiftHold ends a hold now and audits it. It returns the hold and the
+// LiftHold ends a hold now and records actor, the principal lifting it, on
+// the hold and its audit event. It returns the hold and the
 // requests still open that it kept systems of, which the caller wakes so
 // that they erase those systems. Lifting a lifted hold changes nothing and
 // returns it again, with no request to wake.
-func (s *Store) LiftHold(ctx context.Context, id string) (lethe.Hold, []string, error) {
+func (s *Store) LiftHold(ctx context.Context, id, actor string) (lethe.Hold, []string, error) {
 	if !lethe.ValidHoldID(id) {
 		return lethe.Hold{}, nil, holdNotFound()
 	}
@@ -124,8 +131,8 @@ func (s *Store) LiftHold(ctx context.Context, id string) (lethe.Hold, []string, 
 	defer tx.Rollback()
 	var system sql.NullString
 	err = tx.QueryRowContext(ctx, `
-		UPDATE legal_holds SET lifted_at = $2, updated_at = $2
-		WHERE id = $1 AND lifted_at IS NULL RETURNING system`, id, now).Scan(&system)
+		UPDATE legal_holds SET lifted_at = $2, updated_at = $2, lifted_by = $3
+		WHERE id = $1 AND lifted_at IS NULL RETURNING system`, id, now, actor).Scan(&system)
 	lifted := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return lethe.Hold{}, nil, s.fail("lift hold", err)
@@ -161,7 +168,7 @@ func (s *Store) LiftHold(ctx context.Context, id string) (lethe.Hold, []string, 
 	// The audit goes last: it locks the chain's head until the commit.
 	if lifted {
 		if err := insertAudit(ctx, tx, []lethe.AuditEvent{{
-			Hold: id, System: system.String, Kind: lethe.AuditHoldLifted, At: now,
+			Hold: id, System: system.String, Kind: lethe.AuditHoldLifted, At: now, Actor: actor,
 		}}, now); err != nil {
 			return lethe.Hold{}, nil, s.fail("lift hold: audit", err)
 		}
@@ -223,7 +230,7 @@ func scanHold(r scanner, now time.Time) (lethe.Hold, error) {
 		expires, lifted sql.NullTime
 	)
 	if err := r.Scan(&h.ID, &system, &h.Basis, &expires, &h.CreatedAt, &h.UpdatedAt, &lifted,
-		pq.Array(&h.SubjectTypes)); err != nil {
+		&h.PlacedBy, &h.LiftedBy, pq.Array(&h.SubjectTypes)); err != nil {
 		return lethe.Hold{}, err
 	}
 	h.System = system.String

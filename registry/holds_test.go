@@ -22,7 +22,7 @@ var (
 func putSystems(t *testing.T, s *registry.Store, systems ...lethe.System) {
 	t.Helper()
 	for _, sys := range systems {
-		if _, _, err := s.PutSystem(testContext(t), sys); err != nil {
+		if _, _, err := s.PutSystem(testContext(t), sys, ops); err != nil {
 			t.Fatalf("PutSystem %s: %v", sys.Name, err)
 		}
 	}
@@ -78,7 +78,7 @@ func TestMatchTargetsFindsHolds(t *testing.T) {
 	if got := heldBy(t, s, q); !maps.Equal(got, want) {
 		t.Errorf("holds = %v, want %v", got, want)
 	}
-	if _, _, err := s.LiftHold(ctx, "tax-7"); err != nil {
+	if _, _, err := s.LiftHold(ctx, "tax-7", "token:legal"); err != nil {
 		t.Fatalf("LiftHold: %v", err)
 	}
 	want = map[string]string{"billing": "", "crm": "", "orders": "case-1"}
@@ -123,18 +123,18 @@ func TestLiftHoldNamesOpenHeldRequests(t *testing.T) {
 	if err := s.ApplyLedger(ctx, done.ID, lethe.LedgerDelta{Status: lethe.RequestCompleted}); err != nil {
 		t.Fatalf("ApplyLedger: %v", err)
 	}
-	h, requests, err := s.LiftHold(ctx, "case-1")
+	h, requests, err := s.LiftHold(ctx, "case-1", "token:legal")
 	if err != nil {
 		t.Fatalf("LiftHold: %v", err)
 	}
 	if h.Active || h.LiftedAt == nil || !slices.Equal(requests, []string{open.ID}) {
 		t.Errorf("lifted %+v waking %v, want inactive with lifted_at, waking only %s", h, requests, open.ID)
 	}
-	again, requests, err := s.LiftHold(ctx, "case-1")
+	again, requests, err := s.LiftHold(ctx, "case-1", "token:legal")
 	if err != nil || len(requests) != 0 || !again.LiftedAt.Equal(*h.LiftedAt) {
 		t.Errorf("second lift = %+v, %v, %v; want the same hold, no request, no error", again, requests, err)
 	}
-	if _, _, err := s.LiftHold(ctx, "nope"); err == nil {
+	if _, _, err := s.LiftHold(ctx, "nope", "token:legal"); err == nil {
 		t.Error("lifting an unknown hold succeeded")
 	} else {
 		wantCode(t, err, lethe.KindNotFound, "hold_not_found")
@@ -154,7 +154,7 @@ func TestPutHoldCreatesReplacesAndReactivates(t *testing.T) {
 		!h.ExpiresAt.Equal(until) || !h.CreatedAt.Equal(t0) {
 		t.Errorf("hold %+v", h)
 	}
-	if _, _, err := s.LiftHold(ctx, "case-1"); err != nil {
+	if _, _, err := s.LiftHold(ctx, "case-1", "token:legal"); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Hour)
@@ -227,19 +227,19 @@ func TestExtendErasure(t *testing.T) {
 		t.Errorf("default target %v, want two days before the deadline %v", e.Target, e.Deadline)
 	}
 	down := lethe.Errorf(lethe.KindUnavailable, "temporal_unavailable", "down")
-	_, err := s.ExtendErasure(ctx, e.ID, 30*24*time.Hour, "complex", func(context.Context, registry.Extension) error { return down })
+	_, err := s.ExtendErasure(ctx, e.ID, 30*24*time.Hour, "complex", "token:dpo", func(context.Context, registry.Extension) error { return down })
 	if !errors.Is(err, down) {
 		t.Fatalf("extension with the workflow unreachable = %v, want its error", err)
 	}
 	if got, _ := s.GetErasure(ctx, e.ID); !got.Deadline.Equal(e.Deadline) || got.ExtendedAt != nil {
 		t.Fatalf("a failed extension changed the request: %+v", got)
 	}
-	_, err = s.ExtendErasure(ctx, e.ID, 63*24*time.Hour, "too long", nil)
+	_, err = s.ExtendErasure(ctx, e.ID, 63*24*time.Hour, "too long", "token:dpo", nil)
 	wantCode(t, err, lethe.KindInvalid, "invalid_extension")
 
 	clk.Advance(time.Hour)
 	var told registry.Extension
-	got, err := s.ExtendErasure(ctx, e.ID, 30*24*time.Hour, "40 systems, archives",
+	got, err := s.ExtendErasure(ctx, e.ID, 30*24*time.Hour, "40 systems, archives", "token:dpo",
 		func(_ context.Context, ext registry.Extension) error { told = ext; return nil })
 	if err != nil {
 		t.Fatalf("ExtendErasure: %v", err)
@@ -255,7 +255,7 @@ func TestExtendErasure(t *testing.T) {
 	if read, _ := s.GetErasure(ctx, e.ID); !read.Deadline.Equal(wantDeadline) || read.ExtensionReason == "" {
 		t.Errorf("read back %+v", read)
 	}
-	_, err = s.ExtendErasure(ctx, e.ID, time.Hour, "again", nil)
+	_, err = s.ExtendErasure(ctx, e.ID, time.Hour, "again", "token:dpo", nil)
 	wantCode(t, err, lethe.KindConflict, "already_extended")
 	events, err := s.Audit(ctx, e.ID)
 	if err != nil {
@@ -273,14 +273,14 @@ func TestExtendErasure(t *testing.T) {
 
 	late := create(t, s, newErasure(t0))
 	clk.Advance(31 * 24 * time.Hour)
-	_, err = s.ExtendErasure(ctx, late.ID, time.Hour, "late", nil)
+	_, err = s.ExtendErasure(ctx, late.ID, time.Hour, "late", "token:dpo", nil)
 	wantCode(t, err, lethe.KindConflict, "deadline_passed")
 	if err := s.ApplyLedger(ctx, late.ID, lethe.LedgerDelta{Status: lethe.RequestCanceled}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.ExtendErasure(ctx, late.ID, time.Hour, "finished", nil)
+	_, err = s.ExtendErasure(ctx, late.ID, time.Hour, "finished", "token:dpo", nil)
 	wantCode(t, err, lethe.KindConflict, "already_finished")
-	_, err = s.ExtendErasure(ctx, "00000000-0000-4000-8000-000000000000", time.Hour, "x", nil)
+	_, err = s.ExtendErasure(ctx, "00000000-0000-4000-8000-000000000000", time.Hour, "x", "token:dpo", nil)
 	wantCode(t, err, lethe.KindNotFound, "erasure_not_found")
 }
 

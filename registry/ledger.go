@@ -198,7 +198,7 @@ func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent
 		return nil, erasureNotFound()
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT request_id, system, hold_id, kind, attempt, detail, at
+		SELECT request_id, system, hold_id, kind, attempt, detail, at, actor
 		FROM audit_events WHERE request_id = $1 ORDER BY seq`, id)
 	if err != nil {
 		return nil, s.fail("read audit", err)
@@ -207,7 +207,7 @@ func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent
 	out := []lethe.AuditEvent{}
 	for rows.Next() {
 		var e lethe.AuditEvent
-		if err := rows.Scan(&e.RequestID, &e.System, &e.Hold, &e.Kind, &e.Attempt, &e.Detail, &e.At); err != nil {
+		if err := rows.Scan(&e.RequestID, &e.System, &e.Hold, &e.Kind, &e.Attempt, &e.Detail, &e.At, &e.Actor); err != nil {
 			return nil, s.fail("read audit", err)
 		}
 		e.At = e.At.UTC()
@@ -236,6 +236,7 @@ func insertAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now 
 		attempts = make([]int64, len(events))
 		details  = make([]string, len(events))
 		ats      = make([]string, len(events))
+		actors   = make([]string, len(events))
 	)
 	for i, e := range events {
 		at := e.At
@@ -243,18 +244,18 @@ func insertAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now 
 			at = now
 		}
 		ids[i], systems[i], holds[i], kinds[i] = e.RequestID, e.System, e.Hold, string(e.Kind)
-		attempts[i], details[i] = int64(e.Attempt), e.Detail
+		attempts[i], details[i], actors[i] = int64(e.Attempt), e.Detail, e.Actor
 		ats[i] = at.UTC().Format(time.RFC3339Nano)
 	}
 	_, err := q.ExecContext(ctx, `
-		INSERT INTO audit_events (request_id, system, hold_id, kind, attempt, detail, at)
+		INSERT INTO audit_events (request_id, system, hold_id, kind, attempt, detail, at, actor)
 		SELECT NULLIF(u.request_id, '')::uuid, u.system, u.hold_id, u.kind, u.attempt, u.detail,
-			u.at::timestamptz
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
-			WITH ORDINALITY AS u (request_id, system, hold_id, kind, attempt, detail, at, n)
+			u.at::timestamptz, u.actor
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[])
+			WITH ORDINALITY AS u (request_id, system, hold_id, kind, attempt, detail, at, actor, n)
 		ORDER BY u.n`,
 		pq.Array(ids), pq.Array(systems), pq.Array(holds), pq.Array(kinds), pq.Array(attempts),
-		pq.Array(details), pq.Array(ats))
+		pq.Array(details), pq.Array(ats), pq.Array(actors))
 	return err
 }
 

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -15,14 +16,29 @@ import (
 const systemColumns = `name, identifiers, produces, topic, owner, description,
 	confirm_within_ms, created_at, updated_at`
 
-// PutSystem creates the system or replaces every field of it. created is
-// true when no active system had the name, which includes bringing a retired
-// system back: to its owners that is a new registration, with a new
-// created_at. Identifiers and produces are stored as given (the API sorts and
-// deduplicates them); an empty topic or a zero confirm_within get the
-// contract's defaults so that no caller can store a system that is never
-// reached or never waited for.
-func (s *Store) PutSystem(ctx context.Context, sys lethe.System) (stored lethe.System, created bool, err error) {
+// SystemWrite says who changes the registry and what they may change.
+type SystemWrite struct {
+	// Actor is the authenticated principal making the change; it is the
+	// actor of the change's audit event.
+	Actor string
+	// MayChangeTopic allows changing the command topic of an active system
+	// (the systems:admin scope): redirecting a system's erasure commands
+	// elsewhere is a bigger act than editing its description.
+	MayChangeTopic bool
+}
+
+// PutSystem creates the system or replaces every field of it, and audits
+// the change with w.Actor in the same transaction: system_created with the
+// stored system, or system_replaced (system_topic_changed when the topic
+// differs) with the system before and after. created is true when no active
+// system had the name, which includes bringing a retired system back: to
+// its owners that is a new registration, with a new created_at. Changing
+// the topic of an active system without w.MayChangeTopic is a KindForbidden
+// insufficient_scope error that writes nothing. Identifiers and produces
+// are stored as given (the API sorts and deduplicates them); an empty topic
+// or a zero confirm_within get the contract's defaults so that no caller
+// can store a system that is never reached or never waited for.
+func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) (stored lethe.System, created bool, err error) {
 	if sys.Topic == "" {
 		sys.Topic = wire.DefaultTopic(sys.Name)
 	}
@@ -44,6 +60,7 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System) (stored lethe.S
 
 	// A new name inserts; an existing row (active or retired) makes the
 	// insert do nothing, after waiting for a concurrent creator to finish.
+	var event lethe.AuditEvent
 	stored, err = scanSystem(tx.QueryRowContext(ctx, `
 		INSERT INTO systems (name, identifiers, produces, topic, owner, description,
 			confirm_within_ms, created_at, updated_at)
@@ -53,12 +70,23 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System) (stored lethe.S
 	switch {
 	case err == nil:
 		created = true
+		event, err = systemEvent(lethe.AuditSystemCreated, stored)
 	case errors.Is(err, sql.ErrNoRows):
-		var retired bool
-		if err := tx.QueryRowContext(ctx,
-			`SELECT retired_at IS NOT NULL FROM systems WHERE name = $1 FOR UPDATE`, sys.Name,
-		).Scan(&retired); err != nil {
+		var (
+			before  lethe.System
+			retired bool
+		)
+		// Locked until the commit, so that the topic checked is the topic
+		// replaced and two writers of one system take turns.
+		before, err = scanSystem(scanInto(tx.QueryRowContext(ctx,
+			`SELECT `+systemColumns+`, retired_at IS NOT NULL FROM systems WHERE name = $1 FOR UPDATE`,
+			sys.Name), &retired))
+		if err != nil {
 			return lethe.System{}, false, s.fail("put system", err)
+		}
+		if !retired && before.Topic != sys.Topic && !w.MayChangeTopic {
+			return lethe.System{}, false, lethe.Errorf(lethe.KindForbidden, "insufficient_scope",
+				"changing the topic of an existing system needs the systems:admin scope")
 		}
 		stored, err = scanSystem(tx.QueryRowContext(ctx, `
 			UPDATE systems SET identifiers = $2, produces = $3, topic = $4, owner = $5,
@@ -71,13 +99,44 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System) (stored lethe.S
 			return lethe.System{}, false, s.fail("put system", err)
 		}
 		created = retired
-	default:
+		switch {
+		case retired:
+			event, err = systemEvent(lethe.AuditSystemCreated, stored)
+		case before.Topic != stored.Topic:
+			event, err = systemEvent(lethe.AuditSystemTopicChanged, systemChange{Before: before, After: stored})
+		default:
+			event, err = systemEvent(lethe.AuditSystemReplaced, systemChange{Before: before, After: stored})
+		}
+	}
+	if err != nil {
 		return lethe.System{}, false, s.fail("put system", err)
+	}
+	// The audit goes last: it locks the chain's head until the commit.
+	event.System, event.Actor, event.At = sys.Name, w.Actor, now
+	if err := insertAudit(ctx, tx, []lethe.AuditEvent{event}, now); err != nil {
+		return lethe.System{}, false, s.fail("put system: audit", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return lethe.System{}, false, s.fail("put system", err)
 	}
 	return stored, created, nil
+}
+
+// systemChange is the detail of an audit event that replaced a system.
+type systemChange struct {
+	Before lethe.System `json:"before"`
+	After  lethe.System `json:"after"`
+}
+
+// systemEvent is an audit event of kind whose detail is v as JSON: system
+// definitions hold no personal data, and JSON keeps every field readable by
+// programs.
+func systemEvent(kind lethe.AuditKind, v any) (lethe.AuditEvent, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return lethe.AuditEvent{}, err
+	}
+	return lethe.AuditEvent{Kind: kind, Detail: string(b)}, nil
 }
 
 // GetSystem returns the active system called name; a retired one is as
@@ -102,21 +161,39 @@ func (s *Store) ListSystems(ctx context.Context) ([]lethe.System, error) {
 }
 
 // RetireSystem takes the system out of the registry: later requests no
-// longer target it, while the row stays for the history that names it.
-func (s *Store) RetireSystem(ctx context.Context, name string) error {
+// longer target it, while the row stays for the history that names it. It
+// audits system_retired with the system as it was and actor, the principal
+// retiring it, in the same transaction.
+func (s *Store) RetireSystem(ctx context.Context, name, actor string) error {
 	now := s.now()
-	res, err := s.db.ExecContext(ctx,
-		`UPDATE systems SET retired_at = $2, updated_at = $2 WHERE name = $1 AND retired_at IS NULL`,
-		name, now)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.fail("retire system", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return s.fail("retire system", err)
-	}
-	if n == 0 {
+	defer tx.Rollback()
+	before, err := scanSystem(tx.QueryRowContext(ctx,
+		`SELECT `+systemColumns+` FROM systems WHERE name = $1 AND retired_at IS NULL FOR UPDATE`, name))
+	if errors.Is(err, sql.ErrNoRows) {
 		return systemNotFound(name)
+	}
+	if err != nil {
+		return s.fail("retire system", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE systems SET retired_at = $2, updated_at = $2 WHERE name = $1`, name, now); err != nil {
+		return s.fail("retire system", err)
+	}
+	event, err := systemEvent(lethe.AuditSystemRetired, before)
+	if err != nil {
+		return s.fail("retire system", err)
+	}
+	// The audit goes last: it locks the chain's head until the commit.
+	event.System, event.Actor, event.At = name, actor, now
+	if err := insertAudit(ctx, tx, []lethe.AuditEvent{event}, now); err != nil {
+		return s.fail("retire system: audit", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail("retire system", err)
 	}
 	return nil
 }

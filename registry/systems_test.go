@@ -33,7 +33,7 @@ func TestPutSystem(t *testing.T) {
 	}
 
 	t.Run("create", func(t *testing.T) {
-		got, created, err := s.PutSystem(ctx, orders)
+		got, created, err := s.PutSystem(ctx, orders, ops)
 		if err != nil {
 			t.Fatalf("PutSystem: %v", err)
 		}
@@ -54,7 +54,7 @@ func TestPutSystem(t *testing.T) {
 		changed.Produces = nil
 		changed.Owner = "team-billing"
 		changed.ConfirmWithin = lethe.Duration(90 * time.Minute)
-		got, created, err := s.PutSystem(ctx, changed)
+		got, created, err := s.PutSystem(ctx, changed, ops)
 		if err != nil {
 			t.Fatalf("PutSystem: %v", err)
 		}
@@ -77,7 +77,7 @@ func TestPutSystem(t *testing.T) {
 	})
 
 	t.Run("defaults for a caller that sent none", func(t *testing.T) {
-		got, _, err := s.PutSystem(ctx, lethe.System{Name: "crm", Identifiers: []string{"email"}})
+		got, _, err := s.PutSystem(ctx, lethe.System{Name: "crm", Identifiers: []string{"email"}}, ops)
 		if err != nil {
 			t.Fatalf("PutSystem: %v", err)
 		}
@@ -101,13 +101,13 @@ func TestRetireSystem(t *testing.T) {
 		{Name: "billing", Identifiers: []string{"user_id"}},
 		{Name: "orders", Identifiers: []string{"email", "user_id"}},
 	} {
-		if _, _, err := s.PutSystem(ctx, sys); err != nil {
+		if _, _, err := s.PutSystem(ctx, sys, ops); err != nil {
 			t.Fatalf("PutSystem(%s): %v", sys.Name, err)
 		}
 	}
 
 	clk.Advance(time.Hour)
-	if err := s.RetireSystem(ctx, "orders"); err != nil {
+	if err := s.RetireSystem(ctx, "orders", "token:ops"); err != nil {
 		t.Fatalf("RetireSystem: %v", err)
 	}
 
@@ -134,14 +134,14 @@ func TestRetireSystem(t *testing.T) {
 		}
 	})
 	t.Run("retiring again answers not found", func(t *testing.T) {
-		wantCode(t, s.RetireSystem(ctx, "orders"), lethe.KindNotFound, "system_not_found")
+		wantCode(t, s.RetireSystem(ctx, "orders", "token:ops"), lethe.KindNotFound, "system_not_found")
 	})
 	t.Run("retiring an unknown name answers not found", func(t *testing.T) {
-		wantCode(t, s.RetireSystem(ctx, "nobody"), lethe.KindNotFound, "system_not_found")
+		wantCode(t, s.RetireSystem(ctx, "nobody", "token:ops"), lethe.KindNotFound, "system_not_found")
 	})
 	t.Run("put brings it back as created", func(t *testing.T) {
 		clk.Advance(time.Hour)
-		got, created, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"email"}})
+		got, created, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"email"}}, ops)
 		if err != nil {
 			t.Fatalf("PutSystem: %v", err)
 		}
@@ -178,7 +178,7 @@ func TestListSystems(t *testing.T) {
 	}
 
 	for _, name := range []string{"zeta", "alpha", "mid"} {
-		if _, _, err := s.PutSystem(ctx, lethe.System{Name: name, Identifiers: []string{"user_id"}}); err != nil {
+		if _, _, err := s.PutSystem(ctx, lethe.System{Name: name, Identifiers: []string{"user_id"}}, ops); err != nil {
 			t.Fatalf("PutSystem(%s): %v", name, err)
 		}
 	}
@@ -201,7 +201,7 @@ func TestMatchSystems(t *testing.T) {
 		{Name: "crm", Identifiers: []string{"email"}},
 		{Name: "orders", Identifiers: []string{"email", "user_id"}},
 	} {
-		if _, _, err := s.PutSystem(ctx, sys); err != nil {
+		if _, _, err := s.PutSystem(ctx, sys, ops); err != nil {
 			t.Fatalf("PutSystem(%s): %v", sys.Name, err)
 		}
 	}

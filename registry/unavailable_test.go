@@ -24,7 +24,7 @@ func calls() map[string]func(context.Context, *registry.Store) error {
 	return map[string]func(context.Context, *registry.Store) error{
 		"Ping": func(ctx context.Context, s *registry.Store) error { return s.Ping(ctx) },
 		"PutSystem": func(ctx context.Context, s *registry.Store) error {
-			_, _, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"user_id"}})
+			_, _, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"user_id"}}, ops)
 			return err
 		},
 		"GetSystem": func(ctx context.Context, s *registry.Store) error {
@@ -35,7 +35,7 @@ func calls() map[string]func(context.Context, *registry.Store) error {
 			_, err := s.ListSystems(ctx)
 			return err
 		},
-		"RetireSystem": func(ctx context.Context, s *registry.Store) error { return s.RetireSystem(ctx, "orders") },
+		"RetireSystem": func(ctx context.Context, s *registry.Store) error { return s.RetireSystem(ctx, "orders", "token:ops") },
 		"MatchSystems": func(ctx context.Context, s *registry.Store) error {
 			_, err := s.MatchSystems(ctx, []string{"user_id"})
 			return err
@@ -132,7 +132,7 @@ func TestOpen(t *testing.T) {
 	if got := s.DB().Stats().MaxOpenConnections; got <= 0 {
 		t.Errorf("MaxOpenConnections = %d, want a bound", got)
 	}
-	if _, _, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"user_id"}}); err != nil {
+	if _, _, err := s.PutSystem(ctx, lethe.System{Name: "orders", Identifiers: []string{"user_id"}}, ops); err != nil {
 		t.Errorf("PutSystem through an opened store: %v", err)
 	}
 }

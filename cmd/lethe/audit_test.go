@@ -61,8 +61,9 @@ func auditTamper(t *testing.T, db *sql.DB, stmt string, args ...any) {
 }
 
 // TestAuditVerifyCommand runs `lethe audit verify` on an untouched audit,
-// then after a row was edited and after another was deleted, and checks
-// that it names exactly the broken row each time.
+// then after a row was edited, after the actor of an earlier one was
+// blanked and after another was deleted, and checks that it names exactly
+// the broken row each time.
 func TestAuditVerifyCommand(t *testing.T) {
 	db, dbURL := testenv.Postgres(t)
 	env := map[string]string{"LETHE_DATABASE_URL": dbURL}
@@ -73,6 +74,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 		id := uuid.NewString()
 		if _, _, err := store.CreateErasure(ctx, registry.NewErasure{
 			ID: id, Subject: []lethe.SubjectDigest{{Type: "user_id", Digest: fmt.Sprint(i)}},
+			CreatedBy: fmt.Sprintf("token:svc-%d", i),
 		}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -127,6 +129,18 @@ func TestAuditVerifyCommand(t *testing.T) {
 	}
 	if !strings.Contains(out, "4 events intact before seq 5") {
 		t.Errorf("output = %q", out)
+	}
+
+	// Seq 4 is the received event of the second request, written with an
+	// actor: blanking it breaks the chain there.
+	var blankedID int64
+	if err := db.QueryRow(`SELECT id FROM audit_events WHERE seq = 4 AND actor = 'token:svc-1'`).Scan(&blankedID); err != nil {
+		t.Fatal(err)
+	}
+	auditTamper(t, db, `UPDATE audit_events SET actor = '' WHERE seq = 4`)
+	_, err = runCommand(t, env, "audit", "verify")
+	if want := fmt.Sprintf("audit chain broken at seq 4 (id %d): hash_mismatch", blankedID); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("after blanking the actor of seq 4: err = %v, want %q", err, want)
 	}
 
 	auditTamper(t, db, `DELETE FROM audit_events WHERE seq = 2`)

@@ -133,6 +133,9 @@ func printCertificate(w io.Writer, path string, c *certificate.Certificate, key 
 		dry = " (DRY RUN: nothing was erased)"
 	}
 	fmt.Fprintf(w, "  request:    %s, status %s%s, reason %q\n", c.RequestID, c.Status, dry, c.Reason)
+	if c.CreatedBy != nil {
+		fmt.Fprintf(w, "  created by: %q\n", *c.CreatedBy)
+	}
 	met := "met"
 	if c.CompletedAt.After(c.Deadline) {
 		met = "missed"

@@ -32,6 +32,7 @@ func writeCertificate(t *testing.T, seed byte) (path string, signer *certificate
 	c, err := certificate.Build(certificate.Facts{
 		Erasure: lethe.Erasure{
 			ID: "6f1c0000-0000-4000-8000-000000000001", Status: lethe.RequestCompleted, Reason: "gdpr_art17",
+			CreatedBy: "token:support-desk",
 			CreatedAt: at, Deadline: at.Add(lethe.DefaultDeadline), CompletedAt: &done,
 			Systems: []lethe.SystemProgress{{Name: "orders", Status: lethe.SystemErased, Attempts: 1, Records: 3, ConfirmedAt: &done}},
 		},
@@ -80,7 +81,7 @@ func TestCertificateVerifyCommand(t *testing.T) {
 			if err != nil {
 				t.Fatalf("verify: %v", err)
 			}
-			for _, want := range []string{"is valid: signed by key " + signer.KeyID(), "6f1c0000-0000-4000-8000-000000000001, status completed", "orders", "chain head seq 9"} {
+			for _, want := range []string{"is valid: signed by key " + signer.KeyID(), "6f1c0000-0000-4000-8000-000000000001, status completed", "orders", "chain head seq 9", `created by: "token:support-desk"`} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, out)
 				}
@@ -111,6 +112,23 @@ func TestCertificateVerifyCommand(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestCertificateVerifyCommandVersion1: a certificate issued before
+// created_by existed still verifies on the command line.
+func TestCertificateVerifyCommandVersion1(t *testing.T) {
+	signer, err := certificate.NewSigner(bytes.Repeat([]byte{1}, ed25519.SeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "..", "certificate", "testdata", "v1.certificate.json")
+	out, err := runCommand(t, nil, "certificate", "verify", "--public-key", hex.EncodeToString(signer.Public()), path)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if !strings.Contains(out, "is valid: signed by key "+signer.KeyID()) || strings.Contains(out, "created by") {
+		t.Errorf("output of a version 1 certificate:\n%s", out)
 	}
 }
 

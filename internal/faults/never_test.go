@@ -40,7 +40,7 @@ func TestSystemNeverConfirms(t *testing.T) {
 	store := registry.New(db)
 	brokers, _ := testenv.Kafka(t, wire.DefaultTopic("silent"), wire.DefaultTopic("prompt"))
 	for _, name := range []string{"silent", "prompt"} {
-		if _, _, err := store.PutSystem(ctx, lethe.System{Name: name, Identifiers: subjectTypes}); err != nil {
+		if _, _, err := store.PutSystem(ctx, lethe.System{Name: name, Identifiers: subjectTypes}, registry.SystemWrite{Actor: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
