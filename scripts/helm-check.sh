@@ -284,6 +284,32 @@ check_certificates() {
 	must_fail "a duration as retention" "/certificates/retention" "${REQUIRED[@]}" --set certificates.retention=90d || return 1
 }
 
+check_auth() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# Authentication is on in the ConfigMap and its migration copy; Lethe
+	# tokens only by default, with each principal's rate.
+	want_count "$out" 2 '^  LETHE_AUTH: "on"$' || return 1
+	want_count "$out" 2 '^  LETHE_RATE_LIMIT: "50"$' || return 1
+	want_none "$out" 'LETHE_OIDC_ISSUER' || return 1
+	local oidc="$WORK/oidc.yaml"
+	render "${REQUIRED[@]}" --set auth.oidc.issuer=https://sso.example.com/realms/acme \
+		--set auth.oidc.audience=lethe-api --set auth.rateLimit=5 >"$oidc" ||
+		fail "render with OIDC failed" || return 1
+	want_count "$oidc" 2 '^  LETHE_OIDC_ISSUER: "https://sso.example.com/realms/acme"$' || return 1
+	want_count "$oidc" 2 '^  LETHE_OIDC_AUDIENCE: "lethe-api"$' || return 1
+	want_count "$oidc" 2 '^  LETHE_RATE_LIMIT: "5"$' || return 1
+	must_fail "an OIDC audience" "auth.oidc.audience is required" "${REQUIRED[@]}" \
+		--set auth.oidc.issuer=https://sso.example.com || return 1
+	# No value turns authentication off, not even through extraEnv.
+	local c
+	for c in api worker relay migrate; do
+		must_fail "authentication ($c.extraEnv)" "never deploys an API without authentication" "${REQUIRED[@]}" \
+			--set "$c.extraEnv[0].name=LETHE_AUTH" --set "$c.extraEnv[0].value=off" || return 1
+	done
+	must_fail "a known auth setting" "additional properties 'enabled'" "${REQUIRED[@]}" --set auth.enabled=false || return 1
+}
+
 # must_fail asserts that a render fails and says why in the given words.
 must_fail() {
 	local why=$1 message=$2
@@ -351,6 +377,7 @@ run check_existing_secrets_and_ingress
 run check_checksum_rolls
 run check_codec_keys
 run check_certificates
+run check_auth
 run check_required_settings_fail
 run check_schema_rejects
 

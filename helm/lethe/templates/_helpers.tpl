@@ -92,6 +92,16 @@ deploying pods that crash-loop on an empty variable. Included wherever the
 settings are read, so every template path checks them.
 */}}
 {{- define "lethe.validate" -}}
+{{- if and .Values.auth.oidc.issuer (not .Values.auth.oidc.audience) }}
+{{- fail "auth.oidc.audience is required with auth.oidc.issuer: set it to the aud your identity provider puts in Lethe's access tokens" }}
+{{- end }}
+{{- range $c := list "api" "worker" "relay" "migrate" }}
+{{- range (index $.Values $c).extraEnv }}
+{{- if and (eq .name "LETHE_AUTH") (ne (toString .value) "on") }}
+{{- fail (printf "%s.extraEnv sets LETHE_AUTH=%v: the chart never deploys an API without authentication (docs/security.md)" $c .value) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if not .Values.postgres.existingSecret }}
 {{- $_ := required "postgres.url is required: set postgres.url to the PostgreSQL URL, or postgres.existingSecret (and postgres.existingSecretKey) to a Secret holding it" .Values.postgres.url }}
 {{- end }}
@@ -144,6 +154,13 @@ LETHE_REMINDERS: {{ .Values.deadlines.reminders | quote }}
 LETHE_ESCALATION_WEBHOOK: {{ . | quote }}
 {{- end }}
 LETHE_RETENTION: {{ .Values.certificates.retention | quote }}
+LETHE_AUTH: "on"
+LETHE_RATE_LIMIT: {{ .Values.auth.rateLimit | quote }}
+LETHE_RATE_BURST: {{ .Values.auth.rateBurst | quote }}
+{{- with .Values.auth.oidc.issuer }}
+LETHE_OIDC_ISSUER: {{ . | quote }}
+LETHE_OIDC_AUDIENCE: {{ $.Values.auth.oidc.audience | quote }}
+{{- end }}
 {{- with .Values.certificates.retiredKeys }}
 LETHE_SIGNING_KEYS_RETIRED: {{ . | quote }}
 {{- end }}
