@@ -240,4 +240,39 @@ func TestAuthOffRecordsAnonymous(t *testing.T) {
 	if res.status != http.StatusAccepted {
 		t.Fatalf("POST with auth off = %s, want 202", describe(res))
 	}
+	var e struct {
+		CreatedBy string `json:"created_by"`
+	}
+	res.decode(t, &e)
+	if e.CreatedBy != api.Anonymous || len(h.store.created) != 1 || h.store.created[0].CreatedBy != api.Anonymous {
+		t.Errorf("created_by = %q, stored %+v; want %q", e.CreatedBy, h.store.created, api.Anonymous)
+	}
+}
+
+// TestTopicChangeNeedsSystemsAdmin checks that moving an existing system's
+// commands to another topic is refused without systems:admin before any
+// topic is created or anything stored, and allowed with it.
+func TestTopicChangeNeedsSystemsAdmin(t *testing.T) {
+	h := newHarness(t)
+	if res := h.putSystem(t, "orders", `{"identifiers":["user_id"]}`); res.status != http.StatusCreated {
+		t.Fatalf("create = %s", describe(res))
+	}
+	writes, topics := h.store.writeCount(), h.topics.count()
+	noAdmin := map[string]string{"Authorization": "Bearer " + allButToken(auth.SystemsAdmin)}
+	res := h.do(t, req{method: "PUT", path: "/v1/systems/orders", headers: noAdmin,
+		body: `{"identifiers":["user_id"],"topic":"attacker.reads.this"}`})
+	if res.status != http.StatusForbidden || res.errorCode(t) != "insufficient_scope" {
+		t.Fatalf("topic change without systems:admin = %s, want 403 insufficient_scope", describe(res))
+	}
+	if h.store.writeCount() != writes || h.topics.count() != topics {
+		t.Errorf("the refused change wrote: store %d→%d, topics %d→%d", writes, h.store.writeCount(), topics, h.topics.count())
+	}
+	// The same caller may still replace everything else.
+	if res := h.do(t, req{method: "PUT", path: "/v1/systems/orders", headers: noAdmin,
+		body: `{"identifiers":["user_id","email"]}`}); res.status != http.StatusOK {
+		t.Errorf("replace keeping the topic without systems:admin = %s, want 200", describe(res))
+	}
+	if res := h.putSystem(t, "orders", `{"identifiers":["user_id"],"topic":"lethe.erasure.orders-v2"}`); res.status != http.StatusOK {
+		t.Errorf("topic change with systems:admin = %s, want 200", describe(res))
+	}
 }

@@ -53,3 +53,12 @@ var testCredentials = func() *fakeVerifier {
 func allButToken(scope auth.Scope) string {
 	return "lethe_all-but-" + strings.ReplaceAll(string(scope), ":", "-")
 }
+
+// clone copies v, so that a harness may add principals of its own.
+func (v *fakeVerifier) clone() *fakeVerifier {
+	c := &fakeVerifier{principals: map[string]auth.Principal{}, unavailable: v.unavailable}
+	for k, p := range v.principals {
+		c.principals[k] = p
+	}
+	return c
+}

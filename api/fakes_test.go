@@ -159,6 +159,7 @@ func (s *fakeStore) CreateErasure(ctx context.Context, in registry.NewErasure, s
 	}
 	e := lethe.Erasure{
 		ID:           in.ID,
+		CreatedBy:    in.CreatedBy,
 		Status:       lethe.RequestPending,
 		SubjectTypes: types,
 		Reason:       in.Reason,
@@ -491,6 +492,7 @@ type harness struct {
 	digester *digest.Digester
 	logs     *testenv.LogBuffer
 	server   *api.Server
+	creds    *fakeVerifier
 	handler  http.Handler
 }
 
@@ -509,6 +511,7 @@ func newHarnessWith(t *testing.T, modify func(*api.Config)) *harness {
 		topics:   &fakeTopics{},
 		digester: d,
 		logs:     &testenv.LogBuffer{},
+		creds:    testCredentials.clone(),
 	}
 	cfg := api.Config{
 		Store:    h.store,
@@ -517,7 +520,7 @@ func newHarnessWith(t *testing.T, modify func(*api.Config)) *harness {
 		Digester: d,
 		Logger:   slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:      func() time.Time { return testNow },
-		Auth:     testCredentials,
+		Auth:     h.creds,
 	}
 	if modify != nil {
 		modify(&cfg)

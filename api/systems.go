@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -162,13 +163,26 @@ func (s *Server) putSystem(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// A caller who may not move the system's commands is refused before
+	// any topic is created; the store checks again under its lock, against
+	// a concurrent change.
+	write := systemWrite(r)
+	if !write.MayChangeTopic {
+		if old, err := s.store.GetSystem(r.Context(), name); err == nil && old.Topic != sys.Topic {
+			s.writeError(w, r, registry.ErrTopicChangeForbidden())
+			return
+		} else if err != nil && lethe.ErrorKind(err) != lethe.KindNotFound {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	// The topics come first: a system is only registered once its commands
 	// have somewhere to go, and a failed PUT leaves nothing half-done.
 	if err := s.topics.EnsureTopics(r.Context(), sys.Topic, wire.DLQTopic(sys.Topic)); err != nil {
 		s.writeError(w, r, kafkaUnavailable(err))
 		return
 	}
-	stored, created, err := s.store.PutSystem(r.Context(), sys, systemWrite(r))
+	stored, created, err := s.store.PutSystem(r.Context(), sys, write)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -85,8 +85,7 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 			return lethe.System{}, false, s.fail("put system", err)
 		}
 		if !retired && before.Topic != sys.Topic && !w.MayChangeTopic {
-			return lethe.System{}, false, lethe.Errorf(lethe.KindForbidden, "insufficient_scope",
-				"changing the topic of an existing system needs the systems:admin scope")
+			return lethe.System{}, false, ErrTopicChangeForbidden()
 		}
 		stored, err = scanSystem(tx.QueryRowContext(ctx, `
 			UPDATE systems SET identifiers = $2, produces = $3, topic = $4, owner = $5,
@@ -260,4 +259,13 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// ErrTopicChangeForbidden is the refusal of a topic change by a writer
+// without SystemWrite.MayChangeTopic (the systems:admin scope): moving a
+// system's commands elsewhere would let the writer read identifier values
+// and confirm erasures nobody performed.
+func ErrTopicChangeForbidden() error {
+	return lethe.Errorf(lethe.KindForbidden, "insufficient_scope",
+		"changing the topic of an existing system needs the systems:admin scope")
 }
