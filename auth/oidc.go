@@ -61,10 +61,14 @@ type OIDCConfig struct {
 	// DiscoveryRetry is how long a failed discovery is remembered; zero
 	// means DefaultDiscoveryRetry.
 	DiscoveryRetry time.Duration
+	// KeyRefresh is the shortest time between two fetches of the key set;
+	// zero means DefaultKeyRefresh.
+	KeyRefresh time.Duration
 	// HTTPClient fetches the discovery document and the key set; nil means
 	// a client with a 10 s timeout.
 	HTTPClient *http.Client
-	// Now is the clock for exp and nbf; nil means time.Now.
+	// Now is the clock for exp and nbf, and for the discovery and key set
+	// intervals; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -80,8 +84,8 @@ func (c OIDCConfig) Validate() error {
 		return errors.New("LETHE_OIDC_AUDIENCE is empty: tokens must name Lethe in aud, or a token minted for another service would be accepted")
 	case c.Leeway < 0:
 		return errors.New("OIDC leeway cannot be negative")
-	case c.DiscoveryRetry < 0:
-		return errors.New("OIDC discovery retry cannot be negative")
+	case c.DiscoveryRetry < 0 || c.KeyRefresh < 0:
+		return errors.New("OIDC discovery retry and key refresh cannot be negative")
 	}
 	return nil
 }
@@ -95,7 +99,9 @@ func (c OIDCConfig) Validate() error {
 // answered with ErrOIDCUnavailable (503), and discovery is tried again at
 // most once per DiscoveryRetry. Once discovered, the issuer's key set
 // (JWKS) is cached and fetched again when a token names a key it does not
-// hold, which is how a key rotation reaches Lethe.
+// hold, which is how a key rotation reaches Lethe; such refetches are at
+// least KeyRefresh apart, so forged tokens cannot make Lethe flood the
+// issuer.
 type OIDCVerifier struct {
 	cfg    OIDCConfig
 	client *http.Client
@@ -117,6 +123,9 @@ func NewOIDCVerifier(cfg OIDCConfig) (*OIDCVerifier, error) {
 	}
 	if cfg.DiscoveryRetry == 0 {
 		cfg.DiscoveryRetry = DefaultDiscoveryRetry
+	}
+	if cfg.KeyRefresh == 0 {
+		cfg.KeyRefresh = DefaultKeyRefresh
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -144,14 +153,11 @@ func (v *OIDCVerifier) discover(ctx context.Context, force bool) (*oidc.IDTokenV
 	if v.verifier != nil {
 		return v.verifier, nil
 	}
-	now := time.Now()
+	now := v.cfg.Now()
 	if !force && v.lastErr != nil && now.Sub(v.lastAttempt) < v.cfg.DiscoveryRetry {
 		return nil, v.lastErr
 	}
 	v.lastAttempt = now
-	// Key set fetches outlive the request that starts them, so they get a
-	// context of their own; it only carries the HTTP client.
-	background := oidc.ClientContext(context.Background(), v.client)
 	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, v.client), v.cfg.Issuer)
 	if err != nil {
 		v.lastErr = fmt.Errorf("%w: discovery at %s: %v", ErrOIDCUnavailable, v.cfg.Issuer, err)
@@ -164,7 +170,7 @@ func (v *OIDCVerifier) discover(ctx context.Context, force bool) (*oidc.IDTokenV
 		v.lastErr = fmt.Errorf("%w: the discovery document of %s names no jwks_uri", ErrOIDCUnavailable, v.cfg.Issuer)
 		return nil, v.lastErr
 	}
-	keys := &keySet{remote: oidc.NewRemoteKeySet(background, doc.JWKSURI)}
+	keys := newKeySet(v.client, doc.JWKSURI, v.cfg.KeyRefresh, v.cfg.Now)
 	v.verifier = oidc.NewVerifier(v.cfg.Issuer, keys, &oidc.Config{
 		ClientID:             v.cfg.Audience,
 		SupportedSigningAlgs: signingAlgs,
@@ -267,26 +273,4 @@ func knownScopes(lists ...claimScopes) []Scope {
 		}
 	}
 	return out
-}
-
-// keySet is go-oidc's remote key set, with one addition: it tells Verify
-// when the keys could not be fetched, which go-oidc reports only as text.
-// A token whose key could not be fetched is not forged, so it is answered
-// 503, not 401.
-type keySet struct{ remote *oidc.RemoteKeySet }
-
-type fetchFailureKey struct{}
-
-type fetchFailure struct{ err error }
-
-func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	payload, err := k.remote.VerifySignature(ctx, jwt)
-	// The remote key set wraps (%w) exactly one kind of error: a failed
-	// fetch of the key set. A signature that no key verifies is a plain one.
-	if err != nil && errors.Unwrap(err) != nil {
-		if f, ok := ctx.Value(fetchFailureKey{}).(*fetchFailure); ok {
-			f.err = err
-		}
-	}
-	return payload, err
 }

@@ -74,11 +74,13 @@ func TestOIDCValidTokens(t *testing.T) {
 }
 
 // TestOIDCKeyRotation checks that the key set is fetched once, and again
-// when a token names a key the verifier has not seen, as after a rotation.
+// when a token names a key the verifier has not seen, as after a rotation,
+// but no sooner than KeyRefresh after the previous fetch.
 func TestOIDCKeyRotation(t *testing.T) {
 	t.Parallel()
 	iss := oidctest.NewIssuer(t)
-	v := newOIDC(t, iss, realClock())
+	clk := realClock()
+	v := newOIDC(t, iss, clk)
 	old := iss.Token(iss.Claims("ada"))
 	for range 3 {
 		if _, err := v.Verify(t.Context(), old); err != nil {
@@ -90,6 +92,14 @@ func TestOIDCKeyRotation(t *testing.T) {
 	}
 	iss.Rotate()
 	rotated := iss.Token(iss.Claims("ada"))
+	clk.Advance(auth.DefaultKeyRefresh - time.Second)
+	if _, err := v.Verify(t.Context(), rotated); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("a new kid within KeyRefresh of the last fetch: err = %v, want ErrUnauthenticated (no refetch yet)", err)
+	}
+	if n := iss.JWKSFetches(); n != 1 {
+		t.Errorf("key set fetched %d times within KeyRefresh, want still 1", n)
+	}
+	clk.Advance(time.Second)
 	if _, err := v.Verify(t.Context(), rotated); err != nil {
 		t.Fatalf("Verify with the rotated key: %v", err)
 	}
@@ -160,6 +170,11 @@ func TestOIDCForgeriesRefused(t *testing.T) {
 			wantRefused(t, err, tc.token, tc.reason)
 		})
 	}
+	// Forged tokens name keys the verifier lacks, and go-oidc refetches the
+	// key set for each; the throttle keeps the issuer from seeing them.
+	if n := iss.JWKSFetches(); n != 1 {
+		t.Errorf("key set fetched %d times for one valid and many forged tokens within KeyRefresh, want 1", n)
+	}
 }
 
 // TestOIDCLeeway pins the leeway at its edges: a token is still accepted
@@ -227,11 +242,16 @@ func TestOIDCIssuerDownAtStart(t *testing.T) {
 		t.Errorf("Discover = %v, want ErrOIDCUnavailable", err)
 	}
 
-	eager := newOIDC(t, iss, realClock(), func(c *auth.OIDCConfig) { c.DiscoveryRetry = time.Nanosecond })
+	clk := realClock()
+	eager := newOIDC(t, iss, clk, func(c *auth.OIDCConfig) { c.DiscoveryRetry = time.Second })
 	if _, err := eager.Verify(t.Context(), tok); !errors.Is(err, auth.ErrOIDCUnavailable) {
 		t.Fatalf("err = %v, want ErrOIDCUnavailable", err)
 	}
 	iss.SetDown(false)
+	if _, err := eager.Verify(t.Context(), tok); !errors.Is(err, auth.ErrOIDCUnavailable) {
+		t.Fatalf("within DiscoveryRetry of the failure: err = %v, want ErrOIDCUnavailable", err)
+	}
+	clk.Advance(time.Second)
 	p, err := eager.Verify(t.Context(), tok)
 	if err != nil || p.Subject != "ada" {
 		t.Fatalf("once the issuer is back: %+v, %v; want ada", p, err)
@@ -243,13 +263,15 @@ func TestOIDCIssuerDownAtStart(t *testing.T) {
 func TestOIDCKeySetDownIsUnavailable(t *testing.T) {
 	t.Parallel()
 	iss := oidctest.NewIssuer(t)
-	v := newOIDC(t, iss, realClock())
+	clk := realClock()
+	v := newOIDC(t, iss, clk)
 	known := iss.Token(iss.Claims("ada"))
 	if _, err := v.Verify(t.Context(), known); err != nil {
 		t.Fatal(err)
 	}
 	iss.SetDown(true)
 	iss.Rotate()
+	clk.Advance(auth.DefaultKeyRefresh)
 	_, err := v.Verify(t.Context(), iss.Token(iss.Claims("ada")))
 	if !errors.Is(err, auth.ErrOIDCUnavailable) || errors.Is(err, auth.ErrUnauthenticated) {
 		t.Errorf("err = %v, want ErrOIDCUnavailable and not ErrUnauthenticated", err)
