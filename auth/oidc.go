@@ -158,7 +158,11 @@ func (v *OIDCVerifier) discover(ctx context.Context, force bool) (*oidc.IDTokenV
 		return nil, v.lastErr
 	}
 	v.lastAttempt = now
-	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, v.client), v.cfg.Issuer)
+	// The attempt serves every caller waiting on the lock, so a caller that
+	// hangs up does not cut it short; the timeout bounds it instead.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultHTTPTimeout)
+	defer cancel()
+	provider, err := oidc.NewProvider(oidc.ClientContext(dctx, v.client), v.cfg.Issuer)
 	if err != nil {
 		v.lastErr = fmt.Errorf("%w: discovery at %s: %v", ErrOIDCUnavailable, v.cfg.Issuer, err)
 		return nil, v.lastErr
