@@ -53,6 +53,13 @@ type config struct {
 	EscalationURL    string
 	EscalationSecret string
 
+	// Authentication (see authconfig.go).
+	OIDCIssuer   string
+	OIDCAudience string
+	DevToken     string
+	RateLimit    string
+	RateBurst    int
+
 	// lethe dev only.
 	DataDir   string
 	Demo      bool
@@ -90,6 +97,10 @@ func (c *config) settings() []setting {
 		{"LETHE_SETTLE", "settle", "10s", "how long a new request settles before the ledger and the list columns follow each step (0: every step at once)", &c.Settle},
 		{"LETHE_ESCALATION_WEBHOOK", "escalation-webhook", "", "URL that receives escalations as signed JSON (worker)", &c.EscalationURL},
 		{"LETHE_ESCALATION_SECRET", "escalation-secret", "", "HMAC secret of the escalation webhook's Lethe-Signature header", &c.EscalationSecret},
+		{"LETHE_OIDC_ISSUER", "oidc-issuer", "", "OIDC issuer URL whose JWTs the API accepts (discovery + JWKS)", &c.OIDCIssuer},
+		{"LETHE_OIDC_AUDIENCE", "oidc-audience", "", "the aud an OIDC JWT must carry (required with LETHE_OIDC_ISSUER)", &c.OIDCAudience},
+		{"LETHE_DEV_TOKEN", "dev-token", "", "lethe dev: the dev token (every scope); generated into the data folder when empty", &c.DevToken},
+		{"LETHE_RATE_LIMIT", "rate-limit", "0", "API requests per second each principal may make (0: unlimited)", &c.RateLimit},
 	}
 }
 
@@ -105,6 +116,7 @@ func (c *config) intSettings() []intSetting {
 	return []intSetting{
 		{"LETHE_TOPIC_PARTITIONS", "topic-partitions", 3, "partitions of the topics Lethe creates", &c.TopicPartitions},
 		{"LETHE_MAX_ATTEMPTS", "max-attempts", 5, "dispatches of one command before its system is failed", &c.MaxAttempts},
+		{"LETHE_RATE_BURST", "rate-burst", 0, "API requests a principal may make at once (0: one second's worth of LETHE_RATE_LIMIT)", &c.RateBurst},
 	}
 }
 
