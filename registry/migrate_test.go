@@ -47,7 +47,7 @@ func schema(t *testing.T, ctx context.Context, db *sql.DB) (tables []string, ver
 }
 
 var wantTables = []string{
-	"audit_chain_head", "audit_events", "erasure_certificates", "erasure_requests", "erasure_systems", "ledger_batches",
+	"api_tokens", "audit_chain_head", "audit_events", "erasure_certificates", "erasure_requests", "erasure_systems", "ledger_batches",
 	"legal_hold_subjects", "legal_holds", "request_holds", "request_subjects", "schema_migrations", "systems",
 }
 

@@ -26,6 +26,7 @@ Commands:
   worker    the Temporal worker (workflows and activities)
   relay     the confirmation consumer that signals workflows
   migrate   apply the embedded PostgreSQL migrations
+  token     lethe token <create|revoke|list>: the API tokens of services and scripts
   codec     the codec endpoint alone, for a Temporal Web UI to show encrypted payloads decrypted
   audit     lethe audit verify: check the hash-chained audit in PostgreSQL
   certificate
@@ -98,6 +99,8 @@ func runRole(ctx context.Context, args []string, env func(string) string, stdout
 		return err
 	case "audit":
 		return runAudit(ctx, rest, env, stdout, stderr)
+	case "token":
+		return runToken(ctx, rest, env, stdout, stderr)
 	case "certificate":
 		return runCertificate(ctx, rest, stdout, stderr)
 	case "connector":
