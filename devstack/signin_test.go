@@ -2,18 +2,14 @@ package devstack_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/lethe-dev/lethe/devstack"
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 // TestUISignInPassesTheAccessToken walks the Web UI's sign-in as a browser
@@ -52,36 +48,8 @@ func TestUISignInPassesTheAccessToken(t *testing.T) {
 		t.Errorf("authorize to a foreign redirect_uri = %d, want 400", code)
 	}
 
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := browser.Get(ui.URL() + "/auth/sso")
-	if err != nil {
-		t.Fatalf("sign-in: %v", err)
-	}
-	resp.Body.Close()
-	u, _ := url.Parse(ui.URL())
-	var parts []*http.Cookie
-	for _, c := range jar.Cookies(u) {
-		if strings.HasPrefix(c.Name, "user") {
-			parts = append(parts, c)
-		}
-	}
-	if len(parts) == 0 {
-		t.Fatalf("the UI set no user cookie after sign-in (last status %d)", resp.StatusCode)
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].Name < parts[j].Name })
-	var b64 strings.Builder
-	for _, c := range parts {
-		b64.WriteString(c.Value)
-	}
-	raw, err := base64.StdEncoding.DecodeString(b64.String())
-	if err != nil {
-		t.Fatalf("user cookie is not base64: %v", err)
-	}
-	var user struct{ AccessToken, IDToken string }
-	if err := json.Unmarshal(raw, &user); err != nil {
-		t.Fatalf("user cookie: %v", err)
-	}
+	access, id := testenv.UISession(t, ui.URL())
+	user := struct{ AccessToken, IDToken string }{access, id}
 	if user.AccessToken != token || user.IDToken == "" {
 		t.Fatalf("UI session holds access token %q and ID token %t, want the dev token and an ID token", user.AccessToken, user.IDToken != "")
 	}

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 
+	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/codec"
+	"github.com/lethe-dev/lethe/registry"
 )
 
 // runCodec serves the codec endpoint on its own, so that an operator who
@@ -30,10 +33,26 @@ func runCodec(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if len(origins) == 0 {
 		return errors.New("LETHE_CODEC_ORIGINS is not set: give the Temporal Web UI's origin, e.g. https://temporal.example.com")
 	}
+	// Lethe tokens are read from PostgreSQL only when the operator named
+	// the database: a codec endpoint on a laptop usually has none.
+	var tokens auth.TokenStore
+	if cfg.DatabaseNamed {
+		store, err := registry.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("open database: %w", err)
+		}
+		defer store.Close()
+		tokens = store
+	}
+	access, err := cfg.codecAccess(ctx, tokens, log)
+	if err != nil {
+		return err
+	}
 	ln, err := listen(cfg.CodecAddr, "codec")
 	if err != nil {
 		return err
 	}
-	log.Info("codec endpoint listening", "addr", ln.Addr().String(), "origins", origins, "active_key_id", keys.ActiveID())
-	return serveHTTP(ctx, ln, codec.Handler(keys, origins, codec.Access{Log: log}))
+	log.Info("codec endpoint listening", "addr", ln.Addr().String(), "origins", origins,
+		"active_key_id", keys.ActiveID(), "authenticated", access.Verifier != nil)
+	return serveHTTP(ctx, ln, codec.Handler(keys, origins, access))
 }

@@ -39,7 +39,7 @@ type codecPayloads struct {
 }
 
 // codecRequest posts payloads to endpoint+path as the UI's browser code does.
-func codecRequest(t *testing.T, method, url, origin string, payloads []*commonpb.Payload) (*http.Response, []byte) {
+func codecRequest(t *testing.T, method, url, origin string, payloads []*commonpb.Payload, header ...string) (*http.Response, []byte) {
 	t.Helper()
 	var body io.Reader
 	if payloads != nil {
@@ -60,6 +60,9 @@ func codecRequest(t *testing.T, method, url, origin string, payloads []*commonpb
 		t.Fatal(err)
 	}
 	req.Header.Set("Origin", origin)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	if method == http.MethodOptions {
 		req.Header.Set("Access-Control-Request-Method", "POST")
 		req.Header.Set("Access-Control-Request-Headers", "content-type,x-namespace")
@@ -103,7 +106,8 @@ func TestDevCodec(t *testing.T) {
 		t.Fatalf("banner curl has no subject: %s", m[2])
 	}
 
-	r := httpDo(t, http.MethodPost, m[1], m[2])
+	authz := bannerAuth(t, banner)
+	r := httpDo(t, http.MethodPost, m[1], m[2], authz...)
 	if r.status != http.StatusAccepted {
 		t.Fatalf("POST /v1/erasures answered %d %s", r.status, r.body)
 	}
@@ -113,7 +117,7 @@ func TestDevCodec(t *testing.T) {
 	}
 	json.Unmarshal(r.body, &accepted)
 	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		r := httpDo(t, http.MethodGet, apiURL+"/v1/erasures/"+accepted.ID, "")
+		r := httpDo(t, http.MethodGet, apiURL+"/v1/erasures/"+accepted.ID, "", authz...)
 		var st struct {
 			Status string `json:"status"`
 		}
@@ -126,10 +130,16 @@ func TestDevCodec(t *testing.T) {
 		}
 	}
 
-	// The UI tells the browser where the codec is through its settings.
-	r = httpDo(t, http.MethodGet, uiURL+"/api/v1/settings", "")
+	// The UI signs its user in and tells the browser, through its
+	// settings, where the codec is and to pass the user's access token.
+	access, id := testenv.UISession(t, uiURL)
+	session := []string{"Authorization", "Bearer " + access, "Authorization-Extras", id}
+	r = httpDo(t, http.MethodGet, uiURL+"/api/v1/settings", "", session...)
 	var settings struct {
-		Codec struct{ Endpoint string }
+		Codec struct {
+			Endpoint        string
+			PassAccessToken bool
+		}
 	}
 	if err := json.Unmarshal(r.body, &settings); err != nil || r.status != http.StatusOK {
 		t.Fatalf("UI settings: %d %s (%v)", r.status, r.body, err)
@@ -137,6 +147,9 @@ func TestDevCodec(t *testing.T) {
 	endpoint := settings.Codec.Endpoint
 	if endpoint == "" || endpoint != bannerCodec {
 		t.Fatalf("UI codec endpoint = %q, want the one the banner prints, %q", endpoint, bannerCodec)
+	}
+	if !settings.Codec.PassAccessToken {
+		t.Error("the UI does not pass its user's access token to the codec endpoint")
 	}
 
 	// The stored history, read without the key, holds no identifier value.
@@ -178,7 +191,11 @@ func TestDevCodec(t *testing.T) {
 	if pre.StatusCode != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Origin") != uiURL {
 		t.Errorf("preflight from the UI = %d, Allow-Origin %q; want 204 and %q", pre.StatusCode, pre.Header.Get("Access-Control-Allow-Origin"), uiURL)
 	}
-	resp, body := codecRequest(t, http.MethodPost, endpoint+"/decode?preserveStorageRefs=true", uiURL, input)
+	if resp, body := codecRequest(t, http.MethodPost, endpoint+"/decode?preserveStorageRefs=true", uiURL, input); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("decode without the UI's token = %d %s, want 401", resp.StatusCode, body)
+	}
+	resp, body := codecRequest(t, http.MethodPost, endpoint+"/decode?preserveStorageRefs=true", uiURL, input,
+		"Authorization", "Bearer "+access)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST %s/decode = %d %s", endpoint, resp.StatusCode, body)
 	}

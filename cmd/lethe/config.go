@@ -61,6 +61,10 @@ type config struct {
 	RateLimit    string
 	RateBurst    int
 
+	// DatabaseNamed says LETHE_DATABASE_URL (or --database-url) was given
+	// rather than defaulted: `lethe codec` then reads Lethe tokens there.
+	DatabaseNamed bool
+
 	// lethe dev only.
 	DataDir   string
 	Demo      bool
@@ -118,7 +122,7 @@ func (c *config) intSettings() []intSetting {
 	return []intSetting{
 		{"LETHE_TOPIC_PARTITIONS", "topic-partitions", 3, "partitions of the topics Lethe creates", &c.TopicPartitions},
 		{"LETHE_MAX_ATTEMPTS", "max-attempts", 5, "dispatches of one command before its system is failed", &c.MaxAttempts},
-		{"LETHE_RATE_BURST", "rate-burst", 100, "API requests one principal may make at once above LETHE_RATE_LIMIT", &c.RateBurst},
+		{"LETHE_RATE_BURST", "rate-burst", 0, "API requests a principal may make at once (0: one second's worth of LETHE_RATE_LIMIT)", &c.RateBurst},
 	}
 }
 
@@ -154,6 +158,8 @@ func parseConfig(role string, args []string, env func(string) string, stderr io.
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	c.DatabaseNamed = env("LETHE_DATABASE_URL") != ""
+	fs.Visit(func(f *flag.Flag) { c.DatabaseNamed = c.DatabaseNamed || f.Name == "database-url" })
 	if c.TopicPartitions < 1 {
 		return nil, errors.New("LETHE_TOPIC_PARTITIONS must be at least 1")
 	}

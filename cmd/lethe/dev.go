@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -82,6 +83,11 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 		return err
 	}
 
+	// The Web UI server logs through the standard logger, once per
+	// request when its users sign in; those lines go to the debug level.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(debugWriter{log.With("component", "temporal-ui")})
+
 	kafkaDir := filepath.Join(cfg.DataDir, "kafka")
 	temporalDir := filepath.Join(cfg.DataDir, "temporal")
 	if cfg.Ephemeral {
@@ -100,22 +106,6 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 		return err
 	}
 	defer tserver.Stop()
-	// The codec endpoint listens before the UI starts, which must be told
-	// where it is.
-	codecLn, err := listen(cfg.CodecAddr, "codec")
-	if err != nil {
-		return err
-	}
-	defer codecLn.Close()
-	codecURL := "http://" + codecLn.Addr().String()
-	ui, err := devstack.StartUI(devstack.UIConfig{
-		Addr: cfg.UIAddr, TemporalAddress: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
-		CodecEndpoint: codecURL,
-	})
-	if err != nil {
-		return err
-	}
-	defer ui.Stop()
 
 	d, err := openDeps(ctx, cfg, log)
 	if err != nil {
@@ -125,9 +115,47 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 	if err := registry.Migrate(ctx, d.store.DB()); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	access, as, err := cfg.apiAccess(ctx, d.store, true, log)
+	if err != nil {
+		return err
+	}
+	d.access = access
 	if err := kafkax.EnsureTopics(ctx, brokers, cfg.TopicPartitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
 		return fmt.Errorf("create confirmation topics: %w", err)
 	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	// The codec endpoint, and the sign-in provider of the Web UI beside it,
+	// answer before the UI starts: the UI reads the provider's discovery
+	// document as it starts, and must be told where the codec endpoint is.
+	codecLn, err := listen(cfg.CodecAddr, "codec")
+	if err != nil {
+		return err
+	}
+	codecURL := "http://" + codecLn.Addr().String()
+	codecAccess := codec.Access{Log: log}
+	var signIn *devstack.SignIn
+	if !access.AuthOff {
+		codecAccess.Verifier = access.Auth
+		if signIn, err = devstack.NewSignIn(codecURL+signInPath, as.devToken); err != nil {
+			codecLn.Close()
+			return err
+		}
+	}
+	g.Go(func() error { return serveHTTP(gctx, codecLn, devCodecHandler(keys, cfg.UIAddr, codecAccess, signIn)) })
+	ui, err := devstack.StartUI(devstack.UIConfig{
+		Addr: cfg.UIAddr, TemporalAddress: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+		CodecEndpoint: codecURL, SignIn: signIn,
+	})
+	if err != nil {
+		cancel()
+		_ = g.Wait()
+		return err
+	}
+	defer ui.Stop()
+
 	ln, err := listen(cfg.HTTPAddr, "API")
 	if err != nil {
 		return err
@@ -137,10 +165,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 		ln.Close()
 		return err
 	}
-
-	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(gctx, ln, h) })
-	g.Go(func() error { return serveHTTP(gctx, codecLn, codec.Handler(keys, uiOrigins(ui.Addr()), codec.Access{Log: log})) })
 	g.Go(func() error { return workerLoop(gctx, d) })
 	g.Go(func() error { return relayLoop(gctx, d) })
 	if pruner != nil {
@@ -148,17 +173,42 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 	}
 	apiURL := "http://" + ln.Addr().String()
 	if cfg.Demo {
-		if err := startDemo(gctx, g, d, apiURL); err != nil {
+		if err := startDemo(gctx, g, d, apiURL, as.devToken); err != nil {
 			return err
 		}
 	}
-	printBanner(stdout, apiURL, "http://"+cfg.UIAddr, codecURL, cfg)
+	printBanner(stdout, apiURL, "http://"+cfg.UIAddr, codecURL, as.devToken, cfg)
 	return g.Wait()
+}
+
+// debugWriter turns each write into one debug log line.
+type debugWriter struct{ log *slog.Logger }
+
+func (w debugWriter) Write(b []byte) (int, error) {
+	w.log.Debug(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// signInPath is where `lethe dev` serves its Web UI's sign-in provider,
+// beside the codec endpoint.
+const signInPath = "/sign-in"
+
+// devCodecHandler serves the codec endpoint and, when signIn is set, the
+// Web UI's sign-in provider under signInPath.
+func devCodecHandler(keys *codec.Keyring, uiAddr string, access codec.Access, signIn *devstack.SignIn) http.Handler {
+	h := codec.Handler(keys, uiOrigins(uiAddr), access)
+	if signIn == nil {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.Handle(signInPath+"/", http.StripPrefix(signInPath, signIn.Handler()))
+	mux.Handle("/", h)
+	return mux
 }
 
 // startDemo seeds the demo services' data, registers them through the API
 // and runs their connectors in g.
-func startDemo(ctx context.Context, g *errgroup.Group, d *deps, apiURL string) error {
+func startDemo(ctx context.Context, g *errgroup.Group, d *deps, apiURL, token string) error {
 	db := d.store.DB()
 	if err := demo.Migrate(ctx, db); err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -171,7 +221,7 @@ func startDemo(ctx context.Context, g *errgroup.Group, d *deps, apiURL string) e
 			"identifiers": sys.Identifiers, "produces": sys.Produces, "topic": sys.Topic,
 			"owner": sys.Owner, "description": sys.Description, "confirm_within": sys.ConfirmWithin,
 		}
-		if err := putSystem(ctx, apiURL, sys.Name, body); err != nil {
+		if err := putSystem(ctx, apiURL, token, sys.Name, body); err != nil {
 			return fmt.Errorf("demo: register %s: %w", sys.Name, err)
 		}
 	}
@@ -183,7 +233,7 @@ func startDemo(ctx context.Context, g *errgroup.Group, d *deps, apiURL string) e
 }
 
 // putSystem registers a system through the public API, as a service team would.
-func putSystem(ctx context.Context, apiURL, name string, body any) error {
+func putSystem(ctx context.Context, apiURL, token, name string, body any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -193,6 +243,9 @@ func putSystem(ctx context.Context, apiURL, name string, body any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	var resp *http.Response
 	for try := 0; ; try++ {
 		resp, err = http.DefaultClient.Do(req.Clone(ctx))
@@ -263,10 +316,16 @@ func loadOrCreateKey(path string) (string, error) {
 	return key, nil
 }
 
-// printBanner tells the person at the terminal where everything is.
-func printBanner(w io.Writer, apiURL, uiURL, codecURL string, cfg *config) {
+// printBanner tells the person at the terminal where everything is and
+// how to call the API with the dev token (empty when LETHE_AUTH=off).
+func printBanner(w io.Writer, apiURL, uiURL, codecURL, token string, cfg *config) {
 	fmt.Fprintf(w, "\nLethe is ready.\n  API:         %s\n  Temporal UI: %s/namespaces/%s/workflows\n", apiURL, uiURL, cfg.TemporalNamespace)
 	fmt.Fprintf(w, "  Codec:       %s (the UI decrypts workflow payloads through it)\n", codecURL)
+	auth := ""
+	if token != "" {
+		fmt.Fprintf(w, "  Dev token:   %s (every scope; the commands below carry it)\n", token)
+		auth = ` -H 'Authorization: Bearer ` + token + `'`
+	}
 	if !cfg.Demo {
 		fmt.Fprintln(w, "\nRegister a system with PUT /v1/systems/{name}, then POST /v1/erasures (see README.md).")
 		return
@@ -274,12 +333,12 @@ func printBanner(w io.Writer, apiURL, uiURL, codecURL string, cfg *config) {
 	fmt.Fprintf(w, `
 Demo services running: accounts, orders, analytics. Erase the demo subject:
 
-  curl -s -X POST %[1]s/v1/erasures -H 'Content-Type: application/json' \
+  curl -s -X POST %[1]s/v1/erasures%[2]s -H 'Content-Type: application/json' \
     -d '{"subject":{"user_id":"u-demo-1","email":"ada@example.com"},"reason":"gdpr_art17","requested_by":"demo"}'
 
 Then read its status with the "id" it answers:
 
-  curl -s %[1]s/v1/erasures/<id>
+  curl -s%[2]s %[1]s/v1/erasures/<id>
 
-`, apiURL)
+`, apiURL, auth)
 }

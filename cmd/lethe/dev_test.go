@@ -44,7 +44,19 @@ var (
 	apiLine  = regexp.MustCompile(`API:\s+(http://\S+)`)
 	uiLine   = regexp.MustCompile(`Temporal UI:\s+(http://[^/\s]+)`)
 	curlBody = regexp.MustCompile(`(?s)curl -s -X POST (\S+) .*?-d '([^']+)'`)
+	curlAuth = regexp.MustCompile(`curl -s -X POST \S+ -H '(Authorization): (Bearer \S+)'`)
 )
+
+// bannerAuth is the Authorization header the banner's curl carries, as a
+// name/value pair for httpDo.
+func bannerAuth(t *testing.T, banner string) []string {
+	t.Helper()
+	m := curlAuth.FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("the banner's curl carries no Authorization header:\n%s", banner)
+	}
+	return []string{m[1], m[2]}
+}
 
 // TestDevDemo runs `lethe dev --demo` as a user would, pastes the curl it
 // prints, and sees the request completed and its workflow listed by the
@@ -62,7 +74,11 @@ func TestDevDemo(t *testing.T) {
 		t.Errorf("curl posts to %s, want %s", m[1], want)
 	}
 
-	resp := httpDo(t, http.MethodPost, m[1], m[2])
+	authz := bannerAuth(t, banner)
+	if r := httpDo(t, http.MethodPost, m[1], m[2]); r.status != http.StatusUnauthorized {
+		t.Fatalf("the curl without its Authorization header answered %d %s, want 401", r.status, r.body)
+	}
+	resp := httpDo(t, http.MethodPost, m[1], m[2], authz...)
 	if resp.status != http.StatusAccepted {
 		t.Fatalf("pasted curl answered %d %s", resp.status, resp.body)
 	}
@@ -81,7 +97,7 @@ func TestDevDemo(t *testing.T) {
 		} `json:"systems"`
 	}
 	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		r := httpDo(t, http.MethodGet, apiURL+"/v1/erasures/"+accepted.ID, "")
+		r := httpDo(t, http.MethodGet, apiURL+"/v1/erasures/"+accepted.ID, "", authz...)
 		json.Unmarshal(r.body, &final)
 		if final.Status == "completed" || final.Status == "failed" || final.Status == "canceled" {
 			break
@@ -99,12 +115,14 @@ func TestDevDemo(t *testing.T) {
 		}
 	}
 
-	// The UI's own API, as the browser calls it, lists the workflow with
-	// its search attributes.
+	// The UI's own API, as the browser calls it once its user signed in,
+	// lists the workflow with its search attributes.
+	access, id := testenv.UISession(t, uiURL)
+	session := []string{"Authorization", "Bearer " + access, "Authorization-Extras", id}
 	q := url.Values{"query": {fmt.Sprintf("WorkflowId = %q", accepted.WorkflowID)}}
 	var listed string
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
-		r := httpDo(t, http.MethodGet, uiURL+"/api/v1/namespaces/default/workflows?"+q.Encode(), "")
+		r := httpDo(t, http.MethodGet, uiURL+"/api/v1/namespaces/default/workflows?"+q.Encode(), "", session...)
 		listed = string(r.body)
 		if r.status == http.StatusOK && strings.Contains(listed, "LetheStatus") {
 			break
@@ -166,7 +184,8 @@ type httpResult struct {
 	body   []byte
 }
 
-func httpDo(t *testing.T, method, u, body string) httpResult {
+// httpDo sends one request with the header name/value pairs given.
+func httpDo(t *testing.T, method, u, body string, header ...string) httpResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -180,6 +199,9 @@ func httpDo(t *testing.T, method, u, body string) httpResult {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -47,7 +47,8 @@ func TestDevCertificateAndRetention(t *testing.T) {
 		t.Fatalf("GET /v1/keys = %+v, want the kept key %s, active", keys, signer.KeyID())
 	}
 
-	r := httpDo(t, http.MethodPost, m[1], m[2])
+	authz := bannerAuth(t, banner)
+	r := httpDo(t, http.MethodPost, m[1], m[2], authz...)
 	if r.status != http.StatusAccepted {
 		t.Fatalf("POST /v1/erasures answered %d %s", r.status, r.body)
 	}
@@ -60,7 +61,7 @@ func TestDevCertificateAndRetention(t *testing.T) {
 	// Issued once the request finished, possibly by the pruner first.
 	var cert httpResult
 	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		cert = httpDo(t, http.MethodGet, certURL, "")
+		cert = httpDo(t, http.MethodGet, certURL, "", authz...)
 		if cert.status == http.StatusOK {
 			break
 		}
@@ -83,7 +84,7 @@ func TestDevCertificateAndRetention(t *testing.T) {
 		Systems  []json.RawMessage `json:"systems"`
 	}
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
-		r := httpDo(t, http.MethodGet, apiURL+"/v1/erasures/"+accepted.ID, "")
+		r := httpDo(t, http.MethodGet, apiURL+"/v1/erasures/"+accepted.ID, "", authz...)
 		json.Unmarshal(r.body, &pruned)
 		if pruned.PrunedAt != nil {
 			break
@@ -95,7 +96,7 @@ func TestDevCertificateAndRetention(t *testing.T) {
 	if pruned.Status != "completed" || len(pruned.Systems) != 0 {
 		t.Errorf("pruned request = %+v, want completed with no systems", pruned)
 	}
-	if again := httpDo(t, http.MethodGet, certURL, ""); again.status != http.StatusOK || !bytes.Equal(again.body, cert.body) {
+	if again := httpDo(t, http.MethodGet, certURL, "", authz...); again.status != http.StatusOK || !bytes.Equal(again.body, cert.body) {
 		t.Errorf("certificate after pruning = %d, want the same file", again.status)
 	}
 	out, err = runCommand(t, map[string]string{"LETHE_DATABASE_URL": dbURL}, "audit", "verify", "--certificate", path)

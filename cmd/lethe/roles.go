@@ -29,6 +29,8 @@ type deps struct {
 	settings roles.Settings
 	// escalated counts the worker's escalations, served at /metrics.
 	escalated *escalation.Counter
+	// access is who may call the API, set by the roles that serve it.
+	access roles.Access
 }
 
 // openDeps connects to PostgreSQL and Temporal; both must answer.
@@ -70,6 +72,7 @@ func (d *deps) roles() roles.Deps {
 		Partitions: d.cfg.TopicPartitions,
 		Logger:     d.log,
 		Settings:   d.settings,
+		Access:     d.access,
 	}
 }
 
@@ -119,6 +122,12 @@ func runAPI(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	defer d.Close()
+	if d.access, _, err = cfg.apiAccess(ctx, d.store, false, log); err != nil {
+		return err
+	}
+	if err := warnIfNoCredential(ctx, cfg, d.store, log); err != nil {
+		return err
+	}
 	ln, err := listen(cfg.HTTPAddr, "API")
 	if err != nil {
 		return err
