@@ -16,6 +16,7 @@ import (
 
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/certificate"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/workflows"
@@ -50,6 +51,10 @@ type Store interface {
 	// which requests count and why a cursor never skips an entry.
 	ListSuppressions(ctx context.Context, f registry.SuppressionFilter) (registry.SuppressionPage, error)
 	Ping(ctx context.Context) error
+	// IssueCredential gives an active system a new signing credential,
+	// cutting its older ones back to expire after overlap, and returns the
+	// new key id (see registry.Store.IssueCredential).
+	IssueCredential(ctx context.Context, system, actor string, overlap time.Duration) (string, error)
 	// Certificates of erasure are read, built and stored through the
 	// methods of certificate.Store.
 	certificate.Store
@@ -114,6 +119,13 @@ type Config struct {
 	// RetiredKeys are former signing keys (LETHE_SIGNING_KEYS_RETIRED),
 	// listed by GET /v1/keys so that certificates they signed still verify.
 	RetiredKeys []ed25519.PublicKey
+	// SystemKey derives the secrets of systems' signing credentials
+	// (LETHE_SYSTEM_KEY). Without it POST /v1/systems/{name}/credentials
+	// answers 503 system_key_missing.
+	SystemKey *credential.Master
+	// CredentialOverlap is how long a system's older credentials stay
+	// valid once a new one is issued; zero means credential.DefaultOverlap.
+	CredentialOverlap time.Duration
 }
 
 // Validate reports the first missing dependency or bad setting.
@@ -131,6 +143,8 @@ func (c Config) Validate() error {
 		return errors.New("api config: default deadline must not be negative")
 	case c.TargetBefore < 0:
 		return errors.New("api config: target margin must not be negative")
+	case c.CredentialOverlap < 0:
+		return errors.New("api config: credential overlap must not be negative")
 	}
 	for name, d := range c.Policies {
 		if !policyNameRe.MatchString(name) || d <= 0 {
@@ -155,6 +169,9 @@ type Server struct {
 	issuer   *certificate.Issuer
 	keys     certificate.KeySet
 	mux      *http.ServeMux
+
+	systemKey *credential.Master
+	overlap   time.Duration
 }
 
 // New builds a Server from cfg, filling in the optional settings.
@@ -174,6 +191,9 @@ func New(cfg Config) (*Server, error) {
 		margin:   cfg.TargetBefore,
 		ready:    cfg.Ready,
 		mux:      http.NewServeMux(),
+
+		systemKey: cfg.SystemKey,
+		overlap:   cfg.CredentialOverlap,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -189,6 +209,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.margin == 0 {
 		s.margin = lethe.DefaultTargetBefore
+	}
+	if s.overlap == 0 {
+		s.overlap = credential.DefaultOverlap
 	}
 	s.issuer = &certificate.Issuer{Store: cfg.Store, Signer: cfg.Signer, Now: s.now}
 	s.keys = certificate.Keys(cfg.Signer, cfg.RetiredKeys)
@@ -211,6 +234,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/systems/{name}", s.getSystem},
 		{"DELETE /v1/systems/{name}", s.deleteSystem},
 		{"GET /v1/systems", s.listSystems},
+		{"POST /v1/systems/{name}/credentials", s.issueCredential},
 		{"POST /v1/erasures", s.createErasure},
 		{"GET /v1/erasures/{id}", s.getErasure},
 		{"GET /v1/erasures", s.listErasures},
