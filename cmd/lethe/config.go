@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/codec"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/escalation"
 	"github.com/lethe-dev/lethe/internal/kafkax"
@@ -52,6 +53,11 @@ type config struct {
 	Settle           string
 	EscalationURL    string
 	EscalationSecret string
+
+	// Signed messages.
+	SystemKey         string
+	CredentialOverlap string
+	RequireSignatures string
 
 	// lethe dev only.
 	DataDir   string
@@ -90,6 +96,9 @@ func (c *config) settings() []setting {
 		{"LETHE_SETTLE", "settle", "10s", "how long a new request settles before the ledger and the list columns follow each step (0: every step at once)", &c.Settle},
 		{"LETHE_ESCALATION_WEBHOOK", "escalation-webhook", "", "URL that receives escalations as signed JSON (worker)", &c.EscalationURL},
 		{"LETHE_ESCALATION_SECRET", "escalation-secret", "", "HMAC secret of the escalation webhook's Lethe-Signature header", &c.EscalationSecret},
+		{"LETHE_SYSTEM_KEY", "system-key", "", "hex master key (64+ hex digits) the secrets of systems' signing credentials derive from (api, worker, relay)", &c.SystemKey},
+		{"LETHE_CREDENTIAL_OVERLAP", "credential-overlap", "24h", "how long a system's older credentials stay valid once a new one is issued", &c.CredentialOverlap},
+		{"LETHE_REQUIRE_SIGNATURES", "require-signatures", "false", "true: the relay refuses unsigned confirmations of every system, even those without credentials", &c.RequireSignatures},
 	}
 }
 
@@ -320,4 +329,26 @@ func (c *config) escalations() (activities.Notifier, error) {
 		return nil, fmt.Errorf("LETHE_ESCALATION_WEBHOOK: %w", err)
 	}
 	return w, nil
+}
+
+// signing reads LETHE_SYSTEM_KEY, LETHE_CREDENTIAL_OVERLAP and
+// LETHE_REQUIRE_SIGNATURES. The master key is nil when it is not set: no
+// credential can then be issued, signed with or checked.
+func (c *config) signing() (master *credential.Master, overlap time.Duration, require bool, err error) {
+	if c.SystemKey != "" {
+		key, err := credential.ParseMasterKey(c.SystemKey)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("LETHE_SYSTEM_KEY: %w", err)
+		}
+		if master, err = credential.New(key); err != nil {
+			return nil, 0, false, fmt.Errorf("LETHE_SYSTEM_KEY: %w", err)
+		}
+	}
+	if overlap, err = positiveDuration("LETHE_CREDENTIAL_OVERLAP", c.CredentialOverlap); err != nil {
+		return nil, 0, false, err
+	}
+	if require, err = strconv.ParseBool(strings.TrimSpace(c.RequireSignatures)); err != nil {
+		return nil, 0, false, fmt.Errorf("LETHE_REQUIRE_SIGNATURES %q: want true or false", c.RequireSignatures)
+	}
+	return master, overlap, require, nil
 }
