@@ -120,3 +120,31 @@ func TestConfigValidatesCredential(t *testing.T) {
 		}
 	}
 }
+
+func TestSigningCredentialBuild(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"GOOD": testSecretHex, "SHORT": "abcd"}[k]
+	}
+	var none *connectors.SigningCredential
+	if id, s, err := none.Build(env); id != "" || s != "" || err != nil {
+		t.Errorf("nil block: %q %q %v, want nothing", id, s, err)
+	}
+	id, s, err := (&connectors.SigningCredential{KeyID: testKeyID, SecretEnv: "GOOD"}).Build(env)
+	if id != testKeyID || s != testSecretHex || err != nil {
+		t.Errorf("good block: %q, secret given %v, %v", id, s == testSecretHex, err)
+	}
+	for _, tc := range []struct {
+		block connectors.SigningCredential
+		want  string
+	}{
+		{connectors.SigningCredential{SecretEnv: "GOOD"}, "signing.key_id"},
+		{connectors.SigningCredential{KeyID: testKeyID}, "signing.secret_env"},
+		{connectors.SigningCredential{KeyID: testKeyID, SecretEnv: "1BAD"}, "signing.secret_env"},
+		{connectors.SigningCredential{KeyID: testKeyID, SecretEnv: "UNSET"}, "$UNSET"},
+		{connectors.SigningCredential{KeyID: testKeyID, SecretEnv: "SHORT"}, "$SHORT"},
+	} {
+		if _, _, err := tc.block.Build(env); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error naming %s", tc.block, err, tc.want)
+		}
+	}
+}
