@@ -144,6 +144,8 @@ LETHE_REMINDERS: {{ .Values.deadlines.reminders | quote }}
 LETHE_ESCALATION_WEBHOOK: {{ . | quote }}
 {{- end }}
 LETHE_RETENTION: {{ .Values.certificates.retention | quote }}
+LETHE_CREDENTIAL_OVERLAP: {{ .Values.credentials.overlap | quote }}
+LETHE_REQUIRE_SIGNATURES: {{ .Values.credentials.requireSignatures | quote }}
 {{- with .Values.certificates.retiredKeys }}
 LETHE_SIGNING_KEYS_RETIRED: {{ . | quote }}
 {{- end }}
@@ -234,6 +236,13 @@ env:
       secretKeyRef:
         name: {{ $v.escalation.existingSecret }}
         key: {{ $v.escalation.existingSecretKey }}
+  {{- end }}
+  {{- if $v.credentials.existingSecret }}
+  - name: LETHE_SYSTEM_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ $v.credentials.existingSecret }}
+        key: {{ $v.credentials.existingSecretKey }}
   {{- end }}
   {{- if and .signs $v.certificates.existingSecret }}
   - name: LETHE_SIGNING_KEY
