@@ -16,14 +16,22 @@ FUZZ_TARGETS := wire:FuzzDecodeCommand wire:FuzzDecodeConfirmation \
 # REDOCLY pins the OpenAPI linter `make openapi-lint` runs through npx.
 REDOCLY   ?= @redocly/cli@2.77.0
 
-.PHONY: run test build postgres fmt-check vet unit race fuzz fuzz-short helm openapi-lint bench scale clean
+.PHONY: run test test-setup build postgres fmt-check vet unit race fuzz fuzz-short helm openapi-lint bench scale clean
 
 ## run: build Lethe and start `lethe dev --demo` (PostgreSQL started or installed if missing)
 run: postgres build
 	$(BIN) dev --demo
 
 ## test: the whole test suite, as CI runs it
-test: postgres fmt-check vet openapi-lint unit race fuzz-short helm
+test: postgres test-setup fmt-check vet openapi-lint unit race fuzz-short helm
+
+## test-setup: the command-line tools the tests drive (kcat and openssl play a service without the SDK)
+test-setup:
+	@missing=""; for t in kcat openssl; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing from Debian's packages..." >&2; \
+		apt-get update -qq && apt-get install -y -qq$$missing >/dev/null; \
+	fi
 
 build:
 	$(GO) build -o $(BIN) ./cmd/lethe

@@ -172,6 +172,12 @@ const (
 	AuditHoldPlaced           AuditKind = "hold_placed"
 	AuditHoldLifted           AuditKind = "hold_lifted"
 	AuditPruned               AuditKind = "pruned"
+	// AuditCredentialIssued records a new signing credential of a system;
+	// its detail names the key id, never the secret.
+	AuditCredentialIssued AuditKind = "credential_issued"
+	// AuditBadSignature records a confirmation the relay refused because
+	// its signature did not hold; its detail says which check failed.
+	AuditBadSignature AuditKind = "bad_signature"
 	// AuditCancelRequested records who asked to cancel a request, before
 	// the workflow is told; AuditCanceled follows when it has stopped.
 	AuditCancelRequested AuditKind = "cancel_requested"

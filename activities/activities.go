@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/wire"
@@ -56,6 +57,12 @@ type Activities struct {
 	// Escalations receives every escalation of a late request (the
 	// configured webhook); nil only logs and counts them.
 	Escalations Notifier
+	// Credentials tells which systems' commands are signed and with which
+	// keys; nil signs nothing (tests, or a deployment without credentials).
+	Credentials CredentialSource
+	// SystemKey derives the secrets commands are signed with
+	// (LETHE_SYSTEM_KEY); needed once a system has credentials.
+	SystemKey *credential.Master
 	// Metrics counts escalations; nil counts nothing.
 	Metrics EscalationCounter
 	// Now is the clock; nil means time.Now.

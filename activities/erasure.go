@@ -101,12 +101,17 @@ func (a *Activities) digests(ids []wire.Identifier) []lethe.SubjectDigest {
 // command_ids again, which connectors treat as the same commands.
 func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error) {
 	msgs := make([]kafka.Message, 0, len(in.Commands))
+	systems := make([]string, 0, len(in.Commands))
 	for i, o := range in.Commands {
 		msg, err := commandMessage(in.RequestID, o)
 		if err != nil {
 			return SyncResult{}, classify(fmt.Sprintf("command %d", i), err)
 		}
 		msgs = append(msgs, msg)
+		systems = append(systems, o.Command.System)
+	}
+	if err := a.sign(ctx, msgs, systems); err != nil {
+		return SyncResult{}, classify("sign commands", err)
 	}
 	if len(msgs) > 0 {
 		if err := a.Publisher.WriteMessages(ctx, msgs...); err != nil {

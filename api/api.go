@@ -18,6 +18,7 @@ import (
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/certificate"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/workflows"
@@ -54,6 +55,10 @@ type Store interface {
 	// which requests count and why a cursor never skips an entry.
 	ListSuppressions(ctx context.Context, f registry.SuppressionFilter) (registry.SuppressionPage, error)
 	Ping(ctx context.Context) error
+	// IssueCredential gives an active system a new signing credential,
+	// cutting its older ones back to expire after overlap, and returns the
+	// new key id (see registry.Store.IssueCredential).
+	IssueCredential(ctx context.Context, system, actor string, overlap time.Duration) (string, error)
 	// Certificates of erasure are read, built and stored through the
 	// methods of certificate.Store.
 	certificate.Store
@@ -132,6 +137,13 @@ type Config struct {
 	// lower case, without port); others get 421. A loopback API sets
 	// LoopbackHosts so that a web page cannot drive it by DNS rebinding.
 	AllowedHosts []string
+	// SystemKey derives the secrets of systems' signing credentials
+	// (LETHE_SYSTEM_KEY). Without it POST /v1/systems/{name}/credentials
+	// answers 503 system_key_missing.
+	SystemKey *credential.Master
+	// CredentialOverlap is how long a system's older credentials stay
+	// valid once a new one is issued; zero means credential.DefaultOverlap.
+	CredentialOverlap time.Duration
 }
 
 // Validate reports the first missing dependency or bad setting.
@@ -153,6 +165,8 @@ func (c Config) Validate() error {
 		return errors.New("api config: default deadline must not be negative")
 	case c.TargetBefore < 0:
 		return errors.New("api config: target margin must not be negative")
+	case c.CredentialOverlap < 0:
+		return errors.New("api config: credential overlap must not be negative")
 	}
 	for name, d := range c.Policies {
 		if !policyNameRe.MatchString(name) || d <= 0 {
@@ -184,6 +198,9 @@ type Server struct {
 	// table maps each mux pattern to its route, so that the guard knows
 	// the scope of the route a request matched.
 	table map[string]route
+
+	systemKey *credential.Master
+	overlap   time.Duration
 }
 
 // New builds a Server from cfg, filling in the optional settings.
@@ -207,6 +224,9 @@ func New(cfg Config) (*Server, error) {
 		limiter:  cfg.Limiter,
 		mux:      http.NewServeMux(),
 		table:    map[string]route{},
+
+		systemKey: cfg.SystemKey,
+		overlap:   cfg.CredentialOverlap,
 	}
 	for _, h := range cfg.AllowedHosts {
 		s.hosts = append(s.hosts, strings.ToLower(h))
@@ -225,6 +245,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.margin == 0 {
 		s.margin = lethe.DefaultTargetBefore
+	}
+	if s.overlap == 0 {
+		s.overlap = credential.DefaultOverlap
 	}
 	s.issuer = &certificate.Issuer{Store: cfg.Store, Signer: cfg.Signer, Now: s.now}
 	s.keys = certificate.Keys(cfg.Signer, cfg.RetiredKeys)
@@ -261,6 +284,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/systems/{name}", auth.SystemsRead, false, s.getSystem},
 		{"DELETE /v1/systems/{name}", auth.SystemsWrite, false, s.deleteSystem},
 		{"GET /v1/systems", auth.SystemsRead, false, s.listSystems},
+		{"POST /v1/systems/{name}/credentials", auth.SystemsWrite, false, s.issueCredential},
 		{"POST /v1/erasures", auth.ErasuresWrite, false, s.createErasure},
 		{"GET /v1/erasures/{id}", auth.ErasuresRead, false, s.getErasure},
 		{"GET /v1/erasures", auth.ErasuresRead, false, s.listErasures},

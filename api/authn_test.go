@@ -111,21 +111,22 @@ func TestOpenRoutesNeedNoCredential(t *testing.T) {
 // so that a change to the table is a visible change to this test.
 func TestScopesOfTheContract(t *testing.T) {
 	want := map[string]auth.Scope{
-		"PUT /v1/systems/{name}":            auth.SystemsWrite,
-		"GET /v1/systems/{name}":            auth.SystemsRead,
-		"DELETE /v1/systems/{name}":         auth.SystemsWrite,
-		"GET /v1/systems":                   auth.SystemsRead,
-		"POST /v1/erasures":                 auth.ErasuresWrite,
-		"GET /v1/erasures/{id}":             auth.ErasuresRead,
-		"GET /v1/erasures":                  auth.ErasuresRead,
-		"POST /v1/erasures/{id}/cancel":     auth.ErasuresAdmin,
-		"POST /v1/erasures/{id}/extend":     auth.ErasuresAdmin,
-		"PUT /v1/holds/{id}":                auth.HoldsWrite,
-		"GET /v1/holds/{id}":                auth.HoldsRead,
-		"DELETE /v1/holds/{id}":             auth.HoldsWrite,
-		"GET /v1/holds":                     auth.HoldsRead,
-		"GET /v1/erasures/{id}/certificate": auth.CertificatesRead,
-		"GET /v1/suppressions":              auth.SuppressionsRead,
+		"PUT /v1/systems/{name}":              auth.SystemsWrite,
+		"GET /v1/systems/{name}":              auth.SystemsRead,
+		"DELETE /v1/systems/{name}":           auth.SystemsWrite,
+		"GET /v1/systems":                     auth.SystemsRead,
+		"POST /v1/systems/{name}/credentials": auth.SystemsWrite,
+		"POST /v1/erasures":                   auth.ErasuresWrite,
+		"GET /v1/erasures/{id}":               auth.ErasuresRead,
+		"GET /v1/erasures":                    auth.ErasuresRead,
+		"POST /v1/erasures/{id}/cancel":       auth.ErasuresAdmin,
+		"POST /v1/erasures/{id}/extend":       auth.ErasuresAdmin,
+		"PUT /v1/holds/{id}":                  auth.HoldsWrite,
+		"GET /v1/holds/{id}":                  auth.HoldsRead,
+		"DELETE /v1/holds/{id}":               auth.HoldsWrite,
+		"GET /v1/holds":                       auth.HoldsRead,
+		"GET /v1/erasures/{id}/certificate":   auth.CertificatesRead,
+		"GET /v1/suppressions":                auth.SuppressionsRead,
 	}
 	h := newHarness(t)
 	for _, pattern := range h.server.Routes() {

@@ -51,6 +51,7 @@ type fakeStore struct {
 	certSaves             int
 	suppressions          []lethe.Suppression // the list, in its order
 	lastSuppressionFilter registry.SuppressionFilter
+	lastOverlap           time.Duration // of the last IssueCredential
 }
 
 func newFakeStore(now time.Time) *fakeStore {

@@ -26,8 +26,8 @@ type Observer interface {
 	// recorded confirmation instead of calling the handler.
 	CommandDuplicate(system string)
 	// CommandDeadLettered is called for each message sent to the
-	// dead-letter topic; reason is one of DLQMalformed, DLQOtherSystem
-	// and DLQUnencodable.
+	// dead-letter topic; reason is one of DLQMalformed, DLQOtherSystem,
+	// DLQUnencodable, DLQUnsigned and DLQBadSignature.
 	CommandDeadLettered(system, reason string)
 	// HandlerRetried is called before each retry of a handler that
 	// returned an error.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,16 @@ type Config struct {
 	// SASL, when set, authenticates every connection to the brokers with
 	// this mechanism; SASL builds one from a mechanism's name.
 	SASL sasl.Mechanism
+	// KeyID and Secret are the service's signing credential, as POST
+	// /v1/systems/{name}/credentials answered it (the secret as hex). When
+	// both are empty, Run reads them from LETHE_CONNECTOR_KEY_ID and
+	// LETHE_CONNECTOR_SECRET. With a credential, every command must carry
+	// this key id and a valid signature (others are dead-lettered as
+	// unsigned or bad_signature, never handled) and every confirmation is
+	// signed. To rotate, issue a new credential and redeploy the service
+	// with it within LETHE_CREDENTIAL_OVERLAP.
+	KeyID  string
+	Secret string
 	// Observer receives Run's events for the service's metrics; nil means
 	// none.
 	Observer Observer
@@ -113,6 +124,9 @@ func (c Config) Validate() error {
 		if b == "" {
 			return errors.New("connectors: config: an empty broker address")
 		}
+	}
+	if _, err := newSigner(c.KeyID, c.Secret); err != nil {
+		return err
 	}
 	return c.Retry.validate()
 }
@@ -181,9 +195,10 @@ func (c Config) withDefaults() Config {
 // The detail of these failures is a fixed text, since the error may quote
 // identifier values; only its Go type is logged.
 //
-// A command that cannot be decoded, breaks the contract or is addressed to
-// another system goes to the topic's dead-letter topic, with the reason in
-// the wire.HeaderDLQReason header, and its offset is committed.
+// A command that cannot be decoded, breaks the contract, is addressed to
+// another system or, with a signing credential, is unsigned or badly signed
+// goes to the topic's dead-letter topic, with the reason in the
+// wire.HeaderDLQReason header, and its offset is committed.
 //
 // When ctx ends, Run stops fetching and starts no new handler call. Calls in
 // flight have Config.ShutdownGrace to finish; then their context is
@@ -199,10 +214,14 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 	if h == nil {
 		return errors.New("connectors: nil handler")
 	}
+	if cfg.KeyID == "" && cfg.Secret == "" {
+		cfg.KeyID, cfg.Secret = os.Getenv(EnvKeyID), os.Getenv(EnvSecret)
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	cfg = cfg.withDefaults()
+	sg, _ := newSigner(cfg.KeyID, cfg.Secret) // checked by Validate
 	sec := newSecurity(cfg.TLS, cfg.SASL)
 	defer sec.close()
 	if err := ensureTopics(ctx, cfg.Brokers, sec, DefaultPartitions, cfg.Topic, wire.DLQTopic(cfg.Topic)); err != nil {
@@ -220,9 +239,10 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 		log: cfg.Logger.With("system", cfg.System, "topic", cfg.Topic),
 		r:   newReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger, sec, cfg.tuneReader),
 		w:   newWriter(cfg.Brokers, sec),
+		sg:  sg,
 	}
 	defer c.close()
-	c.log.Info("connector started", "group", cfg.GroupID, "concurrency", cfg.Concurrency)
+	c.log.Info("connector started", "group", cfg.GroupID, "concurrency", cfg.Concurrency, "signed", sg != nil)
 	c.run(ctx)
 	c.log.Info("connector stopped")
 	return nil
@@ -234,6 +254,8 @@ type consumer struct {
 	log *slog.Logger
 	r   *kafka.Reader
 	w   *kafka.Writer
+	// sg checks commands and signs confirmations; nil without a credential.
+	sg *signer
 }
 
 func (c *consumer) close() {
@@ -322,6 +344,12 @@ func (c *consumer) handle(ctx, hctx, dctx context.Context, batch []kafka.Message
 	var groups []*keyed
 	byRequest := make(map[string]*keyed)
 	for i, m := range batch {
+		if c.sg != nil {
+			if reason, detail := c.sg.check(m); reason != "" {
+				results[i] = result{msg: c.deadLetter(m, reason, detail), done: true}
+				continue
+			}
+		}
 		cmd, err := wire.DecodeCommand(m.Value)
 		reason := DLQMalformed
 		if err == nil && cmd.System != c.cfg.System {
@@ -390,8 +418,11 @@ func (c *consumer) handleRequest(ctx, hctx, dctx context.Context, batch []kafka.
 		}
 		i := g.at[j]
 		msg, err := EncodeConfirmation(conf)
-		if err != nil {
+		switch {
+		case err != nil:
 			msg = c.deadLetter(batch[i], DLQUnencodable, "cannot encode the confirmation of this command")
+		case c.sg != nil:
+			msg = c.sg.sign(msg)
 		}
 		results[i] = result{msg: msg, done: true}
 	}

@@ -166,15 +166,16 @@ func upsertSystems(ctx context.Context, tx *sql.Tx, id uuid.UUID, systems []leth
 // AppendAudit appends events that belong to no ledger batch, such as the
 // relay's rejected confirmations or the events of legal holds. Their request
 // ids need not exist, but must be UUIDs: anything else cannot have come from
-// Lethe and is refused. An event about a legal hold (Hold set) may name no
-// request.
+// Lethe and is refused. An event about a legal hold (Hold set) or a system
+// (System set, such as a confirmation refused for its signature that names
+// no known request) may name no request.
 func (s *Store) AppendAudit(ctx context.Context, events []lethe.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
 	canonical := make([]lethe.AuditEvent, len(events))
 	for i, e := range events {
-		if e.RequestID != "" || e.Hold == "" {
+		if e.RequestID != "" || (e.Hold == "" && e.System == "") {
 			id, err := uuid.Parse(e.RequestID)
 			if err != nil {
 				return lethe.Errorf(lethe.KindInvalid, "invalid_request_id", "audit event %d: the request id must be a UUID", i)

@@ -48,11 +48,11 @@ func schema(t *testing.T, ctx context.Context, db *sql.DB) (tables []string, ver
 
 var wantTables = []string{
 	"api_tokens", "audit_chain_head", "audit_events", "erasure_certificates", "erasure_requests", "erasure_systems", "ledger_batches",
-	"legal_hold_subjects", "legal_holds", "request_holds", "request_subjects", "schema_migrations", "systems",
+	"legal_hold_subjects", "legal_holds", "request_holds", "request_subjects", "schema_migrations", "system_credentials", "systems",
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 7
+const wantVersions = 9
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()

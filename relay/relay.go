@@ -2,8 +2,9 @@
 // it reads the confirmations topic, coalesces what it fetched for one
 // request into one signal, and commits the batch only once every signal was
 // accepted. Checking a confirmation against the commands issued is the
-// workflow's job; the relay only routes, dead-letters what it cannot decode,
-// and audits confirmations that arrive after their workflow ended.
+// workflow's job; the relay only routes, dead-letters what it cannot decode
+// or whose signature does not hold (signatures.go), and audits
+// confirmations that arrive after their workflow ended.
 package relay
 
 import (
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/wire"
 	"github.com/lethe-dev/lethe/workflows"
@@ -55,8 +57,21 @@ type Config struct {
 	// Logger receives the relay's logs, which never carry identifier values;
 	// default slog.Default().
 	Logger *slog.Logger
-	// Now stamps audit events; default time.Now.
+	// Now stamps audit events and is the time at which credentials must
+	// be valid; default time.Now.
 	Now func() time.Time
+	// Credentials, when set, makes the relay check the signatures of the
+	// confirmations of systems that were issued credentials; nil accepts
+	// every confirmation unsigned.
+	Credentials Credentials
+	// SystemKey derives the secrets signatures are checked with
+	// (LETHE_SYSTEM_KEY). Without it every confirmation of a system with
+	// credentials is refused, since none can be checked.
+	SystemKey *credential.Master
+	// RequireSignatures refuses unsigned confirmations of every system,
+	// including those never issued a credential
+	// (LETHE_REQUIRE_SIGNATURES); it needs Credentials.
+	RequireSignatures bool
 }
 
 // Defaults of Config's optional fields.
@@ -86,6 +101,8 @@ func (c Config) Validate() error {
 		return errors.New("relay: config: batch wait is negative")
 	case c.Concurrency < 0:
 		return errors.New("relay: config: concurrency is negative")
+	case c.RequireSignatures && c.Credentials == nil:
+		return errors.New("relay: config: signatures are required but no credentials are given to check them")
 	}
 	for _, b := range c.Brokers {
 		if b == "" {
@@ -132,6 +149,7 @@ type Relay struct {
 	confirmations atomic.Int64
 	deadLettered  atomic.Int64
 	late          atomic.Int64
+	badSignatures atomic.Int64
 }
 
 // Stats counts what a Relay has done since it was built, for metrics and tests.
@@ -144,6 +162,9 @@ type Stats struct {
 	DeadLettered int64
 	// Late is how many confirmations found no running workflow and were audited.
 	Late int64
+	// BadSignatures is how many confirmations were refused for their
+	// signature, dead-lettered and audited.
+	BadSignatures int64
 }
 
 // New checks cfg and returns a relay that signals through s and audits late
@@ -166,6 +187,7 @@ func (r *Relay) Stats() Stats {
 		Confirmations: r.confirmations.Load(),
 		DeadLettered:  r.deadLettered.Load(),
 		Late:          r.late.Load(),
+		BadSignatures: r.badSignatures.Load(),
 	}
 }
 
@@ -217,13 +239,13 @@ type request struct {
 	signals []*signal
 }
 
-// handle dead-letters the malformed messages of a batch and signals the
-// rest, one signal per request, several requests at a time. It returns only
-// ctx's error: everything else is retried until it succeeds.
+// handle dead-letters the malformed messages of a batch and those whose
+// signature does not hold, and signals the rest, one signal per request,
+// several requests at a time. It returns only ctx's error: everything else
+// is retried until it succeeds.
 func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
 	var dead []kafka.Message
-	var requests []*request
-	byID := make(map[string]*request)
+	var confs []decoded
 	for _, m := range msgs {
 		c, err := wire.DecodeConfirmation(m.Value)
 		if err != nil {
@@ -231,6 +253,19 @@ func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Messag
 			dead = append(dead, kafkax.DeadLetter(m, err.Error()))
 			continue
 		}
+		confs = append(confs, decoded{msg: m, conf: c})
+	}
+	confs, refused, err := r.checkSignatures(ctx, confs)
+	if err != nil {
+		return err
+	}
+	if err := r.refuse(ctx, w, refused); err != nil {
+		return err
+	}
+	var requests []*request
+	byID := make(map[string]*request)
+	for _, d := range confs {
+		m, c := d.msg, d.conf
 		req := byID[c.RequestID]
 		if req == nil {
 			req = &request{id: c.RequestID}

@@ -310,6 +310,25 @@ check_auth() {
 	must_fail "a known auth setting" "additional properties 'enabled'" "${REQUIRED[@]}" --set auth.enabled=false || return 1
 }
 
+check_credentials() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# By default no pod gets a system key, and signatures are not required.
+	want_none "$out" 'LETHE_SYSTEM_KEY' || return 1
+	want_count "$out" 2 '^  LETHE_CREDENTIAL_OVERLAP: "24h"$' || return 1
+	want_count "$out" 2 '^  LETHE_REQUIRE_SIGNATURES: "false"$' || return 1
+	# The master key from an existing Secret reaches every pod.
+	local keyed="$WORK/credentials.yaml"
+	render "${REQUIRED[@]}" --set credentials.existingSecret=lethe-system --set credentials.existingSecretKey=master \
+		--set credentials.overlap=2h --set credentials.requireSignatures=true >"$keyed" ||
+		fail "render with credentials failed" || return 1
+	want_count "$keyed" 4 '^ +- name: LETHE_SYSTEM_KEY$' || return 1
+	want_count "$keyed" 4 '^ +name: lethe-system$' || return 1
+	want_count "$keyed" 2 '^  LETHE_CREDENTIAL_OVERLAP: "2h"$' || return 1
+	want_count "$keyed" 2 '^  LETHE_REQUIRE_SIGNATURES: "true"$' || return 1
+	must_fail "a duration as overlap" "/credentials/overlap" "${REQUIRED[@]}" --set credentials.overlap=1d || return 1
+}
+
 # must_fail asserts that a render fails and says why in the given words.
 must_fail() {
 	local why=$1 message=$2
@@ -378,6 +397,7 @@ run check_checksum_rolls
 run check_codec_keys
 run check_certificates
 run check_auth
+run check_credentials
 run check_required_settings_fail
 run check_schema_rejects
 

@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/codec"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/escalation"
 	"github.com/lethe-dev/lethe/internal/kafkax"
@@ -64,6 +65,10 @@ type config struct {
 	// DatabaseNamed says LETHE_DATABASE_URL (or --database-url) was given
 	// rather than defaulted: `lethe codec` then reads Lethe tokens there.
 	DatabaseNamed bool
+	// Signed messages.
+	SystemKey         string
+	CredentialOverlap string
+	RequireSignatures string
 
 	// lethe dev only.
 	DataDir   string
@@ -107,6 +112,9 @@ func (c *config) settings() []setting {
 		{"LETHE_OIDC_AUDIENCE", "oidc-audience", "", "the aud an OIDC access token must carry (required with LETHE_OIDC_ISSUER)", &c.OIDCAudience},
 		{"LETHE_DEV_TOKEN", "dev-token", "", "lethe dev: the dev token's value (default: generated once and kept in the data folder)", &c.DevToken},
 		{"LETHE_RATE_LIMIT", "rate-limit", "50", "API requests per second one principal may make (0: unlimited)", &c.RateLimit},
+		{"LETHE_SYSTEM_KEY", "system-key", "", "hex master key (64+ hex digits) the secrets of systems' signing credentials derive from (api, worker, relay)", &c.SystemKey},
+		{"LETHE_CREDENTIAL_OVERLAP", "credential-overlap", "24h", "how long a system's older credentials stay valid once a new one is issued", &c.CredentialOverlap},
+		{"LETHE_REQUIRE_SIGNATURES", "require-signatures", "false", "true: the relay refuses unsigned confirmations of every system, even those without credentials", &c.RequireSignatures},
 	}
 }
 
@@ -340,4 +348,26 @@ func (c *config) escalations() (activities.Notifier, error) {
 		return nil, fmt.Errorf("LETHE_ESCALATION_WEBHOOK: %w", err)
 	}
 	return w, nil
+}
+
+// signing reads LETHE_SYSTEM_KEY, LETHE_CREDENTIAL_OVERLAP and
+// LETHE_REQUIRE_SIGNATURES. The master key is nil when it is not set: no
+// credential can then be issued, signed with or checked.
+func (c *config) signing() (master *credential.Master, overlap time.Duration, require bool, err error) {
+	if c.SystemKey != "" {
+		key, err := credential.ParseMasterKey(c.SystemKey)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("LETHE_SYSTEM_KEY: %w", err)
+		}
+		if master, err = credential.New(key); err != nil {
+			return nil, 0, false, fmt.Errorf("LETHE_SYSTEM_KEY: %w", err)
+		}
+	}
+	if overlap, err = positiveDuration("LETHE_CREDENTIAL_OVERLAP", c.CredentialOverlap); err != nil {
+		return nil, 0, false, err
+	}
+	if require, err = strconv.ParseBool(strings.TrimSpace(c.RequireSignatures)); err != nil {
+		return nil, 0, false, fmt.Errorf("LETHE_REQUIRE_SIGNATURES %q: want true or false", c.RequireSignatures)
+	}
+	return master, overlap, require, nil
 }

@@ -33,7 +33,7 @@ import (
 
 // devFlags adds the flags only `lethe dev` has.
 func devFlags(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.DataDir, "data-dir", ".lethe", "folder for the embedded Temporal and Kafka data and the generated subject, payload and signing keys")
+	fs.StringVar(&c.DataDir, "data-dir", ".lethe", "folder for the embedded Temporal and Kafka data and the generated subject, payload, signing and system keys")
 	fs.BoolVar(&c.Demo, "demo", false, "also run three sample services with their own data")
 	fs.BoolVar(&c.Ephemeral, "ephemeral", false, "keep Temporal's and Kafka's state in memory instead of the data folder")
 }
@@ -77,6 +77,13 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 			return err
 		}
 		cfg.SigningKey = key
+	}
+	if cfg.SystemKey == "" {
+		key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "system.key"))
+		if err != nil {
+			return err
+		}
+		cfg.SystemKey = key
 	}
 	keys, err := cfg.codecKeys()
 	if err != nil {
@@ -295,8 +302,8 @@ func uiOrigins(addr string) []string {
 }
 
 // loadOrCreateKey reads the hex key kept in path (the subject key, the
-// payload key, the Ed25519 seed that signs certificates), creating a random
-// 32-byte one on first use.
+// payload key, the Ed25519 seed that signs certificates, the system key
+// credentials derive from), creating a random 32-byte one on first use.
 func loadOrCreateKey(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {

@@ -90,12 +90,19 @@ func (c *config) roleSettings() (roles.Settings, error) {
 	if err != nil {
 		return roles.Settings{}, err
 	}
+	master, overlap, require, err := c.signing()
+	if err != nil {
+		return roles.Settings{}, err
+	}
 	return roles.Settings{
-		Policy:       workflows.Policy{MaxAttempts: c.MaxAttempts, Reminders: reminders, Settle: settle},
-		Deadline:     deadline,
-		TargetBefore: before,
-		Policies:     policies,
-		Escalations:  notifier,
+		Policy:            workflows.Policy{MaxAttempts: c.MaxAttempts, Reminders: reminders, Settle: settle},
+		Deadline:          deadline,
+		TargetBefore:      before,
+		Policies:          policies,
+		Escalations:       notifier,
+		SystemKey:         master,
+		CredentialOverlap: overlap,
+		RequireSignatures: require,
 	}, nil
 }
 

@@ -33,6 +33,10 @@
 //   - cancellation: Erase, called directly with a canceled context, returns
 //     promptly without erasing; called with a context canceled just after it
 //     starts, it returns promptly.
+//   - signed_messages: a connector given a signing credential never calls
+//     the handler for an unsigned command or one signed with another
+//     secret (the SDK dead-letters them), and signs the confirmation of a
+//     correctly signed command with its key id over the value bytes.
 //   - derived_identifier (only with Config.RevealsDerived): the confirmation
 //     of a seeded subject carries the subject's derived identifiers.
 //
@@ -67,6 +71,7 @@ const (
 	CheckUnknownSubject     = "unknown_subject"
 	CheckDryRun             = "dry_run"
 	CheckCancellation       = "cancellation"
+	CheckSignedMessages     = "signed_messages"
 	CheckDerived            = "derived_identifier"
 	// CheckConfig names the failure of a Config the kit cannot run with.
 	CheckConfig = "config"

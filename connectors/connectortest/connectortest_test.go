@@ -215,6 +215,7 @@ func TestHandlerThatNeverReturnsFails(t *testing.T) {
 		connectortest.CheckUnknownSubject:     "no confirmation within 2s",
 		connectortest.CheckDryRun:             "no confirmation within 2s",
 		connectortest.CheckCancellation:       "Erase must return when its context is canceled",
+		connectortest.CheckSignedMessages:     "no confirmation within 2s",
 		connectortest.CheckDerived:            "no confirmation within 2s",
 	}
 	got := map[string]string{}

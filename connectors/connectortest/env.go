@@ -125,6 +125,7 @@ func (e *env) checks() []check {
 		{CheckUnknownSubject, checkUnknownSubject},
 		{CheckDryRun, checkDryRun},
 		{CheckCancellation, checkCancellation},
+		{CheckSignedMessages, checkSignedMessages},
 	}
 	if e.cfg.RevealsDerived {
 		cs = append(cs, check{CheckDerived, checkDerived})
@@ -301,6 +302,13 @@ type connector struct {
 // before Run has started; a new consumer group starts at the topic's
 // beginning, so none is missed.
 func (e *env) startConnector(ctx context.Context) (*connector, error) {
+	return e.startSignedConnector(ctx, "", "")
+}
+
+// startSignedConnector is startConnector with a signing credential: the
+// key id and hex secret the connector checks commands and signs
+// confirmations with; both empty for none.
+func (e *env) startSignedConnector(ctx context.Context, keyID, secret string) (*connector, error) {
 	n := e.seq.Add(1)
 	topic := fmt.Sprintf("lethe.conformance.%s.%s.%d", e.cfg.System, e.runID, n)
 	if err := connectors.EnsureTopics(ctx, e.brokers, connectors.DefaultPartitions, topic, wire.DLQTopic(topic)); err != nil {
@@ -319,6 +327,8 @@ func (e *env) startConnector(ctx context.Context) (*connector, error) {
 		Topic:   topic,
 		GroupID: fmt.Sprintf("lethe-conformance-%s-%s-%d", e.cfg.System, e.runID, n),
 		Logger:  e.log,
+		KeyID:   keyID,
+		Secret:  secret,
 	}
 	go func() {
 		defer close(c.done)
@@ -347,15 +357,27 @@ func (c *connector) stop() {
 // confirm sends cmd to the connector and returns the n-th confirmation
 // answering it (n counts from 1).
 func (c *connector) confirm(ctx context.Context, cmd wire.Command, n int) (wire.Confirmation, error) {
+	if err := c.send(ctx, cmd, nil); err != nil {
+		return wire.Confirmation{}, err
+	}
+	return c.await(ctx, cmd.CommandID, n)
+}
+
+// send writes cmd to the connector's topic, after sign (when not nil) has
+// added headers to its message.
+func (c *connector) send(ctx context.Context, cmd wire.Command, sign func(*kafka.Message)) error {
 	c.e.feed.expect(cmd.CommandID)
 	msg, err := connectors.EncodeCommand(c.topic, cmd)
 	if err != nil {
-		return wire.Confirmation{}, fmt.Errorf("encode a command: %w", err)
+		return fmt.Errorf("encode a command: %w", err)
+	}
+	if sign != nil {
+		sign(&msg)
 	}
 	if err := connectors.WriteAll(ctx, c.e.w, c.e.log, msg); err != nil {
-		return wire.Confirmation{}, fmt.Errorf("send a command: %w", err)
+		return fmt.Errorf("send a command: %w", err)
 	}
-	return c.await(ctx, cmd.CommandID, n)
+	return nil
 }
 
 func (c *connector) await(ctx context.Context, commandID string, n int) (wire.Confirmation, error) {
@@ -445,6 +467,7 @@ type feed struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	byCmd   map[string][]wire.Confirmation // only the commands expected
+	raw     map[string][]kafka.Message     // their messages, headers included
 	arrived chan struct{}                  // closed and replaced at each arrival
 }
 
@@ -472,7 +495,8 @@ func startFeed(ctx context.Context, brokers []string) (*feed, error) {
 		return nil, fmt.Errorf("read the confirmations topic's offsets: %d partitions answered of %d", len(offsets), len(reqs))
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	f := &feed{cancel: cancel, byCmd: make(map[string][]wire.Confirmation), arrived: make(chan struct{})}
+	f := &feed{cancel: cancel, byCmd: make(map[string][]wire.Confirmation), raw: make(map[string][]kafka.Message),
+		arrived: make(chan struct{})}
 	for _, po := range offsets {
 		if po.Error != nil {
 			f.close()
@@ -522,6 +546,7 @@ func (f *feed) read(ctx context.Context, r *kafka.Reader) {
 		f.mu.Lock()
 		if confs, ok := f.byCmd[conf.CommandID]; ok {
 			f.byCmd[conf.CommandID] = append(confs, conf)
+			f.raw[conf.CommandID] = append(f.raw[conf.CommandID], m)
 			close(f.arrived)
 			f.arrived = make(chan struct{})
 		}
@@ -542,6 +567,13 @@ func (f *feed) expect(commandID string) {
 	if _, ok := f.byCmd[commandID]; !ok {
 		f.byCmd[commandID] = nil
 	}
+}
+
+// messages returns the messages of commandID's confirmations so far.
+func (f *feed) messages(commandID string) []kafka.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.raw[commandID])
 }
 
 // wait returns the confirmations of commandID once there are at least n,

@@ -40,6 +40,10 @@ type Config struct {
 	// Kafka says how to reach a secured cluster; absent, the connections
 	// are plain.
 	Kafka connectors.KafkaSecurity `yaml:"kafka"`
+	// Signing is the system's credential for signed commands and
+	// confirmations; absent, the SDK reads LETHE_CONNECTOR_KEY_ID and
+	// LETHE_CONNECTOR_SECRET, and without those nothing is signed.
+	Signing *connectors.SigningCredential `yaml:"signing"`
 	// Commands is where the connector records the commands it carried out.
 	Commands Commands `yaml:"commands"`
 	// Dedup, when set, shares the SDK's de-duplication store through the
@@ -215,6 +219,9 @@ func (c Config) Validate() error {
 		return configError("identifiers is empty: name at least one identifier type and its statements")
 	}
 	if err := c.Kafka.Validate(); err != nil {
+		return configError("%s", err)
+	}
+	if err := c.Signing.Validate(); err != nil {
 		return configError("%s", err)
 	}
 	if err := c.Commands.validate(); err != nil {

@@ -47,6 +47,10 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	if err != nil {
 		return fmt.Errorf("postgres connector: %w", err)
 	}
+	keyID, secret, err := cfg.Signing.Build(env)
+	if err != nil {
+		return fmt.Errorf("postgres connector: %w", err)
+	}
 	db, err := openDB(dbURL)
 	if err != nil {
 		return err
@@ -92,6 +96,8 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 		TLS:     tlsConfig,
 		SASL:    mechanism,
 		Dedup:   dedup,
+		KeyID:   keyID,
+		Secret:  secret,
 	}, c)
 }
 

@@ -28,6 +28,10 @@ type Config struct {
 	Brokers []string `yaml:"brokers"`
 	// Kafka secures the connections to the brokers: TLS, SASL.
 	Kafka connectors.KafkaSecurity `yaml:"kafka"`
+	// Signing is the system's credential for Lethe's signed commands and
+	// confirmations (not the endpoint's secret_env); absent, the SDK reads
+	// LETHE_CONNECTOR_KEY_ID and LETHE_CONNECTOR_SECRET.
+	Signing *connectors.SigningCredential `yaml:"signing"`
 	// Topic is where the system's commands arrive; default
 	// wire.DefaultTopic(System). Set it when the system was registered with
 	// a topic of its own.
@@ -156,6 +160,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("webhook: config: %w", err)
+	}
+	if err := c.Signing.Validate(); err != nil {
 		return fmt.Errorf("webhook: config: %w", err)
 	}
 	for name, value := range c.Headers {

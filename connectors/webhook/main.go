@@ -41,6 +41,10 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
+	keyID, signingSecret, err := cfg.Signing.Build(env)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
 	brokers := cfg.Brokers
 	if len(brokers) == 0 {
 		brokers = splitBrokers(env(BrokersEnv))
@@ -57,6 +61,8 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 		Logger:  logger,
 		TLS:     tlsConfig,
 		SASL:    mechanism,
+		KeyID:   keyID,
+		Secret:  signingSecret,
 		// The connector retries the endpoint itself, within the bounds the
 		// file sets; retrying it again in the SDK would multiply them.
 		Retry: connectors.RetryPolicy{MaxAttempts: 1},

@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/api"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/apicall"
 	"github.com/lethe-dev/lethe/internal/kafkax"
@@ -68,6 +69,10 @@ type stackOptions struct {
 	// give Temporal, as LETHE_CODEC_KEYS does; stack.Temporal stays a
 	// client without the keys, reading what Temporal stores.
 	Codec *codec.Keyring
+	// SystemKey, when set, lets the API issue signing credentials, the
+	// worker sign commands and the relay check confirmations, as
+	// LETHE_SYSTEM_KEY does.
+	SystemKey *credential.Master
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -109,23 +114,25 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 	writer := kafkax.NewWriter(s.Brokers)
 	w := worker.New(wc, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer, Digester: dg})
+	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer, Digester: dg,
+		Credentials: s.Store, SystemKey: opts.SystemKey})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
 
-	r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log}, lc, s.Store)
+	r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log, Credentials: s.Store, SystemKey: opts.SystemKey}, lc, s.Store)
 	if err != nil {
 		t.Fatalf("relay: %v", err)
 	}
 	s.goRun("relay", r.Run)
 
 	srv, err := api.New(api.Config{
-		Store:    s.Store,
-		Engine:   api.NewTemporalEngine(lc, opts.Policy),
-		Topics:   roles.Topics{Brokers: s.Brokers, Partitions: 1},
-		Digester: dg,
-		Logger:   s.Log,
+		Store:     s.Store,
+		Engine:    api.NewTemporalEngine(lc, opts.Policy),
+		Topics:    roles.Topics{Brokers: s.Brokers, Partitions: 1},
+		Digester:  dg,
+		Logger:    s.Log,
+		SystemKey: opts.SystemKey,
 	})
 	if err != nil {
 		t.Fatalf("api: %v", err)

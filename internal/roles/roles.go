@@ -22,6 +22,7 @@ import (
 	"github.com/lethe-dev/lethe/api"
 	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/certificate"
+	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/registry"
@@ -81,6 +82,16 @@ type Settings struct {
 	Escalations activities.Notifier
 	// Escalated counts escalations for /metrics; nil counts nothing.
 	Escalated activities.EscalationCounter
+	// SystemKey derives the secrets of systems' signing credentials
+	// (LETHE_SYSTEM_KEY): the API issues credentials with it, the worker
+	// signs commands and the relay checks confirmations. Nil issues none.
+	SystemKey *credential.Master
+	// CredentialOverlap is how long older credentials stay valid after a
+	// new one; zero means credential.DefaultOverlap.
+	CredentialOverlap time.Duration
+	// RequireSignatures makes the relay refuse unsigned confirmations of
+	// systems without credentials too.
+	RequireSignatures bool
 }
 
 // Validate reports the first missing dependency.
@@ -144,6 +155,9 @@ func APIHandler(d Deps) (http.Handler, error) {
 		AuthOff:         d.Access.AuthOff,
 		Limiter:         d.Access.Limiter,
 		AllowedHosts:    d.Access.AllowedHosts,
+
+		SystemKey:         d.Settings.SystemKey,
+		CredentialOverlap: d.Settings.CredentialOverlap,
 	})
 	if err != nil {
 		return nil, err
@@ -181,7 +195,8 @@ func RunWorker(ctx context.Context, d Deps) error {
 	defer writer.Close()
 	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions())
 	workflows.Register(w, &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
-		Digester: d.Digester, Escalations: d.Settings.Escalations, Metrics: d.Settings.Escalated})
+		Digester: d.Digester, Escalations: d.Settings.Escalations, Metrics: d.Settings.Escalated,
+		Credentials: d.Store, SystemKey: d.Settings.SystemKey})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -200,7 +215,8 @@ func RunRelay(ctx context.Context, d Deps) error {
 	if err := kafkax.EnsureTopics(ctx, d.Brokers, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
 		return fmt.Errorf("create confirmation topics: %w", err)
 	}
-	r, err := relay.New(relay.Config{Brokers: d.Brokers, Logger: d.Logger}, d.Temporal, d.Store)
+	r, err := relay.New(relay.Config{Brokers: d.Brokers, Logger: d.Logger, Credentials: d.Store,
+		SystemKey: d.Settings.SystemKey, RequireSignatures: d.Settings.RequireSignatures}, d.Temporal, d.Store)
 	if err != nil {
 		return err
 	}

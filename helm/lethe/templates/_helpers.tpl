@@ -161,6 +161,8 @@ LETHE_RATE_BURST: {{ .Values.auth.rateBurst | quote }}
 LETHE_OIDC_ISSUER: {{ . | quote }}
 LETHE_OIDC_AUDIENCE: {{ $.Values.auth.oidc.audience | quote }}
 {{- end }}
+LETHE_CREDENTIAL_OVERLAP: {{ .Values.credentials.overlap | quote }}
+LETHE_REQUIRE_SIGNATURES: {{ .Values.credentials.requireSignatures | quote }}
 {{- with .Values.certificates.retiredKeys }}
 LETHE_SIGNING_KEYS_RETIRED: {{ . | quote }}
 {{- end }}
@@ -251,6 +253,13 @@ env:
       secretKeyRef:
         name: {{ $v.escalation.existingSecret }}
         key: {{ $v.escalation.existingSecretKey }}
+  {{- end }}
+  {{- if $v.credentials.existingSecret }}
+  - name: LETHE_SYSTEM_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ $v.credentials.existingSecret }}
+        key: {{ $v.credentials.existingSecretKey }}
   {{- end }}
   {{- if and .signs $v.certificates.existingSecret }}
   - name: LETHE_SIGNING_KEY
