@@ -150,7 +150,7 @@ func TestOIDCForgeriesRefused(t *testing.T) {
 		{"wrong aud", "audience", iss.Token(withClaims(func(c map[string]any) { c["aud"] = "another-api" }))},
 		{"no aud", "audience", iss.Token(withClaims(func(c map[string]any) { delete(c, "aud") }))},
 		{"wrong iss", "different provider", iss.Token(withClaims(func(c map[string]any) { c["iss"] = other.URL }))},
-		{"alg none", `"none"`, unsigned(t, iss.KeyID(), withClaims(same))},
+		{"alg none", `"none"`, oidctest.Unsigned(t, iss.KeyID(), withClaims(same))},
 		{"HS256 with the public key (PEM) as secret", `"HS256"`, oidctest.Sign(t, jose.SigningKey{Algorithm: jose.HS256,
 			Key: jose.JSONWebKey{Key: pubPEM, KeyID: iss.KeyID()}}, withClaims(same))},
 		{"HS256 with the public key (DER) as secret", `"HS256"`, oidctest.Sign(t, jose.SigningKey{Algorithm: jose.HS256,
@@ -292,19 +292,6 @@ func TestOIDCConfigValidate(t *testing.T) {
 			t.Errorf("NewOIDCVerifier(%+v) accepted", cfg)
 		}
 	}
-}
-
-// unsigned builds an "alg": "none" JWT, with an empty signature as the
-// attack sends it.
-func unsigned(t *testing.T, kid string, claims map[string]any) string {
-	t.Helper()
-	h, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT", "kid": kid})
-	p, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := base64.RawURLEncoding.EncodeToString
-	return enc(h) + "." + enc(p) + "."
 }
 
 // tamper swaps a signed token's payload for one that names another sub.

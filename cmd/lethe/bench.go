@@ -46,7 +46,8 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 		n           = fs.Int("n", 0, fmt.Sprintf("erasures (and baseline operations) per measurement (0: %d at K=1, %d otherwise)", bench.DefaultNSingle, bench.DefaultN))
 		concurrency = fs.Int("concurrency", bench.DefaultConcurrency, "requests in flight")
 		asJSON      = fs.Bool("json", false, "print every figure as JSON on stdout")
-		apiURL      = fs.String("url", "", "a running Lethe's API to drive instead of the embedded stack")
+		apiURL      = fs.String("url", env("LETHE_API_URL"), "a running Lethe's API to drive instead of the embedded stack ($LETHE_API_URL)")
+		token       = fs.String("token", env("LETHE_TOKEN"), "bearer credential for --url, with systems:write, erasures:write and erasures:read ($LETHE_TOKEN)")
 		brokers     = fs.String("kafka-brokers", env("LETHE_KAFKA_BROKERS"), "brokers of the running Lethe, for the connectors (with --url) ($LETHE_KAFKA_BROKERS)")
 		dbURL       = fs.String("database-url", dbDefault, "PostgreSQL server on which the embedded stack creates a scratch database lethe_bench_… ($LETHE_DATABASE_URL)")
 		keep        = fs.Bool("keep", false, "keep the scratch database and data folder")
@@ -73,6 +74,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 		N:           *n,
 		Concurrency: *concurrency,
 		URL:         *apiURL,
+		Token:       *token,
 		DatabaseURL: *dbURL,
 		Keep:        *keep,
 		Rounds:      *rounds,

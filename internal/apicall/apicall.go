@@ -53,8 +53,12 @@ func JSON(body any) (io.Reader, string, error) {
 	return bytes.NewReader(b), "application/json", nil
 }
 
+// NoHeader as a header's value in Do's pairs sends no such header, so that
+// a test can take back one its helper adds.
+const NoHeader = "\x00none"
+
 // Do sends method path to the API at base with body (nil for none) of
-// contentType and the header name/value pairs, within Timeout of ctx. A
+// contentType and the header name/value pairs (later pairs win), within Timeout of ctx. A
 // transport failure is an error, for callers that expect the API to
 // struggle; any HTTP answer is a Response.
 func Do(ctx context.Context, base, method, path string, body io.Reader, contentType string, header ...string) (Response, error) {
@@ -68,6 +72,10 @@ func Do(ctx context.Context, base, method, path string, body io.Reader, contentT
 		req.Header.Set("Content-Type", contentType)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == NoHeader {
+			req.Header.Del(header[i])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)

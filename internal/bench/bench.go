@@ -78,6 +78,9 @@ type Config struct {
 	// KafkaBrokers are the running Lethe's brokers, where the connectors
 	// read their commands; only used with URL.
 	KafkaBrokers []string
+	// Token is the bearer credential for the running Lethe's API (it needs
+	// systems:write, erasures:write and erasures:read); only used with URL.
+	Token string
 	// DatabaseURL names the PostgreSQL server on which an embedded stack
 	// creates its scratch database (its database name is not used).
 	DatabaseURL string
@@ -219,7 +222,7 @@ func measure(ctx context.Context, cfg Config, st *stack, p *progress, fail func(
 		cfg:    cfg,
 		st:     st,
 		p:      p,
-		api:    newAPIClient(st.apiURL, cfg.Concurrency),
+		api:    newAPIClient(st.apiURL, st.token, cfg.Concurrency),
 		writer: kafkax.NewWriter(st.brokers),
 		runID:  runID[:8],
 		fail:   fail,

@@ -17,18 +17,19 @@ import (
 // apiClient speaks Lethe's public HTTP API, as any client would: the
 // benchmark measures what clients get, not what the server's internals do.
 type apiClient struct {
-	base string
-	http *http.Client
+	base  string
+	token string
+	http  *http.Client
 }
 
 // newAPIClient returns a client for the API at base whose connection pool
 // holds enough idle connections for inFlight callers; with the default of
 // two, most calls under load would open a new connection.
-func newAPIClient(base string, inFlight int) *apiClient {
+func newAPIClient(base, token string, inFlight int) *apiClient {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = inFlight + 16
 	tr.MaxIdleConnsPerHost = inFlight + 16
-	return &apiClient{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: time.Minute}}
+	return &apiClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Transport: tr, Timeout: time.Minute}}
 }
 
 func (c *apiClient) close() { c.http.CloseIdleConnections() }
@@ -69,6 +70,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any, 
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])

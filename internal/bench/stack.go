@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/devstack"
 	"github.com/lethe-dev/lethe/digest"
@@ -35,7 +36,9 @@ const topicPartitions = 3
 // connectors use, plus, when the stack runs in this process, the Temporal
 // client the baselines share with Lethe's worker.
 type stack struct {
-	apiURL  string
+	apiURL string
+	// token authenticates the benchmark's calls to the API.
+	token   string
 	brokers []string
 	// temporal is nil when the stack is a running Lethe given by URL.
 	temporal  client.Client
@@ -139,9 +142,20 @@ func embedded(ctx context.Context, cfg Config, progress func(format string, args
 	if err != nil {
 		return nil, err
 	}
+	// The benchmark calls the API as a service would, with a Lethe token
+	// checked against the tokens table on every call.
+	token, err := auth.NewToken()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.CreateToken(ctx, registry.NewToken{Name: "bench", Hash: auth.HashToken(token),
+		Scopes: []auth.Scope{auth.SystemsWrite, auth.ErasuresWrite, auth.ErasuresRead}}); err != nil {
+		return nil, err
+	}
 	deps := roles.Deps{
 		Store: store, Temporal: tc, Namespace: tserver.Namespace(),
 		Brokers: brokers, Partitions: topicPartitions, Logger: cfg.Logger, Digester: dg,
+		Access: roles.Access{Auth: &auth.Chain{Tokens: auth.NewTokenVerifier(store)}},
 	}
 	h, err := roles.APIHandler(deps)
 	if err != nil {
@@ -184,6 +198,7 @@ func embedded(ctx context.Context, cfg Config, progress func(format string, args
 	var closeErr error
 	return &stack{
 		apiURL:    "http://" + ln.Addr().String(),
+		token:     token,
 		brokers:   brokers,
 		temporal:  tc,
 		namespace: tserver.Namespace(),
@@ -200,6 +215,7 @@ func embedded(ctx context.Context, cfg Config, progress func(format string, args
 func remote(cfg Config) *stack {
 	return &stack{
 		apiURL:   cfg.URL,
+		token:    cfg.Token,
 		brokers:  cfg.KafkaBrokers,
 		describe: "running Lethe at " + cfg.URL + ", brokers " + fmt.Sprint(cfg.KafkaBrokers),
 		close:    func() error { return nil },

@@ -24,12 +24,14 @@ import (
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/apicall"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/oidctest"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/testtemporal"
@@ -47,6 +49,7 @@ type stack struct {
 	ctx       context.Context
 	URL       string
 	DB        *sql.DB
+	DBURL     string
 	Store     *registry.Store
 	Brokers   []string
 	Temporal  client.Client
@@ -55,6 +58,11 @@ type stack struct {
 	Logs      *testenv.LogBuffer
 	Responses *testenv.LogBuffer
 	Log       *slog.Logger
+	// Token is a Lethe token with every scope, which do and doRaw send
+	// unless the call gives its own Authorization header.
+	Token string
+	// Issuer is the OIDC issuer whose JWTs the API accepts.
+	Issuer *oidctest.Issuer
 
 	wg sync.WaitGroup
 }
@@ -80,7 +88,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stack{t: t, ctx: ctx, Logs: &testenv.LogBuffer{}, Responses: &testenv.LogBuffer{}}
 	s.Log = slog.New(slog.NewJSONHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s.DB, _ = testenv.Postgres(t)
+	s.DB, s.DBURL = testenv.Postgres(t)
 	s.Store = registry.New(s.DB)
 	s.Brokers, _ = testenv.Kafka(t, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic))
 	if opts.Temporal != nil {
@@ -126,6 +134,17 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 	s.goRun("relay", r.Run)
 
+	// Callers authenticate as in production: Lethe tokens from the
+	// registry and JWTs from an OIDC issuer of the stack's own.
+	s.Issuer = oidctest.NewIssuer(t)
+	// Key rotation is tested mid-request-flow: the key set may be
+	// refetched at once rather than once every 10 s.
+	oidcV, err := auth.NewOIDCVerifier(auth.OIDCConfig{Issuer: s.Issuer.URL, Audience: oidctest.DefaultAudience,
+		KeyRefresh: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Token = testenv.Token(t, s.Store, "e2e-admin", auth.AllScopes...)
 	srv, err := api.New(api.Config{
 		Store:     s.Store,
 		Engine:    api.NewTemporalEngine(lc, opts.Policy),
@@ -133,6 +152,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		Digester:  dg,
 		Logger:    s.Log,
 		SystemKey: opts.SystemKey,
+		Auth:      &auth.Chain{Tokens: auth.NewTokenVerifier(s.Store), OIDC: oidcV},
 	})
 	if err != nil {
 		t.Fatalf("api: %v", err)
@@ -191,6 +211,7 @@ func (s *stack) doRaw(method, path, body, contentType string, header ...string) 
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
+	header = append([]string{"Authorization", "Bearer " + s.Token}, header...)
 	r, err := apicall.Do(s.ctx, s.URL, method, path, rd, contentType, header...)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)

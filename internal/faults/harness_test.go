@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/api"
+	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/devstack"
 	"github.com/lethe-dev/lethe/digest"
@@ -63,7 +64,9 @@ type stack struct {
 	Client    client.Client
 	Namespace string
 
-	URL   string
+	URL string
+	// Token is a Lethe token with every scope that call sends.
+	Token string
 	Relay *relay.Relay
 	// SignalCalls counts the signals the in-process relay tried to send.
 	SignalCalls atomic.Int64
@@ -129,12 +132,14 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if opts.Engine != nil {
 		engine = opts.Engine(engine)
 	}
+	s.Token = testenv.Token(t, s.Store, "faults-admin", auth.AllScopes...)
 	srv, err := api.New(api.Config{
 		Store:    s.Store,
 		Engine:   engine,
 		Topics:   roles.Topics{Brokers: s.Brokers, Partitions: testenv.KafkaPartitions},
 		Digester: dg,
 		Logger:   s.Log,
+		Auth:     &auth.Chain{Tokens: auth.NewTokenVerifier(s.Store)},
 	})
 	if err != nil {
 		t.Fatalf("api: %v", err)
@@ -336,6 +341,7 @@ func (s *stack) call(method, path string, body any, header ...string) (response,
 	if err != nil {
 		return response{}, err
 	}
+	header = append([]string{"Authorization", "Bearer " + s.Token}, header...)
 	return apicall.Do(s.ctx, s.URL, method, path, rd, contentType, header...)
 }
 

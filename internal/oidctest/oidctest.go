@@ -8,6 +8,7 @@ package oidctest
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -201,4 +202,17 @@ func Sign(t testing.TB, key jose.SigningKey, claims map[string]any) string {
 		t.Fatalf("oidctest: serialize: %v", err)
 	}
 	return out
+}
+
+// Unsigned builds an "alg": "none" JWT naming kid, with the empty signature
+// a forger sends, for tests that a verifier refuses it.
+func Unsigned(t testing.TB, kid string, claims map[string]any) string {
+	t.Helper()
+	h, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT", "kid": kid})
+	p, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc(h) + "." + enc(p) + "."
 }
