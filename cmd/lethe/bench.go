@@ -47,7 +47,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 		concurrency = fs.Int("concurrency", bench.DefaultConcurrency, "requests in flight")
 		asJSON      = fs.Bool("json", false, "print every figure as JSON on stdout")
 		apiURL      = fs.String("url", env("LETHE_API_URL"), "a running Lethe's API to drive instead of the embedded stack ($LETHE_API_URL)")
-		token       = fs.String("token", env("LETHE_TOKEN"), "bearer credential for --url, with systems:write, erasures:write and erasures:read ($LETHE_TOKEN)")
+		token       = fs.String("token", env("LETHE_TOKEN"), "bearer credential for --url, with systems:read, systems:write, erasures:write and erasures:read ($LETHE_TOKEN)")
 		brokers     = fs.String("kafka-brokers", env("LETHE_KAFKA_BROKERS"), "brokers of the running Lethe, for the connectors (with --url) ($LETHE_KAFKA_BROKERS)")
 		dbURL       = fs.String("database-url", dbDefault, "PostgreSQL server on which the embedded stack creates a scratch database lethe_bench_… ($LETHE_DATABASE_URL)")
 		keep        = fs.Bool("keep", false, "keep the scratch database and data folder")

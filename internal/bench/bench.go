@@ -79,7 +79,8 @@ type Config struct {
 	// read their commands; only used with URL.
 	KafkaBrokers []string
 	// Token is the bearer credential for the running Lethe's API (it needs
-	// systems:write, erasures:write and erasures:read); only used with URL.
+	// systems:read, systems:write, erasures:write and erasures:read); only
+	// used with URL.
 	Token string
 	// DatabaseURL names the PostgreSQL server on which an embedded stack
 	// creates its scratch database (its database name is not used).

@@ -149,7 +149,7 @@ func embedded(ctx context.Context, cfg Config, progress func(format string, args
 		return nil, err
 	}
 	if _, err := store.CreateToken(ctx, registry.NewToken{Name: "bench", Hash: auth.HashToken(token),
-		Scopes: []auth.Scope{auth.SystemsWrite, auth.ErasuresWrite, auth.ErasuresRead}}); err != nil {
+		Scopes: []auth.Scope{auth.SystemsRead, auth.SystemsWrite, auth.ErasuresWrite, auth.ErasuresRead}}); err != nil {
 		return nil, err
 	}
 	deps := roles.Deps{

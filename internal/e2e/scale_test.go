@@ -57,7 +57,7 @@ func TestScaleFanOutThousandSystems(t *testing.T) {
 	for i := range systems {
 		g.Go(func() error {
 			body := map[string]any{"identifiers": []string{"user_id"}, "topic": topicOf(i), "owner": "scale-test"}
-			return call(gctx, http.MethodPut, s.URL+"/v1/systems/"+scaleSystem(i), body, nil)
+			return call(gctx, s.Token, http.MethodPut, s.URL+"/v1/systems/"+scaleSystem(i), body, nil)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -222,7 +222,7 @@ func serveMany(ctx context.Context, brokers []string, topic string, log *command
 
 // call sends one JSON request and decodes a 2xx answer into out; unlike
 // stack.do it returns errors, so goroutines may use it.
-func call(ctx context.Context, method, url string, body, out any) error {
+func call(ctx context.Context, token, method, url string, body, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -232,6 +232,7 @@ func call(ctx context.Context, method, url string, body, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -294,7 +295,7 @@ func TestScaleBurstOneSystem(t *testing.T) {
 		g.Go(func() error {
 			body := map[string]any{"subject": map[string]string{"user_id": fmt.Sprintf("u-burst-%d", i)}, "reason": "gdpr_art17"}
 			var e lethe.Erasure
-			return call(gctx, http.MethodPost, s.URL+"/v1/erasures", body, &e)
+			return call(gctx, s.Token, http.MethodPost, s.URL+"/v1/erasures", body, &e)
 		})
 	}
 	if err := g.Wait(); err != nil {
