@@ -76,9 +76,20 @@ func New(tlsConfig *tls.Config, mechanism sasl.Mechanism) Security {
 // Secured reports whether s uses TLS or SASL, for the roles' start-up log.
 func (s Security) Secured() (tls, sasl bool) { return s.tls != nil, s.sasl != nil }
 
-// transport is what writers and admin clients take as their Transport, or
-// nil for kafka-go's default one. It never returns a nil pointer inside a
-// non-nil interface.
+// Transport is what writers and admin clients (kafka.Client) take as their
+// Transport, or nil for kafka-go's default one. It never returns a nil
+// pointer inside a non-nil interface.
+func (s Security) Transport() kafka.RoundTripper { return s.transport() }
+
+// Dialer is a dialer of connections secured by s, for tools and tests that
+// speak to one broker directly.
+func (s Security) Dialer() *kafka.Dialer {
+	if d := s.dialer(); d != nil {
+		return d
+	}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+}
+
 func (s Security) transport() kafka.RoundTripper {
 	if s.tr == nil {
 		return nil
