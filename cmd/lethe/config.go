@@ -54,6 +54,7 @@ type config struct {
 	KafkaSASLUsername     string
 	KafkaSASLPassword     string
 	KafkaSASLPasswordFile string
+	TemporalTLS           string
 	TemporalTLSCA         string
 	TemporalTLSCert       string
 	TemporalTLSKey        string
@@ -97,7 +98,8 @@ func (c *config) settings() []setting {
 		{"LETHE_KAFKA_SASL_USERNAME", "kafka-sasl-username", "", "Kafka SASL user", &c.KafkaSASLUsername},
 		{"LETHE_KAFKA_SASL_PASSWORD", "kafka-sasl-password", "", "Kafka SASL password (prefer the environment or the _FILE variant to a flag)", &c.KafkaSASLPassword},
 		{"LETHE_KAFKA_SASL_PASSWORD_FILE", "kafka-sasl-password-file", "", "file holding the Kafka SASL password (a mounted Secret)", &c.KafkaSASLPasswordFile},
-		{"TEMPORAL_TLS_CA", "temporal-tls-ca", "", "PEM file of the CAs of the Temporal frontend; any TEMPORAL_TLS_* or TEMPORAL_API_KEY turns TLS on", &c.TemporalTLSCA},
+		{"TEMPORAL_TLS", "temporal-tls", "", "true or false: TLS to the Temporal frontend (implied by any TEMPORAL_TLS_* or TEMPORAL_API_KEY)", &c.TemporalTLS},
+		{"TEMPORAL_TLS_CA", "temporal-tls-ca", "", "PEM file of the CAs of the Temporal frontend (default: the system's)", &c.TemporalTLSCA},
 		{"TEMPORAL_TLS_CERT", "temporal-tls-cert", "", "PEM client certificate for Temporal mutual TLS", &c.TemporalTLSCert},
 		{"TEMPORAL_TLS_KEY", "temporal-tls-key", "", "PEM private key of TEMPORAL_TLS_CERT", &c.TemporalTLSKey},
 		{"TEMPORAL_TLS_SERVER_NAME", "temporal-tls-server-name", "", "name the Temporal frontend's certificate carries, when not its address", &c.TemporalTLSServerName},

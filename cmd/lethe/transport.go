@@ -74,33 +74,50 @@ func (c *config) kafkaSecurity() (kafkasec.Security, error) {
 	return s.Build(kafkaNames)
 }
 
-// temporalTransport is the TEMPORAL_TLS_* and TEMPORAL_API_KEY settings.
-func (c *config) temporalTransport() temporalx.Transport {
-	return temporalx.Transport{
+// temporalTransport is the TEMPORAL_TLS* and TEMPORAL_API_KEY settings.
+func (c *config) temporalTransport() (temporalx.Transport, error) {
+	var on bool
+	if v := strings.TrimSpace(c.TemporalTLS); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return temporalx.Transport{}, fmt.Errorf("TEMPORAL_TLS %q: want true or false", c.TemporalTLS)
+		}
+		on = b
+	}
+	t := temporalx.Transport{
+		TLS:        on,
 		CAFile:     c.TemporalTLSCA,
 		CertFile:   c.TemporalTLSCert,
 		KeyFile:    c.TemporalTLSKey,
 		ServerName: c.TemporalTLSServerName,
 		APIKey:     c.TemporalAPIKey,
 	}
+	if strings.TrimSpace(c.TemporalTLS) != "" && !on && t.Secured() {
+		return temporalx.Transport{}, errors.New("TEMPORAL_TLS is false but TEMPORAL_TLS_* or TEMPORAL_API_KEY is set")
+	}
+	return t, nil
 }
 
 // temporalOptions are the options of the role's Temporal client: the
 // shared ClientOptions, secured by the TEMPORAL_TLS_* settings.
 func (c *config) temporalOptions(opts client.Options) (client.Options, error) {
-	if err := c.temporalTransport().Apply(&opts); err != nil {
+	t, err := c.temporalTransport()
+	if err != nil {
+		return client.Options{}, err
+	}
+	if err := t.Apply(&opts); err != nil {
 		return client.Options{}, err
 	}
 	return opts, nil
 }
 
 // transportSecured reports whether any Kafka or Temporal transport setting
-// is given: `lethe dev` refuses them, since the broker and the server it
+// is given (a TLS switch set to false is none): `lethe dev` refuses them, since the broker and the server it
 // embeds speak plaintext only.
 func (c *config) transportSecured() bool {
 	for _, v := range []string{c.KafkaTLS, c.KafkaTLSCA, c.KafkaTLSCert, c.KafkaTLSKey, c.KafkaTLSServerName,
 		c.KafkaSASLMechanism, c.KafkaSASLUsername, c.KafkaSASLPassword, c.KafkaSASLPasswordFile,
-		c.TemporalTLSCA, c.TemporalTLSCert, c.TemporalTLSKey, c.TemporalTLSServerName, c.TemporalAPIKey} {
+		c.TemporalTLS, c.TemporalTLSCA, c.TemporalTLSCert, c.TemporalTLSKey, c.TemporalTLSServerName, c.TemporalAPIKey} {
 		if v != "" && v != "false" {
 			return true
 		}

@@ -106,6 +106,10 @@ func TestTemporalTransportConfig(t *testing.T) {
 	if tc := opts.ConnectionOptions.TLS; tc == nil || tc.RootCAs == nil || len(tc.Certificates) != 1 || tc.ServerName != "temporal.internal" {
 		t.Errorf("mutual TLS: %+v", tc)
 	}
+	c, _ = parseEnv(t, map[string]string{"TEMPORAL_TLS": "true"})
+	if opts, err = c.temporalOptions(clientOptions()); err != nil || opts.ConnectionOptions.TLS == nil || opts.ConnectionOptions.TLS.RootCAs != nil {
+		t.Errorf("TEMPORAL_TLS=true: TLS %+v, err %v; want TLS with the system's CAs", opts.ConnectionOptions.TLS, err)
+	}
 	c, _ = parseEnv(t, map[string]string{"TEMPORAL_API_KEY": "key-123"})
 	opts, err = c.temporalOptions(clientOptions())
 	if err != nil || opts.Credentials == nil || opts.ConnectionOptions.TLS == nil {
@@ -120,6 +124,8 @@ func TestTemporalTransportConfig(t *testing.T) {
 		{map[string]string{"TEMPORAL_TLS_CA": cert + ".missing"}, "TEMPORAL_TLS_CA"},
 		{map[string]string{"TEMPORAL_TLS_CA": key}, "TEMPORAL_TLS_CA"},
 		{map[string]string{"TEMPORAL_TLS_CERT": cert, "TEMPORAL_TLS_KEY": ca.File}, "TEMPORAL_TLS_CERT"},
+		{map[string]string{"TEMPORAL_TLS": "yes please"}, "TEMPORAL_TLS"},
+		{map[string]string{"TEMPORAL_TLS": "false", "TEMPORAL_API_KEY": "k"}, "TEMPORAL_TLS"},
 	} {
 		c, _ := parseEnv(t, tt.env)
 		if _, err := c.temporalOptions(clientOptions()); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -13,9 +13,12 @@ import (
 // against a private CA or the system's, a client certificate for a
 // frontend that requires mutual TLS, and a Temporal Cloud style API key.
 // The zero value connects in plaintext, as the embedded server of
-// `lethe dev` expects. Its fields are the TEMPORAL_TLS_* and
+// `lethe dev` expects. Its fields are the TEMPORAL_TLS* and
 // TEMPORAL_API_KEY settings, which its errors name.
 type Transport struct {
+	// TLS turns TLS on with the system's authorities alone; any other
+	// setting implies it.
+	TLS bool
 	// CAFile is a PEM file of the authorities that sign the frontend's
 	// certificate; empty trusts the system's authorities.
 	CAFile string
@@ -30,9 +33,10 @@ type Transport struct {
 	APIKey string
 }
 
-// TLS reports whether t encrypts the connection: any of its settings does.
-func (t Transport) TLS() bool {
-	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.APIKey != ""
+// Secured reports whether t encrypts the connection: any of its settings
+// does.
+func (t Transport) Secured() bool {
+	return t.TLS || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.APIKey != ""
 }
 
 // Validate reports the first setting that cannot work, without reading
@@ -54,7 +58,7 @@ func (t Transport) Apply(opts *client.Options) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	if !t.TLS() {
+	if !t.Secured() {
 		return nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
