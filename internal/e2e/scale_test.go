@@ -68,7 +68,7 @@ func TestScaleFanOutThousandSystems(t *testing.T) {
 	commands := newCommandLog()
 	for i := range topics {
 		s.goRun("consumer "+topicOf(i), func(ctx context.Context) error {
-			return serveMany(ctx, s.Brokers, topicOf(i), commands)
+			return serveMany(ctx, kafkax.Cluster{Brokers: s.Brokers, Security: s.KafkaAdmin}, topicOf(i), commands)
 		})
 	}
 
@@ -191,10 +191,10 @@ func (l *commandLog) distinct(system string) int {
 
 // serveMany confirms every command on topic, whatever system it is for:
 // fetch a batch, write its confirmations acknowledged, commit.
-func serveMany(ctx context.Context, brokers []string, topic string, log *commandLog) error {
-	r := kafkax.NewReader(brokers, "scale-"+topic, topic, silentLogger())
+func serveMany(ctx context.Context, cluster kafkax.Cluster, topic string, log *commandLog) error {
+	r := cluster.Reader("scale-"+topic, topic, silentLogger())
 	defer r.Close()
-	w := kafkax.NewWriter(brokers)
+	w := cluster.Writer()
 	defer w.Close()
 	return kafkax.Consume(ctx, r, 500, 5*time.Millisecond, silentLogger(), func(ctx context.Context, batch []kafka.Message) error {
 		out := make([]kafka.Message, 0, len(batch))

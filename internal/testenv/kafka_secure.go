@@ -1,7 +1,15 @@
 package testenv
 
 import (
+	"context"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha512"
+	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -66,4 +74,68 @@ func kfakeACL(t testing.TB, a kafkasec.ACL) kfake.ACL {
 		pattern = kmsg.ACLResourcePatternTypePrefixed
 	}
 	return kfake.ACL{Resource: resource, Name: a.Name, Pattern: pattern, Operation: op, Allow: true}
+}
+
+// scramIterations is the SCRAM iteration count AddKafkaUser stores, the
+// lowest Kafka accepts: these users live for one test.
+const scramIterations = 4096
+
+// AddKafkaUser creates the SCRAM-SHA-512 login user with password on a
+// running SecureKafka, as an operator does with kafka-configs.sh and
+// kafka-acls.sh, and grants it acls. admin is KafkaAdmin's connections.
+// It exists for tests whose principals are known only as they go, such as
+// the connectors the end-to-end stack starts.
+func AddKafkaUser(ctx context.Context, brokers []string, admin kafkasec.Security, user, password string, acls []kafkasec.ACL) error {
+	salt := make([]byte, 32)
+	rand.Read(salt)
+	salted, err := pbkdf2.Key(sha512.New, password, salt, scramIterations, sha512.Size)
+	if err != nil {
+		return err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: admin.Transport()}
+	res, err := client.AlterUserScramCredentials(ctx, &kafka.AlterUserScramCredentialsRequest{
+		Upsertions: []kafka.UserScramCredentialsUpsertion{{Name: user, Mechanism: kafka.ScramMechanismSha512,
+			Iterations: scramIterations, Salt: salt, SaltedPassword: salted}},
+	})
+	if err != nil {
+		return fmt.Errorf("add kafka user %s: %w", user, err)
+	}
+	for _, r := range res.Results {
+		if r.Error != nil {
+			return fmt.Errorf("add kafka user %s: %w", user, r.Error)
+		}
+	}
+	entries := make([]kafka.ACLEntry, len(acls))
+	for i, a := range acls {
+		e := kafka.ACLEntry{ResourceName: a.Name, Principal: a.Principal, Host: "*",
+			ResourcePatternType: kafka.PatternTypeLiteral, PermissionType: kafka.ACLPermissionTypeAllow}
+		if a.Prefixed {
+			e.ResourcePatternType = kafka.PatternTypePrefixed
+		}
+		if err := errors.Join(e.ResourceType.UnmarshalText([]byte(a.Resource)), e.Operation.UnmarshalText([]byte(a.Operation))); err != nil {
+			return fmt.Errorf("acl %+v: %w", a, err)
+		}
+		entries[i] = e
+	}
+	created, err := client.CreateACLs(ctx, &kafka.CreateACLsRequest{ACLs: entries})
+	if err != nil {
+		return fmt.Errorf("grant kafka user %s: %w", user, err)
+	}
+	for _, e := range created.Errors {
+		if e != nil {
+			return fmt.Errorf("grant kafka user %s: %w", user, e)
+		}
+	}
+	return nil
+}
+
+// KafkaLogin is the Security of a SecureKafka login.
+func KafkaLogin(t testing.TB, user, password string) kafkasec.Security {
+	t.Helper()
+	sec, err := kafkasec.Settings{SASL: true, SASLMechanism: KafkaMechanism, Username: user, Password: password}.Build(kafkasec.Names{})
+	if err != nil {
+		t.Fatalf("testenv: kafka login %s: %v", user, err)
+	}
+	t.Cleanup(sec.Close)
+	return sec
 }
