@@ -209,6 +209,23 @@ func (s *stack) runConnector(system string, h connectors.Handler) {
 	s.goRun("connector "+system, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
 }
 
+// grantLethe lets Lethe's principal create and write the topics named
+// with prefix, as docs/security.md asks of an operator whose systems
+// choose topics of their own; it does nothing on a plaintext stack.
+func (s *stack) grantLethe(prefix string) {
+	s.t.Helper()
+	if !s.Secure {
+		return
+	}
+	var acls []kafkasec.ACL
+	for _, op := range []string{"Create", "Write"} {
+		acls = append(acls, kafkasec.ACL{Principal: "User:lethe", Resource: kafkasec.ResourceTopic, Name: prefix, Prefixed: true, Operation: op})
+	}
+	if err := testenv.GrantKafka(s.ctx, s.Brokers, s.KafkaAdmin, acls); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
 // response is one HTTP answer, read whole.
 type response = apicall.Response
 

@@ -105,6 +105,13 @@ func AddKafkaUser(ctx context.Context, brokers []string, admin kafkasec.Security
 			return fmt.Errorf("add kafka user %s: %w", user, r.Error)
 		}
 	}
+	return GrantKafka(ctx, brokers, admin, acls)
+}
+
+// GrantKafka adds acls on a running SecureKafka, as an operator does with
+// kafka-acls.sh; admin is KafkaAdmin's connections.
+func GrantKafka(ctx context.Context, brokers []string, admin kafkasec.Security, acls []kafkasec.ACL) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: admin.Transport()}
 	entries := make([]kafka.ACLEntry, len(acls))
 	for i, a := range acls {
 		e := kafka.ACLEntry{ResourceName: a.Name, Principal: a.Principal, Host: "*",
@@ -119,11 +126,11 @@ func AddKafkaUser(ctx context.Context, brokers []string, admin kafkasec.Security
 	}
 	created, err := client.CreateACLs(ctx, &kafka.CreateACLsRequest{ACLs: entries})
 	if err != nil {
-		return fmt.Errorf("grant kafka user %s: %w", user, err)
+		return fmt.Errorf("grant kafka acls: %w", err)
 	}
 	for _, e := range created.Errors {
 		if e != nil {
-			return fmt.Errorf("grant kafka user %s: %w", user, e)
+			return fmt.Errorf("grant kafka acls: %w", e)
 		}
 	}
 	return nil
