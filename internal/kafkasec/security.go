@@ -74,7 +74,7 @@ func New(tlsConfig *tls.Config, mechanism sasl.Mechanism) Security {
 }
 
 // Secured reports whether s uses TLS or SASL, for the roles' start-up log.
-func (s Security) Secured() (tls, sasl bool) { return s.tls != nil, s.sasl != nil }
+func (s Security) Secured() (tlsOn, saslOn bool) { return s.tls != nil, s.sasl != nil }
 
 // Transport is what writers and admin clients (kafka.Client) take as their
 // Transport, or nil for kafka-go's default one. It never returns a nil
