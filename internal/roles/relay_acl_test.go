@@ -16,13 +16,15 @@ import (
 
 // RunRelay, as `lethe relay` runs it, connects with Deps.KafkaSecurity and
 // needs no more than Lethe's ACLs: on a broker that requires SCRAM and
-// enforces them it creates the confirmations' dead-letter topic, reads a
-// malformed confirmation with its group, dead-letters it and commits.
+// enforces them it reads a malformed confirmation with its group,
+// dead-letters it and commits. (The topics exist before, so that the test's
+// reader of the dead letters is assigned its partitions at once; creating
+// them under these ACLs is TestLeastPrivilegeACLs's.)
 func TestRunRelayUnderLetheACLs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), aclTestTimeout)
 	defer cancel()
 	users := []testenv.KafkaUser{{Name: "lethe", Password: "lethe-pw", ACLs: LetheKafkaACLs("lethe")}}
-	brokers, _ := testenv.SecureKafka(t, "admin-pw", users, wire.ConfirmationsTopic)
+	brokers, _ := testenv.SecureKafka(t, "admin-pw", users, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic))
 	adminSec := testenv.KafkaLogin(t, testenv.KafkaAdmin, "admin-pw")
 	admin := kafkax.Cluster{Brokers: brokers, Security: adminSec}
 	w := admin.Writer()
