@@ -2,6 +2,7 @@ package temporalx
 
 import (
 	"crypto/tls"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -44,9 +45,9 @@ func (t Transport) Secured() bool {
 func (t Transport) Validate() error {
 	switch {
 	case t.CertFile != "" && t.KeyFile == "":
-		return fmt.Errorf("TEMPORAL_TLS_CERT is set without TEMPORAL_TLS_KEY")
+		return errors.New("TEMPORAL_TLS_CERT is set without TEMPORAL_TLS_KEY")
 	case t.KeyFile != "" && t.CertFile == "":
-		return fmt.Errorf("TEMPORAL_TLS_KEY is set without TEMPORAL_TLS_CERT")
+		return errors.New("TEMPORAL_TLS_KEY is set without TEMPORAL_TLS_CERT")
 	}
 	return nil
 }
@@ -78,7 +79,7 @@ func (t Transport) Apply(opts *client.Options) error {
 		if err != nil {
 			// The error may describe the key's contents; only the files
 			// are named.
-			return fmt.Errorf("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY do not hold a PEM certificate and its private key")
+			return errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY do not hold a PEM certificate and its private key")
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}
