@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -222,13 +223,13 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 	}
 	cfg = cfg.withDefaults()
 	sg, _ := newSigner(cfg.KeyID, cfg.Secret) // checked by Validate
-	sec := newSecurity(cfg.TLS, cfg.SASL)
-	defer sec.close()
-	if err := ensureTopics(ctx, cfg.Brokers, sec, DefaultPartitions, cfg.Topic, wire.DLQTopic(cfg.Topic)); err != nil {
+	sec := kafkasec.New(cfg.TLS, cfg.SASL)
+	defer sec.Close()
+	if err := kafkasec.EnsureTopics(ctx, cfg.Brokers, sec, DefaultPartitions, cfg.Topic, wire.DLQTopic(cfg.Topic)); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if authErr := sec.check(ctx, cfg.Brokers); errors.Is(authErr, kafka.SASLAuthenticationFailed) {
+		if authErr := sec.Check(ctx, cfg.Brokers); errors.Is(authErr, kafka.SASLAuthenticationFailed) {
 			return fmt.Errorf("connectors: the brokers refused the SASL credentials: %w", authErr)
 		}
 		return fmt.Errorf("connectors: %w", err)
@@ -237,8 +238,8 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 		cfg: cfg,
 		h:   h,
 		log: cfg.Logger.With("system", cfg.System, "topic", cfg.Topic),
-		r:   newReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger, sec, cfg.tuneReader),
-		w:   newWriter(cfg.Brokers, sec),
+		r:   kafkasec.NewReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger, sec, cfg.tuneReader),
+		w:   kafkasec.NewWriter(cfg.Brokers, sec),
 		sg:  sg,
 	}
 	defer c.close()

@@ -1,24 +1,18 @@
 package connectors
 
 import (
-	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
-	"strings"
-	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 )
 
 // The SASL mechanisms SASL knows, by the names Kafka gives them.
 const (
-	SASLPlain       = "PLAIN"
-	SASLSCRAMSHA256 = "SCRAM-SHA-256"
-	SASLSCRAMSHA512 = "SCRAM-SHA-512"
+	SASLPlain       = kafkasec.SASLPlain
+	SASLSCRAMSHA256 = kafkasec.SASLSCRAMSHA256
+	SASLSCRAMSHA512 = kafkasec.SASLSCRAMSHA512
 )
 
 // SASL returns the kafka-go mechanism named mechanism (PLAIN, SCRAM-SHA-256
@@ -28,102 +22,9 @@ const (
 // sends the password as it is: use it only together with Config.TLS.
 // Errors never quote the password.
 func SASL(mechanism, user, password string) (sasl.Mechanism, error) {
-	if user == "" {
-		return nil, errors.New("connectors: sasl: empty user name")
-	}
-	if password == "" {
-		return nil, errors.New("connectors: sasl: empty password")
-	}
-	switch strings.ToUpper(mechanism) {
-	case SASLPlain:
-		return plain.Mechanism{Username: user, Password: password}, nil
-	case SASLSCRAMSHA256:
-		return scramMechanism(scram.SHA256, user, password)
-	case SASLSCRAMSHA512:
-		return scramMechanism(scram.SHA512, user, password)
-	}
-	return nil, fmt.Errorf("connectors: sasl: unknown mechanism %q, want %s, %s or %s",
-		mechanism, SASLPlain, SASLSCRAMSHA256, SASLSCRAMSHA512)
-}
-
-func scramMechanism(algo scram.Algorithm, user, password string) (sasl.Mechanism, error) {
-	m, err := scram.Mechanism(algo, user, password)
+	m, err := kafkasec.SASL(mechanism, user, password)
 	if err != nil {
-		// The error comes from normalising the credentials (SASLprep); it
-		// may quote them, so only its occurrence is reported.
-		return nil, fmt.Errorf("connectors: sasl: %s: the user name or password cannot be normalised", algo.Name())
+		return nil, fmt.Errorf("connectors: %w", err)
 	}
 	return m, nil
-}
-
-// security is how one Run's clients reach the brokers: with TLS, SASL,
-// both or neither.
-type security struct {
-	tls  *tls.Config
-	sasl sasl.Mechanism
-	// tr is shared by the writer and the topic creation of one Run (see
-	// createTopics); nil without TLS and SASL, so that plain connections
-	// keep using kafka-go's default transport.
-	tr *kafka.Transport
-}
-
-func newSecurity(tlsConfig *tls.Config, mechanism sasl.Mechanism) security {
-	if tlsConfig == nil && mechanism == nil {
-		return security{}
-	}
-	return security{
-		tls:  tlsConfig,
-		sasl: mechanism,
-		tr:   &kafka.Transport{TLS: tlsConfig, SASL: mechanism},
-	}
-}
-
-// transport is what writers and admin clients take as their Transport, or
-// nil for kafka-go's default one. It never returns a nil pointer inside a
-// non-nil interface.
-func (s security) transport() kafka.RoundTripper {
-	if s.tr == nil {
-		return nil
-	}
-	return s.tr
-}
-
-// dialer is the readers' dialer, nil for kafka-go's default one. Its timeout
-// and dual stack are those of kafka-go's default dialer.
-func (s security) dialer() *kafka.Dialer {
-	if s.tr == nil {
-		return nil
-	}
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: s.tls, SASLMechanism: s.sasl}
-}
-
-// check connects to the brokers one after the other until one accepts the
-// connection or refuses the SASL credentials, and returns
-// kafka.SASLAuthenticationFailed (wrapped) in the second case. It explains
-// a failure of the clients: a broker that refuses the credentials may
-// simply close the connection, which kafka-go's transport reports as an
-// unexpected end of file, while its dialer, which authenticates step by
-// step, recognises the refusal.
-func (s security) check(ctx context.Context, brokers []string) error {
-	if s.sasl == nil {
-		return nil
-	}
-	d := s.dialer()
-	for _, b := range brokers {
-		conn, err := d.DialContext(ctx, "tcp", b)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		if errors.Is(err, kafka.SASLAuthenticationFailed) {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s security) close() {
-	if s.tr != nil {
-		s.tr.CloseIdleConnections()
-	}
 }

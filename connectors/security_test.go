@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -206,4 +207,32 @@ func mustSASL(t *testing.T, mechanism, user, password string) sasl.Mechanism {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// A connector's file names a client certificate, its key and the brokers'
+// certificate name; Build turns them into the TLS configuration of mutual
+// TLS, and a broken pair is named by its keys.
+func TestKafkaSecurityMutualTLS(t *testing.T) {
+	ca := testenv.NewCA(t, "kafka")
+	cert, key, _ := ca.Issue(t, "orders")
+	k := connectors.KafkaSecurity{TLS: true, TLSCAFile: ca.File, TLSCertFile: cert, TLSKeyFile: key, TLSServerName: "kafka.internal",
+		SASL: &connectors.SASLLogin{Mechanism: "SCRAM-SHA-512", Username: "orders", PasswordEnv: "ORDERS_KAFKA_PASSWORD"}}
+	if err := k.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tc, m, err := k.Build(func(string) string { return saslPassword })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc == nil || len(tc.Certificates) != 1 || tc.RootCAs == nil || tc.ServerName != "kafka.internal" || m == nil {
+		t.Errorf("Build = %+v, %v; want a client certificate, the CA, the server name and a SASL mechanism", tc, m)
+	}
+	k.TLSKeyFile = ca.File
+	if _, _, err := k.Build(func(string) string { return saslPassword }); err == nil || !strings.Contains(err.Error(), "kafka.tls_cert_file") {
+		t.Errorf("Build with a certificate as key: %v, want an error naming kafka.tls_cert_file", err)
+	}
+	k.TLSKeyFile = key
+	if _, _, err := k.Build(func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "$ORDERS_KAFKA_PASSWORD") {
+		t.Errorf("Build without the password: %v, want an error naming the variable", err)
+	}
 }

@@ -63,10 +63,51 @@ type TemporalConfig struct {
 	// Ephemeral keeps the whole state in memory: every start is a new,
 	// empty server.
 	Ephemeral bool
+	// TLS, when set, makes the frontend speak mutual TLS only; nil keeps it
+	// plaintext, as `lethe dev` runs it.
+	TLS *TemporalTLS
 	// Logger receives the server's own logs, but only when it is enabled at
 	// debug level: Temporal's logs are verbose and mean little to someone
 	// trying Lethe, so the server is silent otherwise. Nil means silent.
 	Logger *slog.Logger
+}
+
+// TemporalTLS is the frontend's mutual TLS: it exists so that tests can run
+// Lethe's roles against a server that, like a production cluster, refuses
+// clients without a certificate of its CA.
+type TemporalTLS struct {
+	// CertFile and KeyFile are the frontend's PEM certificate and key. The
+	// server's own clients (its system workers, and the registration of
+	// Lethe's search attributes at start) present the same pair, so the
+	// certificate must be good for client authentication too.
+	CertFile, KeyFile string
+	// CAFile is the PEM certificate of the CA that signs the frontend's
+	// certificate and the clients' certificates it accepts.
+	CAFile string
+}
+
+// transport is how the server's own clients reach a frontend with t.
+func (t *TemporalTLS) transport() temporalx.Transport {
+	if t == nil {
+		return temporalx.Transport{}
+	}
+	return temporalx.Transport{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+}
+
+// apply turns on c's frontend TLS, requiring client certificates.
+func (t *TemporalTLS) apply(c *config.Config) {
+	if t == nil {
+		return
+	}
+	c.Global.TLS.Frontend.Server = config.ServerTLS{
+		CertFile: t.CertFile, KeyFile: t.KeyFile,
+		ClientCAFiles: []string{t.CAFile}, RequireClientAuth: true,
+	}
+	c.Global.TLS.Frontend.Client = config.ClientTLS{RootCAFiles: []string{t.CAFile}}
+	c.Global.TLS.SystemWorker = config.WorkerTLS{
+		CertFile: t.CertFile, KeyFile: t.KeyFile,
+		Client: config.ClientTLS{RootCAFiles: []string{t.CAFile}},
+	}
 }
 
 func (c *TemporalConfig) setDefaults() {
@@ -96,6 +137,7 @@ type Temporal struct {
 	namespace string
 	logger    *slog.Logger
 	dc        *dynamicconfig.MemoryClient
+	transport temporalx.Transport
 	stopOnce  sync.Once
 }
 
@@ -149,8 +191,10 @@ func StartTemporal(ctx context.Context, cfg TemporalConfig) (*Temporal, error) {
 		return nil, err
 	}
 	dc := dynamicConfig()
+	serverCfg := l.serverConfig(sqlCfg)
+	cfg.TLS.apply(serverCfg)
 	srv, err := temporal.NewServer(
-		temporal.WithConfig(l.serverConfig(sqlCfg)),
+		temporal.WithConfig(serverCfg),
 		temporal.ForServices(temporal.DefaultServices),
 		temporal.WithStaticHosts(l.staticHosts()),
 		temporal.WithLogger(serverLogger(cfg.Logger)),
@@ -168,6 +212,7 @@ func StartTemporal(ctx context.Context, cfg TemporalConfig) (*Temporal, error) {
 		namespace: cfg.Namespace,
 		logger:    cfg.Logger,
 		dc:        dc,
+		transport: cfg.TLS.transport(),
 	}
 	if err := t.registerSearchAttributes(ctx); err != nil {
 		t.Stop()
@@ -208,7 +253,11 @@ func (t *Temporal) registerSearchAttributes(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
 	// Registering search attributes carries no payloads: no codec needed.
-	c, err := temporalx.Dial(ctx, t.address, t.namespace, sdkLogger(t.logger), nil)
+	opts := temporalx.ClientOptions(t.address, t.namespace, sdkLogger(t.logger), nil)
+	if err := t.transport.Apply(&opts); err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	c, err := temporalx.DialOptions(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("temporal: %w", err)
 	}

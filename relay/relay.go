@@ -21,6 +21,7 @@ import (
 
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/credential"
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/wire"
 	"github.com/lethe-dev/lethe/workflows"
@@ -42,6 +43,9 @@ type Auditor interface {
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses.
 	Brokers []string
+	// Security secures the connections to the brokers; the zero value is
+	// plaintext.
+	Security kafkasec.Security
 	// GroupID is the relay's consumer group, shared by its replicas;
 	// default DefaultGroupID.
 	GroupID string
@@ -198,14 +202,15 @@ func (r *Relay) Stats() Stats {
 // a confirmation is never skipped and an outage never becomes a crash loop.
 func (r *Relay) Run(ctx context.Context) error {
 	dlq := wire.DLQTopic(r.cfg.Topic)
-	if err := kafkax.EnsureTopics(ctx, r.cfg.Brokers, kafkax.DefaultPartitions, r.cfg.Topic, dlq); err != nil {
+	cluster := kafkax.Cluster{Brokers: r.cfg.Brokers, Security: r.cfg.Security}
+	if err := cluster.EnsureTopics(ctx, kafkax.DefaultPartitions, r.cfg.Topic, dlq); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("relay: %w", err)
 	}
-	reader := kafkax.NewReader(r.cfg.Brokers, r.cfg.GroupID, r.cfg.Topic, r.log)
-	w := kafkax.NewWriter(r.cfg.Brokers)
+	reader := cluster.Reader(r.cfg.GroupID, r.cfg.Topic, r.log)
+	w := cluster.Writer()
 	defer func() {
 		if err := reader.Close(); err != nil {
 			r.log.Warn("close reader", "error", err.Error())

@@ -329,6 +329,52 @@ check_credentials() {
 	must_fail "a duration as overlap" "/credentials/overlap" "${REQUIRED[@]}" --set credentials.overlap=1d || return 1
 }
 
+check_transport() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# By default the pods connect in plaintext: no transport setting, no mount.
+	want_none "$out" 'LETHE_KAFKA_(TLS|SASL)|TEMPORAL_(TLS|API_KEY)' || return 1
+	want_none "$out" '/etc/lethe/' || return 1
+	# Kafka mutual TLS and SCRAM, Temporal TLS and an API key, all from
+	# existing Secrets: the api, worker and relay get them, the migration
+	# (which reaches neither Kafka nor Temporal) does not.
+	local secured="$WORK/transport.yaml"
+	render "${REQUIRED[@]}" --set kafka.tls.enabled=true --set kafka.tls.existingSecret=kafka-certs \
+		--set kafka.tls.certKey=tls.crt --set kafka.tls.keyKey=tls.key --set kafka.tls.serverName=kafka.internal \
+		--set kafka.sasl.mechanism=SCRAM-SHA-512 --set kafka.sasl.username=lethe --set kafka.sasl.existingSecret=kafka-login \
+		--set temporal.tls.enabled=true --set temporal.tls.existingSecret=temporal-certs \
+		--set temporal.tls.certKey=tls.crt --set temporal.tls.keyKey=tls.key \
+		--set temporal.apiKey.existingSecret=temporal-cloud >"$secured" || fail "render with transport security failed" || return 1
+	local name
+	for name in LETHE_KAFKA_TLS LETHE_KAFKA_TLS_CA LETHE_KAFKA_TLS_CERT LETHE_KAFKA_TLS_KEY LETHE_KAFKA_TLS_SERVER_NAME \
+		LETHE_KAFKA_SASL_MECHANISM LETHE_KAFKA_SASL_USERNAME LETHE_KAFKA_SASL_PASSWORD \
+		TEMPORAL_TLS TEMPORAL_TLS_CA TEMPORAL_TLS_CERT TEMPORAL_TLS_KEY TEMPORAL_API_KEY; do
+		want_count "$secured" 3 "^ +- name: $name\$" || return 1
+	done
+	want_count "$secured" 3 '^ +value: /etc/lethe/kafka-tls/cert\.pem$' || return 1
+	want_count "$secured" 3 '^ +value: /etc/lethe/temporal-tls/ca\.pem$' || return 1
+	want_count "$secured" 3 '^ +name: kafka-login$' || return 1
+	want_count "$secured" 3 '^ +name: temporal-cloud$' || return 1
+	want_count "$secured" 3 '^ +secretName: kafka-certs$' || return 1
+	want_count "$secured" 3 '^ +secretName: temporal-certs$' || return 1
+	want_count "$secured" 3 '^ +mountPath: /etc/lethe/kafka-tls$' || return 1
+	want_count "$secured" 3 '^ +mountPath: /etc/lethe/temporal-tls$' || return 1
+	# The password and the API key are never values in the rendering.
+	want_none "$secured" '^ +value: .*(password|api-key)' || return 1
+	local docs="$WORK/transport.d" doc
+	split_docs "$secured" "$docs"
+	for doc in "$docs"/*.yaml; do
+		if grep -q 'args: \["migrate"\]' "$doc"; then
+			want_none "$doc" 'LETHE_KAFKA_|TEMPORAL_TLS|TEMPORAL_API_KEY|/etc/lethe/' || return 1
+		fi
+	done
+	must_fail "a SASL password Secret" "kafka.sasl.mechanism needs" "${REQUIRED[@]}" \
+		--set kafka.sasl.mechanism=PLAIN --set kafka.sasl.username=lethe || return 1
+	must_fail "a client key with the certificate" "kafka.tls.certKey and kafka.tls.keyKey go together" "${REQUIRED[@]}" \
+		--set kafka.tls.enabled=true --set kafka.tls.existingSecret=kafka-certs --set kafka.tls.certKey=tls.crt || return 1
+	must_fail "a known SASL mechanism" "/kafka/sasl/mechanism" "${REQUIRED[@]}" --set kafka.sasl.mechanism=GSSAPI || return 1
+}
+
 # must_fail asserts that a render fails and says why in the given words.
 must_fail() {
 	local why=$1 message=$2
@@ -398,6 +444,7 @@ run check_codec_keys
 run check_certificates
 run check_auth
 run check_credentials
+run check_transport
 run check_required_settings_fail
 run check_schema_rejects
 

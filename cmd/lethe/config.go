@@ -45,6 +45,23 @@ type config struct {
 	TopicPartitions   int
 	MaxAttempts       int
 
+	// Transport security of Kafka and Temporal (transport.go).
+	KafkaTLS              string
+	KafkaTLSCA            string
+	KafkaTLSCert          string
+	KafkaTLSKey           string
+	KafkaTLSServerName    string
+	KafkaSASLMechanism    string
+	KafkaSASLUsername     string
+	KafkaSASLPassword     string
+	KafkaSASLPasswordFile string
+	TemporalTLS           string
+	TemporalTLSCA         string
+	TemporalTLSCert       string
+	TemporalTLSKey        string
+	TemporalTLSServerName string
+	TemporalAPIKey        string
+
 	// Deadlines and escalations.
 	Deadline         string
 	TargetBefore     string
@@ -89,6 +106,21 @@ func (c *config) settings() []setting {
 		{"LETHE_KAFKA_BROKERS", "kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers", &c.KafkaBrokers},
 		{"TEMPORAL_ADDRESS", "temporal-address", "127.0.0.1:7233", "Temporal frontend address", &c.TemporalAddress},
 		{"TEMPORAL_NAMESPACE", "temporal-namespace", "default", "Temporal namespace", &c.TemporalNamespace},
+		{"LETHE_KAFKA_TLS", "kafka-tls", "", "true or false: TLS to the Kafka brokers (implied by any LETHE_KAFKA_TLS_* file or name)", &c.KafkaTLS},
+		{"LETHE_KAFKA_TLS_CA", "kafka-tls-ca", "", "PEM file of the CAs of the Kafka brokers (default: the system's)", &c.KafkaTLSCA},
+		{"LETHE_KAFKA_TLS_CERT", "kafka-tls-cert", "", "PEM client certificate for Kafka mutual TLS", &c.KafkaTLSCert},
+		{"LETHE_KAFKA_TLS_KEY", "kafka-tls-key", "", "PEM private key of LETHE_KAFKA_TLS_CERT", &c.KafkaTLSKey},
+		{"LETHE_KAFKA_TLS_SERVER_NAME", "kafka-tls-server-name", "", "name the Kafka brokers' certificates carry, when not their address", &c.KafkaTLSServerName},
+		{"LETHE_KAFKA_SASL_MECHANISM", "kafka-sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", &c.KafkaSASLMechanism},
+		{"LETHE_KAFKA_SASL_USERNAME", "kafka-sasl-username", "", "Kafka SASL user", &c.KafkaSASLUsername},
+		{"LETHE_KAFKA_SASL_PASSWORD", "kafka-sasl-password", "", "Kafka SASL password (prefer the environment or the _FILE variant to a flag)", &c.KafkaSASLPassword},
+		{"LETHE_KAFKA_SASL_PASSWORD_FILE", "kafka-sasl-password-file", "", "file holding the Kafka SASL password (a mounted Secret)", &c.KafkaSASLPasswordFile},
+		{"TEMPORAL_TLS", "temporal-tls", "", "true or false: TLS to the Temporal frontend (implied by any TEMPORAL_TLS_* or TEMPORAL_API_KEY)", &c.TemporalTLS},
+		{"TEMPORAL_TLS_CA", "temporal-tls-ca", "", "PEM file of the CAs of the Temporal frontend (default: the system's)", &c.TemporalTLSCA},
+		{"TEMPORAL_TLS_CERT", "temporal-tls-cert", "", "PEM client certificate for Temporal mutual TLS", &c.TemporalTLSCert},
+		{"TEMPORAL_TLS_KEY", "temporal-tls-key", "", "PEM private key of TEMPORAL_TLS_CERT", &c.TemporalTLSKey},
+		{"TEMPORAL_TLS_SERVER_NAME", "temporal-tls-server-name", "", "name the Temporal frontend's certificate carries, when not its address", &c.TemporalTLSServerName},
+		{"TEMPORAL_API_KEY", "temporal-api-key", "", "Temporal Cloud API key, sent as a bearer credential over TLS", &c.TemporalAPIKey},
 		{"LETHE_UI_ADDR", "ui-addr", "127.0.0.1:8233", "Temporal Web UI listen address (lethe dev)", &c.UIAddr},
 		{"LETHE_HEALTH_ADDR", "health-addr", "127.0.0.1:8081", "health endpoints of the worker and relay", &c.HealthAddr},
 		{"LETHE_SUBJECT_KEY", "subject-key", "", "hex HMAC key for identifier digests (64+ hex digits)", &c.SubjectKey},

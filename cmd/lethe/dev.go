@@ -44,6 +44,9 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 	if len(brokers) == 0 {
 		return errors.New("LETHE_KAFKA_BROKERS is empty")
 	}
+	if cfg.transportSecured() {
+		return errors.New("lethe dev embeds a plaintext Kafka broker and Temporal server: unset the LETHE_KAFKA_TLS*, LETHE_KAFKA_SASL*, TEMPORAL_TLS_* and TEMPORAL_API_KEY settings")
+	}
 	for _, p := range []struct{ what, addr string }{
 		{"API", cfg.HTTPAddr}, {"Temporal", cfg.TemporalAddress}, {"Kafka", brokers[0]}, {"UI", cfg.UIAddr}, {"codec", cfg.CodecAddr},
 	} {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lethe-dev/lethe/escalation"
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/temporalx"
 	"github.com/lethe-dev/lethe/registry"
@@ -26,6 +27,7 @@ type deps struct {
 	log      *slog.Logger
 	store    *registry.Store
 	temporal client.Client
+	kafka    kafkasec.Security
 	settings roles.Settings
 	// escalated counts the worker's escalations, served at /metrics.
 	escalated *escalation.Counter
@@ -45,34 +47,49 @@ func openDeps(ctx context.Context, cfg *config, log *slog.Logger) (*deps, error)
 	}
 	counter := &escalation.Counter{}
 	settings.Escalated = counter
+	kafkaSec, err := cfg.kafkaSecurity()
+	if err != nil {
+		return nil, err
+	}
+	topts, err := cfg.temporalOptions(temporalx.ClientOptions(cfg.TemporalAddress, cfg.TemporalNamespace, log, dc))
+	if err != nil {
+		return nil, err
+	}
+	kafkaTLS, kafkaSASL := kafkaSec.Secured()
+	log.Info("transport", "kafka_tls", kafkaTLS, "kafka_sasl", kafkaSASL,
+		"temporal_tls", topts.ConnectionOptions.TLS != nil, "temporal_api_key", topts.Credentials != nil)
 	store, err := registry.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
+		kafkaSec.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	tc, err := temporalx.Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, log, dc)
+	tc, err := temporalx.DialOptions(ctx, topts)
 	if err != nil {
+		kafkaSec.Close()
 		store.Close()
 		return nil, err
 	}
-	return &deps{cfg: cfg, log: log, store: store, temporal: tc, settings: settings, escalated: counter}, nil
+	return &deps{cfg: cfg, log: log, store: store, temporal: tc, kafka: kafkaSec, settings: settings, escalated: counter}, nil
 }
 
 func (d *deps) Close() {
 	d.temporal.Close()
 	d.store.Close()
+	d.kafka.Close()
 }
 
 // roles are d's connections as the shared role wiring takes them.
 func (d *deps) roles() roles.Deps {
 	return roles.Deps{
-		Store:      d.store,
-		Temporal:   d.temporal,
-		Namespace:  d.cfg.TemporalNamespace,
-		Brokers:    d.cfg.brokers(),
-		Partitions: d.cfg.TopicPartitions,
-		Logger:     d.log,
-		Settings:   d.settings,
-		Access:     d.access,
+		Store:         d.store,
+		Temporal:      d.temporal,
+		Namespace:     d.cfg.TemporalNamespace,
+		Brokers:       d.cfg.brokers(),
+		KafkaSecurity: d.kafka,
+		Partitions:    d.cfg.TopicPartitions,
+		Logger:        d.log,
+		Settings:      d.settings,
+		Access:        d.access,
 	}
 }
 

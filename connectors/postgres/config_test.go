@@ -81,6 +81,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"sasl without user", head + "kafka: {sasl: {mechanism: PLAIN, password_env: P}}\n" + ids, "kafka.sasl.username"},
 		{"sasl without password", head + "kafka: {sasl: {mechanism: scram-sha-256, username: u}}\n" + ids, "kafka.sasl.password_env"},
 		{"ca file without tls", head + "kafka: {tls_ca_file: ca.pem}\n" + ids, "kafka.tls is false"},
+		{"client certificate without key", head + "kafka: {tls: true, tls_cert_file: c.pem}\n" + ids, "kafka.tls_key_file"},
+		{"server name without tls", head + "kafka: {tls_server_name: kafka.internal}\n" + ids, "kafka.tls is false"},
 		{"bad commands table", head + "commands: {table: \"Commands; DROP\"}\n" + ids, "commands.table"},
 		{"bad commands retention", head + "commands: {retention: 3 days}\n" + ids, "line 3: cannot unmarshal"},
 		{"short commands retention", head + "commands: {retention: 5m}\n" + ids, "shorter than an hour"},

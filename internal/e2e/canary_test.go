@@ -227,7 +227,8 @@ func allMessages(t *testing.T, s *stack) map[string][]kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	conn, err := kafka.DialContext(ctx, "tcp", s.Brokers[0])
+	dialer := s.KafkaAdmin.Dialer()
+	conn, err := dialer.DialContext(ctx, "tcp", s.Brokers[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func allMessages(t *testing.T, s *stack) map[string][]kafka.Message {
 	}
 	out := map[string][]kafka.Message{}
 	for _, p := range parts {
-		lc, err := kafka.DialLeader(ctx, "tcp", s.Brokers[0], p.Topic, p.ID)
+		lc, err := dialer.DialLeader(ctx, "tcp", s.Brokers[0], p.Topic, p.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ import (
 	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/apicall"
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/internal/oidctest"
 	"github.com/lethe-dev/lethe/internal/roles"
@@ -63,9 +65,27 @@ type stack struct {
 	Token string
 	// Issuer is the OIDC issuer whose JWTs the API accepts.
 	Issuer *oidctest.Issuer
+	// Secure says the broker requires SASL/SCRAM and enforces the
+	// least-privilege ACLs of docs/security.md: Lethe logs in as "lethe",
+	// each connector as its system's own principal.
+	Secure bool
+	// KafkaAdmin is the connections of a principal that may do anything,
+	// for tests that read or write the broker directly; the zero value
+	// (plaintext) when the stack is not secure.
+	KafkaAdmin kafkasec.Security
 
 	wg sync.WaitGroup
 }
+
+// secureEnv, set to 1, runs every end-to-end test on a secure stack, as
+// stackOptions.Secure does for one: `LETHE_E2E_SECURE=1 go test ./internal/e2e/`.
+const secureEnv = "LETHE_E2E_SECURE"
+
+// kafkaAdminPassword and the principals' passwords ("<user>-secret") of
+// the secure stack.
+const kafkaAdminPassword = "admin-secret"
+
+func kafkaPassword(user string) string { return user + "-secret" }
 
 // stackOptions vary what newStack builds.
 type stackOptions struct {
@@ -81,6 +101,10 @@ type stackOptions struct {
 	// worker sign commands and the relay check confirmations, as
 	// LETHE_SYSTEM_KEY does.
 	SystemKey *credential.Master
+	// Secure runs the stack on a broker that requires SASL/SCRAM and
+	// enforces ACLs (see stack.Secure); LETHE_E2E_SECURE=1 sets it for
+	// every stack.
+	Secure bool
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -90,7 +114,17 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	s.Log = slog.New(slog.NewJSONHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.DB, s.DBURL = testenv.Postgres(t)
 	s.Store = registry.New(s.DB)
-	s.Brokers, _ = testenv.Kafka(t, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic))
+	s.Secure = opts.Secure || os.Getenv(secureEnv) == "1"
+	var letheKafka kafkasec.Security
+	if s.Secure {
+		users := []testenv.KafkaUser{{Name: "lethe", Password: kafkaPassword("lethe"), ACLs: roles.LetheKafkaACLs("lethe")}}
+		s.Brokers, _ = testenv.SecureKafka(t, kafkaAdminPassword, users, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic))
+		s.KafkaAdmin = testenv.KafkaLogin(t, testenv.KafkaAdmin, kafkaAdminPassword)
+		letheKafka = testenv.KafkaLogin(t, "lethe", kafkaPassword("lethe"))
+	} else {
+		s.Brokers, _ = testenv.Kafka(t, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic))
+	}
+	lethesKafka := kafkax.Cluster{Brokers: s.Brokers, Security: letheKafka}
 	if opts.Temporal != nil {
 		s.Temporal, s.Namespace = opts.Temporal, opts.Namespace
 	} else {
@@ -120,7 +154,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	if opts.Codec != nil {
 		lc = wc
 	}
-	writer := kafkax.NewWriter(s.Brokers)
+	writer := lethesKafka.Writer()
 	w := worker.New(wc, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer, Digester: dg,
 		Credentials: s.Store, SystemKey: opts.SystemKey})
@@ -128,7 +162,8 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatalf("start worker: %v", err)
 	}
 
-	r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log, Credentials: s.Store, SystemKey: opts.SystemKey}, lc, s.Store)
+	r, err := relay.New(relay.Config{Brokers: s.Brokers, Security: letheKafka, Logger: s.Log, Credentials: s.Store,
+		SystemKey: opts.SystemKey}, lc, s.Store)
 	if err != nil {
 		t.Fatalf("relay: %v", err)
 	}
@@ -148,7 +183,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	srv, err := api.New(api.Config{
 		Store:     s.Store,
 		Engine:    api.NewTemporalEngine(lc, opts.Policy),
-		Topics:    roles.Topics{Brokers: s.Brokers, Partitions: 1},
+		Topics:    roles.Topics{Brokers: s.Brokers, Security: letheKafka, Partitions: 1},
 		Digester:  dg,
 		Logger:    s.Log,
 		SystemKey: opts.SystemKey,
@@ -182,10 +217,41 @@ func (s *stack) goRun(name string, run func(context.Context) error) {
 	}()
 }
 
-// runConnector serves a system's commands with h through the SDK.
+// runConnector serves a system's commands with h through the SDK. On a
+// secure stack the connector logs in as a principal of its own, created
+// with the system's ACLs as an operator would.
 func (s *stack) runConnector(system string, h connectors.Handler) {
+	s.t.Helper()
 	cfg := connectors.Config{Brokers: s.Brokers, System: system, Logger: s.Log.With("connector", system)}
+	if s.Secure {
+		if err := testenv.AddKafkaUser(s.ctx, s.Brokers, s.KafkaAdmin, system, kafkaPassword(system),
+			roles.ServiceKafkaACLs(system, system)); err != nil {
+			s.t.Fatal(err)
+		}
+		m, err := connectors.SASL(testenv.KafkaMechanism, system, kafkaPassword(system))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		cfg.SASL = m
+	}
 	s.goRun("connector "+system, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
+}
+
+// grantLethe lets Lethe's principal create and write the topics named
+// with prefix, as docs/security.md asks of an operator whose systems
+// choose topics of their own; it does nothing on a plaintext stack.
+func (s *stack) grantLethe(prefix string) {
+	s.t.Helper()
+	if !s.Secure {
+		return
+	}
+	var acls []kafkasec.ACL
+	for _, op := range []string{"Create", "Write"} {
+		acls = append(acls, kafkasec.ACL{Principal: "User:lethe", Resource: kafkasec.ResourceTopic, Name: prefix, Prefixed: true, Operation: op})
+	}
+	if err := testenv.GrantKafka(s.ctx, s.Brokers, s.KafkaAdmin, acls); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // response is one HTTP answer, read whole.

@@ -24,6 +24,7 @@ import (
 	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/relay"
@@ -40,6 +41,9 @@ type Deps struct {
 	// only logged.
 	Namespace string
 	Brokers   []string
+	// KafkaSecurity secures every connection to the brokers; the zero
+	// value is plaintext.
+	KafkaSecurity kafkasec.Security
 	// Partitions is the partition count of the topics the roles create.
 	Partitions int
 	Logger     *slog.Logger
@@ -126,12 +130,18 @@ func (d Deps) needDigester() error {
 // api.TopicEnsurer.
 type Topics struct {
 	Brokers    []string
+	Security   kafkasec.Security
 	Partitions int
 }
 
 // EnsureTopics creates the topics that do not exist yet.
 func (t Topics) EnsureTopics(ctx context.Context, names ...string) error {
-	return kafkax.EnsureTopics(ctx, t.Brokers, t.Partitions, names...)
+	return kafkax.Cluster{Brokers: t.Brokers, Security: t.Security}.EnsureTopics(ctx, t.Partitions, names...)
+}
+
+// kafka is the cluster as d reaches it.
+func (d Deps) kafka() kafkax.Cluster {
+	return kafkax.Cluster{Brokers: d.Brokers, Security: d.KafkaSecurity}
 }
 
 // APIHandler builds the HTTP API over d with d's settings.
@@ -142,7 +152,7 @@ func APIHandler(d Deps) (http.Handler, error) {
 	srv, err := api.New(api.Config{
 		Store:           d.Store,
 		Engine:          api.NewTemporalEngine(d.Temporal, d.Settings.Policy),
-		Topics:          Topics{Brokers: d.Brokers, Partitions: d.Partitions},
+		Topics:          Topics{Brokers: d.Brokers, Security: d.KafkaSecurity, Partitions: d.Partitions},
 		Digester:        d.Digester,
 		Logger:          d.Logger,
 		Ready:           TemporalReady(d.Temporal),
@@ -191,7 +201,7 @@ func RunWorker(ctx context.Context, d Deps) error {
 	if err := d.needDigester(); err != nil {
 		return err
 	}
-	writer := kafkax.NewWriter(d.Brokers)
+	writer := d.kafka().Writer()
 	defer writer.Close()
 	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions())
 	workflows.Register(w, &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
@@ -212,10 +222,10 @@ func RunRelay(ctx context.Context, d Deps) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	if err := kafkax.EnsureTopics(ctx, d.Brokers, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
+	if err := d.kafka().EnsureTopics(ctx, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
 		return fmt.Errorf("create confirmation topics: %w", err)
 	}
-	r, err := relay.New(relay.Config{Brokers: d.Brokers, Logger: d.Logger, Credentials: d.Store,
+	r, err := relay.New(relay.Config{Brokers: d.Brokers, Security: d.KafkaSecurity, Logger: d.Logger, Credentials: d.Store,
 		SystemKey: d.Settings.SystemKey, RequireSignatures: d.Settings.RequireSignatures}, d.Temporal, d.Store)
 	if err != nil {
 		return err

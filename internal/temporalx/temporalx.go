@@ -45,9 +45,15 @@ func ClientOptions(address, namespace string, logger *slog.Logger, dc converter.
 // when the server does not answer, so a role that cannot reach Temporal says
 // so at start instead of later.
 func Dial(ctx context.Context, address, namespace string, logger *slog.Logger, dc converter.DataConverter) (client.Client, error) {
-	c, err := client.DialContext(ctx, ClientOptions(address, namespace, logger, dc))
+	return DialOptions(ctx, ClientOptions(address, namespace, logger, dc))
+}
+
+// DialOptions is Dial with options of the caller's, such as ClientOptions
+// secured by Transport.Apply.
+func DialOptions(ctx context.Context, opts client.Options) (client.Client, error) {
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("connect to temporal at %s: %w", address, err)
+		return nil, fmt.Errorf("connect to temporal at %s: %w", opts.HostPort, err)
 	}
 	return c, nil
 }

@@ -112,6 +112,126 @@ settings are read, so every template path checks them.
 {{- if not .Values.kafka.brokers }}
 {{- fail "kafka.brokers is required: list at least one Kafka broker (host:port)" }}
 {{- end }}
+{{- with .Values.kafka.sasl }}
+{{- if and .mechanism (not (and .username .existingSecret)) }}
+{{- fail "kafka.sasl.mechanism needs kafka.sasl.username and kafka.sasl.existingSecret (the password's Secret)" }}
+{{- end }}
+{{- end }}
+{{- range $name, $tls := dict "kafka.tls" .Values.kafka.tls "temporal.tls" .Values.temporal.tls }}
+{{- if and (or $tls.certKey $tls.keyKey) (not (and $tls.certKey $tls.keyKey $tls.existingSecret)) }}
+{{- fail (printf "%s.certKey and %s.keyKey go together, with %s.existingSecret" $name $name $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Transport security of the pods that reach Kafka and Temporal (api, worker,
+relay): environment variables, then (below) the mounts and volumes of the
+Secrets holding certificates. Passwords and keys come by secretKeyRef.
+*/}}
+{{- define "lethe.transportEnv" -}}
+{{- $k := .Values.kafka -}}
+{{- $t := .Values.temporal -}}
+{{- if $k.tls.enabled }}
+- name: LETHE_KAFKA_TLS
+  value: "true"
+{{- if and $k.tls.existingSecret $k.tls.caKey }}
+- name: LETHE_KAFKA_TLS_CA
+  value: /etc/lethe/kafka-tls/ca.pem
+{{- end }}
+{{- if and $k.tls.existingSecret $k.tls.certKey }}
+- name: LETHE_KAFKA_TLS_CERT
+  value: /etc/lethe/kafka-tls/cert.pem
+- name: LETHE_KAFKA_TLS_KEY
+  value: /etc/lethe/kafka-tls/key.pem
+{{- end }}
+{{- with $k.tls.serverName }}
+- name: LETHE_KAFKA_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if $k.sasl.mechanism }}
+- name: LETHE_KAFKA_SASL_MECHANISM
+  value: {{ $k.sasl.mechanism | quote }}
+- name: LETHE_KAFKA_SASL_USERNAME
+  value: {{ $k.sasl.username | quote }}
+- name: LETHE_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.existingSecret }}
+      key: {{ $k.sasl.existingSecretKey }}
+{{- end }}
+{{- if $t.tls.enabled }}
+- name: TEMPORAL_TLS
+  value: "true"
+{{- if and $t.tls.existingSecret $t.tls.caKey }}
+- name: TEMPORAL_TLS_CA
+  value: /etc/lethe/temporal-tls/ca.pem
+{{- end }}
+{{- if and $t.tls.existingSecret $t.tls.certKey }}
+- name: TEMPORAL_TLS_CERT
+  value: /etc/lethe/temporal-tls/cert.pem
+- name: TEMPORAL_TLS_KEY
+  value: /etc/lethe/temporal-tls/key.pem
+{{- end }}
+{{- with $t.tls.serverName }}
+- name: TEMPORAL_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- with $t.apiKey.existingSecret }}
+- name: TEMPORAL_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $t.apiKey.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secrets of certificates as volumes: (dict "name" "kafka-tls" "tls"
+.Values.kafka.tls). Each key lands under a fixed file name, so the variables
+above never depend on how the operator named the keys.
+*/}}
+{{- define "lethe.tlsVolume" -}}
+{{- if and .tls.enabled .tls.existingSecret (or .tls.caKey .tls.certKey) }}
+- name: {{ .name }}
+  secret:
+    secretName: {{ .tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      {{- with .tls.caKey }}
+      - key: {{ . }}
+        path: ca.pem
+      {{- end }}
+      {{- if .tls.certKey }}
+      - key: {{ .tls.certKey }}
+        path: cert.pem
+      - key: {{ .tls.keyKey }}
+        path: key.pem
+      {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "lethe.tlsMount" -}}
+{{- if and .tls.enabled .tls.existingSecret (or .tls.caKey .tls.certKey) }}
+- name: {{ .name }}
+  mountPath: /etc/lethe/{{ .name }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+Volume mounts and volumes of the transport Secrets: (dict "root" $).
+*/}}
+{{- define "lethe.transportMounts" -}}
+{{- include "lethe.tlsMount" (dict "name" "kafka-tls" "tls" .Values.kafka.tls) }}
+{{- include "lethe.tlsMount" (dict "name" "temporal-tls" "tls" .Values.temporal.tls) }}
+{{- end }}
+
+{{- define "lethe.transportVolumes" -}}
+{{- include "lethe.tlsVolume" (dict "name" "kafka-tls" "tls" .Values.kafka.tls) }}
+{{- include "lethe.tlsVolume" (dict "name" "temporal-tls" "tls" .Values.temporal.tls) }}
 {{- end }}
 
 {{/*
@@ -260,6 +380,9 @@ env:
       secretKeyRef:
         name: {{ $v.credentials.existingSecret }}
         key: {{ $v.credentials.existingSecretKey }}
+  {{- end }}
+  {{- with and .transport (include "lethe.transportEnv" .root | trim) }}
+  {{- . | nindent 2 }}
   {{- end }}
   {{- if and .signs $v.certificates.existingSecret }}
   - name: LETHE_SIGNING_KEY
