@@ -90,3 +90,39 @@ func TestHandlerNeedsCodecDecode(t *testing.T) {
 		t.Errorf("log holds a payload value or a credential:\n%s", l)
 	}
 }
+
+// TestHandlerCookieCredential checks the cookie `lethe dev` uses: accepted
+// only where Access names it, and refused like any credential when forged.
+func TestHandlerCookieCredential(t *testing.T) {
+	k := mustKeys(t, "k1:"+oldKeyHex)
+	v := tokens{"reader": {Subject: "dev", Scopes: []auth.Scope{auth.CodecDecode}}}
+	enc, err := codec.DataConverter(k).ToPayload(subject{Email: canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, cookieName, value string
+		want                    int
+	}{
+		{"named cookie", "session", "reader", http.StatusOK},
+		{"forged cookie", "session", "forged", http.StatusUnauthorized},
+		{"cookie not named by Access", "", "reader", http.StatusUnauthorized},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewServer(codec.Handler(k, []string{uiOrigin}, codec.Access{Verifier: v, Cookie: c.cookieName}))
+			defer srv.Close()
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/decode", bytes.NewReader(toUI(enc)))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Origin", uiOrigin)
+			req.AddCookie(&http.Cookie{Name: "session", Value: c.value})
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("decode = %d, want %d", resp.StatusCode, c.want)
+			}
+		})
+	}
+}

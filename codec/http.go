@@ -77,6 +77,14 @@ type Access struct {
 	Verifier auth.Verifier
 	// Log receives one line per call with its actor; nil discards them.
 	Log *slog.Logger
+	// Cookie, when set, names a cookie whose value is accepted as the
+	// credential of a call that has no Authorization header. The Web UI
+	// passes access tokens to https endpoints only; `lethe dev`, whose
+	// codec endpoint is plain http on loopback, has its sign-in set this
+	// cookie instead, which the UI sends with its codec settings'
+	// includeCredentials. It is SameSite=Strict, and calls from other
+	// origins are refused before this check, so other sites cannot use it.
+	Cookie string
 }
 
 // guard authenticates a codec call and logs it once served.
@@ -111,6 +119,9 @@ func (a Access) guard(path string, next http.Handler) http.Handler {
 // check returns the caller's principal, or the status and code refusing it.
 func (a Access) check(r *http.Request) (auth.Principal, int, string) {
 	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if c, err := r.Cookie(a.Cookie); a.Cookie != "" && r.Header.Get("Authorization") == "" && err == nil {
+		scheme, cred = "Bearer", c.Value
+	}
 	if !strings.EqualFold(scheme, "Bearer") || cred == "" {
 		return auth.Principal{}, http.StatusUnauthorized, "unauthenticated"
 	}

@@ -19,6 +19,10 @@ import (
 // provider.
 const DevClientID = "lethe-dev-ui"
 
+// CodecCookie is the cookie the sign-in sets for `lethe dev`'s codec
+// endpoint (see codec.Access.Cookie).
+const CodecCookie = "lethe_dev_codec"
+
 // signInTTL is how long a dev session's tokens last before the UI refreshes
 // them, and codeTTL how long an authorization code may wait to be redeemed.
 const (
@@ -135,6 +139,11 @@ func (s *SignIn) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := randomHex(16)
+	// The UI passes access tokens to https codec endpoints only; the dev
+	// codec endpoint is plain http, so the browser gets the token as a
+	// cookie of this host (any port), which the UI's codec calls carry.
+	http.SetCookie(w, &http.Cookie{Name: CodecCookie, Value: s.token, Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: int(signInTTL / time.Second)})
 	s.mu.Lock()
 	for c, p := range s.codes {
 		if s.now().After(p.expires) {

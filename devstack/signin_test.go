@@ -48,8 +48,18 @@ func TestUISignInPassesTheAccessToken(t *testing.T) {
 		t.Errorf("authorize to a foreign redirect_uri = %d, want 400", code)
 	}
 
-	access, id := testenv.UISession(t, ui.URL())
-	user := struct{ AccessToken, IDToken string }{access, id}
+	user := testenv.UISession(t, ui.URL())
+	// The dev codec endpoint is plain http, to which the UI passes no
+	// token: the sign-in leaves the token in a cookie its calls carry.
+	var codecCookie string
+	for _, c := range user.Cookies {
+		if c.Name == devstack.CodecCookie {
+			codecCookie = c.Value
+		}
+	}
+	if codecCookie != token {
+		t.Errorf("codec cookie after sign-in = %q, want the dev token", codecCookie)
+	}
 	if user.AccessToken != token || user.IDToken == "" {
 		t.Fatalf("UI session holds access token %q and ID token %t, want the dev token and an ID token", user.AccessToken, user.IDToken != "")
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	uiserver "github.com/temporalio/ui-server/v2/server"
@@ -96,7 +97,13 @@ func StartUI(cfg UIConfig) (*UI, error) {
 	}
 	if si := cfg.SignIn; si != nil {
 		si.setCallback("http://" + addr + "/auth/sso/callback")
-		uiCfg.Codec.PassAccessToken = true
+		// The UI hands access tokens to https codec endpoints only; an
+		// http one gets the sign-in's cookie (see SignIn) instead.
+		if strings.HasPrefix(cfg.CodecEndpoint, "https://") {
+			uiCfg.Codec.PassAccessToken = true
+		} else {
+			uiCfg.Codec.IncludeCredentials = true
+		}
 		uiCfg.Auth.Enabled = true
 		uiCfg.Auth.RedirectToProvider = true
 		uiCfg.Auth.Providers = []uiconfig.AuthProvider{{

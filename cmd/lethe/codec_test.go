@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lethe-dev/lethe/codec"
+	"github.com/lethe-dev/lethe/devstack"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/workflows"
 )
@@ -131,14 +132,15 @@ func TestDevCodec(t *testing.T) {
 	}
 
 	// The UI signs its user in and tells the browser, through its
-	// settings, where the codec is and to pass the user's access token.
-	access, id := testenv.UISession(t, uiURL)
-	session := []string{"Authorization", "Bearer " + access, "Authorization-Extras", id}
+	// settings, where the codec is and, the endpoint being plain http, to
+	// send it the browser's cookies, among them the one the sign-in set.
+	signedIn := testenv.UISession(t, uiURL)
+	session := []string{"Authorization", "Bearer " + signedIn.AccessToken, "Authorization-Extras", signedIn.IDToken}
 	r = httpDo(t, http.MethodGet, uiURL+"/api/v1/settings", "", session...)
 	var settings struct {
 		Codec struct {
-			Endpoint        string
-			PassAccessToken bool
+			Endpoint           string
+			IncludeCredentials bool
 		}
 	}
 	if err := json.Unmarshal(r.body, &settings); err != nil || r.status != http.StatusOK {
@@ -148,8 +150,17 @@ func TestDevCodec(t *testing.T) {
 	if endpoint == "" || endpoint != bannerCodec {
 		t.Fatalf("UI codec endpoint = %q, want the one the banner prints, %q", endpoint, bannerCodec)
 	}
-	if !settings.Codec.PassAccessToken {
-		t.Error("the UI does not pass its user's access token to the codec endpoint")
+	if !settings.Codec.IncludeCredentials {
+		t.Error("the UI does not send its cookies to the codec endpoint")
+	}
+	var cookie string
+	for _, c := range signedIn.Cookies {
+		if c.Name == devstack.CodecCookie {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatal("the sign-in left no codec cookie in the browser")
 	}
 
 	// The stored history, read without the key, holds no identifier value.
@@ -194,8 +205,12 @@ func TestDevCodec(t *testing.T) {
 	if resp, body := codecRequest(t, http.MethodPost, endpoint+"/decode?preserveStorageRefs=true", uiURL, input); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("decode without the UI's token = %d %s, want 401", resp.StatusCode, body)
 	}
+	if resp, body := codecRequest(t, http.MethodPost, endpoint+"/decode?preserveStorageRefs=true", uiURL, input,
+		"Authorization", authz[1]); resp.StatusCode != http.StatusOK {
+		t.Errorf("decode with the dev token as a bearer = %d %s, want 200", resp.StatusCode, body)
+	}
 	resp, body := codecRequest(t, http.MethodPost, endpoint+"/decode?preserveStorageRefs=true", uiURL, input,
-		"Authorization", "Bearer "+access)
+		"Cookie", cookie)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST %s/decode = %d %s", endpoint, resp.StatusCode, body)
 	}

@@ -148,7 +148,7 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 	codecAccess := codec.Access{Log: log}
 	var signIn *devstack.SignIn
 	if !access.AuthOff {
-		codecAccess.Verifier = access.Auth
+		codecAccess.Verifier, codecAccess.Cookie = access.Auth, devstack.CodecCookie
 		if signIn, err = devstack.NewSignIn(codecURL+signInPath, as.devToken); err != nil {
 			codecLn.Close()
 			return err

@@ -117,8 +117,8 @@ func TestDevDemo(t *testing.T) {
 
 	// The UI's own API, as the browser calls it once its user signed in,
 	// lists the workflow with its search attributes.
-	access, id := testenv.UISession(t, uiURL)
-	session := []string{"Authorization", "Bearer " + access, "Authorization-Extras", id}
+	signedIn := testenv.UISession(t, uiURL)
+	session := []string{"Authorization", "Bearer " + signedIn.AccessToken, "Authorization-Extras", signedIn.IDToken}
 	q := url.Values{"query": {fmt.Sprintf("WorkflowId = %q", accepted.WorkflowID)}}
 	var listed string
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {

@@ -12,11 +12,20 @@ import (
 	"time"
 )
 
+// Session is what a browser holds once signed in to the Web UI.
+type Session struct {
+	// AccessToken is the user's access token, which the UI passes to an
+	// https codec endpoint; IDToken is what it sends its own API.
+	AccessToken, IDToken string
+	// Cookies are the browser's cookies for the UI's host (any port), which
+	// the UI's codec calls carry when its settings include credentials.
+	Cookies []*http.Cookie
+}
+
 // UISession signs in to a Temporal Web UI that has a sign-in provider, as
 // a browser does (following the redirects with a cookie jar), and returns
-// the tokens the UI then holds for its user: the access token it passes to
-// the codec endpoint, and the ID token it sends its own API.
-func UISession(t testing.TB, uiURL string) (accessToken, idToken string) {
+// what the browser then holds.
+func UISession(t testing.TB, uiURL string) Session {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
@@ -48,5 +57,5 @@ func UISession(t testing.TB, uiURL string) (accessToken, idToken string) {
 	if err := json.Unmarshal(raw, &user); err != nil {
 		t.Fatalf("testenv: the UI's user cookie: %v", err)
 	}
-	return user.AccessToken, user.IDToken
+	return Session{AccessToken: user.AccessToken, IDToken: user.IDToken, Cookies: jar.Cookies(u)}
 }
