@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/lethe-dev/lethe/internal/httpx"
 )
 
 // serveHTTP routes one request and logs it. The log line names the route
@@ -13,7 +15,7 @@ import (
 // typed, and never the body.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := httpx.NewStatusWriter(w)
 	_, pattern := s.mux.Handler(r)
 	var principal string
 	func() {
@@ -37,13 +39,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		route = "unmatched"
 	}
 	level := slog.LevelInfo
-	if sw.status >= 500 {
+	if sw.Status() >= 500 {
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("route", route),
-		slog.Int("status", sw.status),
+		slog.Int("status", sw.Status()),
 		slog.Duration("duration", time.Since(start)),
 	}
 	if principal != "" {
@@ -55,7 +57,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // recoverPanic turns a handler's panic into a logged internal error, so one
 // bad request does not drop the connection without an answer. The panic
 // value is not logged: it could hold anything the handler was holding.
-func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
+func (s *Server) recoverPanic(w *httpx.StatusWriter, r *http.Request) {
 	v := recover()
 	if v == nil {
 		return
@@ -66,7 +68,7 @@ func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
 	s.log.LogAttrs(r.Context(), slog.LevelError, "handler panicked",
 		slog.String("method", r.Method), slog.String("route", r.Pattern),
 		slog.String("panic_type", fmt.Sprintf("%T", v)))
-	if w.status == 0 {
+	if w.Status() == 0 {
 		writeErrorBody(w, http.StatusInternalServerError, "internal", "internal error; the cause has been logged")
 	}
 }
@@ -96,29 +98,6 @@ func (s *Server) unrouted(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(c.body.Bytes())
 	}
 }
-
-// statusWriter remembers the status for the request log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection's writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // captureWriter holds an answer instead of sending it.
 type captureWriter struct {

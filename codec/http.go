@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/lethe-dev/lethe/auth"
+	"github.com/lethe-dev/lethe/internal/httpx"
 
 	"go.temporal.io/sdk/converter"
 )
@@ -108,11 +109,11 @@ func (a Access) guard(path string, next http.Handler) http.Handler {
 			}
 			actor = p.Subject
 		}
-		sw := &countingWriter{ResponseWriter: w}
+		sw := httpx.NewStatusWriter(w)
 		next.ServeHTTP(sw, r)
 		log.LogAttrs(r.Context(), slog.LevelInfo, "codec call",
 			slog.String("path", path), slog.String("actor", actor),
-			slog.String("namespace", r.Header.Get("X-Namespace")), slog.Int("status", sw.status()))
+			slog.String("namespace", r.Header.Get("X-Namespace")), slog.Int("status", sw.Status()))
 	})
 }
 
@@ -146,31 +147,4 @@ func writeError(w http.ResponseWriter, status int, code string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": code, "message": msg}})
-}
-
-// countingWriter remembers the status for the call's log line.
-type countingWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *countingWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *countingWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *countingWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK
-	}
-	return w.code
 }
