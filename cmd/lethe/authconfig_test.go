@@ -97,3 +97,94 @@ func TestAuthSettingsOutsideDev(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIAccess checks what LETHE_AUTH and LETHE_HTTP_ADDR make of the
+// API's door: on checks credentials, off serves anyone and warns, anything
+// else is refused; a loopback API answers loopback host names only.
+func TestAPIAccess(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testenv.Postgres(t)
+	store := registry.New(db)
+	for _, c := range []struct {
+		name, auth, addr string
+		wantErr, off     bool
+		wantHosts        bool
+	}{
+		{"default on loopback", "", "127.0.0.1:8080", false, false, true},
+		{"on, all interfaces", "on", "0.0.0.0:8080", false, false, false},
+		{"off", "off", "127.0.0.1:8080", false, true, true},
+		{"unknown value", "maybe", "127.0.0.1:8080", true, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var logs strings.Builder
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			cfg, err := parseConfig("api", nil, func(k string) string {
+				return map[string]string{"LETHE_AUTH": c.auth, "LETHE_HTTP_ADDR": c.addr}[k]
+			}, io.Discard, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc, _, err := cfg.apiAccess(ctx, store, false, log)
+			if c.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "LETHE_AUTH") {
+					t.Fatalf("apiAccess = %v, want an error naming LETHE_AUTH", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if acc.AuthOff != c.off || (acc.Auth == nil) != c.off {
+				t.Errorf("AuthOff %v, verifier %v; want off=%v", acc.AuthOff, acc.Auth != nil, c.off)
+			}
+			if c.off && !strings.Contains(logs.String(), "LETHE_AUTH=off") {
+				t.Errorf("no warning for LETHE_AUTH=off:\n%s", logs.String())
+			}
+			if (len(acc.AllowedHosts) > 0) != c.wantHosts {
+				t.Errorf("AllowedHosts = %v, want loopback names: %v", acc.AllowedHosts, c.wantHosts)
+			}
+		})
+	}
+}
+
+// TestCodecAccess checks `lethe codec`'s door: with no way to check a
+// credential it serves anyone on loopback only, and refuses any other
+// address; with OIDC it needs a credential.
+func TestCodecAccess(t *testing.T) {
+	ctx := context.Background()
+	iss := oidctest.NewIssuer(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		name    string
+		env     map[string]string
+		wantErr bool
+		guarded bool
+	}{
+		{"no auth, loopback", map[string]string{"LETHE_CODEC_ADDR": "127.0.0.1:8234"}, false, false},
+		{"no auth, all interfaces", map[string]string{"LETHE_CODEC_ADDR": "0.0.0.0:8234"}, true, false},
+		{"off, all interfaces", map[string]string{"LETHE_CODEC_ADDR": "0.0.0.0:8234", "LETHE_AUTH": "off",
+			"LETHE_OIDC_ISSUER": iss.URL, "LETHE_OIDC_AUDIENCE": oidctest.DefaultAudience}, true, false},
+		{"OIDC, all interfaces", map[string]string{"LETHE_CODEC_ADDR": "0.0.0.0:8234",
+			"LETHE_OIDC_ISSUER": iss.URL, "LETHE_OIDC_AUDIENCE": oidctest.DefaultAudience}, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := parseConfig("codec", nil, func(k string) string { return c.env[k] }, io.Discard, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc, err := cfg.codecAccess(ctx, nil, log)
+			if c.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "not loopback") {
+					t.Fatalf("codecAccess = %v, want a refusal of the address", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (acc.Verifier != nil) != c.guarded {
+				t.Errorf("verifier set %v, want %v", acc.Verifier != nil, c.guarded)
+			}
+		})
+	}
+}
