@@ -193,6 +193,11 @@ const (
 	AuditSystemReplaced     AuditKind = "system_replaced"
 	AuditSystemTopicChanged AuditKind = "system_topic_changed"
 	AuditSystemRetired      AuditKind = "system_retired"
+	// AuditTokenCreated and AuditTokenRevoked record the life of a Lethe
+	// token (lethe token create|revoke): its name, scopes and expiry as
+	// JSON, never the token.
+	AuditTokenCreated AuditKind = "token_created"
+	AuditTokenRevoked AuditKind = "token_revoked"
 )
 
 // AuditEvent is one line of a request's history. Detail is free text for

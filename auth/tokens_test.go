@@ -128,7 +128,7 @@ func TestTokenVerifier(t *testing.T) {
 		if _, err := v.Verify(ctx, tok); err != nil {
 			t.Fatalf("Verify before revoking: %v", err)
 		}
-		if _, err := store.RevokeToken(ctx, "script"); err != nil {
+		if _, err := store.RevokeToken(ctx, "script", "test"); err != nil {
 			t.Fatal(err)
 		}
 		_, err := v.Verify(ctx, tok)
@@ -159,7 +159,7 @@ func TestTokenRevokedOnEveryReplica(t *testing.T) {
 			t.Fatalf("Verify before revoking: %v", err)
 		}
 	}
-	if _, err := admin.RevokeToken(ctx, "deploy"); err != nil {
+	if _, err := admin.RevokeToken(ctx, "deploy", "test"); err != nil {
 		t.Fatal(err)
 	}
 	for name, v := range map[string]*auth.TokenVerifier{"replica A": va, "replica B": vb} {

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"regexp"
 	"time"
@@ -29,6 +30,8 @@ type NewToken struct {
 	// TTL is how long the token is valid from its creation; zero means it
 	// never expires.
 	TTL time.Duration
+	// Actor is who creates the token, recorded on its audit event.
+	Actor string
 }
 
 func (t NewToken) validate() error {
@@ -69,7 +72,12 @@ func (s *Store) CreateToken(ctx context.Context, in NewToken) (auth.TokenRecord,
 	for i, sc := range in.Scopes {
 		scopes[i] = string(sc)
 	}
-	rec, err := scanToken(s.db.QueryRowContext(ctx, `
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return auth.TokenRecord{}, s.fail("create token", err)
+	}
+	defer tx.Rollback()
+	rec, err := scanToken(tx.QueryRowContext(ctx, `
 		INSERT INTO api_tokens (token_hash, name, scopes, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5)
 		RETURNING `+tokenColumns, in.Hash, in.Name, pq.Array(scopes), now, expires))
@@ -80,25 +88,58 @@ func (s *Store) CreateToken(ctx context.Context, in NewToken) (auth.TokenRecord,
 	if err != nil {
 		return auth.TokenRecord{}, s.fail("create token", err)
 	}
+	if err := auditToken(ctx, tx, lethe.AuditTokenCreated, rec, in.Actor, now); err != nil {
+		return auth.TokenRecord{}, s.fail("create token: audit", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return auth.TokenRecord{}, s.fail("create token", err)
+	}
 	return rec, nil
+}
+
+// auditToken records a token's creation or revocation in the audit chain:
+// its name, scopes and expiry, never the token or its hash.
+func auditToken(ctx context.Context, tx *sql.Tx, kind lethe.AuditKind, rec auth.TokenRecord, actor string, now time.Time) error {
+	detail, err := json.Marshal(struct {
+		Name      string       `json:"name"`
+		Scopes    []auth.Scope `json:"scopes"`
+		ExpiresAt *time.Time   `json:"expires_at"`
+	}{rec.Name, rec.Scopes, rec.ExpiresAt})
+	if err != nil {
+		return err
+	}
+	// The audit goes last: it locks the chain's head until the commit.
+	return insertAudit(ctx, tx, []lethe.AuditEvent{{Kind: kind, Detail: string(detail), At: now, Actor: actor}}, now)
 }
 
 // RevokeToken revokes the token named name that is not revoked yet, at
 // once for every replica (verifiers look tokens up on every call). An
 // unknown name, or one whose tokens are all revoked, is KindNotFound
-// (token_not_found).
-func (s *Store) RevokeToken(ctx context.Context, name string) (auth.TokenRecord, error) {
+// (token_not_found). The revocation is audited with actor.
+func (s *Store) RevokeToken(ctx context.Context, name, actor string) (auth.TokenRecord, error) {
 	if !tokenNameRe.MatchString(name) {
 		return auth.TokenRecord{}, tokenNotFound(name)
 	}
-	rec, err := scanToken(s.db.QueryRowContext(ctx, `
+	now := s.now().Truncate(time.Microsecond)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return auth.TokenRecord{}, s.fail("revoke token", err)
+	}
+	defer tx.Rollback()
+	rec, err := scanToken(tx.QueryRowContext(ctx, `
 		UPDATE api_tokens SET revoked_at = $2
 		WHERE name = $1 AND revoked_at IS NULL
-		RETURNING `+tokenColumns, name, s.now().Truncate(time.Microsecond)))
+		RETURNING `+tokenColumns, name, now))
 	if errors.Is(err, sql.ErrNoRows) {
 		return auth.TokenRecord{}, tokenNotFound(name)
 	}
 	if err != nil {
+		return auth.TokenRecord{}, s.fail("revoke token", err)
+	}
+	if err := auditToken(ctx, tx, lethe.AuditTokenRevoked, rec, actor, now); err != nil {
+		return auth.TokenRecord{}, s.fail("revoke token: audit", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return auth.TokenRecord{}, s.fail("revoke token", err)
 	}
 	return rec, nil

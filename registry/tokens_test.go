@@ -64,16 +64,16 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 
 	clock.Advance(2 * time.Hour)
-	revoked, err := s.RevokeToken(ctx, "ci")
+	revoked, err := s.RevokeToken(ctx, "ci", "token:ops")
 	if err != nil {
 		t.Fatalf("RevokeToken: %v", err)
 	}
 	if revoked.RevokedAt == nil || !revoked.RevokedAt.Equal(t0.Add(2*time.Hour)) {
 		t.Errorf("revoked_at = %v, want %v", revoked.RevokedAt, t0.Add(2*time.Hour))
 	}
-	_, err = s.RevokeToken(ctx, "ci")
+	_, err = s.RevokeToken(ctx, "ci", "token:ops")
 	wantCode(t, err, lethe.KindNotFound, "token_not_found")
-	_, err = s.RevokeToken(ctx, "never-was")
+	_, err = s.RevokeToken(ctx, "never-was", "token:ops")
 	wantCode(t, err, lethe.KindNotFound, "token_not_found")
 
 	// A revoked name may be taken again; both tokens stay listed.
@@ -86,6 +86,48 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	if len(list) != 2 || list[0].RevokedAt == nil || list[1].RevokedAt != nil || list[1].ExpiresAt != nil {
 		t.Errorf("ListTokens = %+v, want the revoked ci then the new ci that never expires", list)
+	}
+}
+
+// TestTokenLifeIsAudited checks that creating and revoking a token are
+// audit events with their actor, in the verified chain, naming the token
+// without its value or hash.
+func TestTokenLifeIsAudited(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, _ := newStore(t)
+	in, tok := newToken(t, "crm-sync", time.Hour, auth.ErasuresWrite)
+	in.Actor = "cli:alice"
+	if _, err := s.CreateToken(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeToken(ctx, "crm-sync", "cli:bob"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.DB().QueryContext(ctx, `SELECT kind, actor, detail FROM audit_events ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var kind, actor, detail string
+		if err := rows.Scan(&kind, &actor, &detail); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(detail, in.Hash) || strings.Contains(detail, strings.TrimPrefix(tok, auth.TokenPrefix)) {
+			t.Errorf("%s event holds the token or its hash: %s", kind, detail)
+		}
+		if !strings.Contains(detail, `"name":"crm-sync"`) || !strings.Contains(detail, `"erasures:write"`) {
+			t.Errorf("%s event detail %s lacks the name or the scopes", kind, detail)
+		}
+		got = append(got, kind+" by "+actor)
+	}
+	if want := []string{"token_created by cli:alice", "token_revoked by cli:bob"}; !slices.Equal(got, want) {
+		t.Errorf("audit = %q, want %q", got, want)
+	}
+	if v, err := s.VerifyAudit(ctx); err != nil || !v.Intact() || v.Checked != 2 {
+		t.Errorf("VerifyAudit = %+v, %v", v, err)
 	}
 }
 

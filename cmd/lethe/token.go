@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os/user"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,7 +82,7 @@ func runTokenCreate(ctx context.Context, args []string, env func(string) string,
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer store.Close()
-	rec, err := store.CreateToken(ctx, registry.NewToken{Name: name, Hash: auth.HashToken(tok), Scopes: scopes, TTL: ttl})
+	rec, err := store.CreateToken(ctx, registry.NewToken{Name: name, Hash: auth.HashToken(tok), Scopes: scopes, TTL: ttl, Actor: cliActor(env)})
 	if err != nil {
 		return fmt.Errorf("token create: %w", err)
 	}
@@ -107,7 +108,7 @@ func runTokenRevoke(ctx context.Context, args []string, env func(string) string,
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer store.Close()
-	rec, err := store.RevokeToken(ctx, name)
+	rec, err := store.RevokeToken(ctx, name, cliActor(env))
 	if err != nil {
 		return fmt.Errorf("token revoke: %w", err)
 	}
@@ -183,4 +184,17 @@ func orDash(t *time.Time) string {
 		return "-"
 	}
 	return t.Format(time.RFC3339)
+}
+
+// cliActor names whoever runs a `lethe token` command in the audit: the
+// operating-system user, as the command has no API credential of its own
+// (it acts with the database's).
+func cliActor(env func(string) string) string {
+	if u := env("USER"); u != "" {
+		return "cli:" + u
+	}
+	if u, err := user.Current(); err == nil {
+		return "cli:" + u.Username
+	}
+	return "cli"
 }

@@ -143,7 +143,7 @@ func TestAuthenticationOnTheRealStack(t *testing.T) {
 
 	// Lethe tokens: a revoked one and an expired one.
 	revoked := testenv.Token(t, s.Store, "revoked", auth.AllScopes...)
-	if _, err := s.Store.RevokeToken(s.ctx, "revoked"); err != nil {
+	if _, err := s.Store.RevokeToken(s.ctx, "revoked", "token:e2e-admin"); err != nil {
 		t.Fatal(err)
 	}
 	expiredTok, err := auth.NewToken()
@@ -269,7 +269,7 @@ func TestRevocationReachesEveryReplica(t *testing.T) {
 	if a, b := get(s.URL), get(replica.URL); a != http.StatusOK || b != http.StatusOK {
 		t.Fatalf("before revocation: replicas answered %d and %d, want 200", a, b)
 	}
-	if _, err := s.Store.RevokeToken(s.ctx, "support-tool"); err != nil {
+	if _, err := s.Store.RevokeToken(s.ctx, "support-tool", "token:e2e-admin"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Second)
