@@ -31,14 +31,17 @@ helm() {
 	(cd "$WORK" && go run "$HELM_MODULE" "$@")
 }
 
-# The values every render needs; the subject key is 64 hex digits.
+# The values every render needs; the subject key is 64 hex digits, and so is
+# the codec key.
 readonly SUBJECT_KEY="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+readonly CODEC_KEY="k1:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 readonly REQUIRED=(
 	--set temporal.address=temporal-frontend.temporal:7233
 	--set 'kafka.brokers[0]=kafka-0.kafka:9092'
 	--set 'kafka.brokers[1]=kafka-1.kafka:9092'
 	--set-string postgres.url=postgres://lethe:secret@postgres:5432/lethe?sslmode=require
 	--set-string subjectKey.value="$SUBJECT_KEY"
+	--set-string codecKeys.value="$CODEC_KEY"
 )
 readonly EXISTING=(
 	--set temporal.address=temporal-frontend.temporal:7233
@@ -47,6 +50,8 @@ readonly EXISTING=(
 	--set postgres.existingSecretKey=url
 	--set subjectKey.existingSecret=lethe-keys
 	--set subjectKey.existingSecretKey=hmac
+	--set codecKeys.existingSecret=lethe-codec
+	--set codecKeys.existingSecretKey=keys
 )
 readonly INGRESS=(
 	--set ingress.enabled=true
@@ -127,7 +132,12 @@ check_defaults() {
 		want_count "$doc" 2 '^ +type: RuntimeDefault$' || return 1
 		want_count "$doc" 1 '^ +mountPath: /tmp$' || return 1
 		want_count "$doc" 1 '^ +- name: LETHE_DATABASE_URL$' || return 1
-		want_count "$doc" 1 '^ +- name: LETHE_SUBJECT_KEY$' || return 1
+		# Only the api and the worker digest identifiers (check_secret_scopes).
+		if grep -qE 'args: \["(api|worker)"\]' "$doc"; then
+			want_count "$doc" 1 '^ +- name: LETHE_SUBJECT_KEY$' || return 1
+		else
+			want_none "$doc" '^ +- name: LETHE_SUBJECT_KEY$' || return 1
+		fi
 		if [[ "$kind" == Job ]]; then
 			want_none "$doc" 'Probe:$' || return 1
 			continue
@@ -145,6 +155,7 @@ check_defaults() {
 	want_count "$out" 4 '^ +port: health$' || return 1
 	want_count "$out" 1 '^ +containerPort: 8080$' || return 1
 	want_count "$out" 2 '^ +containerPort: 8081$' || return 1
+	want_count "$out" 2 '^ +containerPort: 9090$' || return 1
 	want_count "$out" 1 'args: \["api"\]' || return 1
 	want_count "$out" 1 'args: \["worker"\]' || return 1
 	want_count "$out" 1 'args: \["relay"\]' || return 1
@@ -172,8 +183,9 @@ check_migration_hook() {
 	want_count "$out" 1 'args: \["migrate"\]' || return 1
 	want_count "$out" 1 '^  backoffLimit: 3$' || return 1
 	want_count "$out" 1 '^      restartPolicy: Never$' || return 1
-	# Three hook objects, and the Job reads its own ConfigMap and Secret.
-	want_count "$out" 6 '^ +name: lethe-migrate$' || return 1
+	# Three hook objects, and the Job reads its own ConfigMap and, from its
+	# own Secret, the database URL alone.
+	want_count "$out" 5 '^ +name: lethe-migrate$' || return 1
 	local off="$WORK/nomigrate.yaml"
 	render "${REQUIRED[@]}" --set migrate.enabled=false >"$off" || fail "render with migrate.enabled=false failed" || return 1
 	want_none "$off" 'helm\.sh/hook' || return 1
@@ -185,13 +197,14 @@ check_existing_secrets_and_ingress() {
 	render "${EXISTING[@]}" "${INGRESS[@]}" --set api.podDisruptionBudget.enabled=true \
 		--set worker.podDisruptionBudget.enabled=true --set worker.podDisruptionBudget.minAvailable=50% >"$out" ||
 		fail "render with existing secrets and ingress failed" || return 1
-	# Both secrets come from outside, so the chart creates none and every pod
-	# (the migration included) reads the named Secrets and keys.
+	# Every secret comes from outside, so the chart creates none; every pod
+	# (the migration included) reads the database URL from the named Secret,
+	# the api and the worker the subject key.
 	want_none "$out" '^kind: Secret$' || return 1
 	want_count "$out" 4 '^ +name: lethe-db$' || return 1
 	want_count "$out" 4 '^ +key: url$' || return 1
-	want_count "$out" 4 '^ +name: lethe-keys$' || return 1
-	want_count "$out" 4 '^ +key: hmac$' || return 1
+	want_count "$out" 2 '^ +name: lethe-keys$' || return 1
+	want_count "$out" 2 '^ +key: hmac$' || return 1
 	want_count "$out" 1 '^kind: Ingress$' || return 1
 	want_count "$out" 1 '^  ingressClassName: nginx$' || return 1
 	want_count "$out" 1 '^    - host: "lethe\.internal\.example"$' || return 1
@@ -208,6 +221,7 @@ check_existing_secrets_and_ingress() {
 	want_none "$mixed" '^  database-url:' || return 1
 	want_count "$mixed" 2 '^  subject-key:' || return 1
 	want_count "$mixed" 4 '^ +name: lethe-db$' || return 1
+	want_count "$mixed" 2 '^ +key: subject-key$' || return 1
 }
 
 check_checksum_rolls() {
@@ -226,31 +240,36 @@ check_codec_keys() {
 	# Two keys, the rotation case; --set needs the comma between them escaped.
 	local keys="k2:$SUBJECT_KEY,k1:$SUBJECT_KEY" set_keys="k2:$SUBJECT_KEY\\,k1:$SUBJECT_KEY" out="$WORK/defaults.yaml"
 	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
-	# Optional: without them no pod gets the variable and the Secret holds no entry.
-	want_none "$out" 'LETHE_CODEC_KEYS' || return 1
-	want_none "$out" '^  codec-keys:' || return 1
-	# As a value: in the chart's Secret (and the hook's copy), read by every pod.
+	# Turned off on purpose: no pod gets the variable and the Secret holds no
+	# entry (check_payload_encryption).
+	local clear="$WORK/codec-off.yaml"
+	render "${REQUIRED[@]}" --set-string codecKeys.value= --set payloadEncryption.enabled=false >"$clear" ||
+		fail "render with payloadEncryption.enabled=false failed" || return 1
+	want_none "$clear" 'LETHE_CODEC_KEYS' || return 1
+	want_none "$clear" '^  codec-keys:' || return 1
+	# As a value: in the chart's Secret (and the hook's copy), read by the
+	# api, worker and relay, not by the migration.
 	local value="$WORK/codec-value.yaml"
 	render "${REQUIRED[@]}" --set-string codecKeys.value="$set_keys" >"$value" ||
 		fail "render with codecKeys.value failed" || return 1
-	want_count "$value" 4 '^ +- name: LETHE_CODEC_KEYS$' || return 1
-	want_count "$value" 4 '^ +key: codec-keys$' || return 1
+	want_count "$value" 3 '^ +- name: LETHE_CODEC_KEYS$' || return 1
+	want_count "$value" 3 '^ +key: codec-keys$' || return 1
 	want_count "$value" 2 "^  codec-keys: \"$(printf %s "$keys" | base64 -w0)\"$" || return 1
 	local a b
 	a=$(grep -m1 'checksum/secret:' "$out") && b=$(grep -m1 'checksum/secret:' "$value") || fail "no checksum/secret" || return 1
 	[[ "$a" != "$b" ]] || fail "checksum/secret did not change with codecKeys.value" || return 1
-	# From an existing Secret: with the other two outside as well, the chart
-	# creates no Secret at all.
+	# From an existing Secret (EXISTING names lethe-codec): with the other two
+	# outside as well, the chart creates no Secret at all.
 	local existing="$WORK/codec-existing.yaml"
-	render "${EXISTING[@]}" --set codecKeys.existingSecret=lethe-codec --set codecKeys.existingSecretKey=keys >"$existing" ||
+	render "${EXISTING[@]}" >"$existing" ||
 		fail "render with codecKeys.existingSecret failed" || return 1
 	want_none "$existing" '^kind: Secret$' || return 1
-	want_count "$existing" 4 '^ +- name: LETHE_CODEC_KEYS$' || return 1
-	want_count "$existing" 4 '^ +name: lethe-codec$' || return 1
-	want_count "$existing" 4 '^ +key: keys$' || return 1
+	want_count "$existing" 3 '^ +- name: LETHE_CODEC_KEYS$' || return 1
+	want_count "$existing" 3 '^ +name: lethe-codec$' || return 1
+	want_count "$existing" 3 '^ +key: keys$' || return 1
 	# A codec key given as a value alone still makes the chart own a Secret.
 	local only="$WORK/codec-only.yaml"
-	render "${EXISTING[@]}" --set-string codecKeys.value="$set_keys" >"$only" ||
+	render "${EXISTING[@]}" --set codecKeys.existingSecret= --set-string codecKeys.value="$set_keys" >"$only" ||
 		fail "render with existing secrets and codecKeys.value failed" || return 1
 	want_count "$only" 2 '^kind: Secret$' || return 1
 	want_none "$only" '^  (database-url|subject-key):' || return 1
@@ -317,13 +336,14 @@ check_credentials() {
 	want_none "$out" 'LETHE_SYSTEM_KEY' || return 1
 	want_count "$out" 2 '^  LETHE_CREDENTIAL_OVERLAP: "24h"$' || return 1
 	want_count "$out" 2 '^  LETHE_REQUIRE_SIGNATURES: "false"$' || return 1
-	# The master key from an existing Secret reaches every pod.
+	# The master key from an existing Secret reaches the api, worker and
+	# relay, not the migration.
 	local keyed="$WORK/credentials.yaml"
 	render "${REQUIRED[@]}" --set credentials.existingSecret=lethe-system --set credentials.existingSecretKey=master \
 		--set credentials.overlap=2h --set credentials.requireSignatures=true >"$keyed" ||
 		fail "render with credentials failed" || return 1
-	want_count "$keyed" 4 '^ +- name: LETHE_SYSTEM_KEY$' || return 1
-	want_count "$keyed" 4 '^ +name: lethe-system$' || return 1
+	want_count "$keyed" 3 '^ +- name: LETHE_SYSTEM_KEY$' || return 1
+	want_count "$keyed" 3 '^ +name: lethe-system$' || return 1
 	want_count "$keyed" 2 '^  LETHE_CREDENTIAL_OVERLAP: "2h"$' || return 1
 	want_count "$keyed" 2 '^  LETHE_REQUIRE_SIGNATURES: "true"$' || return 1
 	must_fail "a duration as overlap" "/credentials/overlap" "${REQUIRED[@]}" --set credentials.overlap=1d || return 1
@@ -394,7 +414,7 @@ check_required_settings_fail() {
 	local temporal=(--set temporal.address=temporal:7233)
 	local kafka=(--set 'kafka.brokers[0]=kafka:9092')
 	local db=(--set-string postgres.url=postgres://pg/lethe)
-	local key=(--set-string subjectKey.value="$SUBJECT_KEY")
+	local key=(--set-string subjectKey.value="$SUBJECT_KEY" --set-string codecKeys.value="$CODEC_KEY")
 	must_fail "a database setting" "postgres.url is required" \
 		"${temporal[@]}" "${kafka[@]}" "${key[@]}" || return 1
 	must_fail "a database setting (migration disabled)" "postgres.url is required" \
@@ -422,6 +442,138 @@ check_schema_rejects() {
 	must_fail "a duration as settle" "/settle" "${REQUIRED[@]}" --set settle=soon || return 1
 }
 
+check_payload_encryption() {
+	# Without payload keys the chart refuses to render, and says what to set.
+	local message
+	for message in "codecKeys are required" "openssl rand -hex 32" "codecKeys.value=k1:<hex>" \
+		"codecKeys.existingSecret" "payloadEncryption.enabled=false"; do
+		must_fail "codec keys" "$message" "${REQUIRED[@]}" --set-string codecKeys.value= || return 1
+	done
+	# Turned off on purpose, it renders, without the variable.
+	local off="$WORK/encryption-off.yaml"
+	render "${REQUIRED[@]}" --set-string codecKeys.value= --set payloadEncryption.enabled=false >"$off" ||
+		fail "render with payloadEncryption.enabled=false failed" || return 1
+	want_count "$off" 3 '^kind: Deployment$' || return 1
+	want_none "$off" 'LETHE_CODEC_KEYS' || return 1
+	must_fail "a boolean payloadEncryption.enabled" "/payloadEncryption/enabled" "${REQUIRED[@]}" \
+		--set-string payloadEncryption.enabled=no || return 1
+}
+
+# policy_of writes to stdout the file of the rendered document of a kind and
+# component, from a directory written by split_docs.
+policy_of() {
+	local dir=$1 kind=$2 component=$3 doc
+	for doc in "$dir"/*.yaml; do
+		if grep -qx "kind: $kind" "$doc" && grep -qx "  name: lethe-$component" "$doc"; then
+			echo "$doc"
+			return 0
+		fi
+	done
+	fail "no $kind lethe-$component"
+}
+
+check_network_policies() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	want_count "$out" 3 '^kind: NetworkPolicy$' || return 1
+	local docs="$WORK/netpol.d" c doc
+	split_docs "$out" "$docs"
+	for c in api worker relay; do
+		doc=$(policy_of "$docs" NetworkPolicy "$c") || return 1
+		# Each selects its own component's pods, and restricts ingress only.
+		want_count "$doc" 1 "^      app\.kubernetes\.io/component: $c\$" || return 1
+		want_count "$doc" 1 '^      app\.kubernetes\.io/instance: lethe$' || return 1
+		want_count "$doc" 1 '^    - Ingress$' || return 1
+		want_none "$doc" 'Egress' || return 1
+		# By default every opened port admits the release's namespace alone.
+		want_count "$doc" 1 '^        - port: [a-z]+$' || return 1
+		want_count "$doc" 1 '^        - podSelector: \{\}$' || return 1
+		want_none "$doc" 'namespaceSelector|ipBlock' || return 1
+		if [[ "$c" == api ]]; then
+			want_count "$doc" 1 '^        - port: http$' || return 1
+		else
+			want_count "$doc" 1 '^        - port: metrics$' || return 1
+		fi
+	done
+	# Peers from values: the Ingress controller's namespace for the API, the
+	# monitoring namespace for metrics, the nodes for the health port.
+	local peers="$WORK/netpol-peers.yaml"
+	render "${REQUIRED[@]}" \
+		--set 'networkPolicy.api.from[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=ingress-nginx' \
+		--set 'networkPolicy.metrics.from[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=monitoring' \
+		--set 'networkPolicy.health.from[0].ipBlock.cidr=10.0.0.0/16' >"$peers" ||
+		fail "render with network policy peers failed" || return 1
+	local pdocs="$WORK/netpol-peers.d"
+	split_docs "$peers" "$pdocs"
+	doc=$(policy_of "$pdocs" NetworkPolicy api) || return 1
+	want_count "$doc" 1 '^        - port: [a-z]+$' || return 1
+	want_count "$doc" 1 'kubernetes\.io/metadata\.name: ingress-nginx$' || return 1
+	want_none "$doc" 'podSelector: \{\}|monitoring|ipBlock' || return 1
+	for c in worker relay; do
+		doc=$(policy_of "$pdocs" NetworkPolicy "$c") || return 1
+		want_count "$doc" 2 '^        - port: [a-z]+$' || return 1
+		want_count "$doc" 1 '^        - port: metrics$' || return 1
+		want_count "$doc" 1 '^        - port: health$' || return 1
+		want_count "$doc" 1 'kubernetes\.io/metadata\.name: monitoring$' || return 1
+		want_count "$doc" 1 '^            cidr: 10\.0\.0\.0/16$' || return 1
+		want_none "$doc" 'podSelector: \{\}|ingress-nginx' || return 1
+	done
+	local off="$WORK/netpol-off.yaml"
+	render "${REQUIRED[@]}" --set networkPolicy.enabled=false >"$off" || fail "render without network policies failed" || return 1
+	want_none "$off" '^kind: NetworkPolicy$' || return 1
+	must_fail "peers as objects" "/networkPolicy/api/from" "${REQUIRED[@]}" --set 'networkPolicy.api.from[0]=everyone' || return 1
+}
+
+check_secret_scopes() {
+	# Every secret set, from existing Secrets: each pod gets only its own.
+	local out="$WORK/scopes.yaml"
+	render "${EXISTING[@]}" --set credentials.existingSecret=lethe-system --set escalation.existingSecret=lethe-hook \
+		--set certificates.existingSecret=lethe-signing >"$out" || fail "render with every secret failed" || return 1
+	local docs="$WORK/scopes.d" doc role name want
+	split_docs "$out" "$docs"
+	local -A wants=(
+		[api]="LETHE_DATABASE_URL LETHE_SUBJECT_KEY LETHE_CODEC_KEYS LETHE_SYSTEM_KEY LETHE_SIGNING_KEY"
+		[worker]="LETHE_DATABASE_URL LETHE_SUBJECT_KEY LETHE_CODEC_KEYS LETHE_SYSTEM_KEY LETHE_ESCALATION_SECRET"
+		[relay]="LETHE_DATABASE_URL LETHE_CODEC_KEYS LETHE_SYSTEM_KEY"
+		[migrate]="LETHE_DATABASE_URL"
+	)
+	local seen=0
+	for doc in "$docs"/*.yaml; do
+		role=$(sed -n 's/^ *args: \["\([a-z]*\)"\]$/\1/p' "$doc")
+		[[ -n "$role" ]] || continue
+		seen=$((seen + 1))
+		for name in LETHE_DATABASE_URL LETHE_SUBJECT_KEY LETHE_CODEC_KEYS LETHE_SYSTEM_KEY LETHE_SIGNING_KEY LETHE_ESCALATION_SECRET; do
+			want=0
+			[[ " ${wants[$role]} " == *" $name "* ]] && want=1
+			want_count "$doc" "$want" "^ +- name: $name\$" || { fail "($role)"; return 1; }
+		done
+		# Nothing else comes from a Secret.
+		want_count "$doc" "$(wc -w <<<"${wants[$role]}")" '^ +secretKeyRef:$' || { fail "($role)"; return 1; }
+	done
+	[[ "$seen" == 4 ]] || fail "want 4 workloads, got $seen"
+}
+
+check_metrics_port() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# The worker and relay serve /metrics on a port of its own, named for
+	# the NetworkPolicies; the API serves none.
+	want_count "$out" 2 'LETHE_METRICS_ADDR: "0\.0\.0\.0:9090"' || return 1
+	want_count "$out" 2 '^            - name: metrics$' || return 1
+	local docs="$WORK/metrics.d" doc
+	split_docs "$out" "$docs"
+	for doc in "$docs"/*.yaml; do
+		grep -q '^ *args: \["\(worker\|relay\)"\]$' "$doc" || continue
+		grep -A1 '^            - name: metrics$' "$doc" | grep -q 'containerPort: 9090$' ||
+			fail "$(basename "$doc"): the metrics port is not 9090" || return 1
+	done
+	local moved="$WORK/metrics-moved.yaml"
+	render "${REQUIRED[@]}" --set metricsPort=9102 >"$moved" || fail "render with metricsPort failed" || return 1
+	want_count "$moved" 2 'LETHE_METRICS_ADDR: "0\.0\.0\.0:9102"' || return 1
+	want_count "$moved" 2 '^ +containerPort: 9102$' || return 1
+	must_fail "a port number" "/metricsPort" "${REQUIRED[@]}" --set metricsPort=0 || return 1
+}
+
 passed=0
 failed=0
 run() {
@@ -447,6 +599,10 @@ run check_credentials
 run check_transport
 run check_required_settings_fail
 run check_schema_rejects
+run check_payload_encryption
+run check_network_policies
+run check_secret_scopes
+run check_metrics_port
 
 echo "helm: $passed passed, $failed failed"
 [[ "$failed" == 0 ]]

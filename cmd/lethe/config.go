@@ -33,6 +33,7 @@ type config struct {
 	TemporalNamespace string
 	UIAddr            string
 	HealthAddr        string
+	MetricsAddr       string
 	SubjectKey        string
 	CodecKeys         string
 	CodecAddr         string
@@ -123,6 +124,7 @@ func (c *config) settings() []setting {
 		{"TEMPORAL_API_KEY", "temporal-api-key", "", "Temporal Cloud API key, sent as a bearer credential over TLS", &c.TemporalAPIKey},
 		{"LETHE_UI_ADDR", "ui-addr", "127.0.0.1:8233", "Temporal Web UI listen address (lethe dev)", &c.UIAddr},
 		{"LETHE_HEALTH_ADDR", "health-addr", "127.0.0.1:8081", "health endpoints of the worker and relay", &c.HealthAddr},
+		{"LETHE_METRICS_ADDR", "metrics-addr", "", "GET /metrics of the worker and relay on its own listener (default: on LETHE_HEALTH_ADDR)", &c.MetricsAddr},
 		{"LETHE_SUBJECT_KEY", "subject-key", "", "hex HMAC key for identifier digests (64+ hex digits)", &c.SubjectKey},
 		{"LETHE_CODEC_KEYS", "codec-keys", "", "Temporal payload encryption keys, comma-separated id:hexkey (64 hex digits), the first active", &c.CodecKeys},
 		{"LETHE_CODEC_ADDR", "codec-addr", "127.0.0.1:8234", "codec endpoint listen address (lethe dev, lethe codec)", &c.CodecAddr},

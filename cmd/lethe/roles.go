@@ -254,18 +254,32 @@ func runRelay(ctx context.Context, cfg *config, log *slog.Logger) error {
 func relayLoop(ctx context.Context, d *deps) error { return roles.RunRelay(ctx, d.roles()) }
 
 // healthLoop serves /healthz and /readyz for the worker and relay, which
-// have no API of their own for Kubernetes to probe.
+// have no API of their own for Kubernetes to probe, and /metrics: on the
+// health listener, or on LETHE_METRICS_ADDR when set, so that a network
+// policy can open the scrape port to the monitoring namespace alone.
 func healthLoop(ctx context.Context, d *deps) error {
 	ln, err := listen(d.cfg.HealthAddr, "health")
 	if err != nil {
 		return err
 	}
+	var metrics net.Listener
+	if d.cfg.MetricsAddr != "" {
+		if metrics, err = listen(d.cfg.MetricsAddr, "metrics"); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	return serveHealth(ctx, d, ln, metrics)
+}
+
+// serveHealth serves the probes on health and /metrics on metrics, or on
+// health too when metrics is nil, until ctx ends.
+func serveHealth(ctx context.Context, d *deps, health, metrics net.Listener) error {
 	ready := roles.TemporalReady(d.temporal)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, nil)
 	})
-	mux.Handle("GET /metrics", d.escalated.Handler())
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
@@ -275,7 +289,16 @@ func healthLoop(ctx context.Context, d *deps) error {
 		}
 		writeHealth(w, err)
 	})
-	return serveHTTP(ctx, ln, mux)
+	if metrics == nil {
+		mux.Handle("GET /metrics", d.escalated.Handler())
+		return serveHTTP(ctx, health, mux)
+	}
+	mm := http.NewServeMux()
+	mm.Handle("GET /metrics", d.escalated.Handler())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveHTTP(gctx, health, mux) })
+	g.Go(func() error { return serveHTTP(gctx, metrics, mm) })
+	return g.Wait()
 }
 
 // writeHealth answers a probe in the API's shapes.

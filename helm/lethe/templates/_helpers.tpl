@@ -108,6 +108,9 @@ settings are read, so every template path checks them.
 {{- if not .Values.subjectKey.existingSecret }}
 {{- $_ := required "subjectKey.value is required: set it to 64 or more hex digits (openssl rand -hex 32), or subjectKey.existingSecret (and subjectKey.existingSecretKey) to a Secret holding it" .Values.subjectKey.value }}
 {{- end }}
+{{- if and .Values.payloadEncryption.enabled (not (or .Values.codecKeys.value .Values.codecKeys.existingSecret)) }}
+{{- fail "codecKeys are required: Temporal would otherwise keep identifier values in its history in clear. Generate a key with `openssl rand -hex 32` and set codecKeys.value=k1:<hex>, or codecKeys.existingSecret (and codecKeys.existingSecretKey) to a Secret holding id:hexkey entries; or set payloadEncryption.enabled=false on purpose, knowing identifier values then sit in Temporal's history in clear" }}
+{{- end }}
 {{- $_ := required "temporal.address is required: set it to the Temporal frontend (host:port)" .Values.temporal.address }}
 {{- if not .Values.kafka.brokers }}
 {{- fail "kafka.brokers is required: list at least one Kafka broker (host:port)" }}
@@ -244,8 +247,8 @@ is given as a value rather than an existing Secret.
 
 {{/*
 Whether the codec keys are given as a value, and so kept in the chart's
-Secret. They are optional: with neither a value nor an existing Secret, no
-LETHE_CODEC_KEYS reaches the pods.
+Secret. With neither a value nor an existing Secret (allowed only with
+payloadEncryption.enabled=false), no LETHE_CODEC_KEYS reaches the pods.
 */}}
 {{- define "lethe.codecKeysInSecret" -}}
 {{- if and .Values.codecKeys.value (not .Values.codecKeys.existingSecret) }}true{{ end }}
@@ -258,6 +261,7 @@ Non-secret settings, shared by the ConfigMap and the migration's copy of it.
 {{- include "lethe.validate" . -}}
 LETHE_HTTP_ADDR: {{ printf "0.0.0.0:%v" .Values.api.port | quote }}
 LETHE_HEALTH_ADDR: {{ printf "0.0.0.0:%v" .Values.healthPort | quote }}
+LETHE_METRICS_ADDR: {{ printf "0.0.0.0:%v" .Values.metricsPort | quote }}
 LETHE_KAFKA_BROKERS: {{ join "," .Values.kafka.brokers | quote }}
 LETHE_TOPIC_PARTITIONS: {{ .Values.kafka.topicPartitions | quote }}
 LETHE_MAX_ATTEMPTS: {{ .Values.maxAttempts | quote }}
@@ -317,83 +321,6 @@ checksum/secret: {{ print (include "lethe.secretData" .root) .root.Values.postgr
 {{- with .values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}
-{{- end }}
-
-{{/*
-The environment of every Lethe container: (dict "root" $ "configMap" name
-"secret" name "extraEnv" list). Non-secret settings come from the ConfigMap;
-the database URL, subject key and codec keys from the chart's Secret or the
-existing ones;
-extraEnv last, so it can override anything. The migration passes the names of
-its hook-scoped copies, which exist before the release's own resources do.
-*/}}
-{{- define "lethe.env" -}}
-{{- $v := .root.Values -}}
-{{- include "lethe.validate" .root -}}
-envFrom:
-  - configMapRef:
-      name: {{ .configMap }}
-env:
-  - name: LETHE_DATABASE_URL
-    valueFrom:
-      secretKeyRef:
-        {{- if $v.postgres.existingSecret }}
-        name: {{ $v.postgres.existingSecret }}
-        key: {{ $v.postgres.existingSecretKey }}
-        {{- else }}
-        name: {{ .secret }}
-        key: database-url
-        {{- end }}
-  - name: LETHE_SUBJECT_KEY
-    valueFrom:
-      secretKeyRef:
-        {{- if $v.subjectKey.existingSecret }}
-        name: {{ $v.subjectKey.existingSecret }}
-        key: {{ $v.subjectKey.existingSecretKey }}
-        {{- else }}
-        name: {{ .secret }}
-        key: subject-key
-        {{- end }}
-  {{- if $v.codecKeys.existingSecret }}
-  - name: LETHE_CODEC_KEYS
-    valueFrom:
-      secretKeyRef:
-        name: {{ $v.codecKeys.existingSecret }}
-        key: {{ $v.codecKeys.existingSecretKey }}
-  {{- else if $v.codecKeys.value }}
-  - name: LETHE_CODEC_KEYS
-    valueFrom:
-      secretKeyRef:
-        name: {{ .secret }}
-        key: codec-keys
-  {{- end }}
-  {{- if $v.escalation.existingSecret }}
-  - name: LETHE_ESCALATION_SECRET
-    valueFrom:
-      secretKeyRef:
-        name: {{ $v.escalation.existingSecret }}
-        key: {{ $v.escalation.existingSecretKey }}
-  {{- end }}
-  {{- if $v.credentials.existingSecret }}
-  - name: LETHE_SYSTEM_KEY
-    valueFrom:
-      secretKeyRef:
-        name: {{ $v.credentials.existingSecret }}
-        key: {{ $v.credentials.existingSecretKey }}
-  {{- end }}
-  {{- with and .transport (include "lethe.transportEnv" .root | trim) }}
-  {{- . | nindent 2 }}
-  {{- end }}
-  {{- if and .signs $v.certificates.existingSecret }}
-  - name: LETHE_SIGNING_KEY
-    valueFrom:
-      secretKeyRef:
-        name: {{ $v.certificates.existingSecret }}
-        key: {{ $v.certificates.existingSecretKey }}
-  {{- end }}
-  {{- with .extraEnv }}
-  {{- toYaml . | nindent 2 }}
-  {{- end }}
 {{- end }}
 
 {{/*

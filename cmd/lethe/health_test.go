@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/lethe-dev/lethe/escalation"
+)
+
+// get answers the status and body of GET url.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// startHealth serves d's health endpoints on a fresh port, and /metrics on
+// another when separate is true; it answers both base URLs (the same one
+// when metrics share the health listener).
+func startHealth(t *testing.T, separate bool) (health, metrics string) {
+	t.Helper()
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health = "http://" + hl.Addr().String()
+	metrics = health
+	var ml net.Listener
+	if separate {
+		if ml, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		metrics = "http://" + ml.Addr().String()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	d := &deps{cfg: &config{}, escalated: &escalation.Counter{}}
+	go func() { done <- serveHealth(ctx, d, hl, ml) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("serveHealth: %v", err)
+		}
+	})
+	return health, metrics
+}
+
+// Without LETHE_METRICS_ADDR, /metrics answers on the health listener as it
+// always has.
+func TestMetricsOnHealthListener(t *testing.T) {
+	health, _ := startHealth(t, false)
+	if code, body := get(t, health+"/metrics"); code != http.StatusOK || !strings.Contains(body, "lethe_escalations_total") {
+		t.Errorf("GET /metrics on the health listener = %d %q", code, body)
+	}
+	if code, _ := get(t, health+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz = %d", code)
+	}
+}
+
+// With LETHE_METRICS_ADDR, /metrics answers there and no longer on the
+// health listener, which keeps the probes.
+func TestMetricsOnOwnListener(t *testing.T) {
+	health, metrics := startHealth(t, true)
+	if code, body := get(t, metrics+"/metrics"); code != http.StatusOK || !strings.Contains(body, "lethe_escalations_total") {
+		t.Errorf("GET /metrics on the metrics listener = %d %q", code, body)
+	}
+	if code, _ := get(t, health+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("GET /metrics on the health listener = %d, want 404", code)
+	}
+	if code, _ := get(t, health+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz = %d", code)
+	}
+	if code, _ := get(t, metrics+"/healthz"); code != http.StatusNotFound {
+		t.Errorf("GET /healthz on the metrics listener = %d, want 404", code)
+	}
+}
+
+// LETHE_METRICS_ADDR is read from the environment, empty by default.
+func TestMetricsAddrSetting(t *testing.T) {
+	c, err := parseEnv(t, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsAddr != "" {
+		t.Errorf("default LETHE_METRICS_ADDR = %q, want empty", c.MetricsAddr)
+	}
+	c, err = parseEnv(t, map[string]string{"LETHE_METRICS_ADDR": "0.0.0.0:9090"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsAddr != "0.0.0.0:9090" {
+		t.Errorf("LETHE_METRICS_ADDR = %q", c.MetricsAddr)
+	}
+}
