@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,15 +70,9 @@ func TestSignedMessagesWithKcatAndOpenSSL(t *testing.T) {
 	}
 	s := newStack(t, stackOptions{SystemKey: master})
 	s.putSystem(lethe.System{Name: "ledger", Identifiers: []string{"user_id"}})
-	r := s.do(http.MethodPost, "/v1/systems/ledger/credentials", nil)
-	if r.Status != http.StatusCreated {
-		t.Fatalf("POST /v1/systems/ledger/credentials = %d %s", r.Status, r.Body)
-	}
-	var cred struct {
-		KeyID  string `json:"key_id"`
-		Secret string `json:"secret"`
-	}
-	r.Decode(t, &cred)
+	// On a signed stack putSystem issued one already; this newer one is
+	// what the worker signs with from now on.
+	cred := s.issueCredential("ledger")
 
 	e := s.submit(map[string]string{"user_id": "u-kcat-1"})
 	broker := s.Brokers[0]
