@@ -111,6 +111,9 @@ type stackOptions struct {
 	// enforces ACLs (see stack.Secure); LETHE_E2E_SECURE=1 sets it for
 	// every stack.
 	Secure bool
+	// Plaintext keeps the broker plaintext even under LETHE_E2E_SECURE=1,
+	// for the tests that drive a tool unable to log in to kfake.
+	Plaintext bool
 	// Signed runs the stack with signatures required: a random system key
 	// (unless SystemKey is given), the relay's RequireSignatures, and a
 	// credential for every system the stack's helpers register;
@@ -125,7 +128,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	s.Log = slog.New(slog.NewJSONHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.DB, s.DBURL = testenv.Postgres(t)
 	s.Store = registry.New(s.DB)
-	s.Secure = opts.Secure || os.Getenv(secureEnv) == "1"
+	s.Secure = opts.Secure || (os.Getenv(secureEnv) == "1" && !opts.Plaintext)
 	s.Signed = opts.Signed || os.Getenv(signedEnv) == "1"
 	if s.Signed && opts.SystemKey == nil {
 		opts.SystemKey = randomSystemKey(t)
