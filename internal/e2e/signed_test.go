@@ -59,8 +59,9 @@ func (s *stack) issueCredential(system string) systemCredential {
 	return c
 }
 
-// setCredential records a system's credential, for tests that issue one
-// without the API.
+// setCredential records a system's credential, for tests that issue it
+// through the API with calls of their own, as the scale test does from
+// many goroutines.
 func (s *stack) setCredential(system string, c systemCredential) {
 	s.credMu.Lock()
 	defer s.credMu.Unlock()
