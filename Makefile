@@ -16,14 +16,14 @@ FUZZ_TARGETS := wire:FuzzDecodeCommand wire:FuzzDecodeConfirmation \
 # REDOCLY pins the OpenAPI linter `make openapi-lint` runs through npx.
 REDOCLY   ?= @redocly/cli@2.77.0
 
-.PHONY: run test test-setup build postgres fmt-check vet unit race fuzz fuzz-short helm openapi-lint bench scale clean
+.PHONY: run test test-setup build postgres fmt-check vet unit race e2e-secure fuzz fuzz-short helm openapi-lint bench scale clean
 
 ## run: build Lethe and start `lethe dev --demo` (PostgreSQL started or installed if missing)
 run: postgres build
 	$(BIN) dev --demo
 
 ## test: the whole test suite, as CI runs it
-test: postgres test-setup fmt-check vet openapi-lint unit race fuzz-short helm
+test: postgres test-setup fmt-check vet openapi-lint unit e2e-secure race fuzz-short helm
 
 ## test-setup: the command-line tools the tests drive (kcat and openssl play a service without the SDK; chromium opens the Web UI)
 test-setup:
@@ -48,6 +48,10 @@ vet:
 
 unit:
 	$(GO) test -count=1 -timeout 30m ./...
+
+## e2e-secure: the end-to-end suite again on a SASL/SCRAM + ACL broker with every message signed
+e2e-secure: postgres test-setup
+	LETHE_E2E_SECURE=1 LETHE_E2E_SIGNED=1 $(GO) test -count=1 -timeout 30m ./internal/e2e/
 
 race:
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)

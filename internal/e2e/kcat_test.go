@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,17 +68,15 @@ func TestSignedMessagesWithKcatAndOpenSSL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newStack(t, stackOptions{SystemKey: master})
+	// The broker stays plaintext even under LETHE_E2E_SECURE=1: Debian's
+	// kcat (librdkafka) finds no SASL handshake in kfake's ApiVersions and
+	// cannot log in to the secure broker. What this test checks is the
+	// signatures, which a signed stack requires as usual.
+	s := newStack(t, stackOptions{SystemKey: master, Plaintext: true})
 	s.putSystem(lethe.System{Name: "ledger", Identifiers: []string{"user_id"}})
-	r := s.do(http.MethodPost, "/v1/systems/ledger/credentials", nil)
-	if r.Status != http.StatusCreated {
-		t.Fatalf("POST /v1/systems/ledger/credentials = %d %s", r.Status, r.Body)
-	}
-	var cred struct {
-		KeyID  string `json:"key_id"`
-		Secret string `json:"secret"`
-	}
-	r.Decode(t, &cred)
+	// On a signed stack putSystem issued one already; this newer one is
+	// what the worker signs with from now on.
+	cred := s.issueCredential("ledger")
 
 	e := s.submit(map[string]string{"user_id": "u-kcat-1"})
 	broker := s.Brokers[0]

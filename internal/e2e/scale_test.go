@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -60,7 +61,17 @@ func TestScaleFanOutThousandSystems(t *testing.T) {
 	for i := range systems {
 		g.Go(func() error {
 			body := map[string]any{"identifiers": []string{"user_id"}, "topic": topicOf(i), "owner": "scale-test"}
-			return call(gctx, s.Token, http.MethodPut, s.URL+"/v1/systems/"+scaleSystem(i), body, nil)
+			if err := call(gctx, s.Token, http.MethodPut, s.URL+"/v1/systems/"+scaleSystem(i), body, nil); err != nil || !s.Signed {
+				return err
+			}
+			// A signed stack requires every confirmation signed: each
+			// system gets its credential, as putSystem would give it.
+			var c systemCredential
+			if err := call(gctx, s.Token, http.MethodPost, s.URL+"/v1/systems/"+scaleSystem(i)+"/credentials", nil, &c); err != nil {
+				return err
+			}
+			s.setCredential(scaleSystem(i), c)
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -71,7 +82,7 @@ func TestScaleFanOutThousandSystems(t *testing.T) {
 	commands := newCommandLog()
 	for i := range topics {
 		s.goRun("consumer "+topicOf(i), func(ctx context.Context) error {
-			return serveMany(ctx, kafkax.Cluster{Brokers: s.Brokers, Security: s.KafkaAdmin}, topicOf(i), commands)
+			return serveMany(ctx, kafkax.Cluster{Brokers: s.Brokers, Security: s.KafkaAdmin}, topicOf(i), commands, s.credential)
 		})
 	}
 
@@ -193,8 +204,10 @@ func (l *commandLog) distinct(system string) int {
 }
 
 // serveMany confirms every command on topic, whatever system it is for:
-// fetch a batch, write its confirmations acknowledged, commit.
-func serveMany(ctx context.Context, cluster kafkax.Cluster, topic string, log *commandLog) error {
+// fetch a batch, write its confirmations acknowledged, commit. A
+// confirmation of a system credentials knows is signed with its secret.
+func serveMany(ctx context.Context, cluster kafkax.Cluster, topic string, log *commandLog,
+	credentials func(system string) (systemCredential, bool)) error {
 	r := cluster.Reader("scale-"+topic, topic, silentLogger())
 	defer r.Close()
 	w := cluster.Writer()
@@ -214,10 +227,16 @@ func serveMany(ctx context.Context, cluster kafkax.Cluster, topic string, log *c
 			if err != nil {
 				return err
 			}
-			out = append(out, kafka.Message{
-				Topic: wire.ConfirmationsTopic, Key: []byte(cmd.RequestID), Value: b,
-				Headers: []kafka.Header{{Key: wire.HeaderSchema, Value: []byte(wire.SchemaConfirmation)}},
-			})
+			headers := []kafka.Header{{Key: wire.HeaderSchema, Value: []byte(wire.SchemaConfirmation)}}
+			if c, ok := credentials(cmd.System); ok {
+				secret, err := hex.DecodeString(c.Secret)
+				if err != nil {
+					return fmt.Errorf("secret of %s: %w", cmd.System, err)
+				}
+				headers = append(headers, kafka.Header{Key: wire.HeaderKeyID, Value: []byte(c.KeyID)},
+					kafka.Header{Key: wire.HeaderSignature, Value: []byte(wire.Sign(secret, b))})
+			}
+			out = append(out, kafka.Message{Topic: wire.ConfirmationsTopic, Key: []byte(cmd.RequestID), Value: b, Headers: headers})
 		}
 		return kafkax.WriteAll(ctx, w, silentLogger(), out...)
 	})

@@ -73,8 +73,14 @@ type stack struct {
 	// for tests that read or write the broker directly; the zero value
 	// (plaintext) when the stack is not secure.
 	KafkaAdmin kafkasec.Security
+	// Signed says the stack requires every confirmation to be signed:
+	// putSystem issues each system a credential through the API and
+	// runConnector hands it to the connector (see stackOptions.Signed).
+	Signed bool
 
-	wg sync.WaitGroup
+	credMu sync.Mutex
+	creds  map[string]systemCredential
+	wg     sync.WaitGroup
 }
 
 // secureEnv, set to 1, runs every end-to-end test on a secure stack, as
@@ -105,6 +111,14 @@ type stackOptions struct {
 	// enforces ACLs (see stack.Secure); LETHE_E2E_SECURE=1 sets it for
 	// every stack.
 	Secure bool
+	// Plaintext keeps the broker plaintext even under LETHE_E2E_SECURE=1,
+	// for the tests that drive a tool unable to log in to kfake.
+	Plaintext bool
+	// Signed runs the stack with signatures required: a random system key
+	// (unless SystemKey is given), the relay's RequireSignatures, and a
+	// credential for every system the stack's helpers register;
+	// LETHE_E2E_SIGNED=1 sets it for every stack.
+	Signed bool
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -114,7 +128,11 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	s.Log = slog.New(slog.NewJSONHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.DB, s.DBURL = testenv.Postgres(t)
 	s.Store = registry.New(s.DB)
-	s.Secure = opts.Secure || os.Getenv(secureEnv) == "1"
+	s.Secure = opts.Secure || (os.Getenv(secureEnv) == "1" && !opts.Plaintext)
+	s.Signed = opts.Signed || os.Getenv(signedEnv) == "1"
+	if s.Signed && opts.SystemKey == nil {
+		opts.SystemKey = randomSystemKey(t)
+	}
 	var letheKafka kafkasec.Security
 	if s.Secure {
 		users := []testenv.KafkaUser{{Name: "lethe", Password: kafkaPassword("lethe"), ACLs: roles.LetheKafkaACLs("lethe")}}
@@ -163,7 +181,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 
 	r, err := relay.New(relay.Config{Brokers: s.Brokers, Security: letheKafka, Logger: s.Log, Credentials: s.Store,
-		SystemKey: opts.SystemKey}, lc, s.Store)
+		SystemKey: opts.SystemKey, RequireSignatures: s.Signed}, lc, s.Store)
 	if err != nil {
 		t.Fatalf("relay: %v", err)
 	}
@@ -219,7 +237,8 @@ func (s *stack) goRun(name string, run func(context.Context) error) {
 
 // runConnector serves a system's commands with h through the SDK. On a
 // secure stack the connector logs in as a principal of its own, created
-// with the system's ACLs as an operator would.
+// with the system's ACLs as an operator would; it verifies commands and
+// signs confirmations with the system's credential when it has one.
 func (s *stack) runConnector(system string, h connectors.Handler) {
 	s.t.Helper()
 	cfg := connectors.Config{Brokers: s.Brokers, System: system, Logger: s.Log.With("connector", system)}
@@ -233,6 +252,9 @@ func (s *stack) runConnector(system string, h connectors.Handler) {
 			s.t.Fatal(err)
 		}
 		cfg.SASL = m
+	}
+	if c, ok := s.credential(system); ok {
+		cfg.KeyID, cfg.Secret = c.KeyID, c.Secret
 	}
 	s.goRun("connector "+system, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
 }
@@ -286,7 +308,8 @@ func (s *stack) doRaw(method, path, body, contentType string, header ...string) 
 	return r
 }
 
-// putSystem registers a system and fails the test unless it is accepted.
+// putSystem registers a system and fails the test unless it is accepted;
+// on a signed stack it then issues the system a credential.
 func (s *stack) putSystem(sys lethe.System) {
 	s.t.Helper()
 	body := map[string]any{"identifiers": sys.Identifiers, "owner": sys.Owner, "description": sys.Description}
@@ -299,6 +322,9 @@ func (s *stack) putSystem(sys lethe.System) {
 	r := s.do(http.MethodPut, "/v1/systems/"+sys.Name, body)
 	if r.Status != http.StatusCreated && r.Status != http.StatusOK {
 		s.t.Fatalf("PUT /v1/systems/%s = %d %s", sys.Name, r.Status, r.Body)
+	}
+	if s.Signed {
+		s.issueCredential(sys.Name)
 	}
 }
 
