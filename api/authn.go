@@ -85,19 +85,11 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, rt route) (*http.
 
 // bearer extracts the credential of an "Authorization: Bearer <credential>"
 // header. The scheme is case-insensitive (RFC 7235); the credential must be
-// one token68 of RFC 6750's characters, so that a header with spaces,
-// commas or quotes in it is malformed rather than half-read.
+// one token68 (auth.Token68).
 func bearer(header string) (string, bool) {
 	scheme, cred, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || cred == "" {
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !auth.Token68(cred) {
 		return "", false
-	}
-	for i := 0; i < len(cred); i++ {
-		c := cred[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=') {
-			return "", false
-		}
 	}
 	return cred, true
 }

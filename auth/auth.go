@@ -152,3 +152,20 @@ func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
 }
+
+// Token68 reports whether s can travel as a bearer credential: one or more
+// of RFC 6750's token68 characters, so that a header with spaces, commas or
+// quotes in it is malformed rather than half-read.
+func Token68(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
+}

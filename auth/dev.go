@@ -33,6 +33,9 @@ func NewDevVerifier(token string) (*DevVerifier, error) {
 	if token == "" {
 		return nil, errors.New("the dev token is empty")
 	}
+	if !Token68(token) {
+		return nil, errors.New("the dev token must be letters, digits and - . _ ~ + / = only, to travel in an Authorization header")
+	}
 	return &DevVerifier{token: []byte(token)}, nil
 }
 

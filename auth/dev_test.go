@@ -73,3 +73,16 @@ func TestDevToken(t *testing.T) {
 		}
 	})
 }
+
+// TestDevTokenMustFitAHeader checks that a LETHE_DEV_TOKEN the API could
+// never receive is refused at start rather than at every call.
+func TestDevTokenMustFitAHeader(t *testing.T) {
+	for _, bad := range []string{"two words", `quo"te`, "comma,s", "naïve"} {
+		if _, err := auth.NewDevVerifier(bad); err == nil {
+			t.Errorf("NewDevVerifier(%q) accepted a token no Authorization header can carry", bad)
+		}
+	}
+	if _, err := auth.NewDevVerifier("lethe_dev_Abc-123.x~y+z/w="); err != nil {
+		t.Errorf("a token68 dev token refused: %v", err)
+	}
+}
