@@ -46,9 +46,9 @@ func runAudit(ctx context.Context, args []string, env func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	store, err := registry.Open(ctx, cfg.DatabaseURL)
+	store, err := cfg.openStore(ctx)
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	defer store.Close()
 	v, err := store.VerifyAudit(ctx)

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 
 	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/codec"
-	"github.com/lethe-dev/lethe/registry"
 )
 
 // runCodec serves the codec endpoint on its own, so that an operator who
@@ -37,9 +35,9 @@ func runCodec(ctx context.Context, cfg *config, log *slog.Logger) error {
 	// the database: a codec endpoint on a laptop usually has none.
 	var tokens auth.TokenStore
 	if cfg.DatabaseNamed {
-		store, err := registry.Open(ctx, cfg.DatabaseURL)
+		store, err := cfg.openStore(ctx)
 		if err != nil {
-			return fmt.Errorf("open database: %w", err)
+			return err
 		}
 		defer store.Close()
 		tokens = store

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/escalation"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/registry"
 )
 
 // config is every setting of every role, read from the environment and then
@@ -404,4 +406,14 @@ func (c *config) signing() (master *credential.Master, overlap time.Duration, re
 		return nil, 0, false, fmt.Errorf("LETHE_REQUIRE_SIGNATURES %q: want true or false", c.RequireSignatures)
 	}
 	return master, overlap, require, nil
+}
+
+// openStore connects to LETHE_DATABASE_URL, for the commands that read or
+// write the registry directly (migrate, token, audit, codec).
+func (c *config) openStore(ctx context.Context) (*registry.Store, error) {
+	store, err := registry.Open(ctx, c.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return store, nil
 }

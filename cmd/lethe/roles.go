@@ -124,9 +124,9 @@ func (c *config) roleSettings() (roles.Settings, error) {
 }
 
 func runMigrate(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
-	store, err := registry.Open(ctx, cfg.DatabaseURL)
+	store, err := cfg.openStore(ctx)
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	defer store.Close()
 	if err := registry.Migrate(ctx, store.DB()); err != nil {

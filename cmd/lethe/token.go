@@ -77,9 +77,9 @@ func runTokenCreate(ctx context.Context, args []string, env func(string) string,
 	if err != nil {
 		return err
 	}
-	store, err := registry.Open(ctx, cfg.DatabaseURL)
+	store, err := cfg.openStore(ctx)
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	defer store.Close()
 	rec, err := store.CreateToken(ctx, registry.NewToken{Name: name, Hash: auth.HashToken(tok), Scopes: scopes, TTL: ttl, Actor: cliActor(env)})
@@ -103,9 +103,9 @@ func runTokenRevoke(ctx context.Context, args []string, env func(string) string,
 	if name == "" {
 		return errors.New("token revoke: --name is required")
 	}
-	store, err := registry.Open(ctx, cfg.DatabaseURL)
+	store, err := cfg.openStore(ctx)
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	defer store.Close()
 	rec, err := store.RevokeToken(ctx, name, cliActor(env))
@@ -134,9 +134,9 @@ func runTokenList(ctx context.Context, args []string, env func(string) string, s
 	if err != nil {
 		return err
 	}
-	store, err := registry.Open(ctx, cfg.DatabaseURL)
+	store, err := cfg.openStore(ctx)
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	defer store.Close()
 	recs, err := store.ListTokens(ctx)
