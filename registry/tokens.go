@@ -208,18 +208,10 @@ func scanToken(row scanner) (auth.TokenRecord, error) {
 	for _, sc := range scopes {
 		rec.Scopes = append(rec.Scopes, auth.Scope(sc))
 	}
-	rec.ExpiresAt = optionalTime(expires)
-	rec.RevokedAt = optionalTime(revoked)
-	rec.LastUsedAt = optionalTime(lastUsed)
+	rec.ExpiresAt = utcPtr(expires)
+	rec.RevokedAt = utcPtr(revoked)
+	rec.LastUsedAt = utcPtr(lastUsed)
 	return rec, nil
-}
-
-func optionalTime(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	u := t.Time.UTC()
-	return &u
 }
 
 func tokenNotFound(name string) error {
