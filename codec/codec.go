@@ -18,9 +18,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -182,35 +184,98 @@ func NewCodec(k *Keyring) converter.PayloadCodec { return &aesCodec{keys: k} }
 // a failed workflow task that Temporal retries: the workflow waits until a
 // worker with the key picks it up. Outside workflow code (clients,
 // activities) the error is returned.
-func DataConverter(k *Keyring) converter.DataConverter {
-	return contextAware{converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), NewCodec(k))}
+//
+// With keys, workflow code also refuses payloads that are not encrypted
+// (a PlaintextError): every Lethe process encrypts, so such a payload comes
+// from a client without the keys, someone bypassing the API. A workflow
+// started with one fails with the reason; a signal carrying one is dropped.
+// PlaintextBefore lets workflows begun before encryption was turned on
+// finish.
+func DataConverter(k *Keyring, opts ...Option) converter.DataConverter {
+	c := contextAware{DataConverter: converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), NewCodec(k)), strict: k != nil}
+	for _, opt := range opts {
+		opt(&c)
+	}
+	return c
+}
+
+// Option adjusts DataConverter.
+type Option func(*contextAware)
+
+// PlaintextBefore lets workflow code read unencrypted payloads in
+// workflows started before t: those that were running when encryption was
+// turned on, whose histories hold plaintext inputs, signals and results.
+// Later workflows still refuse them. The zero t changes nothing.
+func PlaintextBefore(t time.Time) Option {
+	return func(c *contextAware) { c.plaintextBefore = t }
+}
+
+// PlaintextError is what workflow code gets for a payload that is not
+// encrypted although this process has keys. It names no content.
+type PlaintextError struct{}
+
+func (PlaintextError) Error() string {
+	return "codec: unencrypted payload refused: this worker has LETHE_CODEC_KEYS and every Lethe process encrypts, " +
+		"so it was sent by a client without the keys, not through the Lethe API or relay " +
+		"(workflows started before encryption was turned on: see LETHE_CODEC_PLAINTEXT_BEFORE)"
 }
 
 // contextAware hands workflow code a converter that stops the workflow task
-// on a DecryptError instead of returning it.
+// on a DecryptError instead of returning it, and that refuses plaintext
+// when strict.
 type contextAware struct {
 	converter.DataConverter
+	strict          bool
+	plaintextBefore time.Time
 }
 
 // WithWorkflowContext is called by the SDK for conversions in workflow code.
-func (c contextAware) WithWorkflowContext(converter.WorkflowContext) converter.DataConverter {
-	return workflowConverter(c)
+func (c contextAware) WithWorkflowContext(ctx converter.WorkflowContext) converter.DataConverter {
+	strict := c.strict
+	if wctx, ok := ctx.(workflow.Context); ok && strict && !c.plaintextBefore.IsZero() {
+		// The start time is the server's, so a client cannot claim an
+		// older one, and it is the same at every replay.
+		strict = !workflow.GetInfo(wctx).WorkflowStartTime.Before(c.plaintextBefore)
+	}
+	return workflowConverter{DataConverter: c.DataConverter, strict: strict}
 }
 
 // WithContext is called by the SDK for conversions in activities.
 func (c contextAware) WithContext(context.Context) converter.DataConverter { return c }
 
-// workflowConverter panics on a DecryptError; see DataConverter.
+// workflowConverter panics on a DecryptError and, when strict, refuses
+// plaintext; see DataConverter.
 type workflowConverter struct {
 	converter.DataConverter
+	strict bool
 }
 
 func (c workflowConverter) FromPayload(p *commonpb.Payload, valuePtr any) error {
+	if err := c.refusePlaintext(p); err != nil {
+		return err
+	}
 	return panicOnDecrypt(c.DataConverter.FromPayload(p, valuePtr))
 }
 
 func (c workflowConverter) FromPayloads(ps *commonpb.Payloads, valuePtrs ...any) error {
+	if err := c.refusePlaintext(ps.GetPayloads()...); err != nil {
+		return err
+	}
 	return panicOnDecrypt(c.DataConverter.FromPayloads(ps, valuePtrs...))
+}
+
+// refusePlaintext returns a PlaintextError when c is strict and one of ps
+// is not encrypted.
+func (c workflowConverter) refusePlaintext(ps ...*commonpb.Payload) error {
+	if !c.strict {
+		return nil
+	}
+	for _, p := range ps {
+		if p != nil && string(p.GetMetadata()[converter.MetadataEncoding]) != Encoding {
+			return PlaintextError{}
+		}
+	}
+	return nil
 }
 
 func panicOnDecrypt(err error) error {

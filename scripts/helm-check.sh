@@ -457,6 +457,15 @@ check_payload_encryption() {
 	want_none "$off" 'LETHE_CODEC_KEYS' || return 1
 	must_fail "a boolean payloadEncryption.enabled" "/payloadEncryption/enabled" "${REQUIRED[@]}" \
 		--set-string payloadEncryption.enabled=no || return 1
+	# The migration window for plaintext reaches the ConfigMap (and the
+	# migration's copy of it); a value
+	# that is not an RFC 3339 time is refused.
+	local window="$WORK/plaintext-before.yaml"
+	render "${REQUIRED[@]}" --set-string payloadEncryption.plaintextBefore=2026-12-03T09:00:00Z >"$window" ||
+		fail "render with payloadEncryption.plaintextBefore failed" || return 1
+	want_count "$window" 2 '^  LETHE_CODEC_PLAINTEXT_BEFORE: "2026-12-03T09:00:00Z"$' || return 1
+	must_fail "an RFC 3339 plaintextBefore" "/payloadEncryption/plaintextBefore" "${REQUIRED[@]}" \
+		--set-string payloadEncryption.plaintextBefore=yesterday || return 1
 }
 
 # policy_of writes to stdout the file of the rendered document of a kind and

@@ -410,6 +410,13 @@ func TestDataConverterFromConfig(t *testing.T) {
 	if _, err := (&config{CodecKeys: "k1:zz"}).dataConverter(log); err == nil {
 		t.Error("a malformed key was accepted")
 	}
+	if _, err := (&config{CodecKeys: testCodecKeys, CodecPlainBefore: "2026-12-03T09:00:00Z"}).dataConverter(log); err != nil {
+		t.Errorf("an RFC 3339 LETHE_CODEC_PLAINTEXT_BEFORE was refused: %v", err)
+	}
+	if _, err := (&config{CodecKeys: testCodecKeys, CodecPlainBefore: "yesterday"}).dataConverter(log); err == nil ||
+		!strings.Contains(err.Error(), "LETHE_CODEC_PLAINTEXT_BEFORE") {
+		t.Errorf("LETHE_CODEC_PLAINTEXT_BEFORE=yesterday: err %v, want it refused by name", err)
+	}
 }
 
 func TestUIOrigins(t *testing.T) {

@@ -38,6 +38,7 @@ type config struct {
 	MetricsAddr       string
 	SubjectKey        string
 	CodecKeys         string
+	CodecPlainBefore  string
 	CodecAddr         string
 	CodecOrigins      string
 	SigningKey        string
@@ -129,6 +130,7 @@ func (c *config) settings() []setting {
 		{"LETHE_METRICS_ADDR", "metrics-addr", "", "GET /metrics of the worker and relay on its own listener (default: on LETHE_HEALTH_ADDR)", &c.MetricsAddr},
 		{"LETHE_SUBJECT_KEY", "subject-key", "", "hex HMAC key for identifier digests (64+ hex digits)", &c.SubjectKey},
 		{"LETHE_CODEC_KEYS", "codec-keys", "", "Temporal payload encryption keys, comma-separated id:hexkey (64 hex digits), the first active", &c.CodecKeys},
+		{"LETHE_CODEC_PLAINTEXT_BEFORE", "codec-plaintext-before", "", "RFC 3339 time encryption was turned on: workflows started before it may still read unencrypted payloads, later ones refuse them", &c.CodecPlainBefore},
 		{"LETHE_CODEC_ADDR", "codec-addr", "127.0.0.1:8234", "codec endpoint listen address (lethe dev, lethe codec)", &c.CodecAddr},
 		{"LETHE_CODEC_ORIGINS", "codec-origins", "", "comma-separated Temporal Web UI origins the codec endpoint answers (lethe codec)", &c.CodecOrigins},
 		{"LETHE_SIGNING_KEY", "signing-key", "", "hex Ed25519 seed (64 hex digits) that signs certificates of erasure", &c.SigningKey},
@@ -282,18 +284,28 @@ func (c *config) certSettings() (certSettings, error) {
 // process, encrypting with LETHE_CODEC_KEYS. Without keys it encrypts
 // nothing, which it warns about once, at start, but it still recognises
 // encrypted payloads: a worker started without the keys then holds back the
-// workflows it cannot read instead of failing them.
+// workflows it cannot read instead of failing them. With keys, workflows
+// refuse unencrypted payloads unless they started before
+// LETHE_CODEC_PLAINTEXT_BEFORE (see codec.DataConverter).
 func (c *config) dataConverter(log *slog.Logger) (converter.DataConverter, error) {
 	keys, err := c.codecKeys()
 	if err != nil {
 		return nil, err
+	}
+	var opts []codec.Option
+	if c.CodecPlainBefore != "" {
+		t, err := time.Parse(time.RFC3339, c.CodecPlainBefore)
+		if err != nil {
+			return nil, fmt.Errorf("LETHE_CODEC_PLAINTEXT_BEFORE %q: want an RFC 3339 time such as 2026-12-01T09:00:00Z", c.CodecPlainBefore)
+		}
+		opts = append(opts, codec.PlaintextBefore(t))
 	}
 	if keys == nil {
 		log.Warn("LETHE_CODEC_KEYS is not set: Temporal stores workflow payloads, identifier values included, unencrypted")
 	} else {
 		log.Info("temporal payloads encrypted", "active_key_id", keys.ActiveID(), "key_ids", keys.IDs())
 	}
-	return codec.DataConverter(keys), nil
+	return codec.DataConverter(keys, opts...), nil
 }
 
 // logger builds the one logger of the process.

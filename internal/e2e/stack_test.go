@@ -20,11 +20,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/lethe-dev/lethe"
-	"github.com/lethe-dev/lethe/activities"
-	"github.com/lethe-dev/lethe/api"
 	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
@@ -32,13 +29,11 @@ import (
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/apicall"
 	"github.com/lethe-dev/lethe/internal/kafkasec"
-	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/internal/oidctest"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/testtemporal"
 	"github.com/lethe-dev/lethe/registry"
-	"github.com/lethe-dev/lethe/relay"
 	"github.com/lethe-dev/lethe/wire"
 	"github.com/lethe-dev/lethe/workflows"
 )
@@ -142,7 +137,6 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	} else {
 		s.Brokers, _ = testenv.Kafka(t, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic))
 	}
-	lethesKafka := kafkax.Cluster{Brokers: s.Brokers, Security: letheKafka}
 	if opts.Temporal != nil {
 		s.Temporal, s.Namespace = opts.Temporal, opts.Namespace
 	} else {
@@ -155,8 +149,8 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 	s.Digester = dg
 
-	// The worker gets its own client on the same connection so that its logs
-	// (workflow, activities, SDK) land in the captured buffer too.
+	// The roles get a client of their own on the same connection so that
+	// their logs (workflow, activities, SDK) land in the captured buffer too.
 	var dc converter.DataConverter
 	if opts.Codec != nil {
 		dc = codec.DataConverter(opts.Codec)
@@ -166,27 +160,6 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	if err != nil {
 		t.Fatalf("worker client: %v", err)
 	}
-	// The API and the relay share the worker's client: with a codec, what
-	// they start and signal is encrypted too.
-	lc := s.Temporal
-	if opts.Codec != nil {
-		lc = wc
-	}
-	writer := lethesKafka.Writer()
-	w := worker.New(wc, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer, Digester: dg,
-		Credentials: s.Store, SystemKey: opts.SystemKey})
-	if err := w.Start(); err != nil {
-		t.Fatalf("start worker: %v", err)
-	}
-
-	r, err := relay.New(relay.Config{Brokers: s.Brokers, Security: letheKafka, Logger: s.Log, Credentials: s.Store,
-		SystemKey: opts.SystemKey, RequireSignatures: s.Signed}, lc, s.Store)
-	if err != nil {
-		t.Fatalf("relay: %v", err)
-	}
-	s.goRun("relay", r.Run)
-
 	// Callers authenticate as in production: Lethe tokens from the
 	// registry and JWTs from an OIDC issuer of the stack's own.
 	s.Issuer = oidctest.NewIssuer(t)
@@ -198,28 +171,30 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.Token = testenv.Token(t, s.Store, "e2e-admin", auth.AllScopes...)
-	srv, err := api.New(api.Config{
-		Store:     s.Store,
-		Engine:    api.NewTemporalEngine(lc, opts.Policy),
-		Topics:    roles.Topics{Brokers: s.Brokers, Security: letheKafka, Partitions: 1},
-		Digester:  dg,
-		Logger:    s.Log,
-		SystemKey: opts.SystemKey,
-		Auth:      &auth.Chain{Tokens: auth.NewTokenVerifier(s.Store), OIDC: oidcV},
-	})
+
+	// The roles run as `lethe api|worker|relay` run them, on the worker's
+	// client: with a codec, everything they start and signal is encrypted.
+	deps := roles.Deps{
+		Store: s.Store, Temporal: wc, Namespace: s.Namespace,
+		Brokers: s.Brokers, KafkaSecurity: letheKafka, Partitions: 1,
+		Logger: s.Log, Digester: dg,
+		Settings: roles.Settings{Policy: opts.Policy, SystemKey: opts.SystemKey, RequireSignatures: s.Signed},
+		Access:   roles.Access{Auth: &auth.Chain{Tokens: auth.NewTokenVerifier(s.Store), OIDC: oidcV}},
+	}
+	s.goRun("worker", func(ctx context.Context) error { return roles.RunWorker(ctx, deps) })
+	s.goRun("relay", func(ctx context.Context) error { return roles.RunRelay(ctx, deps) })
+	h, err := roles.APIHandler(deps)
 	if err != nil {
 		t.Fatalf("api: %v", err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewServer(h)
 	s.URL = hs.URL
 
 	t.Cleanup(func() {
 		hs.Close()
 		cancel()
 		s.wg.Wait()
-		w.Stop()
 		wc.Close()
-		writer.Close()
 	})
 	return s
 }

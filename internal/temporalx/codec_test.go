@@ -306,3 +306,99 @@ func eventTypes(t *testing.T, c client.Client, id string) map[enumspb.EventType]
 	}
 	return types
 }
+
+// TestWorkerRefusesPlaintext: every Lethe process encrypts, so a worker
+// with keys takes an unencrypted payload for what it is, a client without
+// the keys going around the API. A workflow started with plaintext input
+// fails with the reason before any of its code runs; a plaintext signal is
+// dropped while the encrypted one after it counts. Workflows started before
+// codec.PlaintextBefore, which predate encryption, still run.
+func TestWorkerRefusesPlaintext(t *testing.T) {
+	raw, ns := testtemporal.Start(t)
+	keys, err := codec.ParseKeys(testKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := slog.New(slog.DiscardHandler)
+	keyed := func(t *testing.T, opts ...codec.Option) client.Client {
+		c, err := client.NewClientFromExisting(raw, temporalx.ClientOptions("", ns, silent, codec.DataConverter(keys, opts...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	start := func(t *testing.T, c client.Client, queue string) client.WorkflowRun {
+		t.Helper()
+		run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: queue, TaskQueue: queue},
+			"canary", canaryInput{Subject: canary})
+		if err != nil {
+			t.Fatalf("start workflow: %v", err)
+		}
+		return run
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	for _, tc := range []struct {
+		name   string
+		cutoff time.Time
+	}{
+		{"no cutoff", time.Time{}},
+		{"cutoff before the start", time.Now().Add(-time.Hour)},
+	} {
+		t.Run("plaintext input, "+tc.name, func(t *testing.T) {
+			queue := "plain-input-" + strings.ReplaceAll(tc.name, " ", "-")
+			coded := keyed(t, codec.PlaintextBefore(tc.cutoff))
+			newCanaryWorker(t, coded, queue, worker.Options{})
+			start(t, raw, queue)
+			// The failure's message is encrypted too: read it with the keys.
+			err := coded.GetWorkflow(ctx, queue, "").Get(ctx, nil)
+			if err == nil || !strings.Contains(err.Error(), "unencrypted payload refused") {
+				t.Fatalf("a plaintext start ended with %v, want the workflow failed for its unencrypted input", err)
+			}
+			if strings.Contains(err.Error(), canary) {
+				t.Error("the failure shows the value")
+			}
+			types := eventTypes(t, raw, queue)
+			if !types[enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED] || types[enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED] {
+				t.Errorf("events %v: want the workflow failed before scheduling anything", types)
+			}
+		})
+	}
+
+	t.Run("plaintext signal", func(t *testing.T) {
+		coded := keyed(t)
+		newCanaryWorker(t, coded, "plain-signal", worker.Options{})
+		run := start(t, coded, "plain-signal")
+		if err := raw.SignalWorkflow(ctx, run.GetID(), "", "canary", "forged"); err != nil {
+			t.Fatal(err)
+		}
+		if err := coded.SignalWorkflow(ctx, run.GetID(), "", "canary", canary); err != nil {
+			t.Fatal(err)
+		}
+		var res canaryResult
+		if err := run.Get(ctx, &res); err != nil {
+			t.Fatalf("workflow: %v", err)
+		}
+		if res.Signal != canary {
+			t.Errorf("the workflow read signal %q, want the encrypted one after the dropped plaintext one", res.Signal)
+		}
+	})
+
+	t.Run("started before the cutoff", func(t *testing.T) {
+		coded := keyed(t, codec.PlaintextBefore(time.Now().Add(time.Hour)))
+		newCanaryWorker(t, coded, "plain-before", worker.Options{})
+		start(t, raw, "plain-before")
+		if err := raw.SignalWorkflow(ctx, "plain-before", "", "canary", canary); err != nil {
+			t.Fatal(err)
+		}
+		var res canaryResult
+		if err := coded.GetWorkflow(ctx, "plain-before", "").Get(ctx, &res); err != nil {
+			t.Fatalf("a workflow that predates the cutoff ended with %v, want it run", err)
+		}
+		if res.Echo != canary || res.Signal != canary {
+			t.Errorf("result = %+v, want the plaintext input and signal read", res)
+		}
+	})
+}

@@ -278,6 +278,9 @@ LETHE_REMINDERS: {{ .Values.deadlines.reminders | quote }}
 LETHE_ESCALATION_WEBHOOK: {{ . | quote }}
 {{- end }}
 LETHE_RETENTION: {{ .Values.certificates.retention | quote }}
+{{- with .Values.payloadEncryption.plaintextBefore }}
+LETHE_CODEC_PLAINTEXT_BEFORE: {{ . | quote }}
+{{- end }}
 LETHE_AUTH: "on"
 LETHE_RATE_LIMIT: {{ .Values.auth.rateLimit | quote }}
 LETHE_RATE_BURST: {{ .Values.auth.rateBurst | quote }}
