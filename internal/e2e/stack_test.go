@@ -119,6 +119,9 @@ type stackOptions struct {
 	// credential for every system the stack's helpers register;
 	// LETHE_E2E_SIGNED=1 sets it for every stack.
 	Signed bool
+	// Engine, when set, wraps the engine the API starts and signals
+	// workflows through, for tests that change what it sends.
+	Engine func(api.Engine) api.Engine
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -198,9 +201,13 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.Token = testenv.Token(t, s.Store, "e2e-admin", auth.AllScopes...)
+	engine := api.NewTemporalEngine(lc, opts.Policy)
+	if opts.Engine != nil {
+		engine = opts.Engine(engine)
+	}
 	srv, err := api.New(api.Config{
 		Store:     s.Store,
-		Engine:    api.NewTemporalEngine(lc, opts.Policy),
+		Engine:    engine,
 		Topics:    roles.Topics{Brokers: s.Brokers, Security: letheKafka, Partitions: 1},
 		Digester:  dg,
 		Logger:    s.Log,
