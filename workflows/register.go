@@ -13,8 +13,18 @@ import (
 // Register puts the erasure workflow and its activities on a worker (or on a
 // test environment), under the names the API and the history expect.
 func Register(r worker.Registry, a *activities.Activities) {
-	r.RegisterWorkflowWithOptions(ErasureWorkflow, workflow.RegisterOptions{Name: ErasureWorkflowName})
+	registerWorkflow(r)
 	r.RegisterActivity(a)
+}
+
+// workflowRegistry is what takes workflows: a worker, and the replayer that
+// replays recorded histories against the workflow as the worker registers it.
+type workflowRegistry interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}
+
+func registerWorkflow(r workflowRegistry) {
+	r.RegisterWorkflowWithOptions(ErasureWorkflow, workflow.RegisterOptions{Name: ErasureWorkflowName})
 }
 
 // localActivities chooses how the workflow runs its activities. Local

@@ -22,6 +22,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/api"
 	"github.com/lethe-dev/lethe/auth"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
@@ -114,6 +115,9 @@ type stackOptions struct {
 	// credential for every system the stack's helpers register;
 	// LETHE_E2E_SIGNED=1 sets it for every stack.
 	Signed bool
+	// Engine, when set, wraps the engine the API starts and signals
+	// workflows through, for tests that change what it sends.
+	Engine func(api.Engine) api.Engine
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -180,6 +184,9 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		Logger: s.Log, Digester: dg,
 		Settings: roles.Settings{Policy: opts.Policy, SystemKey: opts.SystemKey, RequireSignatures: s.Signed},
 		Access:   roles.Access{Auth: &auth.Chain{Tokens: auth.NewTokenVerifier(s.Store), OIDC: oidcV}},
+	}
+	if opts.Engine != nil {
+		deps.Engine = opts.Engine(api.NewTemporalEngine(wc, opts.Policy))
 	}
 	s.goRun("worker", func(ctx context.Context) error { return roles.RunWorker(ctx, deps) })
 	s.goRun("relay", func(ctx context.Context) error { return roles.RunRelay(ctx, deps) })

@@ -61,6 +61,10 @@ type Deps struct {
 	// Access is who may call the API; see api.Config's fields of the same
 	// names.
 	Access Access
+	// Engine, when set, is what the API starts workflows with instead of
+	// Temporal directly; the history recorder starts older revisions
+	// through it.
+	Engine api.Engine
 }
 
 // Access says who may call the API: its verifier (or AuthOff, on purpose),
@@ -149,9 +153,13 @@ func APIHandler(d Deps) (http.Handler, error) {
 	if err := d.needDigester(); err != nil {
 		return nil, err
 	}
+	engine := d.Engine
+	if engine == nil {
+		engine = api.NewTemporalEngine(d.Temporal, d.Settings.Policy)
+	}
 	srv, err := api.New(api.Config{
 		Store:           d.Store,
-		Engine:          api.NewTemporalEngine(d.Temporal, d.Settings.Policy),
+		Engine:          engine,
 		Topics:          Topics{Brokers: d.Brokers, Security: d.KafkaSecurity, Partitions: d.Partitions},
 		Digester:        d.Digester,
 		Logger:          d.Logger,

@@ -26,13 +26,16 @@ const temporalSetupTimeout = time.Minute
 // port) with Lethe's search attributes registered in its namespace, and
 // returns a client on that namespace. The namespace is random, not
 // "default": pass it on wherever code names one. Server and client stop
-// when the test ends, and both stay silent.
-func Start(t testing.TB) (c client.Client, namespace string) {
+// when the test ends, and both stay silent. extra options go to the test
+// server after Lethe's, for a test that needs the server configured
+// otherwise (its dynamic config, say).
+func Start(t testing.TB, extra ...temporaltest.TestServerOption) (c client.Client, namespace string) {
 	t.Helper()
 	silent := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 	opts := []temporaltest.TestServerOption{
 		temporaltest.WithBaseClientOptions(client.Options{Logger: silent}),
 	}
+	opts = append(opts, extra...)
 	tt, isT := t.(*testing.T)
 	if isT {
 		opts = append(opts, temporaltest.WithT(tt))
