@@ -11,6 +11,10 @@ import (
 	"github.com/lethe-dev/lethe/activities"
 )
 
+// holdRecheck is how often a request with held systems asks again whether
+// its holds still hold, in case the signal of a lift was lost.
+const holdRecheck = 24 * time.Hour
+
 // hold keeps a target's system out of the wave: its placeholder shows it
 // retained with the hold's basis and keeps the request open until the hold
 // ends. A system already held just follows the hold found now.
