@@ -58,6 +58,8 @@ func validateInput(in ErasureInput) error {
 type erasure struct {
 	in     ErasureInput
 	policy Policy
+	// features are what in.Revision turns on.
+	features features
 
 	status      lethe.RequestStatus
 	completedAt *time.Time
@@ -103,10 +105,37 @@ type erasure struct {
 	ledgerHeld     bool
 }
 
+// features are the behaviours a run's revision turns on, resolved once from
+// ErasureInput.Revision so that the code asks what to do rather than which
+// revision it runs. A new revision adds a field here and a line to
+// featuresOf.
+type features struct {
+	// settledSearch defers the first search-attribute upsert until the
+	// request has settled (RevisionSettledSearch).
+	settledSearch bool
+	// overdueAfterHold marks a request overdue when a hold ends after a
+	// deadline that passed quietly (RevisionOverdueAfterHold).
+	overdueAfterHold bool
+	// settledLedger writes a young request's steps to the ledger only once
+	// it has settled (RevisionSettledLedger).
+	settledLedger bool
+}
+
+// featuresOf resolves a revision into the behaviours it turns on: each
+// revision keeps those of the revisions before it.
+func featuresOf(revision int) features {
+	return features{
+		settledSearch:    revision >= RevisionSettledSearch,
+		overdueAfterHold: revision >= RevisionOverdueAfterHold,
+		settledLedger:    revision >= RevisionSettledLedger,
+	}
+}
+
 func newErasure(in ErasureInput) *erasure {
 	w := &erasure{
 		in:       in,
 		policy:   in.Policy,
+		features: featuresOf(in.Revision),
 		status:   lethe.RequestPending,
 		known:    map[string]bool{},
 		targets:  map[string]activities.Target{},
@@ -228,7 +257,7 @@ func (w *erasure) run(ctx workflow.Context, fresh bool) error {
 			// The last step's changes go out with the final status, in one Sync.
 			return w.finish(ctx)
 		}
-		if err := w.flush(ctx, w.in.Revision >= RevisionSettledLedger); err != nil {
+		if err := w.flush(ctx, w.features.settledLedger); err != nil {
 			return w.stop(ctx, err)
 		}
 		if w.shouldContinueAsNew(ctx) {

@@ -162,3 +162,20 @@ func TestInvalidInputFails(t *testing.T) {
 		})
 	}
 }
+
+func TestFeaturesOfRevision(t *testing.T) {
+	tests := []struct {
+		revision int
+		want     features
+	}{
+		{0, features{}},
+		{RevisionSettledSearch, features{settledSearch: true}},
+		{RevisionOverdueAfterHold, features{settledSearch: true, overdueAfterHold: true}},
+		{RevisionSettledLedger, features{settledSearch: true, overdueAfterHold: true, settledLedger: true}},
+	}
+	for _, tt := range tests {
+		if got := featuresOf(tt.revision); got != tt.want {
+			t.Errorf("featuresOf(%d) = %+v, want %+v", tt.revision, got, tt.want)
+		}
+	}
+}

@@ -127,7 +127,7 @@ func (w *erasure) recheckHolds(ctx workflow.Context) error {
 // passed quietly: only held systems were open then, and a hold has ended
 // since. The erasure it suspended is now late.
 func (w *erasure) overdueAfterHolds(ctx workflow.Context, now time.Time) {
-	if w.in.Revision < RevisionOverdueAfterHold || w.overdue || !w.fired[w.deadlinePoint().name] || now.Before(w.deadline) {
+	if !w.features.overdueAfterHold || w.overdue || !w.fired[w.deadlinePoint().name] || now.Before(w.deadline) {
 		return
 	}
 	if open := w.openSystems(); len(open) > 0 {

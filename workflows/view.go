@@ -37,7 +37,7 @@ func (w *erasure) upsertSearch(ctx workflow.Context) {
 	if w.searchKnown && v == w.search {
 		return
 	}
-	w.searchDeferred = !w.searchKnown && w.in.Revision >= RevisionSettledSearch && w.settling(ctx)
+	w.searchDeferred = !w.searchKnown && w.features.settledSearch && w.settling(ctx)
 	if w.searchDeferred {
 		return
 	}
