@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -373,12 +372,3 @@ func (w *erasure) nextDue() time.Time {
 }
 
 func idKey(id wire.Identifier) string { return id.Type + "\x00" + id.Value }
-
-func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}

@@ -110,7 +110,7 @@ func (w *erasure) deadlinePoint() point {
 // openSystems names the systems still to confirm, held ones excepted.
 func (w *erasure) openSystems() []string {
 	var out []string
-	for _, name := range sortedKeys(w.bySystem) {
+	for _, name := range workflow.DeterministicKeys(w.bySystem) {
 		for _, cmd := range w.bySystem[name] {
 			if !cmd.Status.Final() {
 				out = append(out, name)

@@ -82,7 +82,7 @@ func (w *erasure) recheckHolds(ctx workflow.Context) error {
 	w.holdsChanged = false
 	var held []string
 	var types []string
-	for _, name := range sortedKeys(w.bySystem) {
+	for _, name := range workflow.DeterministicKeys(w.bySystem) {
 		for _, cmd := range w.bySystem[name] {
 			if cmd.Held {
 				held = append(held, name)

@@ -117,12 +117,12 @@ func (w *erasure) carry() ErasureInput {
 		Status:       w.status,
 		Subject:      slices.Clone(w.subject),
 		Inbox:        slices.Clone(w.inbox),
-		Fired:        sortedKeys(w.fired),
+		Fired:        workflow.DeterministicKeys(w.fired),
 		Overdue:      w.overdue,
 		Learned:      slices.Clone(w.learned),
 		HoldsChanged: w.holdsChanged,
 	}
-	for _, name := range sortedKeys(w.targets) {
+	for _, name := range workflow.DeterministicKeys(w.targets) {
 		st.Targets = append(st.Targets, w.targets[name])
 	}
 	for _, cmd := range w.commands {

@@ -54,7 +54,7 @@ func (w *erasure) event(now time.Time, ev lethe.AuditEvent) {
 func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 	delta := lethe.LedgerDelta{Status: w.out.status, CompletedAt: w.out.completedAt, Overdue: w.out.overdue,
 		Events: w.out.events}
-	for _, name := range sortedKeys(w.out.changed) {
+	for _, name := range workflow.DeterministicKeys(w.out.changed) {
 		delta.Systems = append(delta.Systems, w.progress(name))
 	}
 	hold := settle && w.settling(ctx)

@@ -29,7 +29,7 @@ type searchValues struct {
 func (w *erasure) upsertSearch(ctx workflow.Context) {
 	v := searchValues{status: string(w.status), systems: int64(len(w.bySystem)), deadline: w.deadline,
 		overdue: w.overdue}
-	for _, name := range sortedKeys(w.bySystem) {
+	for _, name := range workflow.DeterministicKeys(w.bySystem) {
 		if w.progress(name).Status == lethe.SystemDispatched {
 			v.pending++
 		}
@@ -87,7 +87,7 @@ func (w *erasure) view(ctx workflow.Context) lethe.Erasure {
 
 func (w *erasure) progressAll() []lethe.SystemProgress {
 	out := make([]lethe.SystemProgress, 0, len(w.bySystem))
-	for _, name := range sortedKeys(w.bySystem) {
+	for _, name := range workflow.DeterministicKeys(w.bySystem) {
 		out = append(out, w.progress(name))
 	}
 	return out
@@ -131,7 +131,7 @@ func summary(systems []lethe.SystemProgress) string {
 		counts[p.Status]++
 	}
 	parts := []string{fmt.Sprintf("%d systems", len(systems))}
-	for _, s := range sortedKeys(counts) {
+	for _, s := range workflow.DeterministicKeys(counts) {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
 	}
 	return strings.Join(parts, ", ")
