@@ -1,0 +1,225 @@
+package workflows
+
+import (
+	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/activities"
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// dispatchNew issues a wave of new commands: for each target, the subject's
+// identifiers of the target's types that it was never sent (data
+// minimisation), in commands of at most wire.MaxIdentifiers identifiers.
+func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target) error {
+	type pending struct {
+		target activities.Target
+		ids    []wire.Identifier
+	}
+	var wave []pending
+	now := workflow.Now(ctx).UTC()
+	for _, t := range targets {
+		w.targets[t.System] = t
+		if t.Hold != nil {
+			w.hold(now, t)
+			continue
+		}
+		w.release(now, t.System)
+		ids := w.unsent(t)
+		for len(ids) > 0 {
+			n := min(len(ids), wire.MaxIdentifiers)
+			wave = append(wave, pending{target: t, ids: ids[:n]})
+			ids = ids[n:]
+		}
+	}
+	if len(wave) == 0 {
+		return nil
+	}
+	commandIDs, err := w.newCommandIDs(ctx, len(wave))
+	if err != nil {
+		return err
+	}
+	for i, p := range wave {
+		within := p.target.ConfirmWithin
+		if within <= 0 {
+			within = lethe.DefaultConfirmWithin
+		}
+		topic := p.target.Topic
+		if topic == "" {
+			topic = wire.DefaultTopic(p.target.System)
+		}
+		cmd := &CommandState{
+			ID:            commandIDs[i],
+			System:        p.target.System,
+			Topic:         topic,
+			Identifiers:   p.ids,
+			ConfirmWithin: within,
+			Attempt:       1,
+			IssuedAt:      now,
+			ConfirmBy:     now.Add(within),
+			Due:           now.Add(within),
+			Status:        lethe.SystemDispatched,
+			ChangedAt:     now,
+		}
+		w.add(cmd)
+		w.publish(cmd)
+		w.event(now, lethe.AuditEvent{Kind: lethe.AuditDispatched, System: cmd.System, Attempt: 1,
+			Detail: "identifier types: " + strings.Join(identifierTypes(cmd.Identifiers), ", ")})
+	}
+	return nil
+}
+
+// newCommandIDs returns the unguessable command_ids of one wave: derived
+// from the request's seed when it has one, else drawn at random in a single
+// side effect, so that replays see the same ones.
+func (w *erasure) newCommandIDs(ctx workflow.Context, n int) ([]string, error) {
+	if w.in.CommandSeed != "" {
+		ids := seededCommandIDs(w.in.CommandSeed, workflow.GetInfo(ctx).WorkflowExecution.RunID, w.drawn, n)
+		w.drawn += n
+		return ids, nil
+	}
+	var ids []string
+	err := workflow.SideEffect(ctx, func(workflow.Context) any {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = uuid.NewString()
+		}
+		return out
+	}).Get(&ids)
+	if err != nil {
+		return nil, fmt.Errorf("draw command ids: %w", err)
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("draw command ids: got %d, want %d", len(ids), n)
+	}
+	return ids, nil
+}
+
+// seededCommandIDs derives n command ids, numbered from onwards within the
+// run, from seed: an HMAC of the run and the number, shaped as a random
+// (version 4) UUID. Only who knows the seed can tell them; a workflow task
+// run again derives the very same ones.
+func seededCommandIDs(seed, runID string, from, n int) []string {
+	mac := hmac.New(sha256.New, []byte(seed))
+	ids := make([]string, n)
+	for i := range ids {
+		mac.Reset()
+		fmt.Fprintf(mac, "%s/%d", runID, from+i)
+		var u uuid.UUID
+		copy(u[:], mac.Sum(nil))
+		u[6] = u[6]&0x0f | 0x40 // version 4
+		u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+		ids[i] = u.String()
+	}
+	return ids
+}
+
+// unsent lists the subject's identifiers of t's types that t's system was
+// never sent, in the order they became known.
+func (w *erasure) unsent(t activities.Target) []wire.Identifier {
+	var ids []wire.Identifier
+	sent := w.sent[t.System]
+	for _, id := range w.subject {
+		if slices.Contains(t.Types, id.Type) && !sent[idKey(id)] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// fireDue acts on every open command whose time has come: dispatch it again,
+// or give up on it after the last attempt.
+func (w *erasure) fireDue(now time.Time) {
+	for _, cmd := range w.commands {
+		if cmd.Status.Final() || cmd.Held || cmd.Due.After(now) {
+			continue
+		}
+		switch {
+		case cmd.RetryPending:
+			w.redispatch(now, cmd, "the system asked for a retry")
+		case cmd.Attempt < w.policy.MaxAttempts:
+			w.redispatch(now, cmd, fmt.Sprintf("no confirmation within %s", lethe.Duration(cmd.ConfirmWithin)))
+		default:
+			cmd.Status = lethe.SystemFailed
+			cmd.Detail = fmt.Sprintf("no confirmation after %d attempts", cmd.Attempt)
+			cmd.ChangedAt = now
+			w.touch(cmd.System)
+			w.event(now, lethe.AuditEvent{Kind: lethe.AuditFailed, System: cmd.System, Attempt: cmd.Attempt,
+				Detail: cmd.Detail})
+		}
+	}
+}
+
+// redispatch sends a command again under the same command_id, which is how
+// a system knows it is the same command.
+func (w *erasure) redispatch(now time.Time, cmd *CommandState, why string) {
+	cmd.Attempt++
+	cmd.IssuedAt = now
+	cmd.ConfirmBy = now.Add(cmd.ConfirmWithin)
+	cmd.Due = cmd.ConfirmBy
+	cmd.RetryPending = false
+	cmd.ChangedAt = now
+	w.publish(cmd)
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditRedispatched, System: cmd.System, Attempt: cmd.Attempt, Detail: why})
+}
+
+func (w *erasure) add(cmd *CommandState) {
+	w.commands = append(w.commands, cmd)
+	if cmd.ID != "" {
+		w.byID[cmd.ID] = cmd
+	}
+	w.bySystem[cmd.System] = append(w.bySystem[cmd.System], cmd)
+	sent := w.sent[cmd.System]
+	if sent == nil {
+		sent = map[string]bool{}
+		w.sent[cmd.System] = sent
+	}
+	for _, id := range cmd.Identifiers {
+		sent[idKey(id)] = true
+	}
+}
+
+func (w *erasure) publish(cmd *CommandState) {
+	w.out.commands = append(w.out.commands, activities.Outbound{
+		Topic: cmd.Topic,
+		Command: wire.Command{
+			Schema:      wire.SchemaCommand,
+			CommandID:   cmd.ID,
+			RequestID:   w.in.RequestID,
+			System:      cmd.System,
+			Attempt:     cmd.Attempt,
+			Identifiers: slices.Clone(cmd.Identifiers),
+			IssuedAt:    cmd.IssuedAt,
+			ConfirmBy:   cmd.ConfirmBy,
+			DryRun:      w.in.DryRun,
+		},
+	})
+	w.touch(cmd.System)
+}
+
+func (w *erasure) planTargets(ctx workflow.Context, types []string) ([]activities.Target, error) {
+	var a *activities.Activities
+	var res activities.PlanResult
+	in := activities.PlanInput{RequestID: w.in.RequestID, Types: types, Subject: w.subject, Learned: w.learned,
+		At: workflow.Now(ctx).UTC()}
+	if err := execute(ctx, a.Plan, in, &res); err != nil {
+		return nil, err
+	}
+	w.learned = nil
+	targets := slices.Clone(res.Targets)
+	slices.SortFunc(targets, func(x, y activities.Target) int { return cmp.Compare(x.System, y.System) })
+	return targets, nil
+}
+
+func planDetail(targets []activities.Target, types []string) string {
+	return fmt.Sprintf("%d systems match identifier types %s", len(targets), strings.Join(types, ", "))
+}

@@ -1,0 +1,178 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/activities"
+	"github.com/lethe-dev/lethe/wire"
+)
+
+// ExtendSignal is the payload of SignalExtend, sent by the API once the
+// ledger has recorded the extension.
+type ExtendSignal struct {
+	Deadline time.Time `json:"deadline"`
+	Target   time.Time `json:"target"`
+}
+
+// ErasureInput starts an erasure workflow. It carries the subject's identifier
+// values because the commands need them; the ledger in PostgreSQL never does.
+type ErasureInput struct {
+	RequestID string            `json:"request_id"`
+	Subject   []wire.Identifier `json:"subject"`
+	DryRun    bool              `json:"dry_run"`
+	CreatedAt time.Time         `json:"created_at"`
+	Deadline  time.Time         `json:"deadline"`
+	// Target is the internal target before the deadline; zero means none.
+	Target time.Time `json:"target"`
+	Policy Policy    `json:"policy"`
+	// CommandSeed is a random secret, drawn when the request is accepted,
+	// from which the workflow derives its command_ids. They must be
+	// unguessable, and the same again when a workflow task runs a second
+	// time because its worker died before Temporal recorded it: ids drawn
+	// at random inside that task would differ the second time, and the
+	// commands it had already published would go out again under new ids,
+	// to be erased twice. Without a seed (workflows started before it
+	// existed) the ids are drawn at random.
+	CommandSeed string `json:"command_seed,omitempty"`
+	// Revision is the behaviour the workflow was started with, so that a
+	// change of the commands it issues applies only to workflows started
+	// after it, and histories written before replay unchanged. The API sets
+	// it to CurrentRevision; zero is the first behaviour. It replaces
+	// workflow.GetVersion, which itself writes a search attribute, and so
+	// costs the very visibility update revision 1 saves.
+	Revision int `json:"revision,omitempty"`
+	// State is set only when the workflow continues as new, carrying over
+	// what the previous run had reached.
+	State *State `json:"state,omitempty"`
+}
+
+// Revisions of ErasureWorkflow's behaviour; see ErasureInput.Revision.
+const (
+	// RevisionSettledSearch defers a request's first search-attribute
+	// upsert until the request has settled (Policy.Settle), or ends, so
+	// that a request confirmed within seconds updates Temporal's
+	// visibility store once, when it closes, instead of twice.
+	RevisionSettledSearch = 1
+	// RevisionOverdueAfterHold marks a request overdue when a legal hold
+	// ends after the deadline and the released systems are open: the
+	// deadline passed quietly because only held systems were open then.
+	RevisionOverdueAfterHold = 2
+	// RevisionSettledLedger publishes a young request's commands at once
+	// but writes what its steps change to the ledger only once it has
+	// settled (Policy.Settle), or when it ends: a request confirmed sooner
+	// writes the ledger once instead of once per step. Temporal's history
+	// holds the unwritten part meanwhile.
+	RevisionSettledLedger = 3
+	// CurrentRevision is the revision the API starts workflows with.
+	CurrentRevision = RevisionSettledLedger
+)
+
+// Policy bounds how hard a request tries. It travels in the input so that a
+// change of worker configuration never alters a running workflow's decisions.
+type Policy struct {
+	// MaxAttempts is how many times one command is dispatched before its
+	// system is marked failed. Zero means DefaultMaxAttempts.
+	MaxAttempts int `json:"max_attempts"`
+	// RetryDelay is how long to wait before re-dispatching after a failed,
+	// retryable confirmation. Zero means DefaultRetryDelay.
+	RetryDelay time.Duration `json:"retry_delay"`
+	// Reminders are the shares of the window from receipt to deadline
+	// (0.5 is half-way) at which the request escalates and re-dispatches
+	// to the systems that have not confirmed. Nil means DefaultReminders;
+	// empty means none.
+	Reminders []float64 `json:"reminders"`
+	// Settle is how long a new request settles before its list columns
+	// (LetheStatus, LethePending, LetheSystems) are written, under
+	// RevisionSettledSearch, and before its steps are written to the ledger
+	// as they happen, under RevisionSettledLedger. Until then the columns
+	// show what the API set at start and the ledger the request as the API
+	// created it, while the status query is live; a request that ends
+	// sooner writes both once. A request still open then is woken once to
+	// write them. Zero means DefaultSettle; negative means no settling:
+	// every step is written at once.
+	Settle time.Duration `json:"settle,omitempty"`
+}
+
+// Defaults for Policy's zero fields.
+const (
+	DefaultMaxAttempts = 5
+	DefaultRetryDelay  = 30 * time.Second
+	DefaultSettle      = 10 * time.Second
+)
+
+// DefaultReminders remind at half and four fifths of the window.
+var DefaultReminders = []float64{0.5, 0.8}
+
+// ConfirmSignal is the payload of SignalConfirm. The relay coalesces every
+// confirmation it fetched for one request into one signal.
+type ConfirmSignal struct {
+	Confirmations []wire.Confirmation `json:"confirmations"`
+}
+
+// State is everything a run of ErasureWorkflow has reached, carried into the
+// next run when the workflow continues as new so that the request goes on
+// exactly where it stood. It holds identifier values (the commands need them
+// to be dispatched again) and so, like ErasureInput, lives only in Temporal.
+type State struct {
+	Status lethe.RequestStatus `json:"status"`
+	// Subject is every identifier known for the subject: the request's own
+	// and those that systems revealed since.
+	Subject []wire.Identifier `json:"subject"`
+	// Targets are the systems the request reaches, as last planned.
+	Targets []activities.Target `json:"targets"`
+	// Commands are all the commands issued, in the order they were issued.
+	// Which identifiers each system was sent is read from them.
+	Commands []CommandState `json:"commands"`
+	// Inbox holds confirmations received but not yet processed.
+	Inbox []wire.Confirmation `json:"inbox,omitempty"`
+	// Fired names the escalation points already passed.
+	Fired []string `json:"fired,omitempty"`
+	// Overdue is set once the deadline passed with systems open.
+	Overdue bool `json:"overdue,omitempty"`
+	// Learned are revealed identifiers whose digests the ledger has not
+	// recorded yet.
+	Learned []wire.Identifier `json:"learned,omitempty"`
+	// HoldsChanged is set when a lift was signalled and not yet acted on.
+	HoldsChanged bool `json:"holds_changed,omitempty"`
+}
+
+// CommandState is one command of a request and where it stands. A system has
+// one command per wave that reached it; its progress aggregates them.
+type CommandState struct {
+	ID            string            `json:"id"`
+	System        string            `json:"system"`
+	Topic         string            `json:"topic"`
+	Identifiers   []wire.Identifier `json:"identifiers"`
+	ConfirmWithin time.Duration     `json:"confirm_within"`
+	Attempt       int               `json:"attempt"`
+	IssuedAt      time.Time         `json:"issued_at"`
+	ConfirmBy     time.Time         `json:"confirm_by"`
+	// Due is when the workflow acts on the command next: its confirm_by
+	// while it waits for a confirmation, or the end of the retry delay.
+	Due time.Time `json:"due"`
+	// RetryPending is set after a failed, retryable confirmation: at Due
+	// the command is dispatched again rather than timed out.
+	RetryPending bool `json:"retry_pending,omitempty"`
+	// FailedAt is when, by the system's clock, it last reported a retryable
+	// failure; the same report delivered again is recognised by it.
+	FailedAt time.Time `json:"failed_at"`
+	// Status is dispatched while the command is open, else its outcome.
+	Status      lethe.SystemStatus `json:"status"`
+	Records     int64              `json:"records"`
+	Detail      string             `json:"detail,omitempty"`
+	ConfirmedAt *time.Time         `json:"confirmed_at,omitempty"`
+	// ChangedAt orders the details of a system's commands.
+	ChangedAt time.Time `json:"changed_at"`
+	// Hold, on a command with no ID, makes it the placeholder of a system
+	// that a legal hold keeps: nothing is dispatched, the system shows
+	// retained with the hold's basis, and the request stays open while
+	// Held is set. When the hold ends the placeholder is Superseded by
+	// the commands then dispatched.
+	Hold       *lethe.Hold `json:"hold,omitempty"`
+	Held       bool        `json:"held,omitempty"`
+	Superseded bool        `json:"superseded,omitempty"`
+}
+
+// open reports whether the request must still wait for this command.
+func (c *CommandState) open() bool { return !c.Status.Final() || c.Held }
