@@ -36,7 +36,7 @@ Commands:
   version   print the version
 
 Run 'lethe <command> -h' for a command's flags. Every flag mirrors an
-environment variable (see docs/configuration.md).
+environment variable: the README's Configuration section lists them all.
 `
 
 // version is set at build time with -ldflags "-X main.version=…".
