@@ -1,7 +1,10 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -65,9 +68,14 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
 	for i, in := range calls {
 		// Named by the run and its place in the run, a delta written again
-		// when this task is run again is recognised by the ledger.
+		// when this task is run again is recognised by the ledger; see
+		// batchName for the names under RevisionStableNames.
 		w.syncs++
-		if !in.Ledger.Empty() {
+		switch {
+		case in.Ledger.Empty():
+		case w.features.stableNames:
+			in.Ledger.Batch = batchName(w.syncs, in.Ledger)
+		default:
 			in.Ledger.Batch = fmt.Sprintf("%s/%d", run, w.syncs)
 		}
 		var a *activities.Activities
@@ -90,6 +98,27 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 	}
 	w.upsertSearch(ctx)
 	return nil
+}
+
+// batchName names the n-th Sync of a request (the ledger keeps names per
+// request) by its number and a digest of what it writes. A Sync written
+// again with the same delta (its activity retried, its workflow task run
+// again, or run again after a reset to before it) is recognised and applied
+// once. A reset can also make the request write a different delta at the
+// same number, such as confirmations that arrived after the reset point,
+// batched otherwise: the digest keeps the ledger from taking it for the one
+// written before, and swallowing it. The delta holds no identifier value,
+// and the digest is cut to 16 bytes: a name, not a secret.
+func batchName(n int, d lethe.LedgerDelta) string {
+	d.Batch = ""
+	b, err := json.Marshal(d)
+	if err != nil {
+		// A LedgerDelta always encodes; were it not to, the number alone
+		// still names the batch within the run's deterministic sequence.
+		return strconv.Itoa(n)
+	}
+	sum := sha256.Sum256(b)
+	return fmt.Sprintf("%d/%x", n, sum[:16])
 }
 
 // chunkSync splits one step's writes into Sync calls. Call i carries the i-th
