@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -101,20 +102,29 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 }
 
 // batchName names the n-th Sync of a request (the ledger keeps names per
-// request) by its number and a digest of what it writes. A Sync written
-// again with the same delta (its activity retried, its workflow task run
-// again, or run again after a reset to before it) is recognised and applied
-// once. A reset can also make the request write a different delta at the
-// same number, such as confirmations that arrived after the reset point,
-// batched otherwise: the digest keeps the ledger from taking it for the one
-// written before, and swallowing it. The delta holds no identifier value,
-// and the digest is cut to 16 bytes: a name, not a secret.
+// request) by its number and a digest of what it writes, leaving out when
+// (the events' times and the completion time, which are the workflow
+// task's, and differ when the task runs again). A Sync written again with
+// the same changes is recognised and applied once: its activity retried,
+// its workflow task run again after its worker died, or run again after a
+// reset to before it. A reset can also make the request write other
+// changes at the same number, such as confirmations that arrived after the
+// reset point, batched otherwise: the digest keeps the ledger from taking
+// them for the ones written before, and swallowing them. So may a task run
+// again that took in a signal its first attempt had not seen; its events
+// then go in, the ones it shares with the first attempt a second time,
+// rather than lost. The delta holds no identifier value, and the digest is
+// cut to 16 bytes: a name, not a secret.
 func batchName(n int, d lethe.LedgerDelta) string {
-	d.Batch = ""
+	d.Batch, d.CompletedAt = "", nil
+	d.Events = slices.Clone(d.Events)
+	for i := range d.Events {
+		d.Events[i].At = time.Time{}
+	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		// A LedgerDelta always encodes; were it not to, the number alone
-		// still names the batch within the run's deterministic sequence.
+		// still names the batch within the request.
 		return strconv.Itoa(n)
 	}
 	sum := sha256.Sum256(b)

@@ -162,6 +162,14 @@ func TestBatchNameRecognisesOnlyTheSameDelta(t *testing.T) {
 	if a, b := batchName(3, dispatched), batchName(3, again); a != b {
 		t.Errorf("the same delta written again is named %q then %q, want one name", a, b)
 	}
+	// A workflow task run again writes the same changes at its own time.
+	later := lethe.LedgerDelta{Events: []lethe.AuditEvent{{Kind: lethe.AuditDispatched, System: "crm", At: at.Add(time.Minute)}}}
+	if a, b := batchName(3, dispatched), batchName(3, later); a != b {
+		t.Errorf("the same changes written again later are named %q then %q, want one name", a, b)
+	}
+	if dispatched.Events[0].At != at {
+		t.Error("batchName changed the delta's events")
+	}
 	if a, b := batchName(3, dispatched), batchName(3, confirmed); a == b {
 		t.Errorf("different deltas at the same number share the name %q: the ledger would swallow the second", a)
 	}
