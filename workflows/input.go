@@ -66,8 +66,8 @@ const (
 	RevisionSettledLedger = 3
 	// RevisionStableNames names what a request writes by the request, not
 	// by the run: command_ids derive from the CommandSeed and a counter,
-	// ledger batch names from a counter and the delta's digest, both
-	// counters carried over at continue-as-new. A reset replays the request
+	// ledger batch names from a counter and a digest of the changes (see
+	// batchName), both counters carried over at continue-as-new. A reset replays the request
 	// under a new run id, and ids derived from it would no longer match the
 	// commands already published, so their confirmations were rejected as
 	// unknown. It also bounds the continue-as-new input: a final command
