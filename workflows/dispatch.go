@@ -83,7 +83,14 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 // side effect, so that replays see the same ones.
 func (w *erasure) newCommandIDs(ctx workflow.Context, n int) ([]string, error) {
 	if w.in.CommandSeed != "" {
-		ids := seededCommandIDs(w.in.CommandSeed, workflow.GetInfo(ctx).WorkflowExecution.RunID, w.drawn, n)
+		// Under RevisionStableNames the ids are the request's, numbered
+		// across its runs: a reset, which replays the request under a new
+		// run id, derives the ids of the commands already published again.
+		scope := workflow.GetInfo(ctx).WorkflowExecution.RunID
+		if w.features.stableNames {
+			scope = w.in.RequestID
+		}
+		ids := seededCommandIDs(w.in.CommandSeed, scope, w.drawn, n)
 		w.drawn += n
 		return ids, nil
 	}
@@ -104,16 +111,17 @@ func (w *erasure) newCommandIDs(ctx workflow.Context, n int) ([]string, error) {
 	return ids, nil
 }
 
-// seededCommandIDs derives n command ids, numbered from onwards within the
-// run, from seed: an HMAC of the run and the number, shaped as a random
-// (version 4) UUID. Only who knows the seed can tell them; a workflow task
-// run again derives the very same ones.
-func seededCommandIDs(seed, runID string, from, n int) []string {
+// seededCommandIDs derives n command ids, numbered from onwards within
+// scope (the request, or before RevisionStableNames the run), from seed: an
+// HMAC of the scope and the number, shaped as a random (version 4) UUID.
+// Only who knows the seed can tell them; a workflow task run again derives
+// the very same ones.
+func seededCommandIDs(seed, scope string, from, n int) []string {
 	mac := hmac.New(sha256.New, []byte(seed))
 	ids := make([]string, n)
 	for i := range ids {
 		mac.Reset()
-		fmt.Fprintf(mac, "%s/%d", runID, from+i)
+		fmt.Fprintf(mac, "%s/%d", scope, from+i)
 		var u uuid.UUID
 		copy(u[:], mac.Sum(nil))
 		u[6] = u[6]&0x0f | 0x40 // version 4

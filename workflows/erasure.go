@@ -24,6 +24,7 @@ var continueAsNewAfter = 8000
 // to the ledger. It returns nil once every command is final (the request
 // completed or failed) and the cancellation error when canceled.
 func ErasureWorkflow(ctx workflow.Context, in ErasureInput) error {
+	refuseUnknownRevision(ctx, in)
 	if err := validateInput(in); err != nil {
 		return err
 	}
@@ -32,6 +33,25 @@ func ErasureWorkflow(ctx workflow.Context, in ErasureInput) error {
 		return err
 	}
 	return w.run(ctx, in.State == nil)
+}
+
+// refuseUnknownRevision fails the workflow task of a request started at a
+// revision later than this worker's: running it with this worker's code
+// would take paths the revision changed, and write a history that the
+// workers that know it could not replay. The panic fails the task, not the
+// workflow (the worker's WorkflowPanicPolicy is BlockWorkflow), so Temporal
+// retries it until a worker that knows the revision takes it. It happens
+// when the API rolls out before the workers; docs/operating.md gives the
+// order.
+func refuseUnknownRevision(ctx workflow.Context, in ErasureInput) {
+	if in.Revision <= CurrentRevision {
+		return
+	}
+	workflow.GetLogger(ctx).Error("erasure workflow of a revision this worker does not know: the task is retried "+
+		"until an upgraded worker takes it; upgrade the workers before the API",
+		"request_id", in.RequestID, "revision", in.Revision, "worker_revision", CurrentRevision)
+	panic(fmt.Sprintf("erasure workflow revision %d is newer than this worker's revision %d: upgrade the worker",
+		in.Revision, CurrentRevision))
 }
 
 // validateInput refuses a start that cannot lead anywhere; the message names
@@ -47,6 +67,17 @@ func validateInput(in ErasureInput) error {
 		if !lethe.ValidIdentifierType(id.Type) || id.Value == "" {
 			return temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("erasure input subject[%d] has an invalid type or an empty value", i), "InvalidInput", nil)
+		}
+	}
+	if st := in.State; st != nil {
+		for i, c := range st.Commands {
+			for _, at := range c.Sent {
+				if at < 0 || at >= len(st.Subject) {
+					return temporal.NewNonRetryableApplicationError(
+						fmt.Sprintf("erasure input state.commands[%d] was sent an identifier outside the subject", i),
+						"InvalidInput", nil)
+				}
+			}
 		}
 	}
 	return nil
@@ -88,9 +119,10 @@ type erasure struct {
 	holdsChanged bool
 	woken        bool
 
-	// syncs counts this run's Sync calls and drawn the command ids derived
-	// from the seed: both name things that must come out the same when a
-	// workflow task is run again.
+	// syncs counts the Sync calls and drawn the command ids derived from
+	// the seed: both name things that must come out the same when a
+	// workflow task is run again. They count this run's, or, under
+	// RevisionStableNames, the request's since its first run.
 	syncs int
 	drawn int
 
@@ -118,6 +150,10 @@ type features struct {
 	// settledLedger writes a young request's steps to the ledger only once
 	// it has settled (RevisionSettledLedger).
 	settledLedger bool
+	// stableNames derives command_ids and ledger batch names from the
+	// request rather than the run, and carries a final command's
+	// identifiers as places in the subject (RevisionStableNames).
+	stableNames bool
 }
 
 // featuresOf resolves a revision into the behaviours it turns on: each
@@ -127,6 +163,7 @@ func featuresOf(revision int) features {
 		settledSearch:    revision >= RevisionSettledSearch,
 		overdueAfterHold: revision >= RevisionOverdueAfterHold,
 		settledLedger:    revision >= RevisionSettledLedger,
+		stableNames:      revision >= RevisionStableNames,
 	}
 }
 
@@ -169,6 +206,10 @@ func newErasure(in ErasureInput) *erasure {
 		}
 		for i := range st.Commands {
 			c := st.Commands[i]
+			for _, at := range c.Sent {
+				c.Identifiers = append(c.Identifiers, st.Subject[at])
+			}
+			c.Sent = nil
 			w.add(&c)
 		}
 		w.inbox = slices.Clone(st.Inbox)
@@ -178,6 +219,9 @@ func newErasure(in ErasureInput) *erasure {
 		w.overdue = st.Overdue
 		w.learned = slices.Clone(st.Learned)
 		w.holdsChanged = st.HoldsChanged
+		if w.features.stableNames {
+			w.drawn, w.syncs = st.Drawn, st.Syncs
+		}
 		// The state now lives in w; carry builds a new one when needed.
 		w.in.State = nil
 	}

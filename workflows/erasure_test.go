@@ -172,10 +172,33 @@ func TestFeaturesOfRevision(t *testing.T) {
 		{RevisionSettledSearch, features{settledSearch: true}},
 		{RevisionOverdueAfterHold, features{settledSearch: true, overdueAfterHold: true}},
 		{RevisionSettledLedger, features{settledSearch: true, overdueAfterHold: true, settledLedger: true}},
+		{RevisionStableNames, features{settledSearch: true, overdueAfterHold: true, settledLedger: true, stableNames: true}},
 	}
 	for _, tt := range tests {
 		if got := featuresOf(tt.revision); got != tt.want {
 			t.Errorf("featuresOf(%d) = %+v, want %+v", tt.revision, got, tt.want)
 		}
+	}
+}
+
+func TestUnknownRevisionFailsTheTask(t *testing.T) {
+	w := newWorld(t, target("crm", day, "email"))
+	in := input(id("email", "ada@example.com"))
+	in.Revision = CurrentRevision + 1
+	err := w.run(in)
+	// A panic fails the workflow task: the test environment reports it as
+	// the workflow's error, a worker retries the task.
+	var panicked *temporal.PanicError
+	if !errors.As(err, &panicked) || !strings.Contains(panicked.Error(), "upgrade the worker") {
+		t.Fatalf("workflow error %v, want a panic that asks for a worker upgrade", err)
+	}
+	if n := len(w.syncCalls()) + len(w.planCalls()); n != 0 {
+		t.Errorf("%d activities ran at an unknown revision, want none", n)
+	}
+	w.mu.Lock()
+	logs := w.logs.String()
+	w.mu.Unlock()
+	if !strings.Contains(logs, "revision this worker does not know") {
+		t.Errorf("no log line names the unknown revision:\n%s", logs)
 	}
 }

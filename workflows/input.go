@@ -64,8 +64,20 @@ const (
 	// writes the ledger once instead of once per step. Temporal's history
 	// holds the unwritten part meanwhile.
 	RevisionSettledLedger = 3
-	// CurrentRevision is the revision the API starts workflows with.
-	CurrentRevision = RevisionSettledLedger
+	// RevisionStableNames names what a request writes by the request, not
+	// by the run: command_ids derive from the CommandSeed and a counter,
+	// ledger batch names from a counter and a digest of the changes (see
+	// batchName), both counters carried over at continue-as-new. A reset replays the request
+	// under a new run id, and ids derived from it would no longer match the
+	// commands already published, so their confirmations were rejected as
+	// unknown. It also bounds the continue-as-new input: a final command
+	// carries the places of its identifiers in State.Subject instead of
+	// their values (CommandState.Sent).
+	RevisionStableNames = 6
+	// CurrentRevision is the revision the API starts workflows with. A
+	// worker refuses a workflow of a later revision (see ErasureWorkflow),
+	// so workers roll out before the API that starts it.
+	CurrentRevision = RevisionStableNames
 )
 
 // Policy bounds how hard a request tries. It travels in the input so that a
@@ -135,28 +147,45 @@ type State struct {
 	Learned []wire.Identifier `json:"learned,omitempty"`
 	// HoldsChanged is set when a lift was signalled and not yet acted on.
 	HoldsChanged bool `json:"holds_changed,omitempty"`
+	// Drawn and Syncs are how many command_ids the request derived and how
+	// many Sync calls it made, under RevisionStableNames: the next run goes
+	// on counting, so that its names never repeat an earlier run's.
+	Drawn int `json:"drawn,omitempty"`
+	Syncs int `json:"syncs,omitempty"`
 }
 
 // CommandState is one command of a request and where it stands. A system has
 // one command per wave that reached it; its progress aggregates them.
 type CommandState struct {
-	ID            string            `json:"id"`
-	System        string            `json:"system"`
-	Topic         string            `json:"topic"`
-	Identifiers   []wire.Identifier `json:"identifiers"`
-	ConfirmWithin time.Duration     `json:"confirm_within"`
-	Attempt       int               `json:"attempt"`
-	IssuedAt      time.Time         `json:"issued_at"`
-	ConfirmBy     time.Time         `json:"confirm_by"`
+	ID     string `json:"id"`
+	System string `json:"system"`
+	// Topic, Identifiers, ConfirmWithin, IssuedAt, ConfirmBy, Due and
+	// FailedAt serve dispatching the command again. Under
+	// RevisionStableNames a final command is carried over at
+	// continue-as-new without them (zero, and so left out of the encoded
+	// input), its identifiers named by Sent: the carried input then grows
+	// by what the view and the ledger need per system, and by identifier
+	// values only for the commands still open.
+	Topic       string            `json:"topic,omitzero"`
+	Identifiers []wire.Identifier `json:"identifiers,omitempty"`
+	// Sent, only in a carried State under RevisionStableNames, stands for
+	// the Identifiers of a final command: their places in State.Subject. A
+	// final command is never dispatched again, yet which identifiers its
+	// system was sent still decides what a later wave sends it.
+	Sent          []int         `json:"sent,omitempty"`
+	ConfirmWithin time.Duration `json:"confirm_within,omitzero"`
+	Attempt       int           `json:"attempt"`
+	IssuedAt      time.Time     `json:"issued_at,omitzero"`
+	ConfirmBy     time.Time     `json:"confirm_by,omitzero"`
 	// Due is when the workflow acts on the command next: its confirm_by
 	// while it waits for a confirmation, or the end of the retry delay.
-	Due time.Time `json:"due"`
+	Due time.Time `json:"due,omitzero"`
 	// RetryPending is set after a failed, retryable confirmation: at Due
 	// the command is dispatched again rather than timed out.
 	RetryPending bool `json:"retry_pending,omitempty"`
 	// FailedAt is when, by the system's clock, it last reported a retryable
 	// failure; the same report delivered again is recognised by it.
-	FailedAt time.Time `json:"failed_at"`
+	FailedAt time.Time `json:"failed_at,omitzero"`
 	// Status is dispatched while the command is open, else its outcome.
 	Status      lethe.SystemStatus `json:"status"`
 	Records     int64              `json:"records"`

@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -125,8 +126,30 @@ func (w *erasure) carry() ErasureInput {
 	for _, name := range workflow.DeterministicKeys(w.targets) {
 		st.Targets = append(st.Targets, w.targets[name])
 	}
+	if w.features.stableNames {
+		st.Drawn, st.Syncs = w.drawn, w.syncs
+	}
+	var places map[string]int
+	if w.features.stableNames {
+		places = make(map[string]int, len(w.subject))
+		for i, id := range w.subject {
+			places[idKey(id)] = i
+		}
+	}
 	for _, cmd := range w.commands {
-		st.Commands = append(st.Commands, *cmd)
+		c := *cmd
+		if places != nil && !c.open() {
+			// Final: never dispatched again, so only which identifiers it
+			// was sent still matters, and what the view shows of it.
+			c.Sent = nil
+			for _, id := range c.Identifiers {
+				c.Sent = append(c.Sent, places[idKey(id)])
+			}
+			c.Identifiers = nil
+			c.Topic, c.ConfirmWithin = "", 0
+			c.IssuedAt, c.ConfirmBy, c.Due, c.FailedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		}
+		st.Commands = append(st.Commands, c)
 	}
 	in.State = st
 	return in

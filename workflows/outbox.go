@@ -1,7 +1,11 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -65,9 +69,14 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
 	for i, in := range calls {
 		// Named by the run and its place in the run, a delta written again
-		// when this task is run again is recognised by the ledger.
+		// when this task is run again is recognised by the ledger; see
+		// batchName for the names under RevisionStableNames.
 		w.syncs++
-		if !in.Ledger.Empty() {
+		switch {
+		case in.Ledger.Empty():
+		case w.features.stableNames:
+			in.Ledger.Batch = batchName(w.syncs, in.Ledger)
+		default:
 			in.Ledger.Batch = fmt.Sprintf("%s/%d", run, w.syncs)
 		}
 		var a *activities.Activities
@@ -90,6 +99,36 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 	}
 	w.upsertSearch(ctx)
 	return nil
+}
+
+// batchName names the n-th Sync of a request (the ledger keeps names per
+// request) by its number and a digest of what it writes, leaving out when
+// (the events' times and the completion time, which are the workflow
+// task's, and differ when the task runs again). A Sync written again with
+// the same changes is recognised and applied once: its activity retried,
+// its workflow task run again after its worker died, or run again after a
+// reset to before it. A reset can also make the request write other
+// changes at the same number, such as confirmations that arrived after the
+// reset point, batched otherwise: the digest keeps the ledger from taking
+// them for the ones written before, and swallowing them. So may a task run
+// again that took in a signal its first attempt had not seen; its events
+// then go in, the ones it shares with the first attempt a second time,
+// rather than lost. The delta holds no identifier value, and the digest is
+// cut to 16 bytes: a name, not a secret.
+func batchName(n int, d lethe.LedgerDelta) string {
+	d.Batch, d.CompletedAt = "", nil
+	d.Events = slices.Clone(d.Events)
+	for i := range d.Events {
+		d.Events[i].At = time.Time{}
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		// A LedgerDelta always encodes; were it not to, the number alone
+		// still names the batch within the request.
+		return strconv.Itoa(n)
+	}
+	sum := sha256.Sum256(b)
+	return fmt.Sprintf("%d/%x", n, sum[:16])
 }
 
 // chunkSync splits one step's writes into Sync calls. Call i carries the i-th
