@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lethe-dev/lethe/escalation"
+	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
 // get answers the status and body of GET url.
@@ -30,24 +30,24 @@ func get(t *testing.T, url string) (int, string) {
 // startHealth serves d's health endpoints on a fresh port, and /metrics on
 // another when separate is true; it answers both base URLs (the same one
 // when metrics share the health listener).
-func startHealth(t *testing.T, separate bool) (health, metrics string) {
+func startHealth(t *testing.T, separate bool) (health, scrape string) {
 	t.Helper()
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	health = "http://" + hl.Addr().String()
-	metrics = health
+	scrape = health
 	var ml net.Listener
 	if separate {
 		if ml, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
-		metrics = "http://" + ml.Addr().String()
+		scrape = "http://" + ml.Addr().String()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	d := &deps{cfg: &config{}, escalated: &escalation.Counter{}}
+	d := &deps{cfg: &config{}, metrics: metrics.New()}
 	go func() { done <- serveHealth(ctx, d, hl, ml) }()
 	t.Cleanup(func() {
 		cancel()
@@ -55,7 +55,7 @@ func startHealth(t *testing.T, separate bool) (health, metrics string) {
 			t.Errorf("serveHealth: %v", err)
 		}
 	})
-	return health, metrics
+	return health, scrape
 }
 
 // Without LETHE_METRICS_ADDR, /metrics answers on the health listener as it
