@@ -50,7 +50,7 @@ var confirmationBuckets = []float64{1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 *
 // so that tests and embedded stacks never share counters.
 func New() *Metrics {
 	m := &Metrics{
-		Registry: prometheus.NewRegistry(),
+		Registry: NewRegistry(),
 		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lethe_escalations_total",
 			Help: "Erasure requests escalated by the worker, by kind (reminder, target, overdue).",
@@ -79,8 +79,6 @@ func New() *Metrics {
 		}, []string{"route", "code"}),
 	}
 	m.Registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.escalations, m.commands, m.confirmation, m.relayLag, m.dlq, m.requests,
 	)
 	// Every kind is there at zero before it happens, so that an alert on
@@ -91,13 +89,28 @@ func New() *Metrics {
 	return m
 }
 
-// Handler serves the registry in the Prometheus exposition formats. A
-// family that cannot be read (the ledger, when PostgreSQL does not answer)
-// is left out and counted in promhttp_metric_handler_errors_total; the
-// others are still served.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry, ErrorHandling: promhttp.ContinueOnError})
+// NewRegistry returns a registry of its own with the Go and process
+// collectors: the base of every Lethe process's /metrics, and all of it for
+// a reference connector's, which adds promobserver's families.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
 }
+
+// Handler serves reg in the Prometheus exposition formats. A family that
+// cannot be read (the ledger, when PostgreSQL does not answer) is left out
+// and counted in promhttp_metric_handler_errors_total; the others are still
+// served.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Handler serves the registry; see the function Handler.
+func (m *Metrics) Handler() http.Handler { return Handler(m.Registry) }
 
 // Count adds one escalation of kind k; it is the worker's
 // activities.EscalationCounter.
