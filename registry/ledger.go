@@ -25,7 +25,7 @@ import (
 // A request in a final status keeps it: a late or replayed delta still
 // records its systems and events but cannot reopen or re-finish the request.
 func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta) error {
-	_, err := s.ApplyLedgerOutcomes(ctx, requestID, d)
+	_, err := s.applyLedger(ctx, requestID, d, false)
 	return err
 }
 
@@ -47,6 +47,12 @@ type Outcome struct {
 // system, retained without a command) report nothing, so that metrics
 // counted from the outcomes count each system's end once.
 func (s *Store) ApplyLedgerOutcomes(ctx context.Context, requestID string, d lethe.LedgerDelta) ([]Outcome, error) {
+	return s.applyLedger(ctx, requestID, d, true)
+}
+
+// applyLedger is ApplyLedger, which reads the outcomes only when asked to:
+// that costs one more query per delta that finishes a system.
+func (s *Store) applyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta, report bool) ([]Outcome, error) {
 	id, err := uuid.Parse(requestID)
 	if err != nil {
 		return nil, erasureNotFound()
@@ -116,8 +122,10 @@ func (s *Store) ApplyLedgerOutcomes(ctx context.Context, requestID string, d let
 	// arrives later still leaves its events in the audit.
 	var outcomes []Outcome
 	if len(d.Systems) > 0 && !pruned {
-		if outcomes, err = finishing(ctx, tx, id, d); err != nil {
-			return nil, s.fail("apply ledger: read outcomes", err)
+		if report {
+			if outcomes, err = finishing(ctx, tx, id, d); err != nil {
+				return nil, s.fail("apply ledger: read outcomes", err)
+			}
 		}
 		if err := upsertSystems(ctx, tx, id, d.Systems, now); err != nil {
 			return nil, s.fail("apply ledger: update systems", err)
