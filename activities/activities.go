@@ -30,6 +30,20 @@ type LedgerWriter interface {
 	ApplyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta) error
 }
 
+// OutcomeLedger is a LedgerWriter that also reports the systems each delta
+// moved into a final status, once each (registry.Store implements it). Sync
+// uses it when Outcomes is set, so that the outcomes are counted where they
+// are written, and a delta written again counts nothing.
+type OutcomeLedger interface {
+	ApplyLedgerOutcomes(ctx context.Context, requestID string, d lethe.LedgerDelta) ([]registry.Outcome, error)
+}
+
+// OutcomeObserver counts systems' final outcomes and observes how long each
+// confirmed one took from its first dispatch: internal/metrics.Metrics.
+type OutcomeObserver interface {
+	CommandFinished(system string, status lethe.SystemStatus, confirmed bool, took time.Duration)
+}
+
 // RequestChecker tells whether a request is in the ledger, waiting for the
 // transaction that creates it to end. Plan asks it when the Ledger
 // implements it (registry.Store does): the API starts a request's workflow
@@ -65,6 +79,9 @@ type Activities struct {
 	SystemKey *credential.Master
 	// Metrics counts escalations; nil counts nothing.
 	Metrics EscalationCounter
+	// Outcomes counts the final outcomes Sync writes, when the Ledger is
+	// an OutcomeLedger; nil counts nothing.
+	Outcomes OutcomeObserver
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -119,7 +119,7 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 		}
 	}
 	if !in.Ledger.Empty() {
-		if err := a.Ledger.ApplyLedger(ctx, in.RequestID, in.Ledger); err != nil {
+		if err := a.applyLedger(ctx, in.RequestID, in.Ledger); err != nil {
 			return SyncResult{}, classify("apply ledger", err)
 		}
 	}
@@ -127,6 +127,28 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 		"request_id", in.RequestID, "published", len(msgs),
 		"systems", len(in.Ledger.Systems), "events", len(in.Ledger.Events))
 	return SyncResult{Published: len(msgs)}, nil
+}
+
+// applyLedger writes d and, with an Outcomes observer and a ledger that
+// reports them, counts the outcomes d wrote: once, since a delta written
+// again reports none.
+func (a *Activities) applyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta) error {
+	ol, ok := a.Ledger.(OutcomeLedger)
+	if a.Outcomes == nil || !ok {
+		return a.Ledger.ApplyLedger(ctx, requestID, d)
+	}
+	outcomes, err := ol.ApplyLedgerOutcomes(ctx, requestID, d)
+	if err != nil {
+		return err
+	}
+	for _, o := range outcomes {
+		var took time.Duration
+		if o.ConfirmedAt != nil {
+			took = o.ConfirmedAt.Sub(o.Dispatched)
+		}
+		a.Outcomes.CommandFinished(o.System, o.Status, o.ConfirmedAt != nil, took)
+	}
+	return nil
 }
 
 // commandMessage encodes one command as the contract puts it on Kafka. A

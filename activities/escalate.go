@@ -14,7 +14,7 @@ type Notifier interface {
 	Notify(ctx context.Context, e lethe.Escalation) error
 }
 
-// EscalationCounter counts escalations for metrics: escalation.Counter.
+// EscalationCounter counts escalations for metrics: internal/metrics.Metrics.
 type EscalationCounter interface {
 	Count(k lethe.EscalationKind)
 }

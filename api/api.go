@@ -146,6 +146,16 @@ type Config struct {
 	// CredentialOverlap is how long a system's older credentials stay
 	// valid once a new one is issued; zero means credential.DefaultOverlap.
 	CredentialOverlap time.Duration
+	// Requests, when set, observes every answer for /metrics.
+	Requests RequestObserver
+}
+
+// RequestObserver records how long the API took to answer, by route
+// pattern ("GET /v1/erasures/{id}", "unmatched" when none matched) and
+// status code; never by path, which holds ids. internal/metrics.Metrics
+// implements it.
+type RequestObserver interface {
+	ObserveRequest(route string, code int, d time.Duration)
 }
 
 // Validate reports the first missing dependency or bad setting.
@@ -203,6 +213,7 @@ type Server struct {
 
 	systemKey *credential.Master
 	overlap   time.Duration
+	requests  RequestObserver
 }
 
 // New builds a Server from cfg, filling in the optional settings.
@@ -229,6 +240,7 @@ func New(cfg Config) (*Server, error) {
 
 		systemKey: cfg.SystemKey,
 		overlap:   cfg.CredentialOverlap,
+		requests:  cfg.Requests,
 	}
 	for _, h := range cfg.AllowedHosts {
 		s.hosts = append(s.hosts, strings.ToLower(h))

@@ -38,6 +38,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == "" {
 		route = "unmatched"
 	}
+	took := time.Since(start)
+	if s.requests != nil {
+		code := sw.Status()
+		if code == 0 {
+			code = http.StatusOK // what net/http sends for a handler that wrote nothing
+		}
+		s.requests.ObserveRequest(route, code, took)
+	}
 	level := slog.LevelInfo
 	if sw.Status() >= 500 {
 		level = slog.LevelWarn
@@ -46,7 +54,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("method", r.Method),
 		slog.String("route", route),
 		slog.Int("status", sw.Status()),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", took),
 	}
 	if principal != "" {
 		attrs = append(attrs, slog.String("principal", principal))

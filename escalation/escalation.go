@@ -1,7 +1,7 @@
 // Package escalation tells people that an erasure request is falling behind
 // its deadline: a webhook that receives each escalation, signed like the
-// webhook connector's commands so one verifier serves both, and the
-// counters a metrics scraper reads.
+// webhook connector's commands so one verifier serves both. The worker
+// counts escalations in lethe_escalations_total (internal/metrics).
 package escalation
 
 import (
@@ -13,8 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/lethe-dev/lethe"
@@ -77,49 +75,4 @@ func (w *Webhook) Notify(ctx context.Context, e lethe.Escalation) error {
 		return fmt.Errorf("escalation webhook answered %d", resp.StatusCode)
 	}
 	return nil
-}
-
-// Counter counts escalations by kind and writes them in the Prometheus text
-// format, so that an alert can fire on lethe_escalations_total.
-type Counter struct {
-	mu     sync.Mutex
-	counts map[lethe.EscalationKind]int64
-}
-
-// Count adds one escalation of kind k.
-func (c *Counter) Count(k lethe.EscalationKind) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.counts == nil {
-		c.counts = map[lethe.EscalationKind]int64{}
-	}
-	c.counts[k]++
-}
-
-// WriteTo writes the counter in the Prometheus text exposition format;
-// every kind appears, at zero until it happens.
-func (c *Counter) WriteTo(w io.Writer) (int64, error) {
-	c.mu.Lock()
-	counts := map[lethe.EscalationKind]int64{}
-	for k, v := range c.counts {
-		counts[k] = v
-	}
-	c.mu.Unlock()
-	kinds := []string{string(lethe.EscalationReminder), string(lethe.EscalationTarget), string(lethe.EscalationOverdue)}
-	sort.Strings(kinds)
-	var b bytes.Buffer
-	b.WriteString("# HELP lethe_escalations_total Erasure requests escalated, by kind (reminder, target, overdue).\n")
-	b.WriteString("# TYPE lethe_escalations_total counter\n")
-	for _, k := range kinds {
-		fmt.Fprintf(&b, "lethe_escalations_total{kind=%q} %d\n", k, counts[lethe.EscalationKind(k)])
-	}
-	return b.WriteTo(w)
-}
-
-// Handler serves the counter at a metrics route.
-func (c *Counter) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_, _ = c.WriteTo(w)
-	})
 }

@@ -65,23 +65,3 @@ func TestWebhookSignsWhatTheVerifierAccepts(t *testing.T) {
 		}
 	}
 }
-
-// The counter writes every kind, at zero until counted.
-func TestCounterExposition(t *testing.T) {
-	var c escalation.Counter
-	c.Count(lethe.EscalationReminder)
-	c.Count(lethe.EscalationReminder)
-	c.Count(lethe.EscalationOverdue)
-	rec := httptest.NewRecorder()
-	c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, line := range []string{
-		"# TYPE lethe_escalations_total counter",
-		`lethe_escalations_total{kind="overdue"} 1`,
-		`lethe_escalations_total{kind="reminder"} 2`,
-		`lethe_escalations_total{kind="target"} 0`,
-	} {
-		if !strings.Contains(rec.Body.String(), line+"\n") {
-			t.Errorf("exposition lacks %q:\n%s", line, rec.Body.String())
-		}
-	}
-}

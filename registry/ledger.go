@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,18 +25,46 @@ import (
 // A request in a final status keeps it: a late or replayed delta still
 // records its systems and events but cannot reopen or re-finish the request.
 func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta) error {
+	_, err := s.applyLedger(ctx, requestID, d, false)
+	return err
+}
+
+// Outcome is a system of a request that a delta moved into a final status,
+// for the worker's metrics.
+type Outcome struct {
+	System string
+	Status lethe.SystemStatus
+	// Dispatched is the system's first dispatch within the request.
+	Dispatched time.Time
+	// ConfirmedAt is when the system confirmed; nil when it failed for
+	// want of a confirmation.
+	ConfirmedAt *time.Time
+}
+
+// ApplyLedgerOutcomes is ApplyLedger, reporting the systems the delta moved
+// from open (or absent) into a final status, each once: a delta applied
+// before, a system already final and a system never dispatched (a held
+// system, retained without a command) report nothing, so that metrics
+// counted from the outcomes count each system's end once.
+func (s *Store) ApplyLedgerOutcomes(ctx context.Context, requestID string, d lethe.LedgerDelta) ([]Outcome, error) {
+	return s.applyLedger(ctx, requestID, d, true)
+}
+
+// applyLedger is ApplyLedger, which reads the outcomes only when asked to:
+// that costs one more query per delta that finishes a system.
+func (s *Store) applyLedger(ctx context.Context, requestID string, d lethe.LedgerDelta, report bool) ([]Outcome, error) {
 	id, err := uuid.Parse(requestID)
 	if err != nil {
-		return erasureNotFound()
+		return nil, erasureNotFound()
 	}
 	if d.Status != "" && !d.Status.Valid() {
-		return lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown request status %q", d.Status)
+		return nil, lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown request status %q", d.Status)
 	}
 	now := s.now()
 
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return s.fail("apply ledger", err)
+		return nil, s.fail("apply ledger", err)
 	}
 	defer tx.Rollback()
 
@@ -45,22 +76,22 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 	err = tx.QueryRowContext(ctx,
 		`SELECT status, pruned_at IS NOT NULL FROM erasure_requests WHERE id = $1 FOR UPDATE`, id).Scan(&current, &pruned)
 	if errors.Is(err, sql.ErrNoRows) {
-		return erasureNotFound()
+		return nil, erasureNotFound()
 	}
 	if err != nil {
-		return s.fail("apply ledger", err)
+		return nil, s.fail("apply ledger", err)
 	}
 
 	if d.Batch != "" {
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO ledger_batches (request_id, batch) VALUES ($1, $2) ON CONFLICT DO NOTHING`, id, d.Batch)
 		if err != nil {
-			return s.fail("apply ledger: record batch", err)
+			return nil, s.fail("apply ledger: record batch", err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
-			return s.fail("apply ledger: record batch", err)
+			return nil, s.fail("apply ledger: record batch", err)
 		} else if n == 0 {
-			return nil // applied before; the deferred rollback ends the transaction
+			return nil, nil // applied before; the deferred rollback ends the transaction
 		}
 	}
 
@@ -75,7 +106,7 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 		if _, err := tx.ExecContext(ctx,
 			`UPDATE erasure_requests SET status = $2, completed_at = $3, updated_at = $4 WHERE id = $1`,
 			id, d.Status, completedAt, now); err != nil {
-			return s.fail("apply ledger: update status", err)
+			return nil, s.fail("apply ledger: update status", err)
 		}
 	}
 
@@ -83,15 +114,21 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 		if _, err := tx.ExecContext(ctx,
 			`UPDATE erasure_requests SET overdue = true, updated_at = $2 WHERE id = $1 AND NOT overdue`,
 			id, now); err != nil {
-			return s.fail("apply ledger: mark overdue", err)
+			return nil, s.fail("apply ledger: mark overdue", err)
 		}
 	}
 
 	// Retention removed a pruned request's systems for good; a delta that
 	// arrives later still leaves its events in the audit.
+	var outcomes []Outcome
 	if len(d.Systems) > 0 && !pruned {
+		if report {
+			if outcomes, err = finishing(ctx, tx, id, d); err != nil {
+				return nil, s.fail("apply ledger: read outcomes", err)
+			}
+		}
 		if err := upsertSystems(ctx, tx, id, d.Systems, now); err != nil {
-			return s.fail("apply ledger: update systems", err)
+			return nil, s.fail("apply ledger: update systems", err)
 		}
 	}
 
@@ -102,14 +139,80 @@ func (s *Store) ApplyLedger(ctx context.Context, requestID string, d lethe.Ledge
 			events[i] = e
 		}
 		if err := insertAudit(ctx, tx, events, now); err != nil {
-			return s.fail("apply ledger: audit", err)
+			return nil, s.fail("apply ledger: audit", err)
 		}
 	}
 
 	if err := tx.Commit(); err != nil {
-		return s.fail("apply ledger", err)
+		return nil, s.fail("apply ledger", err)
 	}
-	return nil
+	return outcomes, nil
+}
+
+// finishing finds the systems of d that move from open (or absent) into a
+// final status and were dispatched, with their first dispatch: the earliest
+// dispatched event in the audit or, for a request whose ledger waited for it
+// to settle, in d itself.
+func finishing(ctx context.Context, tx *sql.Tx, id uuid.UUID, d lethe.LedgerDelta) ([]Outcome, error) {
+	// As in upsertSystems, a system's later entry in the delta wins.
+	final := map[string]lethe.SystemProgress{}
+	for _, p := range d.Systems {
+		if p.Status.Final() {
+			final[p.Name] = p
+		} else {
+			delete(final, p.Name)
+		}
+	}
+	if len(final) == 0 {
+		return nil, nil
+	}
+	names := slices.Sorted(maps.Keys(final))
+	first := map[string]time.Time{}
+	for _, e := range d.Events {
+		if e.Kind == lethe.AuditDispatched && e.System != "" && !e.At.IsZero() {
+			if t, ok := first[e.System]; !ok || e.At.Before(t) {
+				first[e.System] = e.At
+			}
+		}
+	}
+	rows, err := tx.QueryContext(ctx, `
+		SELECT u.system, es.status, min(a.at)
+		FROM unnest($2::text[]) AS u (system)
+		LEFT JOIN erasure_systems es ON es.request_id = $1 AND es.system = u.system
+		LEFT JOIN audit_events a ON a.request_id = $1 AND a.system = u.system AND a.kind = $3
+		GROUP BY u.system, es.status`, id, pq.Array(names), string(lethe.AuditDispatched))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Outcome
+	for rows.Next() {
+		var (
+			name   string
+			before sql.NullString
+			at     sql.NullTime
+		)
+		if err := rows.Scan(&name, &before, &at); err != nil {
+			return nil, err
+		}
+		p, ok := final[name]
+		if !ok || (before.Valid && lethe.SystemStatus(before.String).Final()) {
+			continue
+		}
+		dispatched, ok := first[name]
+		if at.Valid && (!ok || at.Time.Before(dispatched)) {
+			dispatched, ok = at.Time.UTC(), true
+		}
+		if !ok {
+			continue
+		}
+		out = append(out, Outcome{System: name, Status: p.Status, Dispatched: dispatched, ConfirmedAt: p.ConfirmedAt})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b Outcome) int { return strings.Compare(a.System, b.System) })
+	return out, nil
 }
 
 // upsertSystems writes whole SystemProgress rows in one statement. When a

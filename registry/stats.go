@@ -55,3 +55,50 @@ func (s *Store) SystemStats(ctx context.Context, name string) (lethe.SystemStats
 	}
 	return st, nil
 }
+
+// ErasureCounts are the ledger's totals that the API reports as metrics.
+type ErasureCounts struct {
+	// ByStatus counts every request in the ledger by its current status;
+	// every status is present, at zero when no request has it.
+	ByStatus map[lethe.RequestStatus]int64
+	// Open counts the requests still pending or running.
+	Open int64
+	// Overdue counts the open requests past their deadline, whether or
+	// not their workflow has marked them overdue yet.
+	Overdue int64
+}
+
+// CountErasures reads the ledger's totals in one statement.
+func (s *Store) CountErasures(ctx context.Context) (ErasureCounts, error) {
+	c := ErasureCounts{ByStatus: map[lethe.RequestStatus]int64{}}
+	for _, st := range []lethe.RequestStatus{lethe.RequestPending, lethe.RequestRunning,
+		lethe.RequestCompleted, lethe.RequestFailed, lethe.RequestCanceled} {
+		c.ByStatus[st] = 0
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT status, count(*),
+			count(*) FILTER (WHERE status IN ('pending', 'running') AND (overdue OR deadline < $1))
+		FROM erasure_requests GROUP BY status`, s.now())
+	if err != nil {
+		return ErasureCounts{}, s.fail("count erasures", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			st         lethe.RequestStatus
+			n, overdue int64
+		)
+		if err := rows.Scan(&st, &n, &overdue); err != nil {
+			return ErasureCounts{}, s.fail("count erasures", err)
+		}
+		c.ByStatus[st] = n
+		if !st.Final() {
+			c.Open += n
+		}
+		c.Overdue += overdue
+	}
+	if err := rows.Err(); err != nil {
+		return ErasureCounts{}, s.fail("count erasures", err)
+	}
+	return c, nil
+}

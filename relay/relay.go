@@ -39,6 +39,22 @@ type Auditor interface {
 	AppendAudit(ctx context.Context, events []lethe.AuditEvent) error
 }
 
+// Metrics records what a relay does for /metrics; internal/metrics.Metrics
+// implements it. Its arguments are topic names, fixed reasons and counts.
+type Metrics interface {
+	// DeadLettered counts n messages read from topic and dead-lettered for
+	// reason: DLQMalformed or DLQBadSignature.
+	DeadLettered(topic, reason string, n int)
+	// RelayLag records how many confirmations are left to read, as the
+	// Kafka reader saw it after the relay's last batch.
+	RelayLag(n int64)
+}
+
+// DLQMalformed is the metrics reason of a message that is not a
+// confirmation of the wire format; the message's wire.HeaderDLQReason
+// header says what was wrong with it.
+const DLQMalformed = "malformed"
+
 // Config says where the confirmations are and how many the relay takes at once.
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses.
@@ -76,6 +92,8 @@ type Config struct {
 	// including those never issued a credential
 	// (LETHE_REQUIRE_SIGNATURES); it needs Credentials.
 	RequireSignatures bool
+	// Metrics, when set, counts dead letters and records the lag.
+	Metrics Metrics
 }
 
 // Defaults of Config's optional fields.
@@ -221,7 +239,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	}()
 	r.log.Info("relay started", "group", r.cfg.GroupID)
 	err := kafkax.Consume(ctx, reader, r.cfg.BatchSize, r.cfg.BatchWait, r.log, func(ctx context.Context, msgs []kafka.Message) error {
-		return r.handle(ctx, w, msgs)
+		if err := r.handle(ctx, w, msgs); err != nil {
+			return err
+		}
+		if r.cfg.Metrics != nil {
+			r.cfg.Metrics.RelayLag(reader.Stats().Lag)
+		}
+		return nil
 	})
 	r.log.Info("relay stopped")
 	if err != nil {
@@ -289,6 +313,9 @@ func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Messag
 			return err
 		}
 		r.deadLettered.Add(int64(len(dead)))
+		if r.cfg.Metrics != nil {
+			r.cfg.Metrics.DeadLettered(r.cfg.Topic, DLQMalformed, len(dead))
+		}
 	}
 	// Requests are independent, so their signals go out concurrently; one
 	// request's signals go in order.

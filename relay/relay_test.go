@@ -19,6 +19,8 @@ import (
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/metrics/metricstest"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/relay"
 	"github.com/lethe-dev/lethe/wire"
@@ -428,5 +430,38 @@ func TestRelaySplitsOversizedSignalsInOrder(t *testing.T) {
 	}
 	if got := strings.Join(order, ","); got != "system-0,system-1,system-2" {
 		t.Errorf("signaled in order %s, want system-0,system-1,system-2", got)
+	}
+}
+
+// A malformed message moves lethe_dlq_messages_total under the topic it was
+// read from and the fixed reason, never the parser's words; the relay
+// records its lag after the batch.
+func TestRelayMetrics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	brokers, cluster := testenv.Kafka(t, topic)
+	req := uuid.NewString()
+	notJSON := kafka.Message{Topic: topic, Key: []byte(req), Value: []byte("{" + secret)}
+	produce(ctx, t, brokers, append([]kafka.Message{notJSON}, encode(t, confirmation(req, "billing"))...)...)
+
+	m := metrics.New()
+	m.RelayLag(99) // a value the relay must overwrite
+	cfg := config(brokers, &testenv.LogBuffer{})
+	cfg.Metrics = m
+	s := &signaler{}
+	start(t, cfg, s, &auditor{})
+	eventually(ctx, t, "good confirmation signaled", func() bool { return s.confirmations() == 1 })
+	eventually(ctx, t, "batch committed", func() bool { return committed(cluster, topic) })
+
+	f := metricstest.Scrape(t, m.Handler())
+	f.Require(t, "lethe_dlq_messages_total", "lethe_relay_lag_messages")
+	if got, _ := f.Value("lethe_dlq_messages_total", "topic", topic, "reason", relay.DLQMalformed); got != 1 {
+		t.Errorf("lethe_dlq_messages_total{reason=malformed} = %v, want 1", got)
+	}
+	if reasons := f.LabelValues("lethe_dlq_messages_total", "reason"); len(reasons) != 1 {
+		t.Errorf("dead-letter reasons %v, want only %q", reasons, relay.DLQMalformed)
+	}
+	if lag, _ := f.Value("lethe_relay_lag_messages"); lag != 0 {
+		t.Errorf("lethe_relay_lag_messages = %v once everything is read, want 0", lag)
 	}
 }

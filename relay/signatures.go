@@ -164,5 +164,8 @@ func (r *Relay) refuse(ctx context.Context, w *kafka.Writer, refused []refusal) 
 		return err
 	}
 	r.badSignatures.Add(int64(len(refused)))
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.DeadLettered(r.cfg.Topic, DLQBadSignature, len(refused))
+	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/credential"
+	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/metrics/metricstest"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/relay"
@@ -80,9 +82,15 @@ func TestRelayChecksSignatures(t *testing.T) {
 	logs := &testenv.LogBuffer{}
 	cfg := config(brokers, logs)
 	cfg.Credentials, cfg.SystemKey = store, master
+	m := metrics.New()
+	cfg.Metrics = m
 	r := start(t, cfg, s, store)
 	eventually(ctx, t, "batch committed", func() bool { return committed(cluster, topic) })
 	eventually(ctx, t, "refusals counted", func() bool { return r.Stats().BadSignatures == 3 })
+	if got, _ := metricstest.Scrape(t, m.Handler()).Value("lethe_dlq_messages_total",
+		"topic", topic, "reason", relay.DLQBadSignature); got != 3 {
+		t.Errorf("lethe_dlq_messages_total{reason=bad_signature} = %v, want 3", got)
+	}
 
 	var signaled []string
 	for _, c := range s.calls() {

@@ -127,7 +127,7 @@ func (c *config) settings() []setting {
 		{"TEMPORAL_API_KEY", "temporal-api-key", "", "Temporal Cloud API key, sent as a bearer credential over TLS", &c.TemporalAPIKey},
 		{"LETHE_UI_ADDR", "ui-addr", "127.0.0.1:8233", "Temporal Web UI listen address (lethe dev)", &c.UIAddr},
 		{"LETHE_HEALTH_ADDR", "health-addr", "127.0.0.1:8081", "health endpoints of the worker and relay", &c.HealthAddr},
-		{"LETHE_METRICS_ADDR", "metrics-addr", "", "GET /metrics of the worker and relay on its own listener (default: on LETHE_HEALTH_ADDR)", &c.MetricsAddr},
+		{"LETHE_METRICS_ADDR", "metrics-addr", "", "GET /metrics on its own listener (default: the worker and relay on LETHE_HEALTH_ADDR, the API beside its routes; a reference connector serves none)", &c.MetricsAddr},
 		{"LETHE_SUBJECT_KEY", "subject-key", "", "hex HMAC key for identifier digests (64+ hex digits)", &c.SubjectKey},
 		{"LETHE_CODEC_KEYS", "codec-keys", "", "Temporal payload encryption keys, comma-separated id:hexkey (64 hex digits), the first active", &c.CodecKeys},
 		{"LETHE_CODEC_PLAINTEXT_BEFORE", "codec-plaintext-before", "", "RFC 3339 time encryption was turned on: workflows started before it may still read unencrypted payloads, later ones refuse them", &c.CodecPlainBefore},

@@ -7,16 +7,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lethe-dev/lethe/connectors/postgres"
 	"github.com/lethe-dev/lethe/connectors/webhook"
+	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
 // referenceConnectors are the connectors a service can run without writing
 // Go: `lethe connector <kind> --config FILE`.
-var referenceConnectors = map[string]func(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger) error{
-	"postgres": postgres.Main,
-	"webhook":  webhook.Main,
+var referenceConnectors = map[string]func(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger, reg prometheus.Registerer) error{
+	"postgres": postgres.MainWithMetrics,
+	"webhook":  webhook.MainWithMetrics,
 }
 
 const connectorUsage = `Usage: lethe connector <postgres|webhook> --config FILE
@@ -25,7 +30,8 @@ const connectorUsage = `Usage: lethe connector <postgres|webhook> --config FILE
   webhook    forward commands to a signed HTTP endpoint (connectors/webhook/example.yaml)
 
 Kafka brokers come from the file or $LETHE_KAFKA_BROKERS; logs follow
-$LETHE_LOG_LEVEL and $LETHE_LOG_FORMAT. See docs/connectors.md.
+$LETHE_LOG_LEVEL and $LETHE_LOG_FORMAT; $LETHE_METRICS_ADDR, when set,
+serves GET /metrics there. See docs/connectors.md.
 `
 
 // runConnectorRole runs a reference connector until ctx ends.
@@ -59,5 +65,29 @@ func runConnectorRole(ctx context.Context, args []string, env func(string) strin
 		}
 		return env(k)
 	}
-	return referenceConnectors[kind](ctx, configPath, connectorEnv, log.With("connector", kind))
+	run := referenceConnectors[kind]
+	if cfg.MetricsAddr == "" {
+		return run(ctx, configPath, connectorEnv, log.With("connector", kind), nil)
+	}
+	ln, err := listen(cfg.MetricsAddr, "metrics")
+	if err != nil {
+		return err
+	}
+	reg := metrics.NewRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveHTTP(gctx, ln, mux) })
+	g.Go(func() error {
+		err := run(gctx, configPath, connectorEnv, log.With("connector", kind), reg)
+		if err == nil {
+			// The connector stopped with ctx: so does the metrics listener.
+			err = context.Canceled
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }

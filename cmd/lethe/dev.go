@@ -175,6 +175,10 @@ func runDev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer
 		ln.Close()
 		return err
 	}
+	if h, err = serveMetrics(gctx, g, d, h); err != nil {
+		ln.Close()
+		return err
+	}
 	g.Go(func() error { return serveHTTP(gctx, ln, h) })
 	g.Go(func() error { return workerLoop(gctx, d) })
 	g.Go(func() error { return relayLoop(gctx, d) })

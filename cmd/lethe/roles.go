@@ -13,8 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/lethe-dev/lethe/escalation"
 	"github.com/lethe-dev/lethe/internal/kafkasec"
+	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/temporalx"
 	"github.com/lethe-dev/lethe/registry"
@@ -29,8 +29,8 @@ type deps struct {
 	temporal client.Client
 	kafka    kafkasec.Security
 	settings roles.Settings
-	// escalated counts the worker's escalations, served at /metrics.
-	escalated *escalation.Counter
+	// metrics is the process's registry, served at /metrics.
+	metrics *metrics.Metrics
 	// access is who may call the API, set by the roles that serve it.
 	access roles.Access
 }
@@ -45,8 +45,7 @@ func openDeps(ctx context.Context, cfg *config, log *slog.Logger) (*deps, error)
 	if err != nil {
 		return nil, err
 	}
-	counter := &escalation.Counter{}
-	settings.Escalated = counter
+	reg := metrics.New()
 	kafkaSec, err := cfg.kafkaSecurity()
 	if err != nil {
 		return nil, err
@@ -55,6 +54,7 @@ func openDeps(ctx context.Context, cfg *config, log *slog.Logger) (*deps, error)
 	if err != nil {
 		return nil, err
 	}
+	topts.MetricsHandler = reg.Temporal()
 	kafkaTLS, kafkaSASL := kafkaSec.Secured()
 	log.Info("transport", "kafka_tls", kafkaTLS, "kafka_sasl", kafkaSASL,
 		"temporal_tls", topts.ConnectionOptions.TLS != nil, "temporal_api_key", topts.Credentials != nil)
@@ -69,7 +69,7 @@ func openDeps(ctx context.Context, cfg *config, log *slog.Logger) (*deps, error)
 		store.Close()
 		return nil, err
 	}
-	return &deps{cfg: cfg, log: log, store: store, temporal: tc, kafka: kafkaSec, settings: settings, escalated: counter}, nil
+	return &deps{cfg: cfg, log: log, store: store, temporal: tc, kafka: kafkaSec, settings: settings, metrics: reg}, nil
 }
 
 func (d *deps) Close() {
@@ -90,6 +90,7 @@ func (d *deps) roles() roles.Deps {
 		Logger:        d.log,
 		Settings:      d.settings,
 		Access:        d.access,
+		Metrics:       d.metrics,
 	}
 }
 
@@ -163,6 +164,10 @@ func runAPI(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	log.Info("api listening", "addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
+	if h, err = serveMetrics(gctx, g, d, h); err != nil {
+		ln.Close()
+		return err
+	}
 	g.Go(func() error { return serveHTTP(gctx, ln, h) })
 	if pruner != nil {
 		g.Go(func() error { return pruner.Run(gctx) })
@@ -200,6 +205,27 @@ func apiHandler(d *deps) (http.Handler, *roles.Pruner, error) {
 		return nil, nil, err
 	}
 	return h, pruner, nil
+}
+
+// serveMetrics serves the API process's /metrics: on LETHE_METRICS_ADDR in
+// g when it is set, so that a network policy can open it alone, or else
+// beside the API's routes on h, as the API serves its health beside them;
+// it returns the handler to serve on the API's listener.
+func serveMetrics(ctx context.Context, g *errgroup.Group, d *deps, h http.Handler) (http.Handler, error) {
+	if d.cfg.MetricsAddr == "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", d.metrics.Handler())
+		mux.Handle("/", h)
+		return mux, nil
+	}
+	ln, err := listen(d.cfg.MetricsAddr, "metrics")
+	if err != nil {
+		return nil, err
+	}
+	mm := http.NewServeMux()
+	mm.Handle("GET /metrics", d.metrics.Handler())
+	g.Go(func() error { return serveHTTP(ctx, ln, mm) })
+	return h, nil
 }
 
 // withDigester is d's roles with the digester the API and the worker need.
@@ -290,11 +316,11 @@ func serveHealth(ctx context.Context, d *deps, health, metrics net.Listener) err
 		writeHealth(w, err)
 	})
 	if metrics == nil {
-		mux.Handle("GET /metrics", d.escalated.Handler())
+		mux.Handle("GET /metrics", d.metrics.Handler())
 		return serveHTTP(ctx, health, mux)
 	}
 	mm := http.NewServeMux()
-	mm.Handle("GET /metrics", d.escalated.Handler())
+	mm.Handle("GET /metrics", d.metrics.Handler())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(gctx, health, mux) })
 	g.Go(func() error { return serveHTTP(gctx, metrics, mm) })

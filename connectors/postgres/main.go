@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/promobserver"
 )
 
 // Environment variables and defaults Main reads, as in Lethe's contract.
@@ -29,6 +31,13 @@ const (
 // configuration is wrong, the database is unreachable or a statement fails
 // its checks: the connector refuses to start rather than fail each erasure.
 func Main(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger) error {
+	return MainWithMetrics(ctx, configPath, env, logger, nil)
+}
+
+// MainWithMetrics is Main counting the connector's work on reg through
+// promobserver, for `lethe connector postgres` with LETHE_METRICS_ADDR; a
+// nil reg counts nothing.
+func MainWithMetrics(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger, reg prometheus.Registerer) error {
 	if env == nil {
 		return errors.New("postgres connector: nil env")
 	}
@@ -82,6 +91,12 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 		}
 	}
 
+	var observer connectors.Observer
+	if reg != nil {
+		if observer, err = promobserver.New(reg, cfg.Topic); err != nil {
+			return fmt.Errorf("postgres connector: metrics: %w", err)
+		}
+	}
 	pruned := make(chan struct{})
 	go func() {
 		defer close(pruned)
@@ -89,15 +104,16 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	}()
 	defer func() { <-pruned }()
 	return connectors.Run(ctx, connectors.Config{
-		Brokers: cfg.brokers(env),
-		System:  cfg.System,
-		Topic:   cfg.Topic,
-		Logger:  logger,
-		TLS:     tlsConfig,
-		SASL:    mechanism,
-		Dedup:   dedup,
-		KeyID:   keyID,
-		Secret:  secret,
+		Observer: observer,
+		Brokers:  cfg.brokers(env),
+		System:   cfg.System,
+		Topic:    cfg.Topic,
+		Logger:   logger,
+		TLS:      tlsConfig,
+		SASL:     mechanism,
+		Dedup:    dedup,
+		KeyID:    keyID,
+		Secret:   secret,
 	}, c)
 }
 

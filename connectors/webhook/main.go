@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/promobserver"
 )
 
 // Main runs the connector described by the file at configPath until ctx
@@ -15,6 +18,13 @@ import (
 // environment (os.Getenv in production), for the secret and, when the file
 // names no brokers, LETHE_KAFKA_BROKERS. It returns nil once ctx is canceled.
 func Main(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger) error {
+	return MainWithMetrics(ctx, configPath, env, logger, nil)
+}
+
+// MainWithMetrics is Main counting the connector's work on reg through
+// promobserver, for `lethe connector webhook` with LETHE_METRICS_ADDR; a
+// nil reg counts nothing.
+func MainWithMetrics(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger, reg prometheus.Registerer) error {
 	if env == nil {
 		return errors.New("webhook: nil env")
 	}
@@ -52,17 +62,24 @@ func Main(ctx context.Context, configPath string, env func(string) string, logge
 	if len(brokers) == 0 {
 		brokers = []string{DefaultBrokers}
 	}
+	var observer connectors.Observer
+	if reg != nil {
+		if observer, err = promobserver.New(reg, conn.cfg.Topic); err != nil {
+			return fmt.Errorf("webhook: metrics: %w", err)
+		}
+	}
 	logger.Info("webhook connector starting", "system", cfg.System, "topic", conn.cfg.Topic,
 		"max_attempts", conn.cfg.Retries.MaxAttempts, "timeout", conn.cfg.Timeout)
 	return connectors.Run(ctx, connectors.Config{
-		Brokers: brokers,
-		System:  cfg.System,
-		Topic:   conn.cfg.Topic,
-		Logger:  logger,
-		TLS:     tlsConfig,
-		SASL:    mechanism,
-		KeyID:   keyID,
-		Secret:  signingSecret,
+		Observer: observer,
+		Brokers:  brokers,
+		System:   cfg.System,
+		Topic:    conn.cfg.Topic,
+		Logger:   logger,
+		TLS:      tlsConfig,
+		SASL:     mechanism,
+		KeyID:    keyID,
+		Secret:   signingSecret,
 		// The connector retries the endpoint itself, within the bounds the
 		// file sets; retrying it again in the SDK would multiply them.
 		Retry: connectors.RetryPolicy{MaxAttempts: 1},

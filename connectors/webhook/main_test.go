@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/webhook"
+	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/metrics/metricstest"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/wire"
 )
@@ -75,7 +78,8 @@ func TestMainEndToEnd(t *testing.T) {
 
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- webhook.Main(runCtx, path, env, logger) }()
+	reg := prometheus.NewRegistry()
+	go func() { done <- webhook.MainWithMetrics(runCtx, path, env, logger, reg) }()
 	defer func() {
 		stop()
 		select {
@@ -125,6 +129,14 @@ func TestMainEndToEnd(t *testing.T) {
 	check("erase", confs[1], wire.OutcomeErased, 4, 1)
 	check("repeat", confs[2], wire.OutcomeErased, 4, 1)
 	check("unknown subject", confs[3], wire.OutcomeNotFound, 0, 0)
+	// The observer counts each command before its confirmation is sent.
+	f := metricstest.Scrape(t, metrics.Handler(reg))
+	if got, _ := f.Value("lethe_connector_commands_total", "system", "crm", "outcome", "not_found"); got != 1 {
+		t.Errorf("lethe_connector_commands_total{outcome=not_found} = %v, want 1", got)
+	}
+	if got, _ := f.Value("lethe_connector_commands_total", "system", "crm", "outcome", "erased"); got < 2 {
+		t.Errorf("lethe_connector_commands_total{outcome=erased} = %v, want the dry run and the erasure", got)
+	}
 	if confs[0].CommandID != dry.CommandID || confs[1].CommandID != erase.CommandID || confs[3].CommandID != unknown.CommandID {
 		t.Errorf("confirmations out of order: %+v", confs)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/lethe-dev/lethe/devstack"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/temporalx"
 	"github.com/lethe-dev/lethe/registry"
@@ -128,7 +129,12 @@ func embedded(ctx context.Context, cfg Config, progress func(format string, args
 	if err != nil {
 		return nil, err
 	}
-	tc, err := temporalx.Dial(ctx, tserver.Address(), tserver.Namespace(), cfg.Logger, codec.DataConverter(keyring))
+	// Lethe records its metrics as deployed, the SDK's included; the
+	// baselines share the client, and so its metrics handler.
+	reg := metrics.New()
+	topts := temporalx.ClientOptions(tserver.Address(), tserver.Namespace(), cfg.Logger, codec.DataConverter(keyring))
+	topts.MetricsHandler = reg.Temporal()
+	tc, err := temporalx.DialOptions(ctx, topts)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +161,8 @@ func embedded(ctx context.Context, cfg Config, progress func(format string, args
 	deps := roles.Deps{
 		Store: store, Temporal: tc, Namespace: tserver.Namespace(),
 		Brokers: brokers, Partitions: topicPartitions, Logger: cfg.Logger, Digester: dg,
-		Access: roles.Access{Auth: &auth.Chain{Tokens: auth.NewTokenVerifier(store)}},
+		Access:  roles.Access{Auth: &auth.Chain{Tokens: auth.NewTokenVerifier(store)}},
+		Metrics: reg,
 	}
 	h, err := roles.APIHandler(deps)
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/apicall"
 	"github.com/lethe-dev/lethe/internal/kafkasec"
+	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/oidctest"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/internal/testenv"
@@ -73,6 +74,9 @@ type stack struct {
 	// putSystem issues each system a credential through the API and
 	// runConnector hands it to the connector (see stackOptions.Signed).
 	Signed bool
+	// Metrics is the stack's registry, which its API, worker, relay and
+	// their Temporal client record on, as one `lethe dev` process does.
+	Metrics *metrics.Metrics
 
 	credMu sync.Mutex
 	creds  map[string]systemCredential
@@ -159,8 +163,9 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	if opts.Codec != nil {
 		dc = codec.DataConverter(opts.Codec)
 	}
+	s.Metrics = metrics.New()
 	wc, err := client.NewClientFromExisting(s.Temporal, client.Options{Namespace: s.Namespace,
-		Logger: sdklog.NewStructuredLogger(s.Log), DataConverter: dc})
+		Logger: sdklog.NewStructuredLogger(s.Log), DataConverter: dc, MetricsHandler: s.Metrics.Temporal()})
 	if err != nil {
 		t.Fatalf("worker client: %v", err)
 	}
@@ -184,6 +189,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		Logger: s.Log, Digester: dg,
 		Settings: roles.Settings{Policy: opts.Policy, SystemKey: opts.SystemKey, RequireSignatures: s.Signed},
 		Access:   roles.Access{Auth: &auth.Chain{Tokens: auth.NewTokenVerifier(s.Store), OIDC: oidcV}},
+		Metrics:  s.Metrics,
 	}
 	if opts.Engine != nil {
 		deps.Engine = opts.Engine(api.NewTemporalEngine(wc, opts.Policy))

@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/relay"
 	"github.com/lethe-dev/lethe/wire"
@@ -65,6 +66,11 @@ type Deps struct {
 	// Temporal directly; the history recorder starts older revisions
 	// through it.
 	Engine api.Engine
+	// Metrics is the process's registry, which every role records on; nil
+	// records nothing. The caller serves it (Metrics.Handler) and, for the
+	// Temporal SDK's metrics, sets Metrics.Temporal() as its client's
+	// MetricsHandler.
+	Metrics *metrics.Metrics
 }
 
 // Access says who may call the API: its verifier (or AuthOff, on purpose),
@@ -88,8 +94,6 @@ type Settings struct {
 	// Escalations receives the worker's escalations (the webhook); nil
 	// only logs and counts them.
 	Escalations activities.Notifier
-	// Escalated counts escalations for /metrics; nil counts nothing.
-	Escalated activities.EscalationCounter
 	// SystemKey derives the secrets of systems' signing credentials
 	// (LETHE_SYSTEM_KEY): the API issues credentials with it, the worker
 	// signs commands and the relay checks confirmations. Nil issues none.
@@ -157,7 +161,7 @@ func APIHandler(d Deps) (http.Handler, error) {
 	if engine == nil {
 		engine = api.NewTemporalEngine(d.Temporal, d.Settings.Policy)
 	}
-	srv, err := api.New(api.Config{
+	cfg := api.Config{
 		Store:           d.Store,
 		Engine:          engine,
 		Topics:          Topics{Brokers: d.Brokers, Security: d.KafkaSecurity, Partitions: d.Partitions},
@@ -176,7 +180,14 @@ func APIHandler(d Deps) (http.Handler, error) {
 
 		SystemKey:         d.Settings.SystemKey,
 		CredentialOverlap: d.Settings.CredentialOverlap,
-	})
+	}
+	if d.Metrics != nil {
+		cfg.Requests = d.Metrics
+		if err := d.Metrics.CollectLedger(d.Store, d.Logger); err != nil {
+			return nil, fmt.Errorf("ledger metrics: %w", err)
+		}
+	}
+	srv, err := api.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -212,9 +223,13 @@ func RunWorker(ctx context.Context, d Deps) error {
 	writer := d.kafka().Writer()
 	defer writer.Close()
 	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions())
-	workflows.Register(w, &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
-		Digester: d.Digester, Escalations: d.Settings.Escalations, Metrics: d.Settings.Escalated,
-		Credentials: d.Store, SystemKey: d.Settings.SystemKey})
+	acts := &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
+		Digester: d.Digester, Escalations: d.Settings.Escalations,
+		Credentials: d.Store, SystemKey: d.Settings.SystemKey}
+	if d.Metrics != nil {
+		acts.Metrics, acts.Outcomes = d.Metrics, d.Metrics
+	}
+	workflows.Register(w, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -233,8 +248,13 @@ func RunRelay(ctx context.Context, d Deps) error {
 	if err := d.kafka().EnsureTopics(ctx, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
 		return fmt.Errorf("create confirmation topics: %w", err)
 	}
-	r, err := relay.New(relay.Config{Brokers: d.Brokers, Security: d.KafkaSecurity, Logger: d.Logger, Credentials: d.Store,
-		SystemKey: d.Settings.SystemKey, RequireSignatures: d.Settings.RequireSignatures}, d.Temporal, d.Store)
+	rc := relay.Config{Brokers: d.Brokers, Security: d.KafkaSecurity, Logger: d.Logger, Credentials: d.Store,
+		SystemKey: d.Settings.SystemKey, RequireSignatures: d.Settings.RequireSignatures}
+	if d.Metrics != nil {
+		rc.Metrics = d.Metrics
+		d.Metrics.DeadLetterReasons(wire.ConfirmationsTopic, relay.DLQMalformed, relay.DLQBadSignature)
+	}
+	r, err := relay.New(rc, d.Temporal, d.Store)
 	if err != nil {
 		return err
 	}

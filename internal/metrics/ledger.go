@@ -1,0 +1,113 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/registry"
+)
+
+// LedgerCounter reads the ledger's totals; registry.Store implements it.
+type LedgerCounter interface {
+	CountErasures(ctx context.Context) (registry.ErasureCounts, error)
+}
+
+// Ledger query bounds: a scrape waits at most ledgerTimeout for PostgreSQL,
+// and totals younger than ledgerCacheFor are served again, so that several
+// Prometheus servers scraping several API replicas cost the database one
+// query per replica every ledgerCacheFor.
+const (
+	ledgerTimeout  = 2 * time.Second
+	ledgerCacheFor = 10 * time.Second
+)
+
+// ledgerCollector reports the ledger's totals, read at scrape time. Reading
+// at scrape time rather than on a timer keeps the figures as fresh as the
+// scrape and costs nothing when nobody scrapes; the short cache and timeout
+// keep a slow database from slowing the scrape or the API.
+type ledgerCollector struct {
+	src LedgerCounter
+	log *slog.Logger
+	now func() time.Time
+
+	total, open, overdue *prometheus.Desc
+
+	mu     sync.Mutex
+	at     time.Time
+	counts registry.ErasureCounts
+}
+
+// CollectLedger adds lethe_erasures_total{status}, lethe_erasures_open and
+// lethe_erasures_overdue, read from src at scrape time. The API role calls
+// it: every replica reports the same ledger, so alerts take max(), not
+// sum(). A failed read is logged and reported as a failed family for that
+// scrape; the rest of the page is still served.
+func (m *Metrics) CollectLedger(src LedgerCounter, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	err := m.Registry.Register(&ledgerCollector{
+		src: src, log: log, now: time.Now,
+		total: prometheus.NewDesc("lethe_erasures_total",
+			"Erasure requests in the ledger by current status (a gauge: a request moves between statuses).",
+			[]string{"status"}, nil),
+		open: prometheus.NewDesc("lethe_erasures_open",
+			"Erasure requests still pending or running.", nil, nil),
+		overdue: prometheus.NewDesc("lethe_erasures_overdue",
+			"Open erasure requests past their deadline.", nil, nil),
+	})
+	// A second API over the same registry reads the same ledger.
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		return nil
+	}
+	return err
+}
+
+// Describe sends the three families' descriptions.
+func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.total
+	ch <- c.open
+	ch <- c.overdue
+}
+
+// Collect reads the totals, or serves the cached ones while fresh.
+func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.read()
+	if err != nil {
+		c.log.Warn("metrics: could not read the ledger's totals", "error", err.Error())
+		for _, d := range []*prometheus.Desc{c.total, c.open, c.overdue} {
+			ch <- prometheus.NewInvalidMetric(d, err)
+		}
+		return
+	}
+	for _, st := range []lethe.RequestStatus{lethe.RequestPending, lethe.RequestRunning,
+		lethe.RequestCompleted, lethe.RequestFailed, lethe.RequestCanceled} {
+		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(counts.ByStatus[st]), string(st))
+	}
+	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(counts.Open))
+	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, float64(counts.Overdue))
+}
+
+func (c *ledgerCollector) read() (registry.ErasureCounts, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if !c.at.IsZero() && now.Sub(c.at) < ledgerCacheFor {
+		return c.counts, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
+	defer cancel()
+	counts, err := c.src.CountErasures(ctx)
+	if err != nil {
+		return registry.ErasureCounts{}, err
+	}
+	c.at, c.counts = now, counts
+	return counts, nil
+}
