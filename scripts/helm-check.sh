@@ -155,7 +155,7 @@ check_defaults() {
 	want_count "$out" 4 '^ +port: health$' || return 1
 	want_count "$out" 1 '^ +containerPort: 8080$' || return 1
 	want_count "$out" 2 '^ +containerPort: 8081$' || return 1
-	want_count "$out" 2 '^ +containerPort: 9090$' || return 1
+	want_count "$out" 3 '^ +containerPort: 9090$' || return 1
 	want_count "$out" 1 'args: \["api"\]' || return 1
 	want_count "$out" 1 'args: \["worker"\]' || return 1
 	want_count "$out" 1 'args: \["relay"\]' || return 1
@@ -494,14 +494,17 @@ check_network_policies() {
 		want_count "$doc" 1 '^      app\.kubernetes\.io/instance: lethe$' || return 1
 		want_count "$doc" 1 '^    - Ingress$' || return 1
 		want_none "$doc" 'Egress' || return 1
-		# By default every opened port admits the release's namespace alone.
-		want_count "$doc" 1 '^        - port: [a-z]+$' || return 1
-		want_count "$doc" 1 '^        - podSelector: \{\}$' || return 1
+		# By default every opened port admits the release's namespace alone:
+		# the API's HTTP and metrics ports, the others' metrics port.
 		want_none "$doc" 'namespaceSelector|ipBlock' || return 1
+		want_count "$doc" 1 '^        - port: metrics$' || return 1
 		if [[ "$c" == api ]]; then
+			want_count "$doc" 2 '^        - port: [a-z]+$' || return 1
+			want_count "$doc" 2 '^        - podSelector: \{\}$' || return 1
 			want_count "$doc" 1 '^        - port: http$' || return 1
 		else
-			want_count "$doc" 1 '^        - port: metrics$' || return 1
+			want_count "$doc" 1 '^        - port: [a-z]+$' || return 1
+			want_count "$doc" 1 '^        - podSelector: \{\}$' || return 1
 		fi
 	done
 	# Peers from values: the Ingress controller's namespace for the API, the
@@ -515,9 +518,10 @@ check_network_policies() {
 	local pdocs="$WORK/netpol-peers.d"
 	split_docs "$peers" "$pdocs"
 	doc=$(policy_of "$pdocs" NetworkPolicy api) || return 1
-	want_count "$doc" 1 '^        - port: [a-z]+$' || return 1
+	want_count "$doc" 2 '^        - port: [a-z]+$' || return 1
 	want_count "$doc" 1 'kubernetes\.io/metadata\.name: ingress-nginx$' || return 1
-	want_none "$doc" 'podSelector: \{\}|monitoring|ipBlock' || return 1
+	want_count "$doc" 1 'kubernetes\.io/metadata\.name: monitoring$' || return 1
+	want_none "$doc" 'podSelector: \{\}|ipBlock' || return 1
 	for c in worker relay; do
 		doc=$(policy_of "$pdocs" NetworkPolicy "$c") || return 1
 		want_count "$doc" 2 '^        - port: [a-z]+$' || return 1
@@ -565,21 +569,21 @@ check_secret_scopes() {
 check_metrics_port() {
 	local out="$WORK/defaults.yaml"
 	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
-	# The worker and relay serve /metrics on a port of its own, named for
-	# the NetworkPolicies; the API serves none.
+	# Every component serves /metrics on a port of its own, named for the
+	# NetworkPolicies (the ConfigMap and the migration's copy set it).
 	want_count "$out" 2 'LETHE_METRICS_ADDR: "0\.0\.0\.0:9090"' || return 1
-	want_count "$out" 2 '^            - name: metrics$' || return 1
+	want_count "$out" 3 '^            - name: metrics$' || return 1
 	local docs="$WORK/metrics.d" doc
 	split_docs "$out" "$docs"
 	for doc in "$docs"/*.yaml; do
-		grep -q '^ *args: \["\(worker\|relay\)"\]$' "$doc" || continue
+		grep -q '^ *args: \["\(api\|worker\|relay\)"\]$' "$doc" || continue
 		grep -A1 '^            - name: metrics$' "$doc" | grep -q 'containerPort: 9090$' ||
 			fail "$(basename "$doc"): the metrics port is not 9090" || return 1
 	done
 	local moved="$WORK/metrics-moved.yaml"
 	render "${REQUIRED[@]}" --set metricsPort=9102 >"$moved" || fail "render with metricsPort failed" || return 1
 	want_count "$moved" 2 'LETHE_METRICS_ADDR: "0\.0\.0\.0:9102"' || return 1
-	want_count "$moved" 2 '^ +containerPort: 9102$' || return 1
+	want_count "$moved" 3 '^ +containerPort: 9102$' || return 1
 	must_fail "a port number" "/metricsPort" "${REQUIRED[@]}" --set metricsPort=0 || return 1
 }
 
