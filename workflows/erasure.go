@@ -74,6 +74,15 @@ type erasure struct {
 	inbox []wire.Confirmation
 	out   outbox
 
+	// confirms, extends and holds are the signal channels, read by listen
+	// and drained before the workflow continues as new.
+	confirms workflow.ReceiveChannel
+	extends  workflow.ReceiveChannel
+	holds    workflow.ReceiveChannel
+
+	// escalating counts the escalations in flight (awaitEscalations).
+	escalating int
+
 	// deadline and target move when the deadline is extended; fired names
 	// the escalation points passed; overdue is set at the deadline.
 	deadline time.Time
@@ -118,6 +127,15 @@ type features struct {
 	// settledLedger writes a young request's steps to the ledger only once
 	// it has settled (RevisionSettledLedger).
 	settledLedger bool
+	// drainAll applies every queued signal before continuing as new,
+	// awaitEscalations waits for the escalations in flight before a run
+	// ends, failedLedger writes a stopped run's failure to the ledger, and
+	// receiveAsync keeps an undecodable signal from stalling the listener
+	// (all RevisionNothingDropped).
+	drainAll         bool
+	awaitEscalations bool
+	failedLedger     bool
+	receiveAsync     bool
 }
 
 // featuresOf resolves a revision into the behaviours it turns on: each
@@ -127,6 +145,10 @@ func featuresOf(revision int) features {
 		settledSearch:    revision >= RevisionSettledSearch,
 		overdueAfterHold: revision >= RevisionOverdueAfterHold,
 		settledLedger:    revision >= RevisionSettledLedger,
+		drainAll:         revision >= RevisionNothingDropped,
+		awaitEscalations: revision >= RevisionNothingDropped,
+		failedLedger:     revision >= RevisionNothingDropped,
+		receiveAsync:     revision >= RevisionNothingDropped,
 	}
 }
 
@@ -195,6 +217,9 @@ func (w *erasure) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("set status query handler: %w", err)
 	}
+	w.confirms = workflow.GetSignalChannel(ctx, SignalConfirm)
+	w.extends = workflow.GetSignalChannel(ctx, SignalExtend)
+	w.holds = workflow.GetSignalChannel(ctx, SignalHolds)
 	workflow.Go(ctx, w.listen)
 	return nil
 }
@@ -203,6 +228,12 @@ func (w *erasure) setup(ctx workflow.Context) error {
 // the main loop picks them up in batches, and notes the API's signals: a
 // deadline extended, a hold lifted.
 func (w *erasure) listen(ctx workflow.Context) {
+	if w.features.receiveAsync {
+		for {
+			_ = workflow.Await(ctx, w.signalsQueued)
+			w.drain(ctx)
+		}
+	}
 	confirms := workflow.GetSignalChannel(ctx, SignalConfirm)
 	extends := workflow.GetSignalChannel(ctx, SignalExtend)
 	holds := workflow.GetSignalChannel(ctx, SignalHolds)
@@ -224,6 +255,38 @@ func (w *erasure) listen(ctx workflow.Context) {
 	})
 	for {
 		sel.Select(ctx)
+	}
+}
+
+// signalsQueued reports whether a signal waits in one of the workflow's
+// channels.
+func (w *erasure) signalsQueued() bool {
+	return w.confirms.Len() > 0 || w.extends.Len() > 0 || w.holds.Len() > 0
+}
+
+// drain applies every signal queued, each as listen does, and returns
+// without blocking. A signal that cannot be decoded (the codec refuses an
+// unencrypted one, or its shape is wrong) is dropped by ReceiveAsync, which
+// goes on to the next: it never blocks the listener the way Receive inside
+// a Selector's callback did, stalling the signals after it. Reading the
+// channels only here, rather than through a Selector that takes a value
+// before its callback runs, leaves every signal not yet applied in its
+// channel, where continueAsNew drains it before it hands over.
+func (w *erasure) drain(ctx workflow.Context) {
+	for {
+		var confirm ConfirmSignal
+		var extend ExtendSignal
+		switch {
+		case w.confirms.ReceiveAsync(&confirm):
+			w.inbox = append(w.inbox, confirm.Confirmations...)
+		case w.extends.ReceiveAsync(&extend):
+			w.extend(ctx, extend)
+		case w.holds.ReceiveAsync(nil):
+			w.holdsChanged = true
+			w.woken = true
+		default:
+			return
+		}
 	}
 }
 

@@ -64,8 +64,15 @@ const (
 	// writes the ledger once instead of once per step. Temporal's history
 	// holds the unwritten part meanwhile.
 	RevisionSettledLedger = 3
+	// RevisionNothingDropped loses nothing at the ends of a run: it applies
+	// every signal (not only confirmations) still queued when it continues
+	// as new, waits for the escalations in flight before it finishes or
+	// continues as new, records a run that stops on an error as failed in
+	// the ledger, and reads signals so that one it cannot decode is dropped
+	// without stalling the signals after it.
+	RevisionNothingDropped = 5
 	// CurrentRevision is the revision the API starts workflows with.
-	CurrentRevision = RevisionSettledLedger
+	CurrentRevision = RevisionNothingDropped
 )
 
 // Policy bounds how hard a request tries. It travels in the input so that a
