@@ -21,17 +21,20 @@ var continueAsNewAfter = 8000
 // dispatches a command to every system that holds the subject's data, waits
 // for their confirmations, dispatches again when one is late or asks for a
 // retry, follows derived identifiers to further systems, and writes each step
-// to the ledger. It returns nil once every command is final (the request
-// completed or failed) and the cancellation error when canceled.
-func ErasureWorkflow(ctx workflow.Context, in ErasureInput) error {
+// to the ledger. Once every command is final (the request completed or
+// failed) it returns an ErasureResult; when canceled, the cancellation error.
+func ErasureWorkflow(ctx workflow.Context, in ErasureInput) (ErasureResult, error) {
 	if err := validateInput(in); err != nil {
-		return err
+		return ErasureResult{}, err
 	}
 	w := newErasure(in)
 	if err := w.setup(ctx); err != nil {
-		return err
+		return ErasureResult{}, err
 	}
-	return w.run(ctx, in.State == nil)
+	if err := w.run(ctx, in.State == nil); err != nil {
+		return ErasureResult{}, err
+	}
+	return w.result(), nil
 }
 
 // validateInput refuses a start that cannot lead anywhere; the message names

@@ -66,8 +66,8 @@ func (w *erasure) stop(ctx workflow.Context, err error) error {
 // its time and an audit event saying why, written on a context a
 // cancellation cannot interrupt, as cancel does, so that the API stops
 // showing the request running and an operator can act on it. The reason
-// names the step and the error type, never the error's message, which
-// could quote what a system sent. Nothing more is dispatched.
+// names the error type, never the error's message, which could quote what
+// a system sent. Nothing more is dispatched.
 func (w *erasure) fail(ctx workflow.Context, err error) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	now := workflow.Now(dctx).UTC()
@@ -85,20 +85,14 @@ func (w *erasure) fail(ctx workflow.Context, err error) error {
 	return err
 }
 
-// failReason says, for the audit, why a run stopped: which activity
-// failed and with which error type, not the message.
+// failReason says, for the audit, why a run stopped: the error's type,
+// never its message. The worker log has the whole error.
 func failReason(err error) string {
-	what := "the workflow"
-	var actErr *temporal.ActivityError
-	if errors.As(err, &actErr) && actErr.ActivityType() != nil {
-		what = "the " + actErr.ActivityType().GetName() + " activity"
-	}
-	kind := "an error"
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() != "" {
-		kind = "a non-retryable " + appErr.Type() + " error"
+		return "stopped on a non-retryable " + appErr.Type() + " error; the worker log has the cause"
 	}
-	return fmt.Sprintf("stopped: %s failed with %s; the worker log has the cause", what, kind)
+	return "stopped on an error; the worker log has the cause"
 }
 
 // cancel records a cancellation: no further dispatch or waiting, a final
