@@ -134,3 +134,24 @@ func TestResultSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelRevision5 cancels a request of revision 5, whose listener
+// waits on the signal channels: the cancellation must end the run as
+// canceled, without the listener spinning on the canceled context.
+func TestCancelRevision5(t *testing.T) {
+	w := newWorld(t, target("orders", day, "user_id"))
+	w.at(time.Hour, w.env.CancelWorkflow)
+	w.at(time.Hour+time.Second, func() {
+		w.env.SignalWorkflow(SignalExtend, ExtendSignal{Deadline: testStart.Add(60 * day)})
+	})
+	in := input(id("user_id", "u-123"))
+	in.Revision = RevisionNothingDropped
+	err := w.run(in)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("workflow error %v, want a cancellation", err)
+	}
+	if status, _ := w.finalStatus(); status != lethe.RequestCanceled {
+		t.Errorf("ledger status %q, want canceled", status)
+	}
+}

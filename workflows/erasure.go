@@ -232,9 +232,12 @@ func (w *erasure) setup(ctx workflow.Context) error {
 // deadline extended, a hold lifted.
 func (w *erasure) listen(ctx workflow.Context) {
 	if w.features.receiveAsync {
+		// A cancellation ends the run, not the listening: the canceled
+		// run still takes the signals sent while it writes its end.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		for {
-			_ = workflow.Await(ctx, w.signalsQueued)
-			w.drain(ctx)
+			_ = workflow.Await(dctx, w.signalsQueued)
+			w.drain(dctx)
 		}
 	}
 	confirms := workflow.GetSignalChannel(ctx, SignalConfirm)
