@@ -21,18 +21,21 @@ var continueAsNewAfter = 8000
 // dispatches a command to every system that holds the subject's data, waits
 // for their confirmations, dispatches again when one is late or asks for a
 // retry, follows derived identifiers to further systems, and writes each step
-// to the ledger. It returns nil once every command is final (the request
-// completed or failed) and the cancellation error when canceled.
-func ErasureWorkflow(ctx workflow.Context, in ErasureInput) error {
+// to the ledger. Once every command is final (the request completed or
+// failed) it returns an ErasureResult; when canceled, the cancellation error.
+func ErasureWorkflow(ctx workflow.Context, in ErasureInput) (ErasureResult, error) {
 	refuseUnknownRevision(ctx, in)
 	if err := validateInput(in); err != nil {
-		return err
+		return ErasureResult{}, err
 	}
 	w := newErasure(in)
 	if err := w.setup(ctx); err != nil {
-		return err
+		return ErasureResult{}, err
 	}
-	return w.run(ctx, in.State == nil)
+	if err := w.run(ctx, in.State == nil); err != nil {
+		return ErasureResult{}, err
+	}
+	return w.result(), nil
 }
 
 // refuseUnknownRevision fails the workflow task of a request started at a
@@ -105,6 +108,15 @@ type erasure struct {
 	inbox []wire.Confirmation
 	out   outbox
 
+	// confirms, extends and holds are the signal channels, read by listen
+	// and drained before the workflow continues as new.
+	confirms workflow.ReceiveChannel
+	extends  workflow.ReceiveChannel
+	holds    workflow.ReceiveChannel
+
+	// escalating counts the escalations in flight (awaitEscalations).
+	escalating int
+
 	// deadline and target move when the deadline is extended; fired names
 	// the escalation points passed; overdue is set at the deadline.
 	deadline time.Time
@@ -150,6 +162,15 @@ type features struct {
 	// settledLedger writes a young request's steps to the ledger only once
 	// it has settled (RevisionSettledLedger).
 	settledLedger bool
+	// drainAll applies every queued signal before continuing as new,
+	// awaitEscalations waits for the escalations in flight before a run
+	// ends, failedLedger writes a stopped run's failure to the ledger, and
+	// receiveAsync keeps an undecodable signal from stalling the listener
+	// (all RevisionNothingDropped).
+	drainAll         bool
+	awaitEscalations bool
+	failedLedger     bool
+	receiveAsync     bool
 	// stableNames derives command_ids and ledger batch names from the
 	// request rather than the run, and carries a final command's
 	// identifiers as places in the subject (RevisionStableNames).
@@ -163,6 +184,10 @@ func featuresOf(revision int) features {
 		settledSearch:    revision >= RevisionSettledSearch,
 		overdueAfterHold: revision >= RevisionOverdueAfterHold,
 		settledLedger:    revision >= RevisionSettledLedger,
+		drainAll:         revision >= RevisionNothingDropped,
+		awaitEscalations: revision >= RevisionNothingDropped,
+		failedLedger:     revision >= RevisionNothingDropped,
+		receiveAsync:     revision >= RevisionNothingDropped,
 		stableNames:      revision >= RevisionStableNames,
 	}
 }
@@ -239,6 +264,9 @@ func (w *erasure) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("set status query handler: %w", err)
 	}
+	w.confirms = workflow.GetSignalChannel(ctx, SignalConfirm)
+	w.extends = workflow.GetSignalChannel(ctx, SignalExtend)
+	w.holds = workflow.GetSignalChannel(ctx, SignalHolds)
 	workflow.Go(ctx, w.listen)
 	return nil
 }
@@ -247,6 +275,15 @@ func (w *erasure) setup(ctx workflow.Context) error {
 // the main loop picks them up in batches, and notes the API's signals: a
 // deadline extended, a hold lifted.
 func (w *erasure) listen(ctx workflow.Context) {
+	if w.features.receiveAsync {
+		// A cancellation ends the run, not the listening: the canceled
+		// run still takes the signals sent while it writes its end.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		for {
+			_ = workflow.Await(dctx, w.signalsQueued)
+			w.drain(dctx)
+		}
+	}
 	confirms := workflow.GetSignalChannel(ctx, SignalConfirm)
 	extends := workflow.GetSignalChannel(ctx, SignalExtend)
 	holds := workflow.GetSignalChannel(ctx, SignalHolds)
@@ -268,6 +305,38 @@ func (w *erasure) listen(ctx workflow.Context) {
 	})
 	for {
 		sel.Select(ctx)
+	}
+}
+
+// signalsQueued reports whether a signal waits in one of the workflow's
+// channels.
+func (w *erasure) signalsQueued() bool {
+	return w.confirms.Len() > 0 || w.extends.Len() > 0 || w.holds.Len() > 0
+}
+
+// drain applies every signal queued, each as listen does, and returns
+// without blocking. A signal that cannot be decoded (the codec refuses an
+// unencrypted one, or its shape is wrong) is dropped by ReceiveAsync, which
+// goes on to the next: it never blocks the listener the way Receive inside
+// a Selector's callback did, stalling the signals after it. Reading the
+// channels only here, rather than through a Selector that takes a value
+// before its callback runs, leaves every signal not yet applied in its
+// channel, where continueAsNew drains it before it hands over.
+func (w *erasure) drain(ctx workflow.Context) {
+	for {
+		var confirm ConfirmSignal
+		var extend ExtendSignal
+		switch {
+		case w.confirms.ReceiveAsync(&confirm):
+			w.inbox = append(w.inbox, confirm.Confirmations...)
+		case w.extends.ReceiveAsync(&extend):
+			w.extend(ctx, extend)
+		case w.holds.ReceiveAsync(nil):
+			w.holdsChanged = true
+			w.woken = true
+		default:
+			return
+		}
 	}
 }
 

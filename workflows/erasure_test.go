@@ -172,7 +172,10 @@ func TestFeaturesOfRevision(t *testing.T) {
 		{RevisionSettledSearch, features{settledSearch: true}},
 		{RevisionOverdueAfterHold, features{settledSearch: true, overdueAfterHold: true}},
 		{RevisionSettledLedger, features{settledSearch: true, overdueAfterHold: true, settledLedger: true}},
-		{RevisionStableNames, features{settledSearch: true, overdueAfterHold: true, settledLedger: true, stableNames: true}},
+		{RevisionNothingDropped, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
+			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true}},
+		{RevisionStableNames, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
+			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true, stableNames: true}},
 	}
 	for _, tt := range tests {
 		if got := featuresOf(tt.revision); got != tt.want {

@@ -135,7 +135,9 @@ func names(systems []string) string {
 // webhook that is down delays nobody; after an hour of retries it gives up,
 // the escalation staying in the audit and the logs.
 func (w *erasure) escalate(ctx workflow.Context, e lethe.Escalation) {
+	w.escalating++
 	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { w.escalating-- }()
 		ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			StartToCloseTimeout:    activityStartToClose,
 			ScheduleToCloseTimeout: escalateWithin,
@@ -145,6 +147,19 @@ func (w *erasure) escalate(ctx workflow.Context, e lethe.Escalation) {
 		if err := workflow.ExecuteLocalActivity(ctx, a.Escalate, e).Get(ctx, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("escalation not delivered", "request_id", w.in.RequestID,
 				"kind", string(e.Kind), "error", err)
+			return
 		}
+		workflow.GetLogger(ctx).Debug("escalation delivered", "request_id", w.in.RequestID, "kind", string(e.Kind))
 	})
+}
+
+// awaitEscalations waits, under RevisionNothingDropped, until the
+// escalations in flight are delivered or given up (escalateWithin bounds
+// each): their points are marked fired, so one abandoned when the run ends
+// would never be escalated again. Earlier revisions end without waiting.
+func (w *erasure) awaitEscalations(ctx workflow.Context) {
+	if !w.features.awaitEscalations || w.escalating == 0 {
+		return
+	}
+	_ = workflow.Await(ctx, func() bool { return w.escalating == 0 })
 }

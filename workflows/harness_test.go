@@ -49,6 +49,11 @@ type world struct {
 	// upsertedAt is the workflow time of each upsert.
 	upsertedAt []time.Time
 	escs       []lethe.Escalation
+	// escalateErr, when set, runs at the n-th Escalate call (from 1)
+	// and answers it when it returns an error: a webhook that is slow or
+	// down. escs keeps only the escalations delivered.
+	escalateErr func(n int) error
+	escalateN   int
 	// holds maps a system to the hold the registry reports on it.
 	holds map[string]*lethe.Hold
 	// planned keeps every Plan input, for the holds tests.
@@ -78,6 +83,15 @@ func newWorld(t *testing.T, systems ...activities.Target) *world {
 }
 
 func (w *world) escalate(_ context.Context, e lethe.Escalation) error {
+	w.mu.Lock()
+	w.escalateN++
+	n, fail := w.escalateN, w.escalateErr
+	w.mu.Unlock()
+	if fail != nil {
+		if err := fail(n); err != nil {
+			return err
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.escs = append(w.escs, e)

@@ -64,6 +64,13 @@ const (
 	// writes the ledger once instead of once per step. Temporal's history
 	// holds the unwritten part meanwhile.
 	RevisionSettledLedger = 3
+	// RevisionNothingDropped loses nothing at the ends of a run: it applies
+	// every signal (not only confirmations) still queued when it continues
+	// as new, waits for the escalations in flight before it finishes or
+	// continues as new, records a run that stops on an error as failed in
+	// the ledger, and reads signals so that one it cannot decode is dropped
+	// without stalling the signals after it.
+	RevisionNothingDropped = 5
 	// RevisionStableNames names what a request writes by the request, not
 	// by the run: command_ids derive from the CommandSeed and a counter,
 	// ledger batch names from a counter and a digest of the changes (see

@@ -1,10 +1,12 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/lethe-dev/lethe"
@@ -33,6 +35,7 @@ func (w *erasure) finish(ctx workflow.Context) error {
 		return err
 	}
 	workflow.GetLogger(ctx).Info("erasure finished", "request_id", w.in.RequestID, "status", string(status))
+	w.awaitEscalations(dctx)
 	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })
 	if len(w.inbox) > 0 {
 		workflow.GetLogger(ctx).Info("confirmations after the end ignored", "request_id", w.in.RequestID, "count", len(w.inbox))
@@ -47,6 +50,9 @@ func (w *erasure) stop(ctx workflow.Context, err error) error {
 		return w.cancel(ctx)
 	}
 	workflow.GetLogger(ctx).Error("erasure stopped", "request_id", w.in.RequestID, "error", err)
+	if w.features.failedLedger {
+		return w.fail(ctx, err)
+	}
 	if w.ledgerHeld {
 		// What the ledger was still to learn goes in before the run ends.
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -55,6 +61,39 @@ func (w *erasure) stop(ctx workflow.Context, err error) error {
 		}
 	}
 	return err
+}
+
+// fail records a run stopped by err as failed: the ledger gets the status,
+// its time and an audit event saying why, written on a context a
+// cancellation cannot interrupt, as cancel does, so that the API stops
+// showing the request running and an operator can act on it. The reason
+// names the error type, never the error's message, which could quote what
+// a system sent. Nothing more is dispatched.
+func (w *erasure) fail(ctx workflow.Context, err error) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	now := workflow.Now(dctx).UTC()
+	w.status = lethe.RequestFailed
+	w.completedAt = &now
+	w.out.commands = nil
+	w.out.status = lethe.RequestFailed
+	w.out.completedAt = &now
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditFailed, Detail: failReason(err)})
+	logger := workflow.GetLogger(dctx)
+	if ferr := w.flush(dctx, false); ferr != nil {
+		logger.Error("failed status not written", "request_id", w.in.RequestID, "error", ferr)
+	}
+	w.awaitEscalations(dctx)
+	return err
+}
+
+// failReason says, for the audit, why a run stopped: the error's type,
+// never its message. The worker log has the whole error.
+func failReason(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() != "" {
+		return "stopped on a non-retryable " + appErr.Type() + " error; the worker log has the cause"
+	}
+	return "stopped on an error; the worker log has the cause"
 }
 
 // cancel records a cancellation: no further dispatch or waiting, a final
@@ -96,13 +135,21 @@ func (w *erasure) continueAsNew(ctx workflow.Context) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return w.stop(ctx, err)
 	}
-	ch := workflow.GetSignalChannel(ctx, SignalConfirm)
-	for {
-		var sig ConfirmSignal
-		if !ch.ReceiveAsync(&sig) {
-			break
+	w.awaitEscalations(ctx)
+	if w.features.drainAll {
+		// Every signal still queued goes into the state carried over: an
+		// extension or a lift dropped here would leave the ledger saying
+		// one thing and the next run doing another.
+		w.drain(ctx)
+	} else {
+		ch := workflow.GetSignalChannel(ctx, SignalConfirm)
+		for {
+			var sig ConfirmSignal
+			if !ch.ReceiveAsync(&sig) {
+				break
+			}
+			w.inbox = append(w.inbox, sig.Confirmations...)
 		}
-		w.inbox = append(w.inbox, sig.Confirmations...)
 	}
 	workflow.GetLogger(ctx).Info("erasure continues as new", "request_id", w.in.RequestID,
 		"commands", len(w.commands), "inbox", len(w.inbox))

@@ -53,7 +53,10 @@ type recordPath struct {
 	// canAfter, when set, has the Temporal server suggest continue-as-new
 	// once a run's history holds this many events.
 	canAfter int
-	drive    func(t *testing.T, s *stack) string
+	// engine, when set, wraps the engine the API starts workflows
+	// through, for a path the API alone cannot take.
+	engine func(api.Engine) api.Engine
+	drive  func(t *testing.T, s *stack) string
 }
 
 var recordPaths = []recordPath{
@@ -66,6 +69,7 @@ var recordPaths = []recordPath{
 	{name: "cancel", drive: recordCancel},
 	{name: "failure", drive: recordFailure},
 	{name: "continue-as-new", canAfter: 30, drive: recordContinueAsNew},
+	{name: "stopped", engine: func(e api.Engine) api.Engine { return oversizedEngine{Engine: e} }, drive: recordStopped},
 }
 
 // TestRecordHistories records real histories of ErasureWorkflow, one per
@@ -116,7 +120,12 @@ func recorded(t *testing.T, name string) bool {
 // the histories of the request's runs.
 func recordOne(t *testing.T, rev int, p recordPath, name string) {
 	opts := stackOptions{Policy: recordPolicy, Plaintext: true,
-		Engine: func(e api.Engine) api.Engine { return revisionEngine{Engine: e, revision: rev} }}
+		Engine: func(e api.Engine) api.Engine {
+			if p.engine != nil {
+				e = p.engine(e)
+			}
+			return revisionEngine{Engine: e, revision: rev}
+		}}
 	if p.canAfter > 0 {
 		dc := dynamicconfig.StaticClient{
 			// temporaltest sets it; a dynamic config of our own replaces its.
@@ -437,6 +446,22 @@ func recordFailure(t *testing.T, s *stack) string {
 	expect(t, done, lethe.RequestFailed)
 	if p := systemByName(t, done, "rec-flaky"); p.Attempts != recordPolicy.MaxAttempts {
 		t.Fatalf("flaky failed after %d attempts, want %d", p.Attempts, recordPolicy.MaxAttempts)
+	}
+	return e.ID
+}
+
+// recordStopped: the worker cannot publish the command (an identifier
+// longer than the contract allows; see oversizedEngine), a non-retryable
+// error that stops the workflow. From RevisionNothingDropped on, the
+// ledger then says failed; before, it went on saying running.
+func recordStopped(t *testing.T, s *stack) string {
+	s.recordSystem("rec-stuck", []string{"email"})
+	e := s.submit(recordSubject)
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	err := s.Temporal.GetWorkflow(ctx, workflows.ErasureWorkflowID(e.ID), "").Get(ctx, nil)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("request %s: workflow ended with %v, want it to fail", e.ID, err)
 	}
 	return e.ID
 }
