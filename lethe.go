@@ -106,6 +106,38 @@ type System struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
+// SystemStats is a system's recent health, from the ledger: what an
+// operator asks before chasing a service's team (GET
+// /v1/systems/{name}/stats, `lethe systems get`). It holds counts and
+// times only.
+type SystemStats struct {
+	System string `json:"system"`
+	// OpenCommands counts the system's pending or dispatched commands of
+	// requests still running.
+	OpenCommands int64 `json:"open_commands"`
+	// FailedLast24h counts the system's commands that ended failed in the
+	// last 24 hours.
+	FailedLast24h int64 `json:"failed_last_24h"`
+	// Confirmations counts the confirmations of the last StatsWindow that
+	// the percentiles are taken over.
+	Confirmations int64 `json:"confirmations"`
+	// ConfirmationP50Seconds and ConfirmationP95Seconds are percentiles of
+	// the time from a command's first dispatch to its confirmation, over
+	// the last StatsWindow; nil without confirmations.
+	ConfirmationP50Seconds *float64 `json:"confirmation_p50_seconds"`
+	ConfirmationP95Seconds *float64 `json:"confirmation_p95_seconds"`
+	// LastConfirmationAt is the system's latest confirmation still in the
+	// ledger; nil when there is none.
+	LastConfirmationAt *time.Time `json:"last_confirmation_at"`
+	// Window is the span the percentiles cover, StatsWindow.
+	Window Duration `json:"window"`
+}
+
+// StatsWindow is the span of SystemStats' confirmation percentiles: long
+// enough to hold a weekly batch job's confirmations, short enough to show
+// a service that became slow this week.
+const StatsWindow = 7 * 24 * time.Hour
+
 // Erasure is the public view of one erasure request: what the API answers and
 // what the workflow's status query returns. It never holds identifier values,
 // only their types.

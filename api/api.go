@@ -29,6 +29,8 @@ import (
 type Store interface {
 	PutSystem(ctx context.Context, sys lethe.System, w registry.SystemWrite) (stored lethe.System, created bool, err error)
 	GetSystem(ctx context.Context, name string) (lethe.System, error)
+	// SystemStats reads an active system's recent health from the ledger.
+	SystemStats(ctx context.Context, name string) (lethe.SystemStats, error)
 	ListSystems(ctx context.Context) ([]lethe.System, error)
 	RetireSystem(ctx context.Context, name, actor string) error
 	// CreateErasure records a new request, calling start before it commits
@@ -282,6 +284,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{"PUT /v1/systems/{name}", auth.SystemsWrite, false, s.putSystem},
 		{"GET /v1/systems/{name}", auth.SystemsRead, false, s.getSystem},
+		{"GET /v1/systems/{name}/stats", auth.SystemsRead, false, s.systemStats},
 		{"DELETE /v1/systems/{name}", auth.SystemsWrite, false, s.deleteSystem},
 		{"GET /v1/systems", auth.SystemsRead, false, s.listSystems},
 		{"POST /v1/systems/{name}/credentials", auth.SystemsWrite, false, s.issueCredential},

@@ -113,6 +113,7 @@ func TestScopesOfTheContract(t *testing.T) {
 	want := map[string]auth.Scope{
 		"PUT /v1/systems/{name}":              auth.SystemsWrite,
 		"GET /v1/systems/{name}":              auth.SystemsRead,
+		"GET /v1/systems/{name}/stats":        auth.SystemsRead,
 		"DELETE /v1/systems/{name}":           auth.SystemsWrite,
 		"GET /v1/systems":                     auth.SystemsRead,
 		"POST /v1/systems/{name}/credentials": auth.SystemsWrite,

@@ -103,6 +103,15 @@ func (s *fakeStore) GetSystem(ctx context.Context, name string) (lethe.System, e
 	return sys, nil
 }
 
+// SystemStats answers zeros for a known system: the figures are the
+// registry's (registry.TestSystemStats); the API's part is the route.
+func (s *fakeStore) SystemStats(ctx context.Context, name string) (lethe.SystemStats, error) {
+	if _, err := s.GetSystem(ctx, name); err != nil {
+		return lethe.SystemStats{}, err
+	}
+	return lethe.SystemStats{System: name, Window: lethe.Duration(lethe.StatsWindow)}, nil
+}
+
 func (s *fakeStore) ListSystems(ctx context.Context) ([]lethe.System, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -207,6 +207,21 @@ func (s *Server) getSystem(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, showSystem(sys))
 }
 
+// systemStats answers an active system's recent health (lethe.SystemStats).
+func (s *Server) systemStats(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !lethe.ValidSystemName(name) {
+		s.writeError(w, r, invalidName())
+		return
+	}
+	st, err := s.store.SystemStats(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
 func (s *Server) deleteSystem(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if !lethe.ValidSystemName(name) {
