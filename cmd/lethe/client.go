@@ -214,7 +214,7 @@ func yesNo(b bool) string {
 func escape(s string) string { return url.PathEscape(s) }
 
 // clientCall runs a client command's call and prints its answer: as the
-// API's JSON with --json, else through human.
+// API's JSON with --json, else through human (which may then be nil).
 func clientCall(ctx context.Context, cf *clientFlags, stdout io.Writer, method, path string, body any, human func([]byte) error, header ...string) error {
 	c, err := cf.client()
 	if err != nil {

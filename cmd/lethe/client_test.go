@@ -288,6 +288,26 @@ func TestClientCommandsAgainstAPI(t *testing.T) {
 		t.Errorf("stderr %q does not end with the request's end", res.stderr)
 	}
 
+	// A system's health: get shows it, stats --json is the API's.
+	res = r.lethe(admin, "systems", "get", "billing")
+	wantOK(t, "systems get", res)
+	if got := field(t, res.stdout, "FAILED (24H)"); got != "1" {
+		t.Errorf("systems get billing: FAILED (24H) %q, want 1\n%s", got, res.stdout)
+	}
+	if got := field(t, res.stdout, "OPEN COMMANDS"); got != "0" {
+		t.Errorf("systems get billing: OPEN COMMANDS %q, want 0", got)
+	}
+	res = r.lethe(admin, "systems", "get", "crm")
+	wantOK(t, "systems get", res)
+	if got := field(t, res.stdout, "LAST CONFIRMED"); got == "-" {
+		t.Errorf("systems get crm: no last confirmation after an erasure\n%s", res.stdout)
+	}
+	res = r.lethe(admin, "systems", "stats", "crm", "--json")
+	wantOK(t, "systems stats --json", res)
+	if got, want := mustJSON(t, res), r.apiJSON("/v1/systems/crm/stats"); !reflect.DeepEqual(got, want) {
+		t.Errorf("systems stats --json = %v, want the API's %v", got, want)
+	}
+
 	// A request no connector answers: extend it, cancel it.
 	wantOK(t, "systems put", r.lethe(admin, "systems", "put", "archive", "--identifiers", "archive_id"))
 	res = r.lethe(admin, "erasures", "create", "--subject", "archive_id=ar-1", "--reason", "gdpr_art17", "--idempotency-key", "cli-k1")

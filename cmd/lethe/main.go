@@ -37,7 +37,7 @@ Commands:
 
 API client (reads $LETHE_API_URL, default http://127.0.0.1:8080, and $LETHE_TOKEN):
   erasures  lethe erasures <create|get|list|cancel|extend>: submit and follow erasure requests
-  systems   lethe systems <list|get|put|retire>: the registry of systems
+  systems   lethe systems <list|get|stats|put|retire>: the registry of systems and their health
   holds     lethe holds <list|get|put|lift>: legal holds
   Tables by default, the API's JSON with --json. Exit status: 0 ok; 1 bad
   command line; 2 the API refused the call (4xx); 3 the API is unreachable

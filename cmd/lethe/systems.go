@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lethe-dev/lethe"
 )
@@ -14,7 +16,10 @@ import (
 const systemsUsage = `Usage: lethe systems <list|get|put|retire> [flags]
 
   list     the active systems
-  get NAME one system
+  get NAME one system and its recent health: open commands, failures in
+           the last 24 hours, confirmation time p50/p95, last confirmation
+  stats NAME
+           the health alone (with --json, the API's stats answer)
   put NAME --identifiers TYPE,... [--produces TYPE,...] [--topic T]
            [--owner TEAM] [--description TEXT] [--confirm-within 72h]
            register a system, or replace it whole (flags left out take the
@@ -23,15 +28,16 @@ const systemsUsage = `Usage: lethe systems <list|get|put|retire> [flags]
            later requests no longer target it; history keeps it
 
 Every command takes --api-url ($LETHE_API_URL, default http://127.0.0.1:8080)
-and --token ($LETHE_TOKEN); all but retire take --json. Exit status as for
-lethe erasures: 0 ok, 1 bad command line, 2 refused (4xx), 3 unavailable.
+and --token ($LETHE_TOKEN); all but retire take --json (get --json prints
+the system as the API answers it; stats --json its health). Exit status as
+for lethe erasures: 0 ok, 1 bad command line, 2 refused (4xx), 3 unavailable.
 `
 
 // runSystems runs `lethe systems`: the registry of systems through the API.
 func runSystems(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, systemsUsage)
-		return errors.New("systems: name a subcommand: list, get, put or retire")
+		return errors.New("systems: name a subcommand: list, get, stats, put or retire")
 	}
 	rest := args[1:]
 	switch args[0] {
@@ -39,6 +45,8 @@ func runSystems(ctx context.Context, args []string, env func(string) string, std
 		return runSystemList(ctx, rest, env, stdout, stderr)
 	case "get":
 		return runSystemGet(ctx, rest, env, stdout, stderr)
+	case "stats":
+		return runSystemStats(ctx, rest, env, stdout, stderr)
 	case "put":
 		return runSystemPut(ctx, rest, env, stdout, stderr)
 	case "retire":
@@ -79,7 +87,46 @@ func runSystemGet(ctx context.Context, args []string, env func(string) string, s
 	if err != nil {
 		return err
 	}
-	return clientCall(ctx, cf, stdout, http.MethodGet, "/v1/systems/"+escape(pos[0]), nil, systemPrinter(stdout))
+	path := "/v1/systems/" + escape(pos[0])
+	if cf.json {
+		return clientCall(ctx, cf, stdout, http.MethodGet, path, nil, nil)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	b, err := c.Do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	sb, err := c.Do(ctx, http.MethodGet, path+"/stats", nil)
+	if err != nil {
+		return err
+	}
+	var sys lethe.System
+	var st lethe.SystemStats
+	if err := decodeAnswer(b, &sys); err != nil {
+		return err
+	}
+	if err := decodeAnswer(sb, &st); err != nil {
+		return err
+	}
+	return fields(stdout, append(systemRows(sys), statsRows(st)...)...)
+}
+
+func runSystemStats(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs, cf := newClientFlagSet("systems stats", env, stderr, true)
+	pos, err := parseArgs(fs, args, 1, "the system's name")
+	if err != nil {
+		return err
+	}
+	return clientCall(ctx, cf, stdout, http.MethodGet, "/v1/systems/"+escape(pos[0])+"/stats", nil, func(b []byte) error {
+		var st lethe.SystemStats
+		if err := decodeAnswer(b, &st); err != nil {
+			return err
+		}
+		return fields(stdout, append([][2]string{{"NAME", st.System}}, statsRows(st)...)...)
+	})
 }
 
 func runSystemPut(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -129,15 +176,40 @@ func systemPrinter(w io.Writer) func([]byte) error {
 		if err := decodeAnswer(b, &s); err != nil {
 			return err
 		}
-		return fields(w,
-			[2]string{"NAME", s.Name},
-			[2]string{"IDENTIFIERS", strings.Join(s.Identifiers, ",")},
-			[2]string{"PRODUCES", strings.Join(s.Produces, ",")},
-			[2]string{"TOPIC", s.Topic},
-			[2]string{"OWNER", s.Owner},
-			[2]string{"DESCRIPTION", s.Description},
-			[2]string{"CONFIRM WITHIN", s.ConfirmWithin.String()},
-			[2]string{"CREATED", timeOrDash(&s.CreatedAt)},
-			[2]string{"UPDATED", timeOrDash(&s.UpdatedAt)})
+		return fields(w, systemRows(s)...)
 	}
+}
+
+func systemRows(s lethe.System) [][2]string {
+	return [][2]string{
+		{"NAME", s.Name},
+		{"IDENTIFIERS", strings.Join(s.Identifiers, ",")},
+		{"PRODUCES", strings.Join(s.Produces, ",")},
+		{"TOPIC", s.Topic},
+		{"OWNER", s.Owner},
+		{"DESCRIPTION", s.Description},
+		{"CONFIRM WITHIN", s.ConfirmWithin.String()},
+		{"CREATED", timeOrDash(&s.CreatedAt)},
+		{"UPDATED", timeOrDash(&s.UpdatedAt)},
+	}
+}
+
+// statsRows shows a system's health as `lethe systems get` prints it.
+func statsRows(st lethe.SystemStats) [][2]string {
+	return [][2]string{
+		{"OPEN COMMANDS", strconv.FormatInt(st.OpenCommands, 10)},
+		{"FAILED (24H)", strconv.FormatInt(st.FailedLast24h, 10)},
+		{"CONFIRMATIONS", strconv.FormatInt(st.Confirmations, 10) + " in the last " + st.Window.String()},
+		{"CONFIRM P50", seconds(st.ConfirmationP50Seconds)},
+		{"CONFIRM P95", seconds(st.ConfirmationP95Seconds)},
+		{"LAST CONFIRMED", timeOrDash(st.LastConfirmationAt)},
+	}
+}
+
+// seconds writes a duration in seconds as Go does (1.5s, 2h3m0s), or "-".
+func seconds(s *float64) string {
+	if s == nil {
+		return "-"
+	}
+	return time.Duration(*s * float64(time.Second)).Round(time.Millisecond).String()
 }
