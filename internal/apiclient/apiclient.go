@@ -33,6 +33,8 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	// shown is base as errors name it, without a password it may hold.
+	shown string
 }
 
 // New returns a client of the API at base (an http or https URL), sending
@@ -42,7 +44,8 @@ func New(base, token string) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("API URL %q is not an http or https URL", base)
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: Timeout}}, nil
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: Timeout},
+		shown: strings.TrimRight(u.Redacted(), "/")}, nil
 }
 
 // Error is the API's refusal of a call: its status and the code and
@@ -110,12 +113,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, header .
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &UnreachableError{URL: c.base, Err: unwrapURLError(err)}
+		return nil, &UnreachableError{URL: c.shown, Err: unwrapURLError(err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return nil, &UnreachableError{URL: c.base, Err: fmt.Errorf("read answer: %w", err)}
+		return nil, &UnreachableError{URL: c.shown, Err: fmt.Errorf("read answer: %w", err)}
 	}
 	if resp.StatusCode/100 != 2 {
 		return nil, answerError(resp.StatusCode, b)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -108,5 +109,16 @@ func TestNewRefusesANonHTTPURL(t *testing.T) {
 		if _, err := New(u, ""); err == nil {
 			t.Errorf("New(%q) accepted", u)
 		}
+	}
+}
+
+func TestUnreachableHidesAPasswordInTheURL(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	host := srv.Listener.Addr().String()
+	srv.Close()
+	c, _ := New("http://ops:hunter2@"+host, "")
+	_, err := c.Do(context.Background(), http.MethodGet, "/v1/systems", nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("err = %v, want one without the password", err)
 	}
 }
