@@ -468,3 +468,35 @@ func TestParseUntil(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitDrawsABarOnATerminal: on a terminal, --wait redraws one line in
+// place, a bar of the systems done, and ends it once the request is final.
+func TestWaitDrawsABarOnATerminal(t *testing.T) {
+	answers := []string{
+		`{"id":"r-1","status":"running","systems":[{"name":"a","status":"erased"},{"name":"b","status":"dispatched"}]}`,
+		`{"id":"r-1","status":"completed","systems":[{"name":"a","status":"erased"},{"name":"b","status":"not_found"}]}`,
+	}
+	var calls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, answers[min(calls, len(answers)-1)])
+		calls++
+	}))
+	defer srv.Close()
+	c, err := apiclient.New(srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := lethe.Erasure{ID: "r-1", Status: lethe.RequestPending}
+	var out bytes.Buffer
+	_, e, err := waitErasure(context.Background(), c, nil, first, time.Millisecond, &out, true)
+	if err != nil || e.Status != lethe.RequestCompleted {
+		t.Fatalf("waitErasure = %v, %v", e.Status, err)
+	}
+	const clear = "\r\x1b[K"
+	want := clear + "[------------------------] request r-1 pending: 0/0 systems done" +
+		clear + "[############------------] request r-1 running: 1/2 systems done" +
+		clear + "[########################] request r-1 completed: 2/2 systems done\n"
+	if out.String() != want {
+		t.Errorf("terminal progress\n%q\nwant\n%q", out.String(), want)
+	}
+}

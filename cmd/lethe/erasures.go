@@ -157,7 +157,7 @@ func showOrWait(ctx context.Context, c *apiclient.Client, cf *clientFlags, wf wa
 	}
 	if wf.wait {
 		var err error
-		if b, e, err = waitErasure(ctx, c, b, e, wf.interval, stderr); err != nil {
+		if b, e, err = waitErasure(ctx, c, b, e, wf.interval, stderr, isTerminal(stderr)); err != nil {
 			return err
 		}
 	}
@@ -189,11 +189,10 @@ func (e *requestEndedError) Error() string {
 }
 
 // waitErasure asks for the request every interval until it is final. It
-// shows progress on w: a bar redrawn in place on a terminal, else one line
-// each time the status or the count of systems done changes, so that a
-// log keeps what happened and not every poll.
-func waitErasure(ctx context.Context, c *apiclient.Client, b []byte, e lethe.Erasure, interval time.Duration, w io.Writer) ([]byte, lethe.Erasure, error) {
-	tty := isTerminal(w)
+// shows progress on w: a bar redrawn in place when w is a terminal (tty),
+// else one line each time the status or the count of systems done
+// changes, so that a log keeps what happened and not every poll.
+func waitErasure(ctx context.Context, c *apiclient.Client, b []byte, e lethe.Erasure, interval time.Duration, w io.Writer, tty bool) ([]byte, lethe.Erasure, error) {
 	var last string
 	for {
 		done := countFinal(e)
