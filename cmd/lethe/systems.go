@@ -13,7 +13,7 @@ import (
 	"github.com/lethe-dev/lethe"
 )
 
-const systemsUsage = `Usage: lethe systems <list|get|put|retire> [flags]
+const systemsUsage = `Usage: lethe systems <list|get|stats|put|retire> [flags]
 
   list     the active systems
   get NAME one system and its recent health: open commands, failures in
