@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -73,10 +74,7 @@ type waitFlags struct {
 	interval time.Duration
 }
 
-func (wf *waitFlags) register(fs interface {
-	BoolVar(*bool, string, bool, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-}) {
+func (wf *waitFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&wf.wait, "wait", false, "follow the request until it ends, showing how many systems are done; exit 4 if it fails or is canceled")
 	fs.DurationVar(&wf.interval, "poll-interval", time.Second, "with --wait: how often to ask the API")
 }
