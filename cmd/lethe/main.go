@@ -35,6 +35,14 @@ Commands:
   bench     measure end-to-end erasures next to raw Temporal and Kafka baselines
   version   print the version
 
+API client (reads $LETHE_API_URL, default http://127.0.0.1:8080, and $LETHE_TOKEN):
+  erasures  lethe erasures <create|get|list|cancel|extend>: submit and follow erasure requests
+  systems   lethe systems <list|get|stats|put|retire>: the registry of systems and their health
+  holds     lethe holds <list|get|put|lift>: legal holds
+  Tables by default, the API's JSON with --json. Exit status: 0 ok; 1 bad
+  command line; 2 the API refused the call (4xx); 3 the API is unreachable
+  or failing (5xx); 4 --wait saw the request end failed or canceled.
+
 Run 'lethe <command> -h' for a command's flags. Every flag mirrors an
 environment variable: the README's Configuration section lists them all.
 `
@@ -46,12 +54,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], osEnv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "lethe:", err)
-		}
-		os.Exit(1)
-	}
+	os.Exit(report(err, os.Stderr))
 }
 
 // run dispatches to a role. It returns the error that stopped the role, on
@@ -101,6 +104,12 @@ func runRole(ctx context.Context, args []string, env func(string) string, stdout
 		return runAudit(ctx, rest, env, stdout, stderr)
 	case "token":
 		return runToken(ctx, rest, env, stdout, stderr)
+	case "erasures":
+		return runErasures(ctx, rest, env, stdout, stderr)
+	case "systems":
+		return runSystems(ctx, rest, env, stdout, stderr)
+	case "holds":
+		return runHolds(ctx, rest, env, stdout, stderr)
 	case "certificate":
 		return runCertificate(ctx, rest, stdout, stderr)
 	case "connector":
