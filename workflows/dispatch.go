@@ -211,7 +211,7 @@ func (w *erasure) planTargets(ctx workflow.Context, types []string) ([]activitie
 	var res activities.PlanResult
 	in := activities.PlanInput{RequestID: w.in.RequestID, Types: types, Subject: w.subject, Learned: w.learned,
 		At: workflow.Now(ctx).UTC()}
-	if err := execute(ctx, a.Plan, in, &res); err != nil {
+	if err := w.execute(ctx, a.Plan, in, &res); err != nil {
 		return nil, err
 	}
 	w.learned = nil

@@ -118,6 +118,9 @@ type features struct {
 	// settledLedger writes a young request's steps to the ledger only once
 	// it has settled (RevisionSettledLedger).
 	settledLedger bool
+	// regularRetries retries a failing activity as a regular activity
+	// after a few fast local attempts (RevisionRegularRetries).
+	regularRetries bool
 }
 
 // featuresOf resolves a revision into the behaviours it turns on: each
@@ -127,6 +130,7 @@ func featuresOf(revision int) features {
 		settledSearch:    revision >= RevisionSettledSearch,
 		overdueAfterHold: revision >= RevisionOverdueAfterHold,
 		settledLedger:    revision >= RevisionSettledLedger,
+		regularRetries:   revision >= RevisionRegularRetries,
 	}
 }
 

@@ -136,13 +136,8 @@ func names(systems []string) string {
 // the escalation staying in the audit and the logs.
 func (w *erasure) escalate(ctx workflow.Context, e lethe.Escalation) {
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout:    activityStartToClose,
-			ScheduleToCloseTimeout: escalateWithin,
-			RetryPolicy:            activityRetry,
-		})
 		var a *activities.Activities
-		if err := workflow.ExecuteLocalActivity(ctx, a.Escalate, e).Get(ctx, nil); err != nil {
+		if err := w.runActivity(ctx, escalateWithin, a.Escalate, e, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("escalation not delivered", "request_id", w.in.RequestID,
 				"kind", string(e.Kind), "error", err)
 		}

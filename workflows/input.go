@@ -64,8 +64,14 @@ const (
 	// writes the ledger once instead of once per step. Temporal's history
 	// holds the unwritten part meanwhile.
 	RevisionSettledLedger = 3
+	// RevisionRegularRetries bounds the local activities to a few attempts
+	// within one workflow task and retries what still fails as a regular
+	// activity, so that an outage of PostgreSQL or Kafka, however long,
+	// adds a handful of events to a request's history instead of six a
+	// minute (see runActivity).
+	RevisionRegularRetries = 4
 	// CurrentRevision is the revision the API starts workflows with.
-	CurrentRevision = RevisionSettledLedger
+	CurrentRevision = RevisionRegularRetries
 )
 
 // Policy bounds how hard a request tries. It travels in the input so that a
@@ -92,6 +98,10 @@ type Policy struct {
 	// write them. Zero means DefaultSettle; negative means no settling:
 	// every step is written at once.
 	Settle time.Duration `json:"settle,omitempty"`
+	// Retry is the backoff between activity attempts; nil means
+	// DefaultActivityRetry. Only tests set it, to cover in seconds as
+	// many retries as a long outage makes.
+	Retry *ActivityRetry `json:"retry,omitempty"`
 }
 
 // Defaults for Policy's zero fields.

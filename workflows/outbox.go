@@ -72,7 +72,7 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 		}
 		var a *activities.Activities
 		var res activities.SyncResult
-		if err := execute(ctx, a.Sync, in, &res); err != nil {
+		if err := w.execute(ctx, a.Sync, in, &res); err != nil {
 			if hold {
 				w.out.commands = nil
 			} else {

@@ -53,7 +53,9 @@ type recordPath struct {
 	// canAfter, when set, has the Temporal server suggest continue-as-new
 	// once a run's history holds this many events.
 	canAfter int
-	drive    func(t *testing.T, s *stack) string
+	// since is the first revision that has the path.
+	since int
+	drive func(t *testing.T, s *stack) string
 }
 
 var recordPaths = []recordPath{
@@ -66,6 +68,7 @@ var recordPaths = []recordPath{
 	{name: "cancel", drive: recordCancel},
 	{name: "failure", drive: recordFailure},
 	{name: "continue-as-new", canAfter: 30, drive: recordContinueAsNew},
+	{name: "outage", since: workflows.RevisionRegularRetries, drive: recordOutage},
 }
 
 // TestRecordHistories records real histories of ErasureWorkflow, one per
@@ -85,6 +88,9 @@ func TestRecordHistories(t *testing.T) {
 	}
 	for rev := 0; rev <= workflows.CurrentRevision; rev++ {
 		for _, p := range recordPaths {
+			if rev < p.since {
+				continue
+			}
 			name := strconv.Itoa(rev) + "-" + p.name
 			t.Run(name, func(t *testing.T) {
 				if recorded(t, name) {
@@ -438,6 +444,39 @@ func recordFailure(t *testing.T, s *stack) string {
 	if p := systemByName(t, done, "rec-flaky"); p.Attempts != recordPolicy.MaxAttempts {
 		t.Fatalf("flaky failed after %d attempts, want %d", p.Attempts, recordPolicy.MaxAttempts)
 	}
+	return e.ID
+}
+
+// recordOutage: PostgreSQL refuses the worker's ledger writes (the table
+// of system rows is renamed away) when the request has settled, until the
+// Sync has gone from its fast local attempts to a regular activity
+// (RevisionRegularRetries); then the table is back, the system confirms
+// and the request completes.
+func recordOutage(t *testing.T, s *stack) string {
+	gate := make(chan struct{})
+	s.recordSystem("rec-alpha", []string{"email"})
+	s.runConnector("rec-alpha", gated(gate))
+	e := s.submit(recordSubject)
+	if _, err := s.DB.ExecContext(s.ctx, `ALTER TABLE erasure_systems RENAME TO erasure_systems_away`); err != nil {
+		t.Fatal(err)
+	}
+	wid := workflows.ErasureWorkflowID(e.ID)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		d, err := s.Temporal.DescribeWorkflowExecution(s.ctx, wid, "")
+		if err == nil && len(d.GetPendingActivities()) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ledger write never went to a regular activity (last error: %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := s.DB.ExecContext(s.ctx, `ALTER TABLE erasure_systems_away RENAME TO erasure_systems`); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	expect(t, s.await(e.ID, time.Minute), lethe.RequestCompleted)
 	return e.ID
 }
 

@@ -88,6 +88,11 @@ type stackOptions struct {
 	// Engine, when set, wraps the API's workflow engine, for tests that
 	// inject a fault at a precise point of a request's creation.
 	Engine func(api.Engine) api.Engine
+	// Policy is the workflow policy the API starts requests with.
+	Policy workflows.Policy
+	// Ledger, when set, wraps the in-process worker's ledger, for tests
+	// that fail its writes.
+	Ledger func(activities.LedgerWriter) activities.LedgerWriter
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -118,7 +123,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	}
 
 	if opts.Worker {
-		s.startWorker()
+		var ledger activities.LedgerWriter = s.Store
+		if opts.Ledger != nil {
+			ledger = opts.Ledger(ledger)
+		}
+		s.startWorker(ledger)
 	}
 	if opts.Relay {
 		r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log}, &countingSignaler{c: s.Client, calls: &s.SignalCalls}, s.Store)
@@ -128,7 +137,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		s.Relay = r
 		s.goRun("relay", r.Run)
 	}
-	var engine api.Engine = api.NewTemporalEngine(s.Client, workflows.Policy{})
+	var engine api.Engine = api.NewTemporalEngine(s.Client, opts.Policy)
 	if opts.Engine != nil {
 		engine = opts.Engine(engine)
 	}
@@ -210,11 +219,11 @@ func (s *stack) dial(t *testing.T) client.Client {
 }
 
 // startWorker runs the erasure worker in this process, wired as `lethe
-// worker` wires it.
-func (s *stack) startWorker() {
+// worker` wires it, over ledger.
+func (s *stack) startWorker(ledger activities.LedgerWriter) {
 	writer := kafkax.NewWriter(s.Brokers)
 	w := worker.New(s.Client, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer})
+	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: ledger, Publisher: writer})
 	if err := w.Start(); err != nil {
 		s.t.Fatalf("start worker: %v", err)
 	}
