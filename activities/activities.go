@@ -46,6 +46,15 @@ type Publisher interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
+// TopicEnsurer creates the Kafka topics that do not exist yet. Sync asks it
+// for a command topic the broker does not know (deleted by an operator, or
+// a fresh cluster behind a registry that remembers the systems), as the
+// API's PUT /v1/systems does when a system is registered. roles.Topics
+// implements it.
+type TopicEnsurer interface {
+	EnsureTopics(ctx context.Context, names ...string) error
+}
+
 // Activities is the set of erasure activities and what they depend on.
 type Activities struct {
 	Registry  SystemMatcher
@@ -65,6 +74,9 @@ type Activities struct {
 	SystemKey *credential.Master
 	// Metrics counts escalations; nil counts nothing.
 	Metrics EscalationCounter
+	// Topics re-creates a command topic found missing; nil creates none,
+	// and the publish is retried until an operator creates it.
+	Topics TopicEnsurer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -113,20 +115,80 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 	if err := a.sign(ctx, msgs, systems); err != nil {
 		return SyncResult{}, classify("sign commands", err)
 	}
+	logger := activity.GetLogger(ctx)
+	// Every failed attempt says why: the workflow retries it, and an
+	// operator must be able to tell an outage from a missing topic.
+	failed := func(err error) (SyncResult, error) {
+		logger.Warn("sync failed; it will be retried", "request_id", in.RequestID,
+			"attempt", activity.GetInfo(ctx).Attempt, "error", err)
+		return SyncResult{}, err
+	}
 	if len(msgs) > 0 {
-		if err := a.Publisher.WriteMessages(ctx, msgs...); err != nil {
-			return SyncResult{}, classify("publish commands", err)
+		if err := a.publish(ctx, in.RequestID, msgs); err != nil {
+			return failed(classify("publish commands", err))
 		}
 	}
 	if !in.Ledger.Empty() {
 		if err := a.Ledger.ApplyLedger(ctx, in.RequestID, in.Ledger); err != nil {
-			return SyncResult{}, classify("apply ledger", err)
+			return failed(classify("apply ledger", err))
 		}
 	}
 	activity.GetLogger(ctx).Info("synced erasure",
 		"request_id", in.RequestID, "published", len(msgs),
 		"systems", len(in.Ledger.Systems), "events", len(in.Ledger.Events))
 	return SyncResult{Published: len(msgs)}, nil
+}
+
+// publish writes msgs. A topic the broker does not know is created (see
+// Activities.Topics) and the messages bound for it written again; an error
+// that remains names the topics and the cause.
+func (a *Activities) publish(ctx context.Context, requestID string, msgs []kafka.Message) error {
+	err := a.Publisher.WriteMessages(ctx, msgs...)
+	if err == nil {
+		return nil
+	}
+	retry, missing := unknownTopics(msgs, err)
+	if len(missing) == 0 {
+		return err
+	}
+	if a.Topics == nil {
+		return fmt.Errorf("command topics %s do not exist: %w", strings.Join(missing, ", "), err)
+	}
+	logger := activity.GetLogger(ctx)
+	logger.Warn("command topics missing; creating them", "request_id", requestID, "topics", missing,
+		"error", err)
+	if cerr := a.Topics.EnsureTopics(ctx, missing...); cerr != nil {
+		return fmt.Errorf("command topics %s do not exist and could not be created: %w",
+			strings.Join(missing, ", "), cerr)
+	}
+	logger.Info("command topics created", "request_id", requestID, "topics", missing)
+	return a.Publisher.WriteMessages(ctx, retry...)
+}
+
+// unknownTopics picks out of a failed write the messages whose topic the
+// broker does not know, and those topics, sorted; none when the write failed
+// for another reason.
+func unknownTopics(msgs []kafka.Message, err error) ([]kafka.Message, []string) {
+	var retry []kafka.Message
+	var writeErrs kafka.WriteErrors
+	switch {
+	case errors.As(err, &writeErrs) && len(writeErrs) == len(msgs):
+		for i, e := range writeErrs {
+			if errors.Is(e, kafka.UnknownTopicOrPartition) {
+				retry = append(retry, msgs[i])
+			}
+		}
+	case errors.Is(err, kafka.UnknownTopicOrPartition):
+		retry = msgs
+	}
+	var topics []string
+	for _, m := range retry {
+		if !slices.Contains(topics, m.Topic) {
+			topics = append(topics, m.Topic)
+		}
+	}
+	slices.Sort(topics)
+	return retry, topics
 }
 
 // commandMessage encodes one command as the contract puts it on Kafka. A

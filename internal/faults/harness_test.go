@@ -223,7 +223,8 @@ func (s *stack) dial(t *testing.T) client.Client {
 func (s *stack) startWorker(ledger activities.LedgerWriter) {
 	writer := kafkax.NewWriter(s.Brokers)
 	w := worker.New(s.Client, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: ledger, Publisher: writer})
+	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: ledger, Publisher: writer,
+		Topics: roles.Topics{Brokers: s.Brokers, Partitions: testenv.KafkaPartitions}})
 	if err := w.Start(); err != nil {
 		s.t.Fatalf("start worker: %v", err)
 	}

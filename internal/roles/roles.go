@@ -214,7 +214,8 @@ func RunWorker(ctx context.Context, d Deps) error {
 	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions())
 	workflows.Register(w, &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
 		Digester: d.Digester, Escalations: d.Settings.Escalations, Metrics: d.Settings.Escalated,
-		Credentials: d.Store, SystemKey: d.Settings.SystemKey})
+		Credentials: d.Store, SystemKey: d.Settings.SystemKey,
+		Topics: Topics{Brokers: d.Brokers, Security: d.KafkaSecurity, Partitions: d.Partitions}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
