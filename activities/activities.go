@@ -130,9 +130,25 @@ type SyncInput struct {
 	RequestID string            `json:"request_id"`
 	Commands  []Outbound        `json:"commands,omitempty"`
 	Ledger    lethe.LedgerDelta `json:"ledger"`
+	// Partial, set by workflows of revision 4 on, lets the commands whose
+	// topic is missing and cannot be created, or may not be written to, come
+	// back in SyncResult.Undelivered rather than fail the whole Sync, so that
+	// one such system holds up no other. The ledger is then not written: the
+	// workflow corrects it and writes it in its next Sync.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // SyncResult reports what one wave did.
 type SyncResult struct {
 	Published int `json:"published"`
+	// Undelivered are the commands that Partial let through unwritten.
+	Undelivered []Undelivered `json:"undelivered,omitempty"`
+}
+
+// Undelivered is a command that could not be published, and why. The reason
+// names the topic and the broker's or the creation's error, never a value.
+type Undelivered struct {
+	CommandID string `json:"command_id"`
+	System    string `json:"system"`
+	Reason    string `json:"reason"`
 }

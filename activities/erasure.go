@@ -123,10 +123,27 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 			"attempt", activity.GetInfo(ctx).Attempt, "error", err)
 		return SyncResult{}, err
 	}
+	var undelivered []Undelivered
 	if len(msgs) > 0 {
-		if err := a.publish(ctx, in.RequestID, msgs); err != nil {
+		stuck, cause, err := a.publish(ctx, in.RequestID, msgs)
+		switch {
+		case err != nil:
 			return failed(classify("publish commands", err))
+		case len(stuck) > 0 && !in.Partial:
+			return failed(classify("publish commands", cause))
 		}
+		for _, i := range stuck {
+			c := in.Commands[i]
+			undelivered = append(undelivered, Undelivered{CommandID: c.Command.CommandID, System: c.Command.System,
+				Reason: cause.Error()})
+		}
+	}
+	if len(undelivered) > 0 {
+		// The ledger would claim a dispatch that did not happen: the
+		// workflow corrects its delta and writes it in its next Sync.
+		logger.Warn("commands not dispatched; the workflow will try again", "request_id", in.RequestID,
+			"commands", len(undelivered), "systems", len(undeliveredSystems(undelivered)), "error", undelivered[0].Reason)
+		return SyncResult{Published: len(msgs) - len(undelivered), Undelivered: undelivered}, nil
 	}
 	if !in.Ledger.Empty() {
 		if err := a.Ledger.ApplyLedger(ctx, in.RequestID, in.Ledger); err != nil {
@@ -140,55 +157,102 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 }
 
 // publish writes msgs. A topic the broker does not know is created (see
-// Activities.Topics) and the messages bound for it written again; an error
-// that remains names the topics and the cause.
-func (a *Activities) publish(ctx context.Context, requestID string, msgs []kafka.Message) error {
-	err := a.Publisher.WriteMessages(ctx, msgs...)
+// Activities.Topics) and the messages bound for it written again. It returns
+// the indexes of the messages that still could not be written because of
+// their topic (missing and not created, or not ours to write), with the
+// cause; any other failure is the error.
+func (a *Activities) publish(ctx context.Context, requestID string, msgs []kafka.Message) (stuck []int, cause, err error) {
+	err = a.Publisher.WriteMessages(ctx, msgs...)
 	if err == nil {
-		return nil
+		return nil, nil, nil
 	}
-	retry, missing := unknownTopics(msgs, err)
-	if len(missing) == 0 {
-		return err
+	stuck, ok := topicFailures(msgs, err)
+	if !ok {
+		return nil, nil, err
 	}
+	missing := topicsOf(msgs, stuck)
 	if a.Topics == nil {
-		return fmt.Errorf("command topics %s do not exist: %w", strings.Join(missing, ", "), err)
+		return stuck, fmt.Errorf("topics %s: %w", strings.Join(missing, ", "), err), nil
 	}
 	logger := activity.GetLogger(ctx)
 	logger.Warn("command topics missing; creating them", "request_id", requestID, "topics", missing,
 		"error", err)
 	if cerr := a.Topics.EnsureTopics(ctx, missing...); cerr != nil {
-		return fmt.Errorf("command topics %s do not exist and could not be created: %w",
-			strings.Join(missing, ", "), cerr)
+		return stuck, fmt.Errorf("topics %s do not exist and could not be created: %w",
+			strings.Join(missing, ", "), cerr), nil
 	}
 	logger.Info("command topics created", "request_id", requestID, "topics", missing)
-	return a.Publisher.WriteMessages(ctx, retry...)
+	retry := make([]kafka.Message, len(stuck))
+	for i, j := range stuck {
+		retry[i] = msgs[j]
+	}
+	err = a.Publisher.WriteMessages(ctx, retry...)
+	if err == nil {
+		return nil, nil, nil
+	}
+	again, ok := topicFailures(retry, err)
+	if !ok {
+		return nil, nil, err
+	}
+	out := make([]int, len(again))
+	for i, j := range again {
+		out[i] = stuck[j]
+	}
+	return out, fmt.Errorf("topics %s: %w", strings.Join(topicsOf(msgs, out), ", "), err), nil
 }
 
-// unknownTopics picks out of a failed write the messages whose topic the
-// broker does not know, and those topics, sorted; none when the write failed
-// for another reason.
-func unknownTopics(msgs []kafka.Message, err error) ([]kafka.Message, []string) {
-	var retry []kafka.Message
+// topicFailures tells whether a failed write failed only because of the
+// topics of some messages (unknown to the broker, or not authorized), and
+// which; false when any message failed for another reason.
+func topicFailures(msgs []kafka.Message, err error) ([]int, bool) {
+	topical := func(e error) bool {
+		return errors.Is(e, kafka.UnknownTopicOrPartition) || errors.Is(e, kafka.TopicAuthorizationFailed)
+	}
 	var writeErrs kafka.WriteErrors
-	switch {
-	case errors.As(err, &writeErrs) && len(writeErrs) == len(msgs):
+	if errors.As(err, &writeErrs) && len(writeErrs) == len(msgs) {
+		var stuck []int
 		for i, e := range writeErrs {
-			if errors.Is(e, kafka.UnknownTopicOrPartition) {
-				retry = append(retry, msgs[i])
+			switch {
+			case e == nil:
+			case topical(e):
+				stuck = append(stuck, i)
+			default:
+				return nil, false
 			}
 		}
-	case errors.Is(err, kafka.UnknownTopicOrPartition):
-		retry = msgs
+		return stuck, len(stuck) > 0
 	}
+	if !topical(err) {
+		return nil, false
+	}
+	all := make([]int, len(msgs))
+	for i := range all {
+		all[i] = i
+	}
+	return all, true
+}
+
+// topicsOf names the topics of the messages at idx, sorted.
+func topicsOf(msgs []kafka.Message, idx []int) []string {
 	var topics []string
-	for _, m := range retry {
-		if !slices.Contains(topics, m.Topic) {
-			topics = append(topics, m.Topic)
+	for _, i := range idx {
+		if !slices.Contains(topics, msgs[i].Topic) {
+			topics = append(topics, msgs[i].Topic)
 		}
 	}
 	slices.Sort(topics)
-	return retry, topics
+	return topics
+}
+
+// undeliveredSystems names the systems of undelivered commands.
+func undeliveredSystems(us []Undelivered) []string {
+	var out []string
+	for _, u := range us {
+		if !slices.Contains(out, u.System) {
+			out = append(out, u.System)
+		}
+	}
+	return out
 }
 
 // commandMessage encodes one command as the contract puts it on Kafka. A

@@ -105,10 +105,11 @@ func (c *Counter) WriteTo(w io.Writer) (int64, error) {
 		counts[k] = v
 	}
 	c.mu.Unlock()
-	kinds := []string{string(lethe.EscalationReminder), string(lethe.EscalationTarget), string(lethe.EscalationOverdue)}
+	kinds := []string{string(lethe.EscalationReminder), string(lethe.EscalationTarget), string(lethe.EscalationOverdue),
+		string(lethe.EscalationNotDispatched)}
 	sort.Strings(kinds)
 	var b bytes.Buffer
-	b.WriteString("# HELP lethe_escalations_total Erasure requests escalated, by kind (reminder, target, overdue).\n")
+	b.WriteString("# HELP lethe_escalations_total Erasure requests escalated, by kind (reminder, target, overdue, not_dispatched).\n")
 	b.WriteString("# TYPE lethe_escalations_total counter\n")
 	for _, k := range kinds {
 		fmt.Fprintf(&b, "lethe_escalations_total{kind=%q} %d\n", k, counts[lethe.EscalationKind(k)])

@@ -121,6 +121,9 @@ type features struct {
 	// regularRetries retries a failing activity as a regular activity
 	// after a few fast local attempts (RevisionRegularRetries).
 	regularRetries bool
+	// partialDispatch lets a system whose topic fails go undelivered
+	// without holding up the others (RevisionRegularRetries).
+	partialDispatch bool
 }
 
 // featuresOf resolves a revision into the behaviours it turns on: each
@@ -131,6 +134,7 @@ func featuresOf(revision int) features {
 		overdueAfterHold: revision >= RevisionOverdueAfterHold,
 		settledLedger:    revision >= RevisionSettledLedger,
 		regularRetries:   revision >= RevisionRegularRetries,
+		partialDispatch:  revision >= RevisionRegularRetries,
 	}
 }
 

@@ -68,7 +68,11 @@ const (
 	// within one workflow task and retries what still fails as a regular
 	// activity, so that an outage of PostgreSQL or Kafka, however long,
 	// adds a handful of events to a request's history instead of six a
-	// minute (see runActivity).
+	// minute (see runActivity). It also lets a command whose topic is
+	// missing and cannot be created go back undelivered from Sync: its
+	// system shows pending with the reason and escalates (not_dispatched),
+	// the other systems go on, and the command is sent again later (see
+	// undeliverable).
 	RevisionRegularRetries = 4
 	// CurrentRevision is the revision the API starts workflows with.
 	CurrentRevision = RevisionRegularRetries
@@ -179,9 +183,13 @@ type CommandState struct {
 	// retained with the hold's basis, and the request stays open while
 	// Held is set. When the hold ends the placeholder is Superseded by
 	// the commands then dispatched.
-	Hold       *lethe.Hold `json:"hold,omitempty"`
-	Held       bool        `json:"held,omitempty"`
-	Superseded bool        `json:"superseded,omitempty"`
+	Hold *lethe.Hold `json:"hold,omitempty"`
+	// Undelivered counts the times the command could not be published
+	// because of its topic; while its Status is pending, it is published
+	// again at Due.
+	Undelivered int  `json:"undelivered,omitempty"`
+	Held        bool `json:"held,omitempty"`
+	Superseded  bool `json:"superseded,omitempty"`
 }
 
 // open reports whether the request must still wait for this command.

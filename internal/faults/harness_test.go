@@ -93,6 +93,9 @@ type stackOptions struct {
 	// Ledger, when set, wraps the in-process worker's ledger, for tests
 	// that fail its writes.
 	Ledger func(activities.LedgerWriter) activities.LedgerWriter
+	// Topics, when set, wraps the in-process worker's topic creator, for
+	// tests that refuse to create topics.
+	Topics func(activities.TopicEnsurer) activities.TopicEnsurer
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -127,7 +130,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		if opts.Ledger != nil {
 			ledger = opts.Ledger(ledger)
 		}
-		s.startWorker(ledger)
+		var topics activities.TopicEnsurer = roles.Topics{Brokers: s.Brokers, Partitions: testenv.KafkaPartitions}
+		if opts.Topics != nil {
+			topics = opts.Topics(topics)
+		}
+		s.startWorker(ledger, topics)
 	}
 	if opts.Relay {
 		r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log}, &countingSignaler{c: s.Client, calls: &s.SignalCalls}, s.Store)
@@ -219,12 +226,12 @@ func (s *stack) dial(t *testing.T) client.Client {
 }
 
 // startWorker runs the erasure worker in this process, wired as `lethe
-// worker` wires it, over ledger.
-func (s *stack) startWorker(ledger activities.LedgerWriter) {
+// worker` wires it, over ledger and topics.
+func (s *stack) startWorker(ledger activities.LedgerWriter, topics activities.TopicEnsurer) {
 	writer := kafkax.NewWriter(s.Brokers)
 	w := worker.New(s.Client, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: ledger, Publisher: writer,
-		Topics: roles.Topics{Brokers: s.Brokers, Partitions: testenv.KafkaPartitions}})
+		Topics: topics})
 	if err := w.Start(); err != nil {
 		s.t.Fatalf("start worker: %v", err)
 	}
