@@ -55,7 +55,9 @@ type recordPath struct {
 	canAfter int
 	// since is the first revision that has the path.
 	since int
-	drive func(t *testing.T, s *stack) string
+	// secure runs the path on a broker that enforces ACLs.
+	secure bool
+	drive  func(t *testing.T, s *stack) string
 }
 
 var recordPaths = []recordPath{
@@ -69,6 +71,7 @@ var recordPaths = []recordPath{
 	{name: "failure", drive: recordFailure},
 	{name: "continue-as-new", canAfter: 30, drive: recordContinueAsNew},
 	{name: "outage", since: workflows.RevisionRegularRetries, drive: recordOutage},
+	{name: "not-dispatched", since: workflows.RevisionRegularRetries, secure: true, drive: recordNotDispatched},
 }
 
 // TestRecordHistories records real histories of ErasureWorkflow, one per
@@ -121,7 +124,7 @@ func recorded(t *testing.T, name string) bool {
 // recordOne runs one path at revision rev on a stack of its own and writes
 // the histories of the request's runs.
 func recordOne(t *testing.T, rev int, p recordPath, name string) {
-	opts := stackOptions{Policy: recordPolicy, Plaintext: true,
+	opts := stackOptions{Policy: recordPolicy, Plaintext: !p.secure, Secure: p.secure,
 		Engine: func(e api.Engine) api.Engine { return revisionEngine{Engine: e, revision: rev} }}
 	if p.canAfter > 0 {
 		dc := dynamicconfig.StaticClient{
@@ -478,6 +481,13 @@ func recordOutage(t *testing.T, s *stack) string {
 	close(gate)
 	expect(t, s.await(e.ID, time.Minute), lethe.RequestCompleted)
 	return e.ID
+}
+
+// recordNotDispatched: billing's topic is deleted and the broker's ACLs
+// forbid Lethe to create it; billing waits pending while orders erases,
+// until the operator creates the topic (see TestCommandTopicDeniedByACL).
+func recordNotDispatched(t *testing.T, s *stack) string {
+	return deniedTopic(t, s).ID
 }
 
 // recordContinueAsNew: systems confirm one at a time, each in its own

@@ -26,6 +26,16 @@ import (
 // command, erases, and the request completes.
 func TestCommandTopicDeniedByACL(t *testing.T) {
 	s := newStack(t, stackOptions{Secure: true, Policy: workflows.Policy{RetryDelay: time.Second, Settle: -1}})
+	done := deniedTopic(t, s)
+	if p := systemByName(t, done, "billing"); p.Status != lethe.SystemErased || p.Attempts != 1 {
+		t.Errorf("billing %s after %d attempts, want erased at the first", p.Status, p.Attempts)
+	}
+}
+
+// deniedTopic drives TestCommandTopicDeniedByACL's request on s, a secure
+// stack, to its end and returns it; the history recorder records it too.
+func deniedTopic(t *testing.T, s *stack) lethe.Erasure {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
 	defer cancel()
 	const topic = "ext.billing.commands"
@@ -96,9 +106,7 @@ func TestCommandTopicDeniedByACL(t *testing.T) {
 	s.goRun("connector billing", func(ctx context.Context) error { return connectors.Run(ctx, cfg, erase()) })
 	done := s.await(e.ID, time.Minute)
 	expect(t, done, lethe.RequestCompleted)
-	if p := systemByName(t, done, "billing"); p.Status != lethe.SystemErased || p.Attempts != 1 {
-		t.Errorf("billing %s after %d attempts, want erased at the first", p.Status, p.Attempts)
-	}
+	return done
 }
 
 // poll waits until cond holds, failing the test with what when ctx ends.
