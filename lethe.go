@@ -355,11 +355,14 @@ func ValidHoldID(id string) bool { return holdIDRe.MatchString(id) }
 type EscalationKind string
 
 // The escalation kinds: a reminder at a configured share of the window, the
-// internal target passed, the legal deadline passed.
+// internal target passed, the legal deadline passed, and systems whose
+// command could not be dispatched (their topic is missing and could not be
+// created, or Lethe may not write to it).
 const (
-	EscalationReminder EscalationKind = "reminder"
-	EscalationTarget   EscalationKind = "target"
-	EscalationOverdue  EscalationKind = "overdue"
+	EscalationReminder      EscalationKind = "reminder"
+	EscalationTarget        EscalationKind = "target"
+	EscalationOverdue       EscalationKind = "overdue"
+	EscalationNotDispatched EscalationKind = "not_dispatched"
 )
 
 // Escalation is what Lethe tells people when a request falls behind: the

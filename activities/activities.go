@@ -60,6 +60,15 @@ type Publisher interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
+// TopicEnsurer creates the Kafka topics that do not exist yet. Sync asks it
+// for a command topic the broker does not know (deleted by an operator, or
+// a fresh cluster behind a registry that remembers the systems), as the
+// API's PUT /v1/systems does when a system is registered. roles.Topics
+// implements it.
+type TopicEnsurer interface {
+	EnsureTopics(ctx context.Context, names ...string) error
+}
+
 // Activities is the set of erasure activities and what they depend on.
 type Activities struct {
 	Registry  SystemMatcher
@@ -82,6 +91,9 @@ type Activities struct {
 	// Outcomes counts the final outcomes Sync writes, when the Ledger is
 	// an OutcomeLedger; nil counts nothing.
 	Outcomes OutcomeObserver
+	// Topics re-creates a command topic found missing; nil creates none,
+	// and the publish is retried until an operator creates it.
+	Topics TopicEnsurer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -135,9 +147,25 @@ type SyncInput struct {
 	RequestID string            `json:"request_id"`
 	Commands  []Outbound        `json:"commands,omitempty"`
 	Ledger    lethe.LedgerDelta `json:"ledger"`
+	// Partial, set by workflows of revision 4 on, lets the commands whose
+	// topic is missing and cannot be created, or may not be written to, come
+	// back in SyncResult.Undelivered rather than fail the whole Sync, so that
+	// one such system holds up no other. The ledger is then not written: the
+	// workflow corrects it and writes it in its next Sync.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // SyncResult reports what one wave did.
 type SyncResult struct {
 	Published int `json:"published"`
+	// Undelivered are the commands that Partial let through unwritten.
+	Undelivered []Undelivered `json:"undelivered,omitempty"`
+}
+
+// Undelivered is a command that could not be published, and why. The reason
+// names the topic and the broker's or the creation's error, never a value.
+type Undelivered struct {
+	CommandID string `json:"command_id"`
+	System    string `json:"system"`
+	Reason    string `json:"reason"`
 }

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -113,14 +115,39 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 	if err := a.sign(ctx, msgs, systems); err != nil {
 		return SyncResult{}, classify("sign commands", err)
 	}
+	logger := activity.GetLogger(ctx)
+	// Every failed attempt says why: the workflow retries it, and an
+	// operator must be able to tell an outage from a missing topic.
+	failed := func(err error) (SyncResult, error) {
+		logger.Warn("sync failed; it will be retried", "request_id", in.RequestID,
+			"attempt", activity.GetInfo(ctx).Attempt, "error", err)
+		return SyncResult{}, err
+	}
+	var undelivered []Undelivered
 	if len(msgs) > 0 {
-		if err := a.Publisher.WriteMessages(ctx, msgs...); err != nil {
-			return SyncResult{}, classify("publish commands", err)
+		stuck, cause, err := a.publish(ctx, in.RequestID, msgs)
+		switch {
+		case err != nil:
+			return failed(classify("publish commands", err))
+		case len(stuck) > 0 && !in.Partial:
+			return failed(classify("publish commands", cause))
 		}
+		for _, i := range stuck {
+			c := in.Commands[i]
+			undelivered = append(undelivered, Undelivered{CommandID: c.Command.CommandID, System: c.Command.System,
+				Reason: cause.Error()})
+		}
+	}
+	if len(undelivered) > 0 {
+		// The ledger would claim a dispatch that did not happen: the
+		// workflow corrects its delta and writes it in its next Sync.
+		logger.Warn("commands not dispatched; the workflow will try again", "request_id", in.RequestID,
+			"commands", len(undelivered), "systems", len(undeliveredSystems(undelivered)), "error", undelivered[0].Reason)
+		return SyncResult{Published: len(msgs) - len(undelivered), Undelivered: undelivered}, nil
 	}
 	if !in.Ledger.Empty() {
 		if err := a.applyLedger(ctx, in.RequestID, in.Ledger); err != nil {
-			return SyncResult{}, classify("apply ledger", err)
+			return failed(classify("apply ledger", err))
 		}
 	}
 	activity.GetLogger(ctx).Info("synced erasure",
@@ -149,6 +176,105 @@ func (a *Activities) applyLedger(ctx context.Context, requestID string, d lethe.
 		a.Outcomes.CommandFinished(o.System, o.Status, o.ConfirmedAt != nil, took)
 	}
 	return nil
+}
+
+// publish writes msgs. A topic the broker does not know is created (see
+// Activities.Topics) and the messages bound for it written again. It returns
+// the indexes of the messages that still could not be written because of
+// their topic (missing and not created, or not ours to write), with the
+// cause; any other failure is the error.
+func (a *Activities) publish(ctx context.Context, requestID string, msgs []kafka.Message) (stuck []int, cause, err error) {
+	err = a.Publisher.WriteMessages(ctx, msgs...)
+	if err == nil {
+		return nil, nil, nil
+	}
+	stuck, ok := topicFailures(msgs, err)
+	if !ok {
+		return nil, nil, err
+	}
+	missing := topicsOf(msgs, stuck)
+	if a.Topics == nil {
+		return stuck, fmt.Errorf("topics %s: %w", strings.Join(missing, ", "), err), nil
+	}
+	logger := activity.GetLogger(ctx)
+	logger.Warn("command topics missing; creating them", "request_id", requestID, "topics", missing,
+		"error", err)
+	if cerr := a.Topics.EnsureTopics(ctx, missing...); cerr != nil {
+		return stuck, fmt.Errorf("topics %s do not exist and could not be created: %w",
+			strings.Join(missing, ", "), cerr), nil
+	}
+	logger.Info("command topics created", "request_id", requestID, "topics", missing)
+	retry := make([]kafka.Message, len(stuck))
+	for i, j := range stuck {
+		retry[i] = msgs[j]
+	}
+	err = a.Publisher.WriteMessages(ctx, retry...)
+	if err == nil {
+		return nil, nil, nil
+	}
+	again, ok := topicFailures(retry, err)
+	if !ok {
+		return nil, nil, err
+	}
+	out := make([]int, len(again))
+	for i, j := range again {
+		out[i] = stuck[j]
+	}
+	return out, fmt.Errorf("topics %s: %w", strings.Join(topicsOf(msgs, out), ", "), err), nil
+}
+
+// topicFailures tells whether a failed write failed only because of the
+// topics of some messages (unknown to the broker, or not authorized), and
+// which; false when any message failed for another reason.
+func topicFailures(msgs []kafka.Message, err error) ([]int, bool) {
+	topical := func(e error) bool {
+		return errors.Is(e, kafka.UnknownTopicOrPartition) || errors.Is(e, kafka.TopicAuthorizationFailed)
+	}
+	var writeErrs kafka.WriteErrors
+	if errors.As(err, &writeErrs) && len(writeErrs) == len(msgs) {
+		var stuck []int
+		for i, e := range writeErrs {
+			switch {
+			case e == nil:
+			case topical(e):
+				stuck = append(stuck, i)
+			default:
+				return nil, false
+			}
+		}
+		return stuck, len(stuck) > 0
+	}
+	if !topical(err) {
+		return nil, false
+	}
+	all := make([]int, len(msgs))
+	for i := range all {
+		all[i] = i
+	}
+	return all, true
+}
+
+// topicsOf names the topics of the messages at idx, sorted.
+func topicsOf(msgs []kafka.Message, idx []int) []string {
+	var topics []string
+	for _, i := range idx {
+		if !slices.Contains(topics, msgs[i].Topic) {
+			topics = append(topics, msgs[i].Topic)
+		}
+	}
+	slices.Sort(topics)
+	return topics
+}
+
+// undeliveredSystems names the systems of undelivered commands.
+func undeliveredSystems(us []Undelivered) []string {
+	var out []string
+	for _, u := range us {
+		if !slices.Contains(out, u.System) {
+			out = append(out, u.System)
+		}
+	}
+	return out
 }
 
 // commandMessage encodes one command as the contract puts it on Kafka. A

@@ -152,6 +152,8 @@ func (w *erasure) fireDue(now time.Time) {
 			continue
 		}
 		switch {
+		case cmd.Undelivered > 0 && cmd.Status == lethe.SystemPending:
+			w.deliver(now, cmd)
 		case cmd.RetryPending:
 			w.redispatch(now, cmd, "the system asked for a retry")
 		case cmd.Attempt < w.policy.MaxAttempts:
@@ -219,7 +221,7 @@ func (w *erasure) planTargets(ctx workflow.Context, types []string) ([]activitie
 	var res activities.PlanResult
 	in := activities.PlanInput{RequestID: w.in.RequestID, Types: types, Subject: w.subject, Learned: w.learned,
 		At: workflow.Now(ctx).UTC()}
-	if err := execute(ctx, a.Plan, in, &res); err != nil {
+	if err := w.execute(ctx, a.Plan, in, &res); err != nil {
 		return nil, err
 	}
 	w.learned = nil
@@ -230,4 +232,67 @@ func (w *erasure) planTargets(ctx workflow.Context, types []string) ([]activitie
 
 func planDetail(targets []activities.Target, types []string) string {
 	return fmt.Sprintf("%d systems match identifier types %s", len(targets), strings.Join(types, ", "))
+}
+
+// undeliverable takes back commands that Sync could not publish because of
+// their topic: each system shows pending with the reason instead of
+// dispatched, its dispatch is audited as escalated rather than done, the
+// first failure escalates (not_dispatched), and the command is published
+// again after a delay that doubles up to an hour. The other systems are not
+// held up.
+func (w *erasure) undeliverable(ctx workflow.Context, us []activities.Undelivered) {
+	now := workflow.Now(ctx).UTC()
+	var first []string
+	for _, u := range us {
+		cmd := w.byID[u.CommandID]
+		if cmd == nil || cmd.Status != lethe.SystemDispatched {
+			continue
+		}
+		w.out.events = slices.DeleteFunc(w.out.events, func(ev lethe.AuditEvent) bool {
+			return (ev.Kind == lethe.AuditDispatched || ev.Kind == lethe.AuditRedispatched) &&
+				ev.System == cmd.System && ev.Attempt == cmd.Attempt
+		})
+		cmd.Undelivered++
+		cmd.Status = lethe.SystemPending
+		cmd.Detail = "not dispatched: " + u.Reason
+		cmd.ChangedAt = now
+		cmd.Due = now.Add(undeliveredDelay(w.policy.RetryDelay, cmd.Undelivered))
+		w.touch(cmd.System)
+		w.event(now, lethe.AuditEvent{Kind: lethe.AuditEscalated, System: cmd.System, Attempt: cmd.Attempt,
+			Detail: cmd.Detail})
+		if cmd.Undelivered == 1 && !slices.Contains(first, cmd.System) {
+			first = append(first, cmd.System)
+		}
+	}
+	workflow.GetLogger(ctx).Warn("commands not dispatched; trying again later", "request_id", w.in.RequestID,
+		"commands", len(us), "reason", us[0].Reason)
+	if len(first) > 0 {
+		slices.Sort(first)
+		w.escalate(ctx, lethe.Escalation{RequestID: w.in.RequestID, Kind: lethe.EscalationNotDispatched,
+			Point: "dispatch:" + strings.Join(first, ","), At: now, Deadline: w.deadline, Target: w.target, Open: first})
+	}
+}
+
+// undeliveredDelay is the wait before publishing the n-th time a command
+// whose topic failed: the retry delay, doubled each time, at most an hour.
+func undeliveredDelay(retry time.Duration, n int) time.Duration {
+	d := retry
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// deliver publishes again a command whose topic failed before, under the
+// same command_id and attempt: the system never received it.
+func (w *erasure) deliver(now time.Time, cmd *CommandState) {
+	cmd.Status = lethe.SystemDispatched
+	cmd.Detail = ""
+	cmd.IssuedAt = now
+	cmd.ConfirmBy = now.Add(cmd.ConfirmWithin)
+	cmd.Due = cmd.ConfirmBy
+	cmd.ChangedAt = now
+	w.publish(cmd)
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditDispatched, System: cmd.System, Attempt: cmd.Attempt,
+		Detail: fmt.Sprintf("dispatched after %d failed tries to publish", cmd.Undelivered)})
 }

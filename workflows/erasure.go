@@ -162,6 +162,12 @@ type features struct {
 	// settledLedger writes a young request's steps to the ledger only once
 	// it has settled (RevisionSettledLedger).
 	settledLedger bool
+	// regularRetries retries a failing activity as a regular activity
+	// after a few fast local attempts (RevisionRegularRetries).
+	regularRetries bool
+	// partialDispatch lets a system whose topic fails go undelivered
+	// without holding up the others (RevisionRegularRetries).
+	partialDispatch bool
 	// drainAll applies every queued signal before continuing as new,
 	// awaitEscalations waits for the escalations in flight before a run
 	// ends, failedLedger writes a stopped run's failure to the ledger, and
@@ -184,6 +190,8 @@ func featuresOf(revision int) features {
 		settledSearch:    revision >= RevisionSettledSearch,
 		overdueAfterHold: revision >= RevisionOverdueAfterHold,
 		settledLedger:    revision >= RevisionSettledLedger,
+		regularRetries:   revision >= RevisionRegularRetries,
+		partialDispatch:  revision >= RevisionRegularRetries,
 		drainAll:         revision >= RevisionNothingDropped,
 		awaitEscalations: revision >= RevisionNothingDropped,
 		failedLedger:     revision >= RevisionNothingDropped,

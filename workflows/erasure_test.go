@@ -172,9 +172,13 @@ func TestFeaturesOfRevision(t *testing.T) {
 		{RevisionSettledSearch, features{settledSearch: true}},
 		{RevisionOverdueAfterHold, features{settledSearch: true, overdueAfterHold: true}},
 		{RevisionSettledLedger, features{settledSearch: true, overdueAfterHold: true, settledLedger: true}},
+		{RevisionRegularRetries, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
+			regularRetries: true, partialDispatch: true}},
 		{RevisionNothingDropped, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
+			regularRetries: true, partialDispatch: true,
 			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true}},
 		{RevisionStableNames, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
+			regularRetries: true, partialDispatch: true,
 			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true, stableNames: true}},
 	}
 	for _, tt := range tests {

@@ -138,13 +138,8 @@ func (w *erasure) escalate(ctx workflow.Context, e lethe.Escalation) {
 	w.escalating++
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer func() { w.escalating-- }()
-		ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout:    activityStartToClose,
-			ScheduleToCloseTimeout: escalateWithin,
-			RetryPolicy:            activityRetry,
-		})
 		var a *activities.Activities
-		if err := workflow.ExecuteLocalActivity(ctx, a.Escalate, e).Get(ctx, nil); err != nil {
+		if err := w.runActivity(ctx, escalateWithin, a.Escalate, e, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("escalation not delivered", "request_id", w.in.RequestID,
 				"kind", string(e.Kind), "error", err)
 			return

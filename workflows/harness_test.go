@@ -58,6 +58,10 @@ type world struct {
 	holds map[string]*lethe.Hold
 	// planned keeps every Plan input, for the holds tests.
 	planned []activities.PlanInput
+	// undeliver maps a system to how many more of its commands a Sync
+	// that allows it (SyncInput.Partial) gives back undelivered, as when
+	// its topic is missing and cannot be created.
+	undeliver map[string]int
 }
 
 func target(name string, within time.Duration, types ...string) activities.Target {
@@ -151,9 +155,27 @@ func (w *world) plan(_ context.Context, in activities.PlanInput) (activities.Pla
 func (w *world) sync(_ context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var res activities.SyncResult
+	if in.Partial {
+		var sent []activities.Outbound
+		for _, o := range in.Commands {
+			if w.undeliver[o.Command.System] > 0 {
+				w.undeliver[o.Command.System]--
+				res.Undelivered = append(res.Undelivered, activities.Undelivered{CommandID: o.Command.CommandID,
+					System: o.Command.System, Reason: "topics " + o.Topic + ": not authorized"})
+				continue
+			}
+			sent = append(sent, o)
+		}
+		if len(res.Undelivered) > 0 {
+			// What Sync published; the ledger is not written.
+			in.Commands, in.Ledger = sent, lethe.LedgerDelta{}
+		}
+	}
 	w.syncs = append(w.syncs, in)
 	w.syncedAt = append(w.syncedAt, w.env.Now())
-	return activities.SyncResult{Published: len(in.Commands)}, nil
+	res.Published = len(in.Commands)
+	return res, nil
 }
 
 // recordSearchAttributes turns on the upsert mock; with it on, every upsert

@@ -64,6 +64,16 @@ const (
 	// writes the ledger once instead of once per step. Temporal's history
 	// holds the unwritten part meanwhile.
 	RevisionSettledLedger = 3
+	// RevisionRegularRetries bounds the local activities to a few attempts
+	// within one workflow task and retries what still fails as a regular
+	// activity, so that an outage of PostgreSQL or Kafka, however long,
+	// adds a handful of events to a request's history instead of six a
+	// minute (see runActivity). It also lets a command whose topic is
+	// missing and cannot be created go back undelivered from Sync: its
+	// system shows pending with the reason and escalates (not_dispatched),
+	// the other systems go on, and the command is sent again later (see
+	// undeliverable).
+	RevisionRegularRetries = 4
 	// RevisionNothingDropped loses nothing at the ends of a run: it applies
 	// every signal (not only confirmations) still queued when it continues
 	// as new, waits for the escalations in flight before it finishes or
@@ -111,6 +121,10 @@ type Policy struct {
 	// write them. Zero means DefaultSettle; negative means no settling:
 	// every step is written at once.
 	Settle time.Duration `json:"settle,omitempty"`
+	// Retry is the backoff between activity attempts; nil means
+	// DefaultActivityRetry. Only tests set it, to cover in seconds as
+	// many retries as a long outage makes.
+	Retry *ActivityRetry `json:"retry,omitempty"`
 }
 
 // Defaults for Policy's zero fields.
@@ -205,9 +219,13 @@ type CommandState struct {
 	// retained with the hold's basis, and the request stays open while
 	// Held is set. When the hold ends the placeholder is Superseded by
 	// the commands then dispatched.
-	Hold       *lethe.Hold `json:"hold,omitempty"`
-	Held       bool        `json:"held,omitempty"`
-	Superseded bool        `json:"superseded,omitempty"`
+	Hold *lethe.Hold `json:"hold,omitempty"`
+	// Undelivered counts the times the command could not be published
+	// because of its topic; while its Status is pending, it is published
+	// again at Due.
+	Undelivered int  `json:"undelivered,omitempty"`
+	Held        bool `json:"held,omitempty"`
+	Superseded  bool `json:"superseded,omitempty"`
 }
 
 // open reports whether the request must still wait for this command.

@@ -79,15 +79,31 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 		default:
 			in.Ledger.Batch = fmt.Sprintf("%s/%d", run, w.syncs)
 		}
+		in.Partial = w.features.partialDispatch && len(in.Commands) > 0
 		var a *activities.Activities
 		var res activities.SyncResult
-		if err := execute(ctx, a.Sync, in, &res); err != nil {
+		if err := w.execute(ctx, a.Sync, in, &res); err != nil {
 			if hold {
 				w.out.commands = nil
 			} else {
 				w.out = remainder(calls[i:])
 			}
 			return err
+		}
+		if len(res.Undelivered) > 0 {
+			// This call's ledger part was not written, and would claim
+			// dispatches that did not happen: it is corrected, and written
+			// with what is left, by flushing again.
+			var later []activities.Outbound
+			for _, c := range calls[i+1:] {
+				later = append(later, c.Commands...)
+			}
+			if !hold {
+				w.out = remainder(calls[i:])
+			}
+			w.out.commands = later
+			w.undeliverable(ctx, res.Undelivered)
+			return w.flush(ctx, settle)
 		}
 	}
 	if hold {

@@ -56,6 +56,10 @@ type recordPath struct {
 	// engine, when set, wraps the engine the API starts workflows
 	// through, for a path the API alone cannot take.
 	engine func(api.Engine) api.Engine
+	// since is the first revision that has the path.
+	since int
+	// secure runs the path on a broker that enforces ACLs.
+	secure bool
 	drive  func(t *testing.T, s *stack) string
 }
 
@@ -70,6 +74,8 @@ var recordPaths = []recordPath{
 	{name: "failure", drive: recordFailure},
 	{name: "continue-as-new", canAfter: 30, drive: recordContinueAsNew},
 	{name: "stopped", engine: func(e api.Engine) api.Engine { return oversizedEngine{Engine: e} }, drive: recordStopped},
+	{name: "outage", since: workflows.RevisionRegularRetries, drive: recordOutage},
+	{name: "not-dispatched", since: workflows.RevisionRegularRetries, secure: true, drive: recordNotDispatched},
 }
 
 // TestRecordHistories records real histories of ErasureWorkflow, one per
@@ -89,6 +95,9 @@ func TestRecordHistories(t *testing.T) {
 	}
 	for rev := 0; rev <= workflows.CurrentRevision; rev++ {
 		for _, p := range recordPaths {
+			if rev < p.since {
+				continue
+			}
 			name := strconv.Itoa(rev) + "-" + p.name
 			t.Run(name, func(t *testing.T) {
 				if recorded(t, name) {
@@ -119,7 +128,7 @@ func recorded(t *testing.T, name string) bool {
 // recordOne runs one path at revision rev on a stack of its own and writes
 // the histories of the request's runs.
 func recordOne(t *testing.T, rev int, p recordPath, name string) {
-	opts := stackOptions{Policy: recordPolicy, Plaintext: true,
+	opts := stackOptions{Policy: recordPolicy, Plaintext: !p.secure, Secure: p.secure,
 		Engine: func(e api.Engine) api.Engine {
 			if p.engine != nil {
 				e = p.engine(e)
@@ -464,6 +473,46 @@ func recordStopped(t *testing.T, s *stack) string {
 		t.Fatalf("request %s: workflow ended with %v, want it to fail", e.ID, err)
 	}
 	return e.ID
+}
+
+// recordOutage: PostgreSQL refuses the worker's ledger writes (the table
+// of system rows is renamed away) when the request has settled, until the
+// Sync has gone from its fast local attempts to a regular activity
+// (RevisionRegularRetries); then the table is back, the system confirms
+// and the request completes.
+func recordOutage(t *testing.T, s *stack) string {
+	gate := make(chan struct{})
+	s.recordSystem("rec-alpha", []string{"email"})
+	s.runConnector("rec-alpha", gated(gate))
+	e := s.submit(recordSubject)
+	if _, err := s.DB.ExecContext(s.ctx, `ALTER TABLE erasure_systems RENAME TO erasure_systems_away`); err != nil {
+		t.Fatal(err)
+	}
+	wid := workflows.ErasureWorkflowID(e.ID)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		d, err := s.Temporal.DescribeWorkflowExecution(s.ctx, wid, "")
+		if err == nil && len(d.GetPendingActivities()) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ledger write never went to a regular activity (last error: %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := s.DB.ExecContext(s.ctx, `ALTER TABLE erasure_systems_away RENAME TO erasure_systems`); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	expect(t, s.await(e.ID, time.Minute), lethe.RequestCompleted)
+	return e.ID
+}
+
+// recordNotDispatched: billing's topic is deleted and the broker's ACLs
+// forbid Lethe to create it; billing waits pending while orders erases,
+// until the operator creates the topic (see TestCommandTopicDeniedByACL).
+func recordNotDispatched(t *testing.T, s *stack) string {
+	return deniedTopic(t, s).ID
 }
 
 // recordContinueAsNew: systems confirm one at a time, each in its own

@@ -88,6 +88,14 @@ type stackOptions struct {
 	// Engine, when set, wraps the API's workflow engine, for tests that
 	// inject a fault at a precise point of a request's creation.
 	Engine func(api.Engine) api.Engine
+	// Policy is the workflow policy the API starts requests with.
+	Policy workflows.Policy
+	// Ledger, when set, wraps the in-process worker's ledger, for tests
+	// that fail its writes.
+	Ledger func(activities.LedgerWriter) activities.LedgerWriter
+	// Topics, when set, wraps the in-process worker's topic creator, for
+	// tests that refuse to create topics.
+	Topics func(activities.TopicEnsurer) activities.TopicEnsurer
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -118,7 +126,15 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	}
 
 	if opts.Worker {
-		s.startWorker()
+		var ledger activities.LedgerWriter = s.Store
+		if opts.Ledger != nil {
+			ledger = opts.Ledger(ledger)
+		}
+		var topics activities.TopicEnsurer = roles.Topics{Brokers: s.Brokers, Partitions: testenv.KafkaPartitions}
+		if opts.Topics != nil {
+			topics = opts.Topics(topics)
+		}
+		s.startWorker(ledger, topics)
 	}
 	if opts.Relay {
 		r, err := relay.New(relay.Config{Brokers: s.Brokers, Logger: s.Log}, &countingSignaler{c: s.Client, calls: &s.SignalCalls}, s.Store)
@@ -128,7 +144,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		s.Relay = r
 		s.goRun("relay", r.Run)
 	}
-	var engine api.Engine = api.NewTemporalEngine(s.Client, workflows.Policy{})
+	var engine api.Engine = api.NewTemporalEngine(s.Client, opts.Policy)
 	if opts.Engine != nil {
 		engine = opts.Engine(engine)
 	}
@@ -210,11 +226,12 @@ func (s *stack) dial(t *testing.T) client.Client {
 }
 
 // startWorker runs the erasure worker in this process, wired as `lethe
-// worker` wires it.
-func (s *stack) startWorker() {
+// worker` wires it, over ledger and topics.
+func (s *stack) startWorker(ledger activities.LedgerWriter, topics activities.TopicEnsurer) {
 	writer := kafkax.NewWriter(s.Brokers)
 	w := worker.New(s.Client, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: s.Store, Publisher: writer})
+	workflows.Register(w, &activities.Activities{Registry: s.Store, Ledger: ledger, Publisher: writer,
+		Topics: topics})
 	if err := w.Start(); err != nil {
 		s.t.Fatalf("start worker: %v", err)
 	}

@@ -83,7 +83,7 @@ func New() *Metrics {
 	)
 	// Every kind is there at zero before it happens, so that an alert on
 	// an increase sees the first one.
-	for _, k := range []lethe.EscalationKind{lethe.EscalationReminder, lethe.EscalationTarget, lethe.EscalationOverdue} {
+	for _, k := range []lethe.EscalationKind{lethe.EscalationReminder, lethe.EscalationTarget, lethe.EscalationOverdue, lethe.EscalationNotDispatched} {
 		m.escalations.WithLabelValues(string(k))
 	}
 	return m
