@@ -7,7 +7,6 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/lethe-dev/lethe"
@@ -67,7 +66,7 @@ func waitForEvent(t *testing.T, s *stack, workflowID, what string, ok func(n int
 	deadline := time.Now().Add(time.Minute)
 	for {
 		n := 0
-		for _, ev := range events(t, s, workflowID) {
+		for _, ev := range history(t, s, workflowID) {
 			if ev.GetEventType() == enumspb.EVENT_TYPE_MARKER_RECORDED {
 				n++
 			}
@@ -87,7 +86,7 @@ func waitForEvent(t *testing.T, s *stack, workflowID, what string, ok func(n int
 func upsertedDeadline(t *testing.T, s *stack, workflowID string) time.Time {
 	t.Helper()
 	var at time.Time
-	for _, ev := range events(t, s, workflowID) {
+	for _, ev := range history(t, s, workflowID) {
 		p := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()[workflows.SearchDeadline.GetName()]
 		if p == nil {
 			continue
@@ -101,20 +100,3 @@ func upsertedDeadline(t *testing.T, s *stack, workflowID string) time.Time {
 	return at
 }
 
-// events reads the workflow's history so far through the stack's client,
-// without the codec.
-func events(t *testing.T, s *stack, workflowID string) []*historypb.HistoryEvent {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	it := s.Temporal.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var out []*historypb.HistoryEvent
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatalf("read history: %v", err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}

@@ -30,13 +30,7 @@ func TestMissingCommandTopic(t *testing.T) {
 	present, missing := newService("topic-present", false), newService("topic-missing", true)
 	s.putSystem(present)
 	s.putSystem(missing)
-	topic := wire.DefaultTopic(missing.name)
-	c := &kafka.Client{Addr: kafka.TCP(s.Brokers...)}
-	res, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
-	if err != nil || res.Errors[topic] != nil {
-		t.Fatalf("delete topic %s: %v %v", topic, err, res)
-	}
-	eventually(t, ctx, "topic "+topic+" is gone", func() bool { return len(s.Kafka.PartitionInfos(topic)) == 0 })
+	topic := deleteTopic(t, ctx, s, missing.name)
 
 	subj := subject("topic", 0)
 	req := s.submit(subj)
@@ -79,13 +73,7 @@ func TestCommandTopicCannotBeCreated(t *testing.T) {
 	present, missing := newService("topic-ok", false), newService("topic-denied", true)
 	s.putSystem(present)
 	s.putSystem(missing)
-	topic := wire.DefaultTopic(missing.name)
-	c := &kafka.Client{Addr: kafka.TCP(s.Brokers...)}
-	res, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
-	if err != nil || res.Errors[topic] != nil {
-		t.Fatalf("delete topic %s: %v %v", topic, err, res)
-	}
-	eventually(t, ctx, "topic "+topic+" is gone", func() bool { return len(s.Kafka.PartitionInfos(topic)) == 0 })
+	topic := deleteTopic(t, ctx, s, missing.name)
 
 	req := s.submit(subject("denied", 0))
 	var stuck lethe.SystemProgress
@@ -159,4 +147,18 @@ func (r *refusingTopics) EnsureTopics(ctx context.Context, names ...string) erro
 		return fmt.Errorf("create topics: %w", kafka.TopicAuthorizationFailed)
 	}
 	return r.TopicEnsurer.EnsureTopics(ctx, names...)
+}
+
+// deleteTopic deletes a system's command topic, as an operator would, and
+// waits until the broker no longer knows it.
+func deleteTopic(t *testing.T, ctx context.Context, s *stack, system string) string {
+	t.Helper()
+	topic := wire.DefaultTopic(system)
+	c := &kafka.Client{Addr: kafka.TCP(s.Brokers...)}
+	res, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	if err != nil || res.Errors[topic] != nil {
+		t.Fatalf("delete topic %s: %v %v", topic, err, res)
+	}
+	eventually(t, ctx, "topic "+topic+" is gone", func() bool { return len(s.Kafka.PartitionInfos(topic)) == 0 })
+	return topic
 }
