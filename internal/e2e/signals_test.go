@@ -99,4 +99,3 @@ func upsertedDeadline(t *testing.T, s *stack, workflowID string) time.Time {
 	}
 	return at
 }
-
