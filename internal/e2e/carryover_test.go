@@ -18,45 +18,113 @@ import (
 	"github.com/lethe-dev/lethe/workflows"
 )
 
+// carryRevisions are the revisions the carry-over tests run: the last one
+// before RevisionNothingDropped, which must lose the signal (it shows that
+// the test reaches the hazard, so that the current revision keeping the
+// signal means something), and the current one, which must keep it.
+var carryRevisions = []struct {
+	name     string
+	revision int
+	kept     bool
+}{
+	{name: "revision 3 loses it", revision: workflows.RevisionSettledLedger, kept: false},
+	{name: "current revision keeps it", revision: workflows.CurrentRevision, kept: true},
+}
+
 // TestExtensionAtContinueAsNew extends a request's deadline in the very
 // workflow task in which the request continues as new, and checks that the
-// next run keeps the new deadline (issue #12, hazard 2).
-//
-// The task holds two events: a timer fired (the next escalation point) and
-// the extension's signal. The SDK runs the workflow's main coroutine before
-// the signal listener in each pass, so the main loop wakes on the timer,
-// finds nothing to do (the request's one system is held, so the point
-// passes quietly and nothing is written), sees the server's suggestion and
-// continues as new before the listener has run. The extension is then only
-// in the signal channel. Before RevisionNothingDropped the listener's
-// Selector had already taken it out of the channel, and continueAsNew
-// drained confirmations only: the ledger said extended while the next run
-// escalated at the old deadline. From that revision on, continueAsNew
-// applies every queued signal.
-//
-// The two events land in one task by construction, not by timing: the
-// worker is stopped, the test waits until the history records the timer
-// firing with no worker polling, sends the extension through the API, and
-// only then makes the server suggest continue-as-new and starts a worker.
-// The revision before the fix runs the same path and must lose the
-// extension: it shows that the path reaches the hazard, so that the
-// current revision keeping it means something.
+// next run keeps the new deadline (issue #12, hazard 2). Before
+// RevisionNothingDropped the ledger said extended while the next run
+// escalated at the old deadline.
 func TestExtensionAtContinueAsNew(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		revision int
-		kept     bool
-	}{
-		{name: "revision 3 loses it", revision: workflows.RevisionSettledLedger, kept: false},
-		{name: "current revision keeps it", revision: workflows.CurrentRevision, kept: true},
-	} {
+	for _, tc := range carryRevisions {
 		t.Run(tc.name, func(t *testing.T) {
-			checkExtensionAtContinueAsNew(t, tc.revision, tc.kept)
+			var extended lethe.Erasure
+			s, e, next := signalAtContinueAsNew(t, tc.revision, workflows.SignalExtend, func(s *stack, e lethe.Erasure) {
+				r := s.do(http.MethodPost, "/v1/erasures/"+e.ID+"/extend", map[string]string{"by": "720h", "reason": "records in archives"})
+				r.Decode(t, &extended)
+				if r.Status != http.StatusOK || !extended.Deadline.After(e.Deadline) {
+					t.Fatalf("extend = %d %s", r.Status, r.Body)
+				}
+			})
+			r := s.do(http.MethodGet, "/v1/erasures/"+e.ID, nil)
+			var ledger lethe.Erasure
+			r.Decode(t, &ledger)
+			if r.Status != http.StatusOK || !ledger.Deadline.Equal(extended.Deadline) {
+				t.Fatalf("GET /v1/erasures/%s = %d, deadline %s; want the extended %s", e.ID, r.Status, ledger.Deadline, extended.Deadline)
+			}
+			view := s.queryRun(workflows.ErasureWorkflowID(e.ID), next)
+			switch {
+			case tc.kept && !view.Deadline.Equal(extended.Deadline):
+				t.Errorf("revision %d: the continued run escalates at %s, want the extended deadline %s the ledger shows",
+					tc.revision, view.Deadline, extended.Deadline)
+			case !tc.kept && !view.Deadline.Equal(e.Deadline):
+				t.Errorf("revision %d: the continued run has the deadline %s, want the first deadline %s: "+
+					"the extension was expected to be lost, so the test no longer reaches the hazard",
+					tc.revision, view.Deadline, e.Deadline)
+			}
 		})
 	}
 }
 
-func checkExtensionAtContinueAsNew(t *testing.T, revision int, kept bool) {
+// TestHoldLiftAtContinueAsNew lifts the hold on a request's one held
+// system in the very workflow task in which the request continues as new,
+// and checks that the next run acts on the lift at its first step, the
+// next escalation point, and dispatches the system (issue #12, hazard 2).
+// Before RevisionNothingDropped the lift was lost, and the system stayed
+// retained until the daily check of its holds.
+func TestHoldLiftAtContinueAsNew(t *testing.T) {
+	for _, tc := range carryRevisions {
+		t.Run(tc.name, func(t *testing.T) {
+			s, e, next := signalAtContinueAsNew(t, tc.revision, workflows.SignalHolds, func(s *stack, _ lethe.Erasure) {
+				if r := s.do(http.MethodDelete, "/v1/holds/"+carryHold, nil); r.Status != http.StatusOK {
+					t.Fatalf("DELETE hold = %d %s", r.Status, r.Body)
+				}
+			})
+			wfID := workflows.ErasureWorkflowID(e.ID)
+			s.stepAfterTimer(wfID, next)
+			got := systemByName(t, s.queryRun(wfID, next), carrySystem).Status
+			switch {
+			case tc.kept && got != lethe.SystemDispatched:
+				t.Errorf("revision %d: %s %s after the continued run's first step, want dispatched: the lift was lost",
+					tc.revision, carrySystem, got)
+			case !tc.kept && got != lethe.SystemRetained:
+				t.Errorf("revision %d: %s %s after the continued run's first step, want still retained: "+
+					"the lift was expected to be lost, so the test no longer reaches the hazard", tc.revision, carrySystem, got)
+			}
+		})
+	}
+}
+
+// carrySystem is the one system of the carry-over tests' requests, held
+// by carryHold from before the request.
+const (
+	carrySystem = "carry-archive"
+	carryHold   = "carry-1"
+)
+
+// signalAtContinueAsNew has a request, started at revision, take a signal
+// in the workflow task in which it continues as new, and returns the
+// stack, the request as submitted and the run that continues it. send
+// sends the signal, named signal, through the API.
+//
+// The task holds two events: a timer fired (the next escalation point) and
+// the signal. The SDK runs the workflow's main coroutine before the signal
+// listener in each pass, so the main loop wakes on the timer, finds nothing
+// to do (the request's one system is held, so the point passes quietly and
+// nothing is written), sees the server's suggestion and continues as new
+// before the listener has run. The signal is then only in its channel.
+// Before RevisionNothingDropped the listener's Selector had already taken
+// it out of the channel, and continueAsNew drained confirmations only;
+// from that revision on, continueAsNew applies every queued signal.
+//
+// The two events land in one task by construction, not by timing: the
+// worker is stopped, the history records the timer firing with no worker
+// polling, the signal is sent, and only then does the server suggest
+// continue-as-new and a worker start. Whatever the machine's speed, the
+// next task holds both; the history is checked to say so.
+func signalAtContinueAsNew(t *testing.T, revision int, signal string, send func(*stack, lethe.Erasure)) (*stack, lethe.Erasure, string) {
+	t.Helper()
 	dc := dynamicconfig.NewMemoryClient()
 	// temporaltest sets it; a dynamic config of our own replaces its.
 	dc.OverrideSetting(dynamicconfig.ForceSearchAttributesCacheRefreshOnRead, true)
@@ -73,12 +141,11 @@ func checkExtensionAtContinueAsNew(t *testing.T, revision int, kept bool) {
 		Engine: func(e api.Engine) api.Engine { return revisionEngine{Engine: e, revision: revision} }})
 	stopWorker := s.startWorker()
 
-	const system = "carry-archive"
-	s.putSystem(lethe.System{Name: system, Identifiers: []string{"email"}, Owner: "e2e",
-		Description: "a system under a legal hold for the whole test"})
+	s.putSystem(lethe.System{Name: carrySystem, Identifiers: []string{"email"}, Owner: "e2e",
+		Description: "a system under a legal hold"})
 	subject := map[string]string{"email": "carry-1@example.test"}
-	hold := map[string]any{"subject": subject, "system": system, "basis": "Art. 17(3)(e): case carry-1"}
-	if r := s.do(http.MethodPut, "/v1/holds/carry-1", hold); r.Status != http.StatusCreated {
+	hold := map[string]any{"subject": subject, "system": carrySystem, "basis": "Art. 17(3)(e): case carry-1"}
+	if r := s.do(http.MethodPut, "/v1/holds/"+carryHold, hold); r.Status != http.StatusCreated {
 		t.Fatalf("PUT hold = %d %s", r.Status, r.Body)
 	}
 	r := s.do(http.MethodPost, "/v1/erasures", map[string]any{"subject": subject, "reason": "gdpr_art17",
@@ -88,70 +155,65 @@ func checkExtensionAtContinueAsNew(t *testing.T, revision int, kept bool) {
 	}
 	var e lethe.Erasure
 	r.Decode(t, &e)
-	s.live(e.ID, "held", systemIs(system, lethe.SystemRetained))
+	s.live(e.ID, "held", systemIs(carrySystem, lethe.SystemRetained))
 
 	wfID := workflows.ErasureWorkflowID(e.ID)
 	stopWorker()
 	firstRun, fired := s.timerFiredUnpolled(wfID)
-
-	r = s.do(http.MethodPost, "/v1/erasures/"+e.ID+"/extend", map[string]string{"by": "720h", "reason": "records in archives"})
-	var extended lethe.Erasure
-	r.Decode(t, &extended)
-	if r.Status != http.StatusOK {
-		t.Fatalf("extend = %d %s", r.Status, r.Body)
-	}
-	if !extended.Deadline.After(e.Deadline) {
-		t.Fatalf("extension moved the deadline from %s to %s", e.Deadline, extended.Deadline)
-	}
+	send(s, e)
 
 	// The next workflow task starts past the history's current length, so
 	// the server suggests continue-as-new to it; the next run starts far
 	// below it.
-	pending := s.runEvents(wfID, firstRun)
-	restore := dc.OverrideSetting(dynamicconfig.HistoryCountSuggestContinueAsNew, len(pending))
-	stopWorker = s.startWorker()
-	defer stopWorker()
-	nextRun := s.continuedAsNew(wfID, firstRun)
+	restore := dc.OverrideSetting(dynamicconfig.HistoryCountSuggestContinueAsNew, len(s.runEvents(wfID, firstRun)))
+	t.Cleanup(s.startWorker())
+	next := s.continuedAsNew(wfID, firstRun)
 	restore()
 
-	// The run that continued as new took the timer and the extension in
-	// one workflow task, its last.
+	// The run that continued as new took the timer and the signal in one
+	// workflow task, its last.
 	events := s.runEvents(wfID, firstRun)
-	var signaled int64
+	signaled, started := false, 0
 	for _, ev := range events[fired:] {
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalExtend {
-			signaled = ev.GetEventId()
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == signal {
+			signaled = true
 		}
-	}
-	if signaled == 0 {
-		t.Fatalf("no extension signal after the timer fired (event %d) in run %s", fired, firstRun)
-	}
-	started := 0
-	for _, ev := range events[fired:] {
 		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED {
 			started++
 		}
+	}
+	if !signaled {
+		t.Fatalf("run %s: no %s signal after the timer fired", firstRun, signal)
 	}
 	if started != 1 || events[len(events)-1].GetEventType() != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW {
 		t.Fatalf("run %s: %d workflow tasks after the timer fired, ending in %s; want one, continuing as new",
 			firstRun, started, events[len(events)-1].GetEventType())
 	}
+	return s, e, next
+}
 
-	r = s.do(http.MethodGet, "/v1/erasures/"+e.ID, nil)
-	var ledger lethe.Erasure
-	r.Decode(t, &ledger)
-	if r.Status != http.StatusOK || !ledger.Deadline.Equal(extended.Deadline) {
-		t.Fatalf("GET /v1/erasures/%s = %d, deadline %s; want the extended %s", e.ID, r.Status, ledger.Deadline, extended.Deadline)
-	}
-	view := s.queryRun(wfID, nextRun)
-	switch {
-	case kept && !view.Deadline.Equal(extended.Deadline):
-		t.Errorf("revision %d: the continued run escalates at %s, want the extended deadline %s the ledger shows",
-			revision, view.Deadline, extended.Deadline)
-	case !kept && !view.Deadline.Equal(e.Deadline):
-		t.Errorf("revision %d: the continued run has the deadline %s, want the first deadline %s: "+
-			"the extension was expected to be lost, so the test no longer reaches the hazard",
-			revision, view.Deadline, e.Deadline)
+// stepAfterTimer waits until run of the workflow has completed a workflow
+// task after a timer fired: it has taken a step of its own.
+func (s *stack) stepAfterTimer(workflowID, runID string) {
+	t := s.t
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		fired := false
+		for _, ev := range s.runEvents(workflowID, runID) {
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_TIMER_FIRED:
+				fired = true
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+				if fired {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s of %s took no step on a timer within a minute", runID, workflowID)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
