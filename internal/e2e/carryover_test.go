@@ -72,7 +72,10 @@ func TestExtensionAtContinueAsNew(t *testing.T) {
 // and checks that the next run acts on the lift at its first step, the
 // next escalation point, and dispatches the system (issue #12, hazard 2).
 // Before RevisionNothingDropped the lift was lost, and the system stayed
-// retained until the daily check of its holds.
+// retained until the daily check of its holds. The lift carried over does
+// not wake the continued run by itself: that run acts on it at its next
+// step, here the next escalation point six seconds away; in production
+// the next point or the daily check, whichever comes first.
 func TestHoldLiftAtContinueAsNew(t *testing.T) {
 	for _, tc := range carryRevisions {
 		t.Run(tc.name, func(t *testing.T) {
