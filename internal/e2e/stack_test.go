@@ -81,6 +81,8 @@ type stack struct {
 	credMu sync.Mutex
 	creds  map[string]systemCredential
 	wg     sync.WaitGroup
+	// deps are what the roles run on, for startWorker.
+	deps roles.Deps
 }
 
 // secureEnv, set to 1, runs every end-to-end test on a secure stack, as
@@ -122,6 +124,10 @@ type stackOptions struct {
 	// Engine, when set, wraps the engine the API starts and signals
 	// workflows through, for tests that change what it sends.
 	Engine func(api.Engine) api.Engine
+	// ManualWorker leaves the worker out of the stack, for a test that
+	// starts and stops it with stack.startWorker: a request's events then
+	// wait in its history until a worker polls again.
+	ManualWorker bool
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -194,7 +200,10 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	if opts.Engine != nil {
 		deps.Engine = opts.Engine(api.NewTemporalEngine(wc, opts.Policy))
 	}
-	s.goRun("worker", func(ctx context.Context) error { return roles.RunWorker(ctx, deps) })
+	s.deps = deps
+	if !opts.ManualWorker {
+		s.goRun("worker", func(ctx context.Context) error { return roles.RunWorker(ctx, deps) })
+	}
 	s.goRun("relay", func(ctx context.Context) error { return roles.RunRelay(ctx, deps) })
 	h, err := roles.APIHandler(deps)
 	if err != nil {
@@ -221,6 +230,27 @@ func (s *stack) goRun(name string, run func(context.Context) error) {
 			s.t.Errorf("%s stopped: %v", name, err)
 		}
 	}()
+}
+
+// startWorker starts a worker of the stack, as `lethe worker` runs, and
+// returns a function that stops it and waits until it no longer polls.
+// The stack's end stops it too.
+func (s *stack) startWorker() (stop func()) {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		if err := roles.RunWorker(ctx, s.deps); err != nil && !errors.Is(err, context.Canceled) {
+			s.t.Errorf("worker stopped: %v", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // runConnector serves a system's commands with h through the SDK. On a
