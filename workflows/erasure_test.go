@@ -180,6 +180,10 @@ func TestFeaturesOfRevision(t *testing.T) {
 		{RevisionStableNames, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
 			regularRetries: true, partialDispatch: true,
 			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true, stableNames: true}},
+		{RevisionWakeCarriedHolds, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
+			regularRetries: true, partialDispatch: true,
+			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true, stableNames: true,
+			wakeCarriedHolds: true}},
 	}
 	for _, tt := range tests {
 		if got := featuresOf(tt.revision); got != tt.want {

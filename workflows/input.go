@@ -91,10 +91,15 @@ const (
 	// carries the places of its identifiers in State.Subject instead of
 	// their values (CommandState.Sent).
 	RevisionStableNames = 6
+	// RevisionWakeCarriedHolds acts at once on a hold lifted (or placed)
+	// as the run before ended: the next run takes its first step without
+	// waiting, instead of at its next escalation point or hold recheck,
+	// which could be a day later.
+	RevisionWakeCarriedHolds = 7
 	// CurrentRevision is the revision the API starts workflows with. A
 	// worker refuses a workflow of a later revision (see ErasureWorkflow),
 	// so workers roll out before the API that starts it.
-	CurrentRevision = RevisionStableNames
+	CurrentRevision = RevisionWakeCarriedHolds
 )
 
 // Policy bounds how hard a request tries. It travels in the input so that a

@@ -69,13 +69,13 @@ func TestExtensionAtContinueAsNew(t *testing.T) {
 
 // TestHoldLiftAtContinueAsNew lifts the hold on a request's one held
 // system in the very workflow task in which the request continues as new,
-// and checks that the next run acts on the lift at its first step, the
-// next escalation point, and dispatches the system (issue #12, hazard 2).
-// Before RevisionNothingDropped the lift was lost, and the system stayed
-// retained until the daily check of its holds. The lift carried over does
-// not wake the continued run by itself: that run acts on it at its next
-// step, here the next escalation point six seconds away; in production
-// the next point or the daily check, whichever comes first.
+// and checks that the next run dispatches the system (issue #12, hazard
+// 2). Before RevisionNothingDropped the lift was lost, and the system
+// stayed retained until the daily check of its holds. From
+// RevisionWakeCarriedHolds on, the continued run acts on the carried lift
+// in its first workflow task: the history shows its Sync before any timer
+// of the run fired. Before, it waited for its next step, the next
+// escalation point or the daily hold check, a day away at worst.
 func TestHoldLiftAtContinueAsNew(t *testing.T) {
 	for _, tc := range carryRevisions {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +94,17 @@ func TestHoldLiftAtContinueAsNew(t *testing.T) {
 			case !tc.kept && got != lethe.SystemRetained:
 				t.Errorf("revision %d: %s %s after the continued run's first step, want still retained: "+
 					"the lift was expected to be lost, so the test no longer reaches the hazard", tc.revision, carrySystem, got)
+			}
+			if tc.kept && tc.revision >= workflows.RevisionWakeCarriedHolds {
+				for _, ev := range s.runEvents(wfID, next) {
+					if ev.GetEventType() == enumspb.EVENT_TYPE_TIMER_FIRED {
+						t.Fatalf("revision %d: a timer of the continued run fired before its first Sync: "+
+							"the carried lift waited for the next step", tc.revision)
+					}
+					if ev.GetEventType() == enumspb.EVENT_TYPE_MARKER_RECORDED {
+						break
+					}
+				}
 			}
 		})
 	}
