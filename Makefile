@@ -3,7 +3,7 @@
 
 GO        ?= go
 BIN       ?= bin/lethe
-RACE_PKGS := ./api/... ./auth/... ./relay/... ./connectors/... ./internal/kafkax/... ./escalation/... ./activities/... ./workflows/...
+RACE_PKGS := ./api/... ./auth/... ./relay/... ./connectors/... ./internal/kafkax/... ./internal/metrics/... ./internal/apiclient/... ./escalation/... ./activities/... ./workflows/...
 # FUZZTIME is how long `make fuzz` searches each fuzz target for new inputs;
 # `make test` runs each for FUZZSHORT. Each word of FUZZ_TARGETS is
 # package:target, since go test fuzzes one target per invocation.
