@@ -54,6 +54,9 @@ func deniedTopic(t *testing.T, s *stack) lethe.Erasure {
 	if r := s.do(http.MethodPut, "/v1/systems/billing", map[string]any{"identifiers": []string{"email"}, "topic": topic}); r.Status != http.StatusCreated {
 		t.Fatalf("PUT /v1/systems/billing = %d %s", r.Status, r.Body)
 	}
+	if s.Signed {
+		s.issueCredential("billing")
+	}
 	s.runConnector("orders", erase())
 	admin := &kafka.Client{Addr: kafka.TCP(s.Brokers...), Transport: s.KafkaAdmin.Transport()}
 	if res, err := admin.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil || res.Errors[topic] != nil {
@@ -103,6 +106,9 @@ func deniedTopic(t *testing.T, s *stack) lethe.Erasure {
 		t.Fatal(err)
 	}
 	cfg := connectors.Config{Brokers: s.Brokers, System: "billing", Topic: topic, SASL: m, Logger: s.Log.With("connector", "billing")}
+	if c, ok := s.credential("billing"); ok {
+		cfg.KeyID, cfg.Secret = c.KeyID, c.Secret
+	}
 	s.goRun("connector billing", func(ctx context.Context) error { return connectors.Run(ctx, cfg, erase()) })
 	done := s.await(e.ID, time.Minute)
 	expect(t, done, lethe.RequestCompleted)
