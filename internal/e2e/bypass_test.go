@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/lethe-dev/lethe"
-	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/wire"
 	"github.com/lethe-dev/lethe/workflows"
@@ -24,14 +23,7 @@ import (
 // unencrypted input before it plans anything: no ledger row, no command,
 // the connector never called. A request through the API still runs.
 func TestPlaintextStartIsRefused(t *testing.T) {
-	spec, err := codec.GenerateKeys("k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.ParseKeys(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeyring(t)
 	s := newStack(t, stackOptions{Codec: keys})
 	s.putSystem(lethe.System{Name: "orders", Identifiers: []string{"user_id"}})
 	var calls atomic.Int32

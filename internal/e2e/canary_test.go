@@ -46,14 +46,7 @@ var canarySubject = demo.Subject{
 // every Kafka topic but the three command topics, the logs and the API's
 // answers. The values appear in none of them.
 func TestCanaryNeverAtRest(t *testing.T) {
-	spec, err := codec.GenerateKeys("k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.ParseKeys(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeyring(t)
 	s := newStack(t, stackOptions{Codec: keys})
 	if err := demo.Migrate(s.ctx, s.DB); err != nil {
 		t.Fatal(err)

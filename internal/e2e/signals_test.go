@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/lethe-dev/lethe"
-	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/wire"
 	"github.com/lethe-dev/lethe/workflows"
 )
@@ -21,14 +20,7 @@ import (
 // request must go on taking the signals after it, here the extension the
 // API sends, which the workflow writes to its LetheDeadline column.
 func TestUndecodableSignalDropped(t *testing.T) {
-	spec, err := codec.GenerateKeys("k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := codec.ParseKeys(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeyring(t)
 	s := newStack(t, stackOptions{Codec: keys, Policy: workflows.Policy{Settle: -1}})
 	gate := make(chan struct{})
 	s.recordSystem("archive", []string{"email"})

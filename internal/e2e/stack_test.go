@@ -400,4 +400,19 @@ func describe(e lethe.Erasure) string {
 }
 
 // silentLogger discards everything: for parts whose logs no test reads.
+// newKeyring is a fresh payload keyring, as LETHE_CODEC_KEYS gives one,
+// for the stacks that encrypt what they give Temporal.
+func newKeyring(t testing.TB) *codec.Keyring {
+	t.Helper()
+	spec, err := codec.GenerateKeys("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := codec.ParseKeys(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
 func silentLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
