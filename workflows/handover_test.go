@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/workflow"
-
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/wire"
 )
@@ -83,18 +80,7 @@ func TestContinueAsNewAppliesQueuedSignals(t *testing.T) {
 			in.Deadline = testStart.Add(deadline)
 			in.Policy.Reminders = []float64{0.5}
 			in.Revision = RevisionNothingDropped
-			err := w.run(in)
-			var can *workflow.ContinueAsNewError
-			if !errors.As(err, &can) {
-				t.Fatalf("workflow error %v, want continue-as-new", err)
-			}
-			var next ErasureInput
-			if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-				t.Fatalf("decode carried input: %v", err)
-			}
-			if next.State == nil {
-				t.Fatal("carried input has no state")
-			}
+			next, _ := continuedAs(t, w.run(in))
 			tt.check(t, w, next)
 		})
 	}
