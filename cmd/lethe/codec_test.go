@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -253,15 +255,52 @@ func TestDevCodec(t *testing.T) {
 }
 
 // startDev runs `lethe dev` with env and args until the test ends, and
-// returns its banner once it is ready.
+// returns its banner once it is ready. The ports in env were free when
+// devEnv chose them, but the embedded servers' own ports and outgoing
+// connections can take one before dev binds it; on such a start dev names
+// the port and stops, and startDev picks fresh ports (in env, so the caller
+// sees them) and starts again, up to three times.
 func startDev(t *testing.T, env map[string]string, args ...string) string {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		banner, err := startDevOnce(t, env, args...)
+		if err == nil {
+			return banner
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "in use") {
+			t.Fatal(err)
+		}
+		t.Logf("start %d of lethe dev lost a port race, starting again on fresh ports: %v", attempt, err)
+		for _, k := range devAddrKeys {
+			env[k] = freeAddr(t)
+		}
+	}
+}
+
+// startDevOnce starts `lethe dev` once. An error says it stopped before it
+// was ready; the test's cleanup stops a dev that is running.
+func startDevOnce(t *testing.T, env map[string]string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr testenv.LogBuffer
 	done := make(chan error, 1)
+	env = maps.Clone(env)
 	go func() {
 		done <- run(ctx, append([]string{"dev"}, args...), func(k string) string { return env[k] }, &stdout, &stderr)
 	}()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(stdout.String(), "Lethe is ready.") {
+		select {
+		case err := <-done:
+			cancel()
+			return "", fmt.Errorf("lethe dev exited early: %v\nstderr:\n%s", err, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Cleanup(cancel)
+			t.Fatalf("lethe dev not ready after 3 minutes\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+	}
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -273,18 +312,7 @@ func startDev(t *testing.T, env map[string]string, args ...string) string {
 			t.Error("lethe dev did not stop within a minute of its context ending")
 		}
 	})
-	deadline := time.Now().Add(3 * time.Minute)
-	for !strings.Contains(stdout.String(), "Lethe is ready.") {
-		select {
-		case err := <-done:
-			t.Fatalf("lethe dev exited early: %v\nstderr:\n%s", err, stderr.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lethe dev not ready after 3 minutes\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-		}
-	}
-	return stdout.String()
+	return stdout.String(), nil
 }
 
 // TestCodecRole runs `lethe codec` and decodes through it a payload the

@@ -27,17 +27,17 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// devAddrKeys are the settings that give `lethe dev` the addresses it
+// listens on.
+var devAddrKeys = []string{"LETHE_HTTP_ADDR", "LETHE_KAFKA_BROKERS", "TEMPORAL_ADDRESS", "LETHE_UI_ADDR", "LETHE_CODEC_ADDR"}
+
 // devEnv is an environment for `lethe dev` on free ports and a fresh database.
 func devEnv(t *testing.T, dbURL string) map[string]string {
-	return map[string]string{
-		"LETHE_DATABASE_URL":  dbURL,
-		"LETHE_HTTP_ADDR":     freeAddr(t),
-		"LETHE_KAFKA_BROKERS": freeAddr(t),
-		"TEMPORAL_ADDRESS":    freeAddr(t),
-		"LETHE_UI_ADDR":       freeAddr(t),
-		"LETHE_CODEC_ADDR":    freeAddr(t),
-		"LETHE_LOG_LEVEL":     "warn",
+	env := map[string]string{"LETHE_DATABASE_URL": dbURL, "LETHE_LOG_LEVEL": "warn"}
+	for _, k := range devAddrKeys {
+		env[k] = freeAddr(t)
 	}
+	return env
 }
 
 var (
