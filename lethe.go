@@ -213,6 +213,14 @@ const (
 	// AuditCancelRequested records who asked to cancel a request, before
 	// the workflow is told; AuditCanceled follows when it has stopped.
 	AuditCancelRequested AuditKind = "cancel_requested"
+	// AuditRetryRequested records who asked to retry a request's failed
+	// systems, and which; the workflow's redispatched events follow,
+	// naming the same actor.
+	AuditRetryRequested AuditKind = "retry_requested"
+	// AuditReconciled records what the worker's reconciler did to a
+	// request whose workflow was gone or closed while the ledger had it
+	// open: started it again, or failed it, and why.
+	AuditReconciled AuditKind = "reconciled"
 )
 
 // The audit kinds of changes to the systems registry. They belong to no

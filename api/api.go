@@ -8,6 +8,7 @@ package api
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,16 @@ type Store interface {
 	// the open requests it kept systems of.
 	PutHold(ctx context.Context, h registry.NewHold) (lethe.Hold, bool, error)
 	LiftHold(ctx context.Context, id, actor string) (lethe.Hold, []string, error)
+	// RetryErasure reopens a request's failed systems (those named, or
+	// all), calling notify with them before it commits; see
+	// registry.Store.RetryErasure.
+	RetryErasure(ctx context.Context, id, actor string, systems []string,
+		notify func(ctx context.Context, systems []string) error) (lethe.Erasure, error)
+	// FailedErasures and BulkRetryOnce serve POST /v1/erasures/retry; see
+	// the registry.Store methods.
+	FailedErasures(ctx context.Context, f registry.RetryFilter) ([]string, bool, error)
+	BulkRetryOnce(ctx context.Context, key, hash, actor string,
+		run func(ctx context.Context) (json.RawMessage, error)) (json.RawMessage, bool, error)
 	// AuditCancelRequest records who asked to cancel a request.
 	AuditCancelRequest(ctx context.Context, id, actor string) error
 	GetHold(ctx context.Context, id string) (lethe.Hold, error)
@@ -79,6 +90,12 @@ type Engine interface {
 	// ExtendErasure tells the request's workflow its new deadline and
 	// target; a workflow no longer running answers "already_finished".
 	ExtendErasure(ctx context.Context, requestID string, ext registry.Extension) error
+	// RetryErasure gives the failed systems the order names (all when it
+	// names none) a fresh attempt budget, starting the request's workflow
+	// again if it had closed. A workflow Temporal no longer knows answers
+	// "workflow_gone"; a running one too old to take retries,
+	// "retry_unsupported".
+	RetryErasure(ctx context.Context, requestID string, order workflows.RetrySignal) error
 	// HoldsLifted tells the request's workflow that a hold keeping some of
 	// its systems was lifted; a workflow no longer running is no error.
 	HoldsLifted(ctx context.Context, requestID string) error
@@ -305,6 +322,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/erasures", auth.ErasuresRead, false, s.listErasures},
 		{"POST /v1/erasures/{id}/cancel", auth.ErasuresAdmin, false, s.cancelErasure},
 		{"POST /v1/erasures/{id}/extend", auth.ErasuresAdmin, false, s.extendErasure},
+		{"POST /v1/erasures/{id}/retry", auth.ErasuresAdmin, false, s.retryErasure},
+		{"POST /v1/erasures/retry", auth.ErasuresAdmin, false, s.bulkRetry},
 		{"PUT /v1/holds/{id}", auth.HoldsWrite, false, s.putHold},
 		{"GET /v1/holds/{id}", auth.HoldsRead, false, s.getHold},
 		{"DELETE /v1/holds/{id}", auth.HoldsWrite, false, s.liftHold},

@@ -77,9 +77,10 @@ func TestEveryRouteRefusesBadCredentials(t *testing.T) {
 		t.Fatalf("only %d guarded routes; the table lost some", guarded)
 	}
 	starts, cancels := h.engine.counts()
-	if n := h.store.writeCount(); n != 0 || starts != 0 || cancels != 0 || h.topics.count() != 0 || len(h.engine.lifts) != 0 || len(h.engine.extends) != 0 {
-		t.Errorf("refused calls wrote: store %d, starts %d, cancels %d, topics %d, lifts %d, extends %d",
-			n, starts, cancels, h.topics.count(), len(h.engine.lifts), len(h.engine.extends))
+	if n := h.store.writeCount(); n != 0 || starts != 0 || cancels != 0 || h.topics.count() != 0 || len(h.engine.lifts) != 0 ||
+		len(h.engine.extends) != 0 || h.engine.retryCount() != 0 {
+		t.Errorf("refused calls wrote: store %d, starts %d, cancels %d, topics %d, lifts %d, extends %d, retries %d",
+			n, starts, cancels, h.topics.count(), len(h.engine.lifts), len(h.engine.extends), h.engine.retryCount())
 	}
 }
 
@@ -122,6 +123,8 @@ func TestScopesOfTheContract(t *testing.T) {
 		"GET /v1/erasures":                    auth.ErasuresRead,
 		"POST /v1/erasures/{id}/cancel":       auth.ErasuresAdmin,
 		"POST /v1/erasures/{id}/extend":       auth.ErasuresAdmin,
+		"POST /v1/erasures/{id}/retry":        auth.ErasuresAdmin,
+		"POST /v1/erasures/retry":             auth.ErasuresAdmin,
 		"PUT /v1/holds/{id}":                  auth.HoldsWrite,
 		"GET /v1/holds/{id}":                  auth.HoldsRead,
 		"DELETE /v1/holds/{id}":               auth.HoldsWrite,

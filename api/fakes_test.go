@@ -247,6 +247,20 @@ func (s *fakeStore) ExtendErasure(context.Context, string, time.Duration, string
 	return lethe.Erasure{}, errNotModelled
 }
 
+func (s *fakeStore) RetryErasure(context.Context, string, string, []string,
+	func(context.Context, []string) error) (lethe.Erasure, error) {
+	return lethe.Erasure{}, errNotModelled
+}
+
+func (s *fakeStore) FailedErasures(context.Context, registry.RetryFilter) ([]string, bool, error) {
+	return nil, false, errNotModelled
+}
+
+func (s *fakeStore) BulkRetryOnce(context.Context, string, string, string,
+	func(context.Context) (json.RawMessage, error)) (json.RawMessage, bool, error) {
+	return nil, false, errNotModelled
+}
+
 func (s *fakeStore) PutHold(context.Context, registry.NewHold) (lethe.Hold, bool, error) {
 	return lethe.Hold{}, false, errNotModelled
 }
@@ -407,6 +421,34 @@ type fakeEngine struct {
 	progress    map[string]lethe.Erasure
 	progressErr error
 	queried     []string
+	// retries are the retry orders by request id; retryErr, when set,
+	// answers them instead.
+	retries  map[string][]workflows.RetrySignal
+	retryErr error
+}
+
+func (e *fakeEngine) RetryErasure(ctx context.Context, id string, order workflows.RetrySignal) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.retryErr != nil {
+		return e.retryErr
+	}
+	if e.retries == nil {
+		e.retries = map[string][]workflows.RetrySignal{}
+	}
+	e.retries[id] = append(e.retries[id], order)
+	return nil
+}
+
+// retryCount is how many retry orders the engine took.
+func (e *fakeEngine) retryCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, o := range e.retries {
+		n += len(o)
+	}
+	return n
 }
 
 func (e *fakeEngine) ErasureProgress(ctx context.Context, id string) (lethe.Erasure, error) {

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/internal/resume"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/workflows"
 )
@@ -87,6 +88,56 @@ func (e *temporalEngine) ExtendErasure(ctx context.Context, requestID string, ex
 		return temporalError("signal extension", err)
 	}
 	return nil
+}
+
+// RetryErasure gives the request's failed systems (those of order, or all)
+// a fresh attempt budget. A running workflow gets the order as a signal; a
+// closed one is started again from the state its history ends with,
+// carrying the order (see package resume). Should the workflow close or
+// start between the look and the act, the look is taken again.
+func (e *temporalEngine) RetryErasure(ctx context.Context, requestID string, order workflows.RetrySignal) error {
+	id := workflows.ErasureWorkflowID(requestID)
+	for range 3 {
+		status, known, err := resume.Status(ctx, e.c, requestID)
+		switch {
+		case err != nil:
+			return temporalError("describe erasure workflow", err)
+		case !known:
+			return lethe.Errorf(lethe.KindConflict, "workflow_gone",
+				"the request's workflow is past Temporal's retention, and the subject's identifiers with it: submit the request again")
+		}
+		in, err := resume.Carried(ctx, e.c, requestID)
+		if err != nil {
+			return temporalError("read erasure workflow state", err)
+		}
+		if status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			if in.Revision < workflows.RevisionRetry {
+				return lethe.Errorf(lethe.KindConflict, "retry_unsupported",
+					"the request's workflow started before retries existed; retry it once it has ended")
+			}
+			err := e.c.SignalWorkflow(ctx, id, "", workflows.SignalRetry, order)
+			var notFound *serviceerror.NotFound
+			if errors.As(err, &notFound) {
+				continue // closed meanwhile
+			}
+			if err != nil {
+				return temporalError("signal retry", err)
+			}
+			return nil
+		}
+		in.Retry = &order
+		err = resume.Start(ctx, e.c, in)
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			continue // started meanwhile: signal it
+		}
+		if err != nil {
+			return temporalError("start erasure workflow again", err)
+		}
+		return nil
+	}
+	return lethe.Errorf(lethe.KindUnavailable, "temporal_unavailable",
+		"the request's workflow kept changing state; try again")
 }
 
 // HoldsLifted wakes the request's workflow to check its holds. A workflow

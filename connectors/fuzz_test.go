@@ -249,7 +249,7 @@ func fuzzCheckOutput(t *testing.T, m, out kafka.Message, valid bool, cmd wire.Co
 			t.Fatalf("confirmation detail %q quotes an identifier value", conf.Detail)
 		}
 	}
-	return fuzzAnswer{conf: conf, replayable: !conf.Retryable}
+	return fuzzAnswer{conf: conf, replayable: conf.Outcome != wire.OutcomeFailed}
 }
 
 // fuzzSameAnswer compares confirmations as Lethe counts them.

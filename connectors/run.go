@@ -454,9 +454,11 @@ func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twi
 }
 
 // replayable reports whether conf may answer a repeated command. A failure
-// the handler asked to retry must not: Lethe re-dispatches the same command
-// id precisely so that the handler tries again.
-func replayable(conf wire.Confirmation) bool { return !conf.Retryable }
+// must not, retryable or not: Lethe sends a command that failed again only
+// so that the handler tries again, when the handler asked for it or when an
+// operator retried the request (POST /v1/erasures/{id}/retry) once the
+// cause was mended.
+func replayable(conf wire.Confirmation) bool { return conf.Outcome != wire.OutcomeFailed }
 
 func (c *consumer) recorded(ctx context.Context, cmd wire.Command) (wire.Confirmation, bool) {
 	conf, found, err := c.cfg.Dedup.Get(ctx, cmd.CommandID)

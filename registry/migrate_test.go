@@ -47,12 +47,12 @@ func schema(t *testing.T, ctx context.Context, db *sql.DB) (tables []string, ver
 }
 
 var wantTables = []string{
-	"api_tokens", "audit_chain_head", "audit_events", "erasure_certificates", "erasure_requests", "erasure_systems", "ledger_batches",
+	"api_tokens", "audit_chain_head", "audit_events", "bulk_retries", "erasure_certificates", "erasure_requests", "erasure_systems", "ledger_batches",
 	"legal_hold_subjects", "legal_holds", "request_holds", "request_subjects", "schema_migrations", "system_credentials", "systems",
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 10
+const wantVersions = 11
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()

@@ -52,7 +52,7 @@ func (w *erasure) confirm(ctx workflow.Context, now time.Time, c wire.Confirmati
 		cmd.Records = c.Records
 		cmd.ConfirmedAt = &at
 		cmd.RetryPending = false
-	case c.Retryable && cmd.Attempt < w.policy.MaxAttempts:
+	case c.Retryable && w.attemptsLeft(cmd):
 		cmd.FailedAt = c.ConfirmedAt.UTC()
 		cmd.RetryPending = true
 		cmd.Due = now.Add(w.policy.RetryDelay)
@@ -64,7 +64,7 @@ func (w *erasure) confirm(ctx workflow.Context, now time.Time, c wire.Confirmati
 		cmd.RetryPending = false
 		why := "the system reported a failure it cannot retry"
 		if c.Retryable {
-			why = fmt.Sprintf("the system still failed after %d attempts", cmd.Attempt)
+			why = fmt.Sprintf("the system still failed after %d attempts", cmd.Attempt-cmd.RetryFrom)
 		}
 		w.event(now, lethe.AuditEvent{Kind: lethe.AuditFailed, System: cmd.System, Attempt: cmd.Attempt, Detail: why})
 	}

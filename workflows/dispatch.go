@@ -156,11 +156,11 @@ func (w *erasure) fireDue(now time.Time) {
 			w.deliver(now, cmd)
 		case cmd.RetryPending:
 			w.redispatch(now, cmd, "the system asked for a retry")
-		case cmd.Attempt < w.policy.MaxAttempts:
+		case w.attemptsLeft(cmd):
 			w.redispatch(now, cmd, fmt.Sprintf("no confirmation within %s", lethe.Duration(cmd.ConfirmWithin)))
 		default:
 			cmd.Status = lethe.SystemFailed
-			cmd.Detail = fmt.Sprintf("no confirmation after %d attempts", cmd.Attempt)
+			cmd.Detail = fmt.Sprintf("no confirmation after %d attempts", cmd.Attempt-cmd.RetryFrom)
 			cmd.ChangedAt = now
 			w.touch(cmd.System)
 			w.event(now, lethe.AuditEvent{Kind: lethe.AuditFailed, System: cmd.System, Attempt: cmd.Attempt,
@@ -172,6 +172,12 @@ func (w *erasure) fireDue(now time.Time) {
 // redispatch sends a command again under the same command_id, which is how
 // a system knows it is the same command.
 func (w *erasure) redispatch(now time.Time, cmd *CommandState, why string) {
+	w.resend(now, cmd)
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditRedispatched, System: cmd.System, Attempt: cmd.Attempt, Detail: why})
+}
+
+// resend publishes cmd again at its next attempt, with a new confirm_by.
+func (w *erasure) resend(now time.Time, cmd *CommandState) {
 	cmd.Attempt++
 	cmd.IssuedAt = now
 	cmd.ConfirmBy = now.Add(cmd.ConfirmWithin)
@@ -179,7 +185,13 @@ func (w *erasure) redispatch(now time.Time, cmd *CommandState, why string) {
 	cmd.RetryPending = false
 	cmd.ChangedAt = now
 	w.publish(cmd)
-	w.event(now, lethe.AuditEvent{Kind: lethe.AuditRedispatched, System: cmd.System, Attempt: cmd.Attempt, Detail: why})
+}
+
+// attemptsLeft reports whether cmd may be dispatched again within its
+// budget: Policy.MaxAttempts since it was first sent, or since the retry
+// order that renewed it (RetryFrom).
+func (w *erasure) attemptsLeft(cmd *CommandState) bool {
+	return cmd.Attempt-cmd.RetryFrom < w.policy.MaxAttempts
 }
 
 func (w *erasure) add(cmd *CommandState) {

@@ -46,6 +46,8 @@ func validateInput(in ErasureInput) error {
 		return temporal.NewNonRetryableApplicationError("erasure input has no request_id", "InvalidInput", nil)
 	case in.State == nil && len(in.Subject) == 0:
 		return temporal.NewNonRetryableApplicationError("erasure input has no subject identifiers", "InvalidInput", nil)
+	case in.Retry != nil && in.State == nil:
+		return temporal.NewNonRetryableApplicationError("erasure input has a retry order but no state to retry", "InvalidInput", nil)
 	}
 	for i, id := range in.Subject {
 		if !lethe.ValidIdentifierType(id.Type) || id.Value == "" {
@@ -94,6 +96,10 @@ type erasure struct {
 	confirms workflow.ReceiveChannel
 	extends  workflow.ReceiveChannel
 	holds    workflow.ReceiveChannel
+	// retries is the retry channel (RevisionRetry), nil before it; orders
+	// are the retries received and not yet applied.
+	retries workflow.ReceiveChannel
+	orders  []RetrySignal
 
 	// escalating counts the escalations in flight (awaitEscalations).
 	escalating int
@@ -183,12 +189,19 @@ func newErasure(in ErasureInput) *erasure {
 		w.holdsChanged = st.HoldsChanged
 		// A hold lifted as the last run ended is acted on at once.
 		w.woken = w.features.wakeCarriedHolds && st.HoldsChanged
+		if w.features.retry {
+			w.orders = slices.Clone(st.Retries)
+		}
 		if w.features.stableNames {
 			w.drawn, w.syncs = st.Drawn, st.Syncs
 		}
 		// The state now lives in w; carry builds a new one when needed.
 		w.in.State = nil
 	}
+	if in.Retry != nil && w.features.retry {
+		w.orders = append(w.orders, *in.Retry)
+	}
+	w.in.Retry = nil
 	for _, id := range subject {
 		w.learnIdentifier(id)
 	}
@@ -203,9 +216,21 @@ func (w *erasure) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("set status query handler: %w", err)
 	}
+	// Answering a query writes nothing to the history, so every revision
+	// answers this one, also long after its workflow closed.
+	if err := workflow.SetQueryHandler(ctx, QueryCarry, func() (ErasureInput, error) {
+		return w.carry(), nil
+	}); err != nil {
+		return fmt.Errorf("set carry query handler: %w", err)
+	}
 	w.confirms = workflow.GetSignalChannel(ctx, SignalConfirm)
 	w.extends = workflow.GetSignalChannel(ctx, SignalExtend)
 	w.holds = workflow.GetSignalChannel(ctx, SignalHolds)
+	if w.features.retry {
+		// Before RevisionRetry the channel is never read: a retry signal
+		// sent to such a run stays queued and changes nothing.
+		w.retries = workflow.GetSignalChannel(ctx, SignalRetry)
+	}
 	workflow.Go(ctx, w.listen)
 	return nil
 }
@@ -250,7 +275,8 @@ func (w *erasure) listen(ctx workflow.Context) {
 // signalsQueued reports whether a signal waits in one of the workflow's
 // channels.
 func (w *erasure) signalsQueued() bool {
-	return w.confirms.Len() > 0 || w.extends.Len() > 0 || w.holds.Len() > 0
+	return w.confirms.Len() > 0 || w.extends.Len() > 0 || w.holds.Len() > 0 ||
+		(w.retries != nil && w.retries.Len() > 0)
 }
 
 // drain applies every signal queued, each as listen does, and returns
@@ -265,6 +291,7 @@ func (w *erasure) drain(ctx workflow.Context) {
 	for {
 		var confirm ConfirmSignal
 		var extend ExtendSignal
+		var retry RetrySignal
 		switch {
 		case w.confirms.ReceiveAsync(&confirm):
 			w.inbox = append(w.inbox, confirm.Confirmations...)
@@ -272,6 +299,9 @@ func (w *erasure) drain(ctx workflow.Context) {
 			w.extend(ctx, extend)
 		case w.holds.ReceiveAsync(nil):
 			w.holdsChanged = true
+			w.woken = true
+		case w.retries != nil && w.retries.ReceiveAsync(&retry):
+			w.orders = append(w.orders, retry)
 			w.woken = true
 		default:
 			return
@@ -304,9 +334,17 @@ func (w *erasure) run(ctx workflow.Context, fresh bool) error {
 		}
 	}
 	for {
+		w.applyRetries(ctx)
 		if w.allFinal() {
 			// The last step's changes go out with the final status, in one Sync.
-			return w.finish(ctx)
+			if err := w.finish(ctx); err != nil {
+				return err
+			}
+			if len(w.orders) > 0 {
+				// A retry came as the request ended: it goes on.
+				continue
+			}
+			return nil
 		}
 		if err := w.flush(ctx, w.features.settledLedger); err != nil {
 			return w.stop(ctx, err)

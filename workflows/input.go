@@ -43,8 +43,25 @@ type ErasureInput struct {
 	// costs the very visibility update revision 1 saves.
 	Revision int `json:"revision,omitempty"`
 	// State is set only when the workflow continues as new, carrying over
-	// what the previous run had reached.
+	// what the previous run had reached, or when a closed request is
+	// started again from where it stood (Retry).
 	State *State `json:"state,omitempty"`
+	// Retry, with State, starts again a request whose workflow had closed:
+	// the new run first gives the failed systems named by the order a fresh
+	// attempt budget (RevisionRetry).
+	Retry *RetrySignal `json:"retry,omitempty"`
+}
+
+// RetrySignal is the payload of SignalRetry, sent by the API once the
+// ledger has recorded who asked for the retry, and the order that
+// ErasureInput.Retry carries into a new run of a closed request.
+type RetrySignal struct {
+	// Actor is the principal that asked; the workflow names it on the
+	// redispatched events.
+	Actor string `json:"actor"`
+	// Systems limits the retry to these systems; empty means every system
+	// that failed.
+	Systems []string `json:"systems,omitempty"`
 }
 
 // Revisions of ErasureWorkflow's behaviour; see ErasureInput.Revision.
@@ -96,10 +113,17 @@ const (
 	// waiting, instead of at its next escalation point or hold recheck,
 	// which could be a day later.
 	RevisionWakeCarriedHolds = 7
+	// RevisionRetry takes SignalRetry: every failed command of the systems
+	// it names is dispatched again under its command_id, at the next
+	// attempt, with a fresh budget of Policy.MaxAttempts (CommandState.
+	// RetryFrom), and a request that had failed runs again. A request whose
+	// workflow had closed is started again at this revision, its input
+	// carrying the order (ErasureInput.Retry).
+	RevisionRetry = 8
 	// CurrentRevision is the revision the API starts workflows with. A
 	// worker refuses a workflow of a later revision (see ErasureWorkflow),
 	// so workers roll out before the API that starts it.
-	CurrentRevision = RevisionWakeCarriedHolds
+	CurrentRevision = RevisionRetry
 )
 
 // Policy bounds how hard a request tries. It travels in the input so that a
@@ -173,6 +197,9 @@ type State struct {
 	Learned []wire.Identifier `json:"learned,omitempty"`
 	// HoldsChanged is set when a lift was signalled and not yet acted on.
 	HoldsChanged bool `json:"holds_changed,omitempty"`
+	// Retries are retry orders received and not yet acted on
+	// (RevisionRetry).
+	Retries []RetrySignal `json:"retries,omitempty"`
 	// Drawn and Syncs are how many command_ids the request derived and how
 	// many Sync calls it made, under RevisionStableNames: the next run goes
 	// on counting, so that its names never repeat an earlier run's.
@@ -201,8 +228,12 @@ type CommandState struct {
 	Sent          []int         `json:"sent,omitempty"`
 	ConfirmWithin time.Duration `json:"confirm_within,omitzero"`
 	Attempt       int           `json:"attempt"`
-	IssuedAt      time.Time     `json:"issued_at,omitzero"`
-	ConfirmBy     time.Time     `json:"confirm_by,omitzero"`
+	// RetryFrom is the attempt a retry order started the command's fresh
+	// budget after: the command fails for good once Attempt-RetryFrom
+	// reaches Policy.MaxAttempts (RevisionRetry; zero before any retry).
+	RetryFrom int       `json:"retry_from,omitempty"`
+	IssuedAt  time.Time `json:"issued_at,omitzero"`
+	ConfirmBy time.Time `json:"confirm_by,omitzero"`
 	// Due is when the workflow acts on the command next: its confirm_by
 	// while it waits for a confirmation, or the end of the retry delay.
 	Due time.Time `json:"due,omitzero"`

@@ -169,6 +169,7 @@ func (w *erasure) carry() ErasureInput {
 		Overdue:      w.overdue,
 		Learned:      slices.Clone(w.learned),
 		HoldsChanged: w.holdsChanged,
+		Retries:      slices.Clone(w.orders),
 	}
 	for _, name := range workflow.DeterministicKeys(w.targets) {
 		st.Targets = append(st.Targets, w.targets[name])

@@ -26,6 +26,15 @@ const (
 	// systems was lifted, so it checks its holds again now rather than at
 	// the next periodic check.
 	SignalHolds = "holds"
+	// SignalRetry carries a RetrySignal: an operator asked that the
+	// request's failed systems be tried again (RevisionRetry).
+	SignalRetry = "retry"
+	// QueryCarry answers the ErasureInput that would carry the request on
+	// from where it stands. The API and the worker's reconciler read it from
+	// a closed workflow, whose history Temporal still keeps, to start the
+	// request again in a new run; it holds identifier values, and so never
+	// leaves Lethe's processes.
+	QueryCarry = "carry"
 )
 
 // ErasureWorkflowID is the workflow ID of a request. Every caller derives it

@@ -42,6 +42,8 @@ type features struct {
 	// wakeCarriedHolds takes the next run's first step at once when the
 	// run before it ended with holds changed (RevisionWakeCarriedHolds).
 	wakeCarriedHolds bool
+	// retry takes SignalRetry and ErasureInput.Retry (RevisionRetry).
+	retry bool
 }
 
 // featuresOf resolves a revision into the behaviours it turns on: each
@@ -59,6 +61,7 @@ func featuresOf(revision int) features {
 		receiveAsync:     revision >= RevisionNothingDropped,
 		stableNames:      revision >= RevisionStableNames,
 		wakeCarriedHolds: revision >= RevisionWakeCarriedHolds,
+		retry:            revision >= RevisionRetry,
 	}
 }
 

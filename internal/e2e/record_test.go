@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,6 +77,8 @@ var recordPaths = []recordPath{
 	{name: "stopped", engine: func(e api.Engine) api.Engine { return oversizedEngine{Engine: e} }, drive: recordStopped},
 	{name: "outage", since: workflows.RevisionRegularRetries, drive: recordOutage},
 	{name: "not-dispatched", since: workflows.RevisionRegularRetries, secure: true, drive: recordNotDispatched},
+	{name: "retry-running", since: workflows.RevisionRetry, drive: recordRetryRunning},
+	{name: "retry-closed", since: workflows.RevisionRetry, drive: recordRetryClosed},
 }
 
 // TestRecordHistories records real histories of ErasureWorkflow, one per
@@ -457,6 +460,107 @@ func recordFailure(t *testing.T, s *stack) string {
 		t.Fatalf("flaky failed after %d attempts, want %d", p.Attempts, recordPolicy.MaxAttempts)
 	}
 	return e.ID
+}
+
+// mending is a connector that fails, for good, until mend is called, and
+// erases after.
+type mending struct{ mended atomic.Bool }
+
+func (m *mending) mend() { m.mended.Store(true) }
+
+func (m *mending) Erase(context.Context, connectors.Request) (connectors.Result, error) {
+	if !m.mended.Load() {
+		return connectors.Result{Outcome: wire.OutcomeFailed, Detail: "store is read-only"}, nil
+	}
+	return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
+}
+
+// retry asks the API to retry the request's failed systems.
+func (s *stack) retry(t *testing.T, id string) lethe.Erasure {
+	t.Helper()
+	r := s.do(http.MethodPost, "/v1/erasures/"+id+"/retry", nil)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST retry = %d %s", r.Status, r.Body)
+	}
+	var e lethe.Erasure
+	r.Decode(t, &e)
+	return e
+}
+
+// recordRetryRunning: one system fails while another works; an operator
+// retries it, and it erases on its second attempt.
+func recordRetryRunning(t *testing.T, s *stack) string {
+	gate := make(chan struct{})
+	broken := &mending{}
+	s.recordSystem("rec-mending", []string{"email"})
+	s.recordSystem("rec-slow", []string{"email"})
+	s.runConnector("rec-mending", broken)
+	s.runConnector("rec-slow", gated(gate))
+	e := s.submit(recordSubject)
+	s.inLedger(e.ID, "failed on mending", systemIs("rec-mending", lethe.SystemFailed))
+	broken.mend()
+	s.retry(t, e.ID)
+	s.live(e.ID, "erased on mending", systemIs("rec-mending", lethe.SystemErased))
+	close(gate)
+	done := s.await(e.ID, time.Minute)
+	expect(t, done, lethe.RequestCompleted)
+	if p := systemByName(t, done, "rec-mending"); p.Attempts != 2 {
+		t.Fatalf("mending erased at attempt %d, want 2", p.Attempts)
+	}
+	return e.ID
+}
+
+// recordRetryClosed: a request ends failed; an operator retries it, which
+// starts its workflow again from where it ended, and it completes. The
+// recorded history is the new run's.
+func recordRetryClosed(t *testing.T, s *stack) string {
+	broken := &mending{}
+	s.recordSystem("rec-mending", []string{"email"})
+	s.recordSystem("rec-fine", []string{"email"})
+	s.runConnector("rec-mending", broken)
+	s.runConnector("rec-fine", erase())
+	e := s.submit(recordSubject)
+	expect(t, s.await(e.ID, time.Minute), lethe.RequestFailed)
+	s.closed(e.ID)
+	broken.mend()
+	if again := s.retry(t, e.ID); again.Status != lethe.RequestRunning {
+		t.Fatalf("retried request is %s, want running", again.Status)
+	}
+	done := s.await(e.ID, time.Minute)
+	expect(t, done, lethe.RequestCompleted)
+	if p := systemByName(t, done, "rec-fine"); p.Attempts != 1 {
+		t.Fatalf("fine, erased before the retry, has %d attempts, want 1", p.Attempts)
+	}
+	return e.ID
+}
+
+// inLedger polls the ledger's view of the request until ok accepts it: a
+// retry reopens what the ledger shows failed, which a young request writes
+// there only once it has settled.
+func (s *stack) inLedger(id, what string, ok func(lethe.Erasure) bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		e, err := s.Store.GetErasure(s.ctx, id)
+		if err == nil && ok(e) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the ledger never showed request %s %s: %+v (%v)", id, what, e, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// closed waits until the request's workflow has closed.
+func (s *stack) closed(id string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	_ = s.Temporal.GetWorkflow(ctx, workflows.ErasureWorkflowID(id), "").Get(ctx, nil)
+	if ctx.Err() != nil {
+		s.t.Fatalf("workflow of %s did not close", id)
+	}
 }
 
 // recordStopped: the worker cannot publish the command (an identifier
