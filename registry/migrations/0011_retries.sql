@@ -6,7 +6,7 @@ CREATE TABLE bulk_retries (
     idempotency_key text        PRIMARY KEY,
     request_hash    text        NOT NULL,
     actor           text        NOT NULL DEFAULT '',
-    result          jsonb,
+    result          json,
     created_at      timestamptz NOT NULL
 );
 
