@@ -22,6 +22,7 @@ import (
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/escalation"
 	"github.com/lethe-dev/lethe/internal/kafkax"
+	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/registry"
 )
 
@@ -89,6 +90,8 @@ type config struct {
 	// Signed messages.
 	SystemKey         string
 	CredentialOverlap string
+	ReconcileInterval string
+	ReconcileGrace    string
 	RequireSignatures string
 
 	// lethe dev only.
@@ -152,6 +155,8 @@ func (c *config) settings() []setting {
 		{"LETHE_RATE_LIMIT", "rate-limit", "50", "API requests per second one principal may make (0: unlimited)", &c.RateLimit},
 		{"LETHE_SYSTEM_KEY", "system-key", "", "hex master key (64+ hex digits) the secrets of systems' signing credentials derive from (api, worker, relay)", &c.SystemKey},
 		{"LETHE_CREDENTIAL_OVERLAP", "credential-overlap", "24h", "how long a system's older credentials stay valid once a new one is issued", &c.CredentialOverlap},
+		{"LETHE_RECONCILE_INTERVAL", "reconcile-interval", "5m", "how often the worker looks for open requests without a running workflow (0: never)", &c.ReconcileInterval},
+		{"LETHE_RECONCILE_GRACE", "reconcile-grace", "10m", "how long a request must go unchanged in the ledger before the reconciler looks at it", &c.ReconcileGrace},
 		{"LETHE_REQUIRE_SIGNATURES", "require-signatures", "false", "true: the relay refuses unsigned confirmations of every system, even those without credentials", &c.RequireSignatures},
 	}
 }
@@ -418,6 +423,20 @@ func (c *config) signing() (master *credential.Master, overlap time.Duration, re
 		return nil, 0, false, fmt.Errorf("LETHE_REQUIRE_SIGNATURES %q: want true or false", c.RequireSignatures)
 	}
 	return master, overlap, require, nil
+}
+
+// reconcile reads LETHE_RECONCILE_INTERVAL and LETHE_RECONCILE_GRACE; an
+// interval of 0 turns the reconciler off.
+func (c *config) reconcile() (roles.Reconcile, error) {
+	interval, err := time.ParseDuration(strings.TrimSpace(c.ReconcileInterval))
+	if err != nil || interval < 0 {
+		return roles.Reconcile{}, fmt.Errorf("LETHE_RECONCILE_INTERVAL %q: want a duration such as 5m, or 0 to turn the reconciler off", c.ReconcileInterval)
+	}
+	grace, err := positiveDuration("LETHE_RECONCILE_GRACE", c.ReconcileGrace)
+	if err != nil {
+		return roles.Reconcile{}, err
+	}
+	return roles.Reconcile{Interval: interval, Grace: grace, Off: interval == 0}, nil
 }
 
 // openStore connects to LETHE_DATABASE_URL, for the commands that read or

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/internal/reconcile"
 )
 
 // Metrics is one process's registry and the families Lethe records on it.
@@ -36,6 +37,7 @@ type Metrics struct {
 	relayLag     prometheus.Gauge
 	dlq          *prometheus.CounterVec
 	requests     *prometheus.HistogramVec
+	reconciled   *prometheus.CounterVec
 
 	temporalOnce sync.Once
 	temporal     *sdkCollector
@@ -77,10 +79,17 @@ func New() *Metrics {
 			Help:    "Time the API took to answer, by route pattern and status code.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "code"}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_reconciler_actions_total",
+			Help: "Requests the worker's reconciler found open in the ledger without a running workflow, by what it did (restarted, failed).",
+		}, []string{"action"}),
 	}
 	m.Registry.MustRegister(
-		m.escalations, m.commands, m.confirmation, m.relayLag, m.dlq, m.requests,
+		m.escalations, m.commands, m.confirmation, m.relayLag, m.dlq, m.requests, m.reconciled,
 	)
+	for _, a := range []string{reconcile.ActionRestarted, reconcile.ActionFailed} {
+		m.reconciled.WithLabelValues(a)
+	}
 	// Every kind is there at zero before it happens, so that an alert on
 	// an increase sees the first one.
 	for _, k := range []lethe.EscalationKind{lethe.EscalationReminder, lethe.EscalationTarget, lethe.EscalationOverdue, lethe.EscalationNotDispatched} {
@@ -127,6 +136,12 @@ func (m *Metrics) CommandFinished(system string, status lethe.SystemStatus, conf
 	if confirmed {
 		m.confirmation.WithLabelValues(system).Observe(max(took, 0).Seconds())
 	}
+}
+
+// Reconciled counts one action of the reconciler; it is
+// reconcile.Counter.
+func (m *Metrics) Reconciled(action string) {
+	m.reconciled.WithLabelValues(action).Inc()
 }
 
 // DeadLettered counts n messages read from topic and sent to its

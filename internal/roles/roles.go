@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/reconcile"
 	"github.com/lethe-dev/lethe/registry"
 	"github.com/lethe-dev/lethe/relay"
 	"github.com/lethe-dev/lethe/wire"
@@ -104,6 +105,17 @@ type Settings struct {
 	// RequireSignatures makes the relay refuse unsigned confirmations of
 	// systems without credentials too.
 	RequireSignatures bool
+	// Reconcile sets the worker's reconciler.
+	Reconcile Reconcile
+}
+
+// Reconcile sets the worker's reconciler (package reconcile): how often it
+// runs and how long a request must go unchanged before it looks. Zero
+// values take reconcile's defaults; Off turns it off.
+type Reconcile struct {
+	Interval time.Duration
+	Grace    time.Duration
+	Off      bool
 }
 
 // Validate reports the first missing dependency.
@@ -235,6 +247,14 @@ func RunWorker(ctx context.Context, d Deps) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	d.Logger.Info("worker polling", "task_queue", workflows.TaskQueue, "namespace", d.Namespace)
+	if rc := d.Settings.Reconcile; !rc.Off {
+		cfg := reconcile.Config{Ledger: d.Store, Workflows: reconcile.NewWorkflows(d.Temporal),
+			Logger: d.Logger.With("component", "reconciler"), Interval: rc.Interval, Grace: rc.Grace}
+		if d.Metrics != nil {
+			cfg.Counter = d.Metrics
+		}
+		go reconcile.New(cfg).Run(ctx)
+	}
 	<-ctx.Done()
 	w.Stop()
 	return ctx.Err()
