@@ -50,7 +50,9 @@ func (l *fakeLedger) FailOrphan(_ context.Context, id, reason, actor string) (bo
 	return true, nil
 }
 
-func (l *fakeLedger) Reconciled(_ context.Context, id string) (int, error) { return l.reconciled[id], nil }
+func (l *fakeLedger) Reconciled(_ context.Context, id string) (int, error) {
+	return l.reconciled[id], nil
+}
 
 func (l *fakeLedger) AppendAudit(_ context.Context, events []lethe.AuditEvent) error {
 	for _, e := range events {
