@@ -52,7 +52,7 @@ var wantTables = []string{
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 10
+const wantVersions = 11
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()
