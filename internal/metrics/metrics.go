@@ -36,6 +36,7 @@ type Metrics struct {
 	relayLag     prometheus.Gauge
 	dlq          *prometheus.CounterVec
 	requests     *prometheus.HistogramVec
+	reconciler   *prometheus.CounterVec
 
 	temporalOnce sync.Once
 	temporal     *sdkCollector
@@ -77,17 +78,28 @@ func New() *Metrics {
 			Help:    "Time the API took to answer, by route pattern and status code.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "code"}),
+		reconciler: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_reconciler_actions_total",
+			Help: "Orphaned requests the worker's reconciler acted on, by action (restarted, failed).",
+		}, []string{"action"}),
 	}
 	m.Registry.MustRegister(
-		m.escalations, m.commands, m.confirmation, m.relayLag, m.dlq, m.requests,
+		m.escalations, m.commands, m.confirmation, m.relayLag, m.dlq, m.requests, m.reconciler,
 	)
 	// Every kind is there at zero before it happens, so that an alert on
 	// an increase sees the first one.
 	for _, k := range []lethe.EscalationKind{lethe.EscalationReminder, lethe.EscalationTarget, lethe.EscalationOverdue, lethe.EscalationNotDispatched} {
 		m.escalations.WithLabelValues(string(k))
 	}
+	for _, a := range ReconcilerActions {
+		m.reconciler.WithLabelValues(a)
+	}
 	return m
 }
+
+// ReconcilerActions are the values of lethe_reconciler_actions_total's
+// action label: an orphaned request was restarted, or marked failed.
+var ReconcilerActions = []string{"restarted", "failed"}
 
 // NewRegistry returns a registry of its own with the Go and process
 // collectors: the base of every Lethe process's /metrics, and all of it for
@@ -152,4 +164,10 @@ func (m *Metrics) RelayLag(n int64) {
 // path, which holds ids); it is api.RequestObserver.
 func (m *Metrics) ObserveRequest(route string, code int, d time.Duration) {
 	m.requests.WithLabelValues(route, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// Reconciled counts one orphaned request the reconciler acted on; action
+// is one of ReconcilerActions.
+func (m *Metrics) Reconciled(action string) {
+	m.reconciler.WithLabelValues(action).Inc()
 }

@@ -22,6 +22,7 @@ func TestExpositionParses(t *testing.T) {
 	m.CommandFinished("crm", lethe.SystemFailed, false, 0)
 	m.DeadLettered("lethe.confirmations", "malformed", 3)
 	m.RelayLag(7)
+	m.Reconciled("restarted")
 	m.ObserveRequest("GET /v1/erasures/{id}", 200, 20*time.Millisecond)
 	if err := m.CollectLedger(fakeLedger{counts: registry.ErasureCounts{
 		ByStatus: map[lethe.RequestStatus]int64{lethe.RequestRunning: 4, lethe.RequestCompleted: 9},
@@ -33,7 +34,8 @@ func TestExpositionParses(t *testing.T) {
 	f.Require(t, "go_goroutines", "process_start_time_seconds",
 		"lethe_escalations_total", "lethe_system_commands_total", "lethe_confirmation_seconds",
 		"lethe_dlq_messages_total", "lethe_relay_lag_messages", "lethe_http_request_duration_seconds",
-		"lethe_erasures_total", "lethe_erasures_open", "lethe_erasures_overdue", "lethe_system_commands_silent")
+		"lethe_erasures_total", "lethe_erasures_open", "lethe_erasures_overdue", "lethe_system_commands_silent",
+		"lethe_reconciler_actions_total")
 	for _, tc := range []struct {
 		name   string
 		labels []string
@@ -54,6 +56,10 @@ func TestExpositionParses(t *testing.T) {
 		{"lethe_erasures_open", nil, 4},
 		{"lethe_erasures_overdue", nil, 1},
 		{"lethe_system_commands_silent", []string{"system", "crm"}, 2},
+		{"lethe_reconciler_actions_total", []string{"action", "restarted"}, 1},
+		// Shown at zero before it happens, so that an alert on an increase
+		// sees the first one.
+		{"lethe_reconciler_actions_total", []string{"action", "failed"}, 0},
 		{"lethe_system_commands_silent", []string{"system", "billing"}, 0},
 	} {
 		if got, ok := f.Value(tc.name, tc.labels...); !ok || got != tc.want {
