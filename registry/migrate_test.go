@@ -52,7 +52,7 @@ var wantTables = []string{
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 11
+const wantVersions = 12
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()

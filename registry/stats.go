@@ -102,3 +102,55 @@ func (s *Store) CountErasures(ctx context.Context) (ErasureCounts, error) {
 	}
 	return c, nil
 }
+
+// CountSilentCommands counts, by system, the commands of open requests that
+// wait for an answer longer than the system's confirm_within: the systems
+// that break their promise now, before the workflow gives up on them. A
+// command's silence starts at its first dispatch after the system's last
+// answer within the request (a retryable failure, or the final answer a
+// retry reopened), so that a fresh attempt is not counted as silent from
+// the start of the request. Every active system is present, at zero when
+// it has no silent command; a retired system appears only while it has
+// some.
+func (s *Store) CountSilentCommands(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT sy.name, count(silent.request_id)
+		FROM systems sy
+		LEFT JOIN LATERAL (
+			SELECT es.request_id
+			FROM erasure_systems es
+			JOIN erasure_requests r ON r.id = es.request_id AND r.status IN ('pending', 'running')
+			CROSS JOIN LATERAL (
+				SELECT max(a.at) AS at FROM audit_events a
+				WHERE a.request_id = es.request_id AND a.system = es.system AND a.kind IN ($2, $3)
+			) answered
+			WHERE es.system = sy.name AND es.status = 'dispatched'
+				AND (SELECT min(a.at) FROM audit_events a
+					WHERE a.request_id = es.request_id AND a.system = es.system AND a.kind IN ($4, $5)
+						AND a.at >= coalesce(answered.at, '-infinity'))
+					< $1::timestamptz - sy.confirm_within_ms * interval '1 millisecond'
+		) silent ON true
+		GROUP BY sy.name, sy.retired_at
+		HAVING sy.retired_at IS NULL OR count(silent.request_id) > 0`,
+		s.now(), string(lethe.AuditConfirmed), string(lethe.AuditFailed),
+		string(lethe.AuditDispatched), string(lethe.AuditRedispatched))
+	if err != nil {
+		return nil, s.fail("count silent commands", err)
+	}
+	defer rows.Close()
+	silent := map[string]int64{}
+	for rows.Next() {
+		var (
+			name string
+			n    int64
+		)
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, s.fail("count silent commands", err)
+		}
+		silent[name] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("count silent commands", err)
+	}
+	return silent, nil
+}

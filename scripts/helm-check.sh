@@ -2,7 +2,9 @@
 # Checks the Helm chart in helm/lethe without a cluster: lint, render with the
 # main value combinations, and assert what the rendered manifests must hold
 # (secure pod defaults, probes, the migration hook, secret handling) and what
-# must fail to render. Run from the repository root:
+# must fail to render; scripts/helm-check-monitoring.sh adds the checks of the
+# ServiceMonitor, the alert rules and the dashboard. Run from the repository
+# root:
 #
 #   scripts/helm-check.sh
 #
@@ -587,6 +589,9 @@ check_metrics_port() {
 	must_fail "a port number" "/metricsPort" "${REQUIRED[@]}" --set metricsPort=0 || return 1
 }
 
+# shellcheck source=scripts/helm-check-monitoring.sh
+source "$(dirname "${BASH_SOURCE[0]}")/helm-check-monitoring.sh"
+
 passed=0
 failed=0
 run() {
@@ -616,6 +621,10 @@ run check_payload_encryption
 run check_network_policies
 run check_secret_scopes
 run check_metrics_port
+run check_monitoring_off_by_default
+run check_monitoring_renders
+run check_monitoring_rules_validate
+run check_monitoring_values
 
 echo "helm: $passed passed, $failed failed"
 [[ "$failed" == 0 ]]

@@ -16,6 +16,9 @@ import (
 // LedgerCounter reads the ledger's totals; registry.Store implements it.
 type LedgerCounter interface {
 	CountErasures(ctx context.Context) (registry.ErasureCounts, error)
+	// CountSilentCommands counts, by system name, the open commands
+	// unanswered for longer than their system's confirm_within.
+	CountSilentCommands(ctx context.Context) (map[string]int64, error)
 }
 
 // Ledger query bounds: a scrape waits at most ledgerTimeout for PostgreSQL,
@@ -36,15 +39,23 @@ type ledgerCollector struct {
 	log *slog.Logger
 	now func() time.Time
 
-	total, open, overdue *prometheus.Desc
+	total, open, overdue, silent *prometheus.Desc
 
 	mu     sync.Mutex
 	at     time.Time
-	counts registry.ErasureCounts
+	counts ledgerCounts
 }
 
-// CollectLedger adds lethe_erasures_total{status}, lethe_erasures_open and
-// lethe_erasures_overdue, read from src at scrape time. The API role calls
+// ledgerCounts is one read of the ledger, served to the scrapes of the
+// cache's life.
+type ledgerCounts struct {
+	erasures registry.ErasureCounts
+	silent   map[string]int64
+}
+
+// CollectLedger adds lethe_erasures_total{status}, lethe_erasures_open,
+// lethe_erasures_overdue and lethe_system_commands_silent{system}, read
+// from src at scrape time. The API role calls
 // it: every replica reports the same ledger, so alerts take max(), not
 // sum(). A failed read is logged and reported as a failed family for that
 // scrape; the rest of the page is still served.
@@ -61,6 +72,9 @@ func (m *Metrics) CollectLedger(src LedgerCounter, log *slog.Logger) error {
 			"Erasure requests still pending or running.", nil, nil),
 		overdue: prometheus.NewDesc("lethe_erasures_overdue",
 			"Open erasure requests past their deadline.", nil, nil),
+		silent: prometheus.NewDesc("lethe_system_commands_silent",
+			"Commands of open erasure requests that their system has left unanswered for longer than its confirm_within, by system.",
+			[]string{"system"}, nil),
 	})
 	// A second API over the same registry reads the same ledger.
 	var are prometheus.AlreadyRegisteredError
@@ -70,32 +84,39 @@ func (m *Metrics) CollectLedger(src LedgerCounter, log *slog.Logger) error {
 	return err
 }
 
-// Describe sends the three families' descriptions.
+// Describe sends the four families' descriptions.
 func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.total
 	ch <- c.open
 	ch <- c.overdue
+	ch <- c.silent
 }
 
 // Collect reads the totals, or serves the cached ones while fresh.
 func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
-	counts, err := c.read()
+	read, err := c.read()
 	if err != nil {
 		c.log.Warn("metrics: could not read the ledger's totals", "error", err.Error())
-		for _, d := range []*prometheus.Desc{c.total, c.open, c.overdue} {
+		for _, d := range []*prometheus.Desc{c.total, c.open, c.overdue, c.silent} {
 			ch <- prometheus.NewInvalidMetric(d, err)
 		}
 		return
 	}
+	counts := read.erasures
 	for _, st := range []lethe.RequestStatus{lethe.RequestPending, lethe.RequestRunning,
 		lethe.RequestCompleted, lethe.RequestFailed, lethe.RequestCanceled} {
 		ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(counts.ByStatus[st]), string(st))
 	}
 	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(counts.Open))
 	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, float64(counts.Overdue))
+	for system, n := range read.silent {
+		ch <- prometheus.MustNewConstMetric(c.silent, prometheus.GaugeValue, float64(n), system)
+	}
 }
 
-func (c *ledgerCollector) read() (registry.ErasureCounts, error) {
+// read returns the cached counts while fresh, or reads both queries
+// within one timeout.
+func (c *ledgerCollector) read() (ledgerCounts, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -104,10 +125,14 @@ func (c *ledgerCollector) read() (registry.ErasureCounts, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
 	defer cancel()
-	counts, err := c.src.CountErasures(ctx)
+	erasures, err := c.src.CountErasures(ctx)
 	if err != nil {
-		return registry.ErasureCounts{}, err
+		return ledgerCounts{}, err
 	}
-	c.at, c.counts = now, counts
-	return counts, nil
+	silent, err := c.src.CountSilentCommands(ctx)
+	if err != nil {
+		return ledgerCounts{}, err
+	}
+	c.at, c.counts = now, ledgerCounts{erasures: erasures, silent: silent}
+	return c.counts, nil
 }

@@ -22,18 +22,20 @@ func TestExpositionParses(t *testing.T) {
 	m.CommandFinished("crm", lethe.SystemFailed, false, 0)
 	m.DeadLettered("lethe.confirmations", "malformed", 3)
 	m.RelayLag(7)
+	m.Reconciled("restarted")
 	m.ObserveRequest("GET /v1/erasures/{id}", 200, 20*time.Millisecond)
 	if err := m.CollectLedger(fakeLedger{counts: registry.ErasureCounts{
 		ByStatus: map[lethe.RequestStatus]int64{lethe.RequestRunning: 4, lethe.RequestCompleted: 9},
 		Open:     4, Overdue: 1,
-	}}, nil); err != nil {
+	}, silent: map[string]int64{"crm": 2, "billing": 0}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	f := metricstest.Scrape(t, m.Handler())
 	f.Require(t, "go_goroutines", "process_start_time_seconds",
 		"lethe_escalations_total", "lethe_system_commands_total", "lethe_confirmation_seconds",
 		"lethe_dlq_messages_total", "lethe_relay_lag_messages", "lethe_http_request_duration_seconds",
-		"lethe_erasures_total", "lethe_erasures_open", "lethe_erasures_overdue")
+		"lethe_erasures_total", "lethe_erasures_open", "lethe_erasures_overdue", "lethe_system_commands_silent",
+		"lethe_reconciler_actions_total")
 	for _, tc := range []struct {
 		name   string
 		labels []string
@@ -53,6 +55,12 @@ func TestExpositionParses(t *testing.T) {
 		{"lethe_erasures_total", []string{"status", "failed"}, 0},
 		{"lethe_erasures_open", nil, 4},
 		{"lethe_erasures_overdue", nil, 1},
+		{"lethe_system_commands_silent", []string{"system", "crm"}, 2},
+		{"lethe_reconciler_actions_total", []string{"action", "restarted"}, 1},
+		// Shown at zero before it happens, so that an alert on an increase
+		// sees the first one.
+		{"lethe_reconciler_actions_total", []string{"action", "failed"}, 0},
+		{"lethe_system_commands_silent", []string{"system", "billing"}, 0},
 	} {
 		if got, ok := f.Value(tc.name, tc.labels...); !ok || got != tc.want {
 			t.Errorf("%s%v = %v (found %v), want %v", tc.name, tc.labels, got, ok, tc.want)
@@ -65,8 +73,11 @@ func TestExpositionParses(t *testing.T) {
 
 type fakeLedger struct {
 	counts registry.ErasureCounts
+	silent map[string]int64
 	err    error
-	calls  *int
+	// silentErr fails the second query only.
+	silentErr error
+	calls     *int
 }
 
 func (f fakeLedger) CountErasures(context.Context) (registry.ErasureCounts, error) {
@@ -74,6 +85,13 @@ func (f fakeLedger) CountErasures(context.Context) (registry.ErasureCounts, erro
 		*f.calls++
 	}
 	return f.counts, f.err
+}
+
+func (f fakeLedger) CountSilentCommands(context.Context) (map[string]int64, error) {
+	if f.calls != nil {
+		*f.calls++
+	}
+	return f.silent, f.silentErr
 }
 
 // Scrapes within the cache's life read the ledger once.
@@ -86,9 +104,27 @@ func TestLedgerTotalsAreCached(t *testing.T) {
 	for range 3 {
 		metricstest.Scrape(t, m.Handler())
 	}
-	if calls != 1 {
-		t.Errorf("three scrapes read the ledger %d times, want once", calls)
+	if calls != 2 {
+		t.Errorf("three scrapes made %d ledger queries, want the two of one read", calls)
 	}
+}
+
+// A silent-commands query that fails leaves every ledger family out of the
+// scrape rather than serving totals without it, and the rest of the page
+// served.
+func TestLedgerSilentFailure(t *testing.T) {
+	m := metrics.New()
+	if err := m.CollectLedger(fakeLedger{counts: registry.ErasureCounts{Open: 1},
+		silentErr: errors.New("statement timeout")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := metricstest.Scrape(t, m.Handler())
+	for _, name := range []string{"lethe_erasures_open", "lethe_system_commands_silent"} {
+		if _, ok := f[name]; ok {
+			t.Errorf("%s served although the ledger could not be read", name)
+		}
+	}
+	f.Require(t, "lethe_escalations_total")
 }
 
 // A ledger that cannot be read leaves its families out of the scrape and

@@ -369,3 +369,11 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+Label of the metrics Services, by which the ServiceMonitor tells them from
+the API's own Service.
+*/}}
+{{- define "lethe.metricsServiceLabel" -}}
+lethe.dev/metrics: "true"
+{{- end }}
