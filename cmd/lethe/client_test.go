@@ -92,8 +92,14 @@ func (r *clientRig) goRun(name string, run func(context.Context) error) {
 
 // connector answers system's commands with result.
 func (r *clientRig) connector(system string, result connectors.Result) {
+	r.connectorWith(system, connectors.HandlerFunc(func(context.Context, connectors.Request) (connectors.Result, error) {
+		return result, nil
+	}))
+}
+
+// connectorWith serves system's commands with h.
+func (r *clientRig) connectorWith(system string, h connectors.Handler) {
 	cfg := connectors.Config{Brokers: r.brok, System: system, Logger: r.log}
-	h := connectors.HandlerFunc(func(context.Context, connectors.Request) (connectors.Result, error) { return result, nil })
 	r.goRun("connector "+system, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/apiclient"
 )
 
-const erasuresUsage = `Usage: lethe erasures <create|get|list|cancel|extend> [flags]
+const erasuresUsage = `Usage: lethe erasures <create|get|list|cancel|extend|retry> [flags]
 
   create --subject TYPE=VALUE [--subject TYPE=VALUE]... --reason TEXT
          [--requested-by REF] [--policy NAME] [--dry-run]
@@ -33,6 +33,11 @@ const erasuresUsage = `Usage: lethe erasures <create|get|list|cancel|extend> [fl
            stop a request; what was erased stays erased
   extend ID (--by DURATION | --until TIME) --reason TEXT
            move the deadline once, by at most two months (GDPR Art. 12(3))
+  retry ID [--system NAME]... [--wait [--poll-interval 1s]]
+           give the request's failed systems a fresh attempt budget
+  retry --all [--status failed|running] [--system NAME] [--since TIME]
+        [--limit N] [--idempotency-key KEY]
+           retry every request that matches, 100 per call, until none is left
 
 Every command takes --api-url ($LETHE_API_URL, default http://127.0.0.1:8080),
 --token ($LETHE_TOKEN) and --json (print the API's JSON instead of a table).
@@ -46,7 +51,7 @@ failed or canceled.
 func runErasures(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, erasuresUsage)
-		return errors.New("erasures: name a subcommand: create, get, list, cancel or extend")
+		return errors.New("erasures: name a subcommand: create, get, list, cancel, extend or retry")
 	}
 	rest := args[1:]
 	switch args[0] {
@@ -60,6 +65,8 @@ func runErasures(ctx context.Context, args []string, env func(string) string, st
 		return runErasureCancel(ctx, rest, env, stdout, stderr)
 	case "extend":
 		return runErasureExtend(ctx, rest, env, stdout, stderr)
+	case "retry":
+		return runErasureRetry(ctx, rest, env, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, erasuresUsage)
 		return nil
