@@ -62,6 +62,11 @@ type world struct {
 	// that allows it (SyncInput.Partial) gives back undelivered, as when
 	// its topic is missing and cannot be created.
 	undeliver map[string]int
+	// syncErr, when set, answers a Sync with the error it returns for
+	// that Sync's input and its n-th attempt (from 1), before anything is
+	// recorded: a database that refuses the write.
+	syncErr   func(in activities.SyncInput, n int) error
+	syncTries map[string]int
 }
 
 func target(name string, within time.Duration, types ...string) activities.Target {
@@ -155,6 +160,15 @@ func (w *world) plan(_ context.Context, in activities.PlanInput) (activities.Pla
 func (w *world) sync(_ context.Context, in activities.SyncInput) (activities.SyncResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.syncErr != nil {
+		if w.syncTries == nil {
+			w.syncTries = map[string]int{}
+		}
+		w.syncTries[in.Ledger.Batch]++
+		if err := w.syncErr(in, w.syncTries[in.Ledger.Batch]); err != nil {
+			return activities.SyncResult{}, err
+		}
+	}
 	var res activities.SyncResult
 	if in.Partial {
 		var sent []activities.Outbound

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/activities"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -187,6 +188,41 @@ func TestRetryStartsAClosedRequestAgain(t *testing.T) {
 		}
 	}
 	assertNoValues(t, second, "ada@example.com")
+}
+
+func TestRetryAsTheRequestEnds(t *testing.T) {
+	w := newWorld(t, target("crm", 72*time.Hour, "email"))
+	w.confirmAt(time.Minute, func() []wire.Confirmation { return []wire.Confirmation{w.failed("crm")} })
+	// The write of the failed end is refused a few times: its retries,
+	// a second apart, keep the run in its end while the order comes.
+	w.syncErr = func(in activities.SyncInput, n int) error {
+		if in.Ledger.Status == lethe.RequestFailed && n <= localAttempts+1 {
+			return errors.New("database busy")
+		}
+		return nil
+	}
+	w.retryAt(time.Minute+500*time.Millisecond, RetrySignal{Actor: retryActor})
+	w.confirmAt(time.Hour, func() []wire.Confirmation { return []wire.Confirmation{w.answer("crm", wire.OutcomeErased, 1)} })
+	in := input(id("email", "ada@example.com"))
+	in.Revision = CurrentRevision
+	if err := w.run(in); err != nil {
+		t.Fatalf("workflow error: %v", err)
+	}
+	var endedFailed bool
+	for _, s := range w.syncCalls() {
+		if s.Ledger.Status == lethe.RequestFailed {
+			endedFailed = true
+		}
+	}
+	if !endedFailed {
+		t.Fatal("the request never wrote its failed end: the order came before it, not as it ended")
+	}
+	if n := len(w.commandsTo("crm")); n != 2 {
+		t.Errorf("%d commands to crm, want the retry after the failed end", n)
+	}
+	if st, _ := w.finalStatus(); st != lethe.RequestCompleted {
+		t.Errorf("final status %s, want completed: the run went on after its end", st)
+	}
 }
 
 func TestRetryIgnoredBeforeItsRevision(t *testing.T) {
