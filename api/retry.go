@@ -81,21 +81,23 @@ type bulkRetryRequest struct {
 	Limit int `json:"limit,omitempty"`
 }
 
-// bulkRetryResponse is the answer of POST /v1/erasures/retry.
-type bulkRetryResponse struct {
+// BulkRetryResult is the answer of POST /v1/erasures/retry; the CLI reads
+// it into the same type.
+type BulkRetryResult struct {
 	// Retried counts the requests reopened, listed in RequestIDs.
 	Retried    int      `json:"retried"`
 	RequestIDs []string `json:"request_ids"`
 	// Skipped are requests the filter chose that could not be retried,
 	// each with the code a single retry would have answered.
-	Skipped []bulkSkip `json:"skipped"`
+	Skipped []BulkRetrySkip `json:"skipped"`
 	// More is set when the cap stopped the call: send it again with After
 	// set to Last.
 	More bool   `json:"more"`
 	Last string `json:"last,omitempty"`
 }
 
-type bulkSkip struct {
+// BulkRetrySkip is a request a bulk retry chose but could not retry.
+type BulkRetrySkip struct {
 	RequestID string `json:"request_id"`
 	Code      string `json:"code"`
 	Message   string `json:"message"`
@@ -169,16 +171,16 @@ func (s *Server) bulkRetry(w http.ResponseWriter, r *http.Request) {
 // request that cannot be retried (its workflow gone, or too old for a
 // retry while it runs) is reported and skipped; an unavailable database or
 // workflow engine stops the call, and what it reopened stays reopened.
-func (s *Server) retryMatching(ctx context.Context, req bulkRetryRequest, actor string) (bulkRetryResponse, error) {
+func (s *Server) retryMatching(ctx context.Context, req bulkRetryRequest, actor string) (BulkRetryResult, error) {
 	f := registry.RetryFilter{Status: req.Status, System: req.System, After: req.After, Limit: req.Limit}
 	if req.Since != nil {
 		f.Since = *req.Since
 	}
 	ids, more, err := s.store.FailedErasures(ctx, f)
 	if err != nil {
-		return bulkRetryResponse{}, err
+		return BulkRetryResult{}, err
 	}
-	res := bulkRetryResponse{RequestIDs: []string{}, Skipped: []bulkSkip{}, More: more}
+	res := BulkRetryResult{RequestIDs: []string{}, Skipped: []BulkRetrySkip{}, More: more}
 	var systems []string
 	if req.System != "" {
 		systems = []string{req.System}
@@ -191,9 +193,9 @@ func (s *Server) retryMatching(ctx context.Context, req bulkRetryRequest, actor 
 			res.Retried++
 			res.RequestIDs = append(res.RequestIDs, id)
 		case errors.As(err, &le) && (le.Kind == lethe.KindConflict || le.Kind == lethe.KindNotFound):
-			res.Skipped = append(res.Skipped, bulkSkip{RequestID: id, Code: le.Code, Message: le.Message})
+			res.Skipped = append(res.Skipped, BulkRetrySkip{RequestID: id, Code: le.Code, Message: le.Message})
 		default:
-			return bulkRetryResponse{}, err
+			return BulkRetryResult{}, err
 		}
 	}
 	if more && len(ids) > 0 {

@@ -36,15 +36,9 @@ func NewTemporalEngine(c client.Client, policy workflows.Policy) Engine {
 // one is never run again (REJECT_DUPLICATE), which also counts as started.
 func (e *temporalEngine) StartErasure(ctx context.Context, in workflows.ErasureInput) error {
 	in.Policy = e.policy
-	opts := client.StartWorkflowOptions{
-		ID:                       workflows.ErasureWorkflowID(in.RequestID),
-		TaskQueue:                workflows.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchStatus.ValueSet(string(lethe.RequestPending)),
-			workflows.SearchDeadline.ValueSet(in.Deadline)),
-	}
+	opts := resume.StartOptions(in, lethe.RequestPending)
+	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
+	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
 	_, err := e.c.ExecuteWorkflow(ctx, opts, workflows.ErasureWorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &started) {

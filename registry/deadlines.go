@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -33,28 +31,15 @@ type Extension struct {
 // the ledger records them; its error rolls everything back and is returned.
 func (s *Store) ExtendErasure(ctx context.Context, id string, by time.Duration, reason, actor string,
 	notify func(ctx context.Context, ext Extension) error) (lethe.Erasure, error) {
-	uid, err := uuid.Parse(id)
-	if err != nil {
-		return lethe.Erasure{}, erasureNotFound()
-	}
 	if by <= 0 {
 		return lethe.Erasure{}, lethe.Errorf(lethe.KindInvalid, "invalid_extension", "an extension must move the deadline later")
 	}
 	now := s.now().Truncate(time.Microsecond)
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, uid, e, err := s.lockErasure(ctx, "extend erasure", id)
 	if err != nil {
-		return lethe.Erasure{}, s.fail("extend erasure", err)
+		return lethe.Erasure{}, err
 	}
 	defer tx.Rollback()
-
-	e, err := scanErasure(tx.QueryRowContext(ctx,
-		`SELECT `+erasureColumns+` FROM erasure_requests WHERE id = $1 FOR UPDATE`, uid))
-	if errors.Is(err, sql.ErrNoRows) {
-		return lethe.Erasure{}, erasureNotFound()
-	}
-	if err != nil {
-		return lethe.Erasure{}, s.fail("extend erasure", err)
-	}
 	ext := Extension{Deadline: e.Deadline.Add(by), Target: e.Target.Add(by), Reason: reason}
 	switch {
 	case e.Status.Final():

@@ -25,25 +25,12 @@ import (
 // canceled one; an unknown one erasure_not_found.
 func (s *Store) RetryErasure(ctx context.Context, id, actor string, systems []string,
 	notify func(ctx context.Context, systems []string) error) (lethe.Erasure, error) {
-	uid, err := uuid.Parse(id)
-	if err != nil {
-		return lethe.Erasure{}, erasureNotFound()
-	}
 	now := s.now().Truncate(time.Microsecond)
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, uid, e, err := s.lockErasure(ctx, "retry erasure", id)
 	if err != nil {
-		return lethe.Erasure{}, s.fail("retry erasure", err)
+		return lethe.Erasure{}, err
 	}
 	defer tx.Rollback()
-
-	e, err := scanErasure(tx.QueryRowContext(ctx,
-		`SELECT `+erasureColumns+` FROM erasure_requests WHERE id = $1 FOR UPDATE`, uid))
-	if errors.Is(err, sql.ErrNoRows) {
-		return lethe.Erasure{}, erasureNotFound()
-	}
-	if err != nil {
-		return lethe.Erasure{}, s.fail("retry erasure", err)
-	}
 	if e.Status == lethe.RequestCanceled {
 		return lethe.Erasure{}, lethe.Errorf(lethe.KindConflict, "nothing_to_retry", "the request was canceled")
 	}
@@ -99,6 +86,31 @@ func (s *Store) RetryErasure(ctx context.Context, id, actor string, systems []st
 		return lethe.Erasure{}, s.fail("retry erasure", err)
 	}
 	return s.GetErasure(ctx, e.ID)
+}
+
+// lockErasure begins a transaction and reads request id in it, its row
+// locked until the transaction ends, for the changes an operator makes to
+// one request. On an error the transaction is already rolled back; op
+// names the change in the error.
+func (s *Store) lockErasure(ctx context.Context, op, id string) (*sql.Tx, uuid.UUID, lethe.Erasure, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return nil, uuid.UUID{}, lethe.Erasure{}, erasureNotFound()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, uuid.UUID{}, lethe.Erasure{}, s.fail(op, err)
+	}
+	e, err := scanErasure(tx.QueryRowContext(ctx,
+		`SELECT `+erasureColumns+` FROM erasure_requests WHERE id = $1 FOR UPDATE`, uid))
+	if err != nil {
+		tx.Rollback()
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, uuid.UUID{}, lethe.Erasure{}, erasureNotFound()
+		}
+		return nil, uuid.UUID{}, lethe.Erasure{}, s.fail(op, err)
+	}
+	return tx, uid, e, nil
 }
 
 // RetryFilter chooses the requests a bulk retry reopens.

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/lethe-dev/lethe/api"
 )
 
 // runErasureRetry runs `lethe erasures retry`: one request by id, or, with
@@ -77,8 +79,8 @@ func runErasureRetry(ctx context.Context, args []string, env func(string) string
 	if limit != 0 {
 		filter["limit"] = limit
 	}
-	var total bulkRetryAnswer
-	total.RequestIDs, total.Skipped = []string{}, []bulkSkipped{}
+	var total api.BulkRetryResult
+	total.RequestIDs, total.Skipped = []string{}, []api.BulkRetrySkip{}
 	for page := 1; ; page++ {
 		var header []string
 		if key != "" {
@@ -89,7 +91,7 @@ func runErasureRetry(ctx context.Context, args []string, env func(string) string
 		if err != nil {
 			return err
 		}
-		var a bulkRetryAnswer
+		var a api.BulkRetryResult
 		if err := decodeAnswer(b, &a); err != nil {
 			return err
 		}
@@ -121,22 +123,6 @@ func runErasureRetry(ctx context.Context, args []string, env func(string) string
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.RequestID, s.Code, s.Message)
 	}
 	return tw.Flush()
-}
-
-// bulkRetryAnswer is the answer of POST /v1/erasures/retry, and the sum of
-// the pages `lethe erasures retry --all` printed.
-type bulkRetryAnswer struct {
-	Retried    int           `json:"retried"`
-	RequestIDs []string      `json:"request_ids"`
-	Skipped    []bulkSkipped `json:"skipped"`
-	More       bool          `json:"more,omitempty"`
-	Last       string        `json:"last,omitempty"`
-}
-
-type bulkSkipped struct {
-	RequestID string `json:"request_id"`
-	Code      string `json:"code"`
-	Message   string `json:"message"`
 }
 
 // systemsFlag collects repeated --system flags.

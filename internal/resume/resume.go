@@ -46,17 +46,25 @@ func Carried(ctx context.Context, c client.Client, requestID string) (workflows.
 // Temporal's *serviceerror.WorkflowExecutionAlreadyStarted.
 func Start(ctx context.Context, c client.Client, in workflows.ErasureInput) error {
 	in.Revision = workflows.CurrentRevision
-	opts := client.StartWorkflowOptions{
-		ID:                       workflows.ErasureWorkflowID(in.RequestID),
-		TaskQueue:                workflows.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchStatus.ValueSet(string(lethe.RequestRunning)),
-			workflows.SearchDeadline.ValueSet(in.Deadline)),
-	}
+	opts := StartOptions(in, lethe.RequestRunning)
+	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
+	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 	_, err := c.ExecuteWorkflow(ctx, opts, workflows.ErasureWorkflowName, in)
 	return err
+}
+
+// StartOptions are what every start of a request's workflow shares: the
+// ID derived from the request, the task queue, and the list columns the
+// Temporal UI shows (status, deadline) before the workflow writes its own.
+// Callers add the ID policies of their start.
+func StartOptions(in workflows.ErasureInput, status lethe.RequestStatus) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:        workflows.ErasureWorkflowID(in.RequestID),
+		TaskQueue: workflows.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchStatus.ValueSet(string(status)),
+			workflows.SearchDeadline.ValueSet(in.Deadline)),
+	}
 }
 
 // Status is the status of the request's latest run; ok is false when
