@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -18,15 +19,33 @@ import (
 
 // temporalEngine runs erasure requests as Temporal workflows.
 type temporalEngine struct {
-	c      client.Client
-	policy workflows.Policy
+	c           client.Client
+	policy      workflows.Policy
+	taskTimeout time.Duration
+}
+
+// EngineOption adjusts the Engine NewTemporalEngine returns.
+type EngineOption func(*temporalEngine)
+
+// WorkflowTaskTimeout sets the workflow task timeout of the workflows the
+// engine starts (LETHE_WORKFLOW_TASK_TIMEOUT): how long Temporal waits for a
+// worker that took a workflow task before it gives the task to another, so
+// what a worker killed mid-task costs its requests. Zero leaves Temporal's
+// default of 10s. The timeout travels with the workflow (continue-as-new
+// keeps it) and plays no part in replay.
+func WorkflowTaskTimeout(d time.Duration) EngineOption {
+	return func(e *temporalEngine) { e.taskTimeout = d }
 }
 
 // NewTemporalEngine returns the Engine that starts and cancels erasure
 // workflows through c. Every workflow it starts carries policy in its input,
 // so a later change of configuration never alters a running request.
-func NewTemporalEngine(c client.Client, policy workflows.Policy) Engine {
-	return &temporalEngine{c: c, policy: policy}
+func NewTemporalEngine(c client.Client, policy workflows.Policy, opts ...EngineOption) Engine {
+	e := &temporalEngine{c: c, policy: policy}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // StartErasure starts the request's workflow. The workflow ID is derived from
@@ -40,6 +59,7 @@ func (e *temporalEngine) StartErasure(ctx context.Context, in workflows.ErasureI
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowTaskTimeout:      e.taskTimeout,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchStatus.ValueSet(string(lethe.RequestPending)),
 			workflows.SearchDeadline.ValueSet(in.Deadline)),

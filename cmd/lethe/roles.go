@@ -112,6 +112,10 @@ func (c *config) roleSettings() (roles.Settings, error) {
 	if err != nil {
 		return roles.Settings{}, err
 	}
+	failover, err := c.failover()
+	if err != nil {
+		return roles.Settings{}, err
+	}
 	return roles.Settings{
 		Policy:            workflows.Policy{MaxAttempts: c.MaxAttempts, Reminders: reminders, Settle: settle},
 		Deadline:          deadline,
@@ -121,6 +125,7 @@ func (c *config) roleSettings() (roles.Settings, error) {
 		SystemKey:         master,
 		CredentialOverlap: overlap,
 		RequireSignatures: require,
+		Failover:          failover,
 	}, nil
 }
 
