@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -19,15 +20,33 @@ import (
 
 // temporalEngine runs erasure requests as Temporal workflows.
 type temporalEngine struct {
-	c      client.Client
-	policy workflows.Policy
+	c           client.Client
+	policy      workflows.Policy
+	taskTimeout time.Duration
+}
+
+// EngineOption adjusts the Engine NewTemporalEngine returns.
+type EngineOption func(*temporalEngine)
+
+// WorkflowTaskTimeout sets the workflow task timeout of the workflows the
+// engine starts (LETHE_WORKFLOW_TASK_TIMEOUT): how long Temporal waits for a
+// worker that took a workflow task before it gives the task to another, so
+// what a worker killed mid-task costs its requests. Zero leaves Temporal's
+// default of 10s. The timeout travels with the workflow (continue-as-new
+// keeps it) and plays no part in replay.
+func WorkflowTaskTimeout(d time.Duration) EngineOption {
+	return func(e *temporalEngine) { e.taskTimeout = d }
 }
 
 // NewTemporalEngine returns the Engine that starts and cancels erasure
 // workflows through c. Every workflow it starts carries policy in its input,
 // so a later change of configuration never alters a running request.
-func NewTemporalEngine(c client.Client, policy workflows.Policy) Engine {
-	return &temporalEngine{c: c, policy: policy}
+func NewTemporalEngine(c client.Client, policy workflows.Policy, opts ...EngineOption) Engine {
+	e := &temporalEngine{c: c, policy: policy}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // StartErasure starts the request's workflow. The workflow ID is derived from
@@ -39,6 +58,7 @@ func (e *temporalEngine) StartErasure(ctx context.Context, in workflows.ErasureI
 	opts := resume.StartOptions(in, lethe.RequestPending)
 	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
 	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
+	opts.WorkflowTaskTimeout = e.taskTimeout
 	_, err := e.c.ExecuteWorkflow(ctx, opts, workflows.ErasureWorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &started) {
@@ -120,7 +140,7 @@ func (e *temporalEngine) RetryErasure(ctx context.Context, requestID string, ord
 			return nil
 		}
 		in.Retry = &order
-		err = resume.Start(ctx, e.c, in)
+		err = resume.Start(ctx, e.c, in, e.taskTimeout)
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
 			continue // started meanwhile: signal it

@@ -88,6 +88,30 @@ func TestTemporalEngineStart(t *testing.T) {
 	}
 }
 
+// TestTemporalEngineWorkflowTaskTimeout: the engine starts workflows with
+// the task timeout it was given, and leaves Temporal's default without one.
+func TestTemporalEngineWorkflowTaskTimeout(t *testing.T) {
+	in := workflows.ErasureInput{RequestID: "6f1c0e9a-2b7d-4c1e-9a35-0d4f2b8c7e11", CreatedAt: testNow, Deadline: testNow.Add(time.Hour)}
+	for _, tt := range []struct {
+		name string
+		opts []api.EngineOption
+		want time.Duration
+	}{
+		{"default", nil, 0},
+		{"set", []api.EngineOption{api.WorkflowTaskTimeout(4 * time.Second)}, 4 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeClient{}
+			if err := api.NewTemporalEngine(c, workflows.Policy{}, tt.opts...).StartErasure(context.Background(), in); err != nil {
+				t.Fatalf("StartErasure: %v", err)
+			}
+			if got := c.opts.WorkflowTaskTimeout; got != tt.want {
+				t.Errorf("WorkflowTaskTimeout = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTemporalEngineStartErrors(t *testing.T) {
 	tests := []struct {
 		name     string

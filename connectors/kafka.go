@@ -46,11 +46,13 @@ func NewWriter(brokers []string) *kafka.Writer {
 // CommitMessages (never on a timer, so nothing is committed before its effect
 // is durable), a new group starts at the oldest message so commands sent
 // before a service first started are not lost, and fetches idle for at most
-// a second so that closing the reader is prompt. kafka-go's own error
-// messages go to log at warning level; they describe connections and
-// offsets, never message contents.
+// a second so that closing the reader is prompt, and the group's timeouts
+// are DefaultSessionTimeout, DefaultHeartbeatInterval and
+// DefaultRebalanceTimeout. kafka-go's own error messages go to log at
+// warning level; they describe connections and offsets, never message
+// contents.
 func NewReader(brokers []string, groupID, topic string, log *slog.Logger) *kafka.Reader {
-	return kafkasec.NewReader(brokers, groupID, topic, log, kafkasec.Security{}, nil)
+	return kafkasec.NewReader(brokers, groupID, topic, log, kafkasec.Security{}, kafkasec.GroupTimeouts{}, nil)
 }
 
 // EnsureTopics creates those of topics that do not exist yet, with the given

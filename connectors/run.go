@@ -56,6 +56,21 @@ type Config struct {
 	// its command is confirmed failed and retryable; the zero value is the
 	// default policy.
 	Retry RetryPolicy
+	// SessionTimeout is how long the consumer group waits for a heartbeat
+	// from a replica before it gives that replica's partitions to the
+	// others: the delay a replica killed without warning costs the
+	// commands of its partitions. A replica that stops cleanly (its
+	// context ends) leaves the group at once instead. Default
+	// DefaultSessionTimeout; brokers refuse a session shorter than their
+	// group.min.session.timeout.ms (6s unless lowered).
+	SessionTimeout time.Duration
+	// HeartbeatInterval is how often the consumer tells the group it is
+	// alive, and so how soon it learns that partitions move; at most a
+	// third of SessionTimeout. Default DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// RebalanceTimeout bounds how long the group waits for its replicas to
+	// rejoin when partitions move. Default DefaultRebalanceTimeout.
+	RebalanceTimeout time.Duration
 	// ShutdownGrace is how long handler calls in flight when Run's context
 	// ends may still take; afterwards their context is canceled and they
 	// are abandoned, neither confirmed nor committed, for the group's next
@@ -89,8 +104,8 @@ type Config struct {
 	// that dies leaves its command to be answered from the store.
 	afterRecord func(ctx context.Context, c wire.Confirmation)
 	// tuneReader, set only by tests, adjusts the reader's configuration:
-	// fault tests shorten the consumer group's timeouts, which otherwise
-	// make a rebalance after a broker outage wait half a minute.
+	// fault tests shorten the consumer group's timeouts below the
+	// defaults.
 	tuneReader func(*kafka.ReaderConfig)
 }
 
@@ -100,6 +115,13 @@ const (
 	DefaultBatchWait     = 2 * time.Millisecond
 	DefaultConcurrency   = 8
 	DefaultShutdownGrace = 10 * time.Second
+	// DefaultSessionTimeout, DefaultHeartbeatInterval and
+	// DefaultRebalanceTimeout let the group hand a lost replica's
+	// partitions to the others within seconds; kafka-go's own defaults
+	// take half a minute.
+	DefaultSessionTimeout    = kafkasec.DefaultSessionTimeout
+	DefaultHeartbeatInterval = kafkasec.DefaultHeartbeatInterval
+	DefaultRebalanceTimeout  = kafkasec.DefaultRebalanceTimeout
 	// GroupPrefix prefixes the default consumer group of a system.
 	GroupPrefix = "lethe-connector-"
 )
@@ -126,10 +148,18 @@ func (c Config) Validate() error {
 			return errors.New("connectors: config: an empty broker address")
 		}
 	}
+	if err := c.groupTimeouts().Validate(); err != nil {
+		return fmt.Errorf("connectors: config: %w", err)
+	}
 	if _, err := newSigner(c.KeyID, c.Secret); err != nil {
 		return err
 	}
 	return c.Retry.validate()
+}
+
+// groupTimeouts are c's consumer group timeouts; zero fields are defaults.
+func (c Config) groupTimeouts() kafkasec.GroupTimeouts {
+	return kafkasec.GroupTimeouts{Session: c.SessionTimeout, Heartbeat: c.HeartbeatInterval, Rebalance: c.RebalanceTimeout}
 }
 
 func (c Config) withDefaults() Config {
@@ -238,7 +268,7 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 		cfg: cfg,
 		h:   h,
 		log: cfg.Logger.With("system", cfg.System, "topic", cfg.Topic),
-		r:   kafkasec.NewReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger, sec, cfg.tuneReader),
+		r:   kafkasec.NewReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger, sec, cfg.groupTimeouts(), cfg.tuneReader),
 		w:   kafkasec.NewWriter(cfg.Brokers, sec),
 		sg:  sg,
 	}

@@ -65,6 +65,12 @@ type Config struct {
 	// GroupID is the relay's consumer group, shared by its replicas;
 	// default DefaultGroupID.
 	GroupID string
+	// Group says how fast the group hands the partitions of a replica that
+	// died to the others (LETHE_KAFKA_SESSION_TIMEOUT,
+	// LETHE_KAFKA_HEARTBEAT_INTERVAL, LETHE_KAFKA_REBALANCE_TIMEOUT); zero
+	// fields take kafkasec's defaults. A relay whose context ends leaves
+	// the group at once.
+	Group kafkasec.GroupTimeouts
 	// Topic is where confirmations arrive; default wire.ConfirmationsTopic.
 	Topic string
 	// BatchSize bounds how many confirmations one round takes; default 500.
@@ -125,6 +131,9 @@ func (c Config) Validate() error {
 		return errors.New("relay: config: concurrency is negative")
 	case c.RequireSignatures && c.Credentials == nil:
 		return errors.New("relay: config: signatures are required but no credentials are given to check them")
+	}
+	if err := c.Group.Validate(); err != nil {
+		return fmt.Errorf("relay: config: %w", err)
 	}
 	for _, b := range c.Brokers {
 		if b == "" {
@@ -215,12 +224,15 @@ func (r *Relay) Stats() Stats {
 
 // Run relays confirmations until ctx ends, then returns nil. It creates the
 // confirmations topic and its dead-letter topic when they are missing, and
-// returns an error only when that fails. Every later failure (Kafka,
+// returns an error only when that fails. When ctx ends it commits the batch
+// it finished and closes its reader, which leaves the consumer group: the
+// other replicas take its partitions at the next rebalance instead of
+// after the session timeout. Every later failure (Kafka,
 // Temporal, the audit store) is retried with backoff without committing, so
 // a confirmation is never skipped and an outage never becomes a crash loop.
 func (r *Relay) Run(ctx context.Context) error {
 	dlq := wire.DLQTopic(r.cfg.Topic)
-	cluster := kafkax.Cluster{Brokers: r.cfg.Brokers, Security: r.cfg.Security}
+	cluster := kafkax.Cluster{Brokers: r.cfg.Brokers, Security: r.cfg.Security, Group: r.cfg.Group}
 	if err := cluster.EnsureTopics(ctx, kafkax.DefaultPartitions, r.cfg.Topic, dlq); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -589,6 +589,33 @@ check_metrics_port() {
 	must_fail "a port number" "/metricsPort" "${REQUIRED[@]}" --set metricsPort=0 || return 1
 }
 
+check_failover() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	# The fail-over timeouts reach the ConfigMap and the migration's copy,
+	# with the defaults the binary has.
+	want_count "$out" 2 'LETHE_KAFKA_SESSION_TIMEOUT: "6s"' || return 1
+	want_count "$out" 2 'LETHE_KAFKA_HEARTBEAT_INTERVAL: "1s"' || return 1
+	want_count "$out" 2 'LETHE_KAFKA_REBALANCE_TIMEOUT: "10s"' || return 1
+	want_count "$out" 2 'LETHE_WORKFLOW_TASK_TIMEOUT: "5s"' || return 1
+	want_count "$out" 2 'LETHE_STICKY_TIMEOUT: "3s"' || return 1
+	want_count "$out" 2 'LETHE_WORKER_STOP_TIMEOUT: "10s"' || return 1
+	local set="$WORK/failover.yaml"
+	render "${REQUIRED[@]}" --set failover.kafkaSessionTimeout=10s --set failover.kafkaHeartbeatInterval=2s \
+		--set failover.kafkaRebalanceTimeout=20s --set failover.workflowTaskTimeout=8s \
+		--set failover.stickyTimeout=1500ms --set failover.workerStopTimeout=25s >"$set" ||
+		fail "render with failover values failed" || return 1
+	want_count "$set" 2 'LETHE_KAFKA_SESSION_TIMEOUT: "10s"' || return 1
+	want_count "$set" 2 'LETHE_KAFKA_HEARTBEAT_INTERVAL: "2s"' || return 1
+	want_count "$set" 2 'LETHE_KAFKA_REBALANCE_TIMEOUT: "20s"' || return 1
+	want_count "$set" 2 'LETHE_WORKFLOW_TASK_TIMEOUT: "8s"' || return 1
+	want_count "$set" 2 'LETHE_STICKY_TIMEOUT: "1500ms"' || return 1
+	want_count "$set" 2 'LETHE_WORKER_STOP_TIMEOUT: "25s"' || return 1
+	must_fail "a duration" "/failover/kafkaSessionTimeout" "${REQUIRED[@]}" --set failover.kafkaSessionTimeout=soon || return 1
+	must_fail "a positive duration" "/failover/workflowTaskTimeout" "${REQUIRED[@]}" --set-string failover.workflowTaskTimeout=0 || return 1
+	must_fail "a known setting" "failover" "${REQUIRED[@]}" --set failover.sessionTimeout=6s || return 1
+}
+
 # shellcheck source=scripts/helm-check-monitoring.sh
 source "$(dirname "${BASH_SOURCE[0]}")/helm-check-monitoring.sh"
 
@@ -625,6 +652,7 @@ run check_monitoring_off_by_default
 run check_monitoring_renders
 run check_monitoring_rules_validate
 run check_monitoring_values
+run check_failover
 
 echo "helm: $passed passed, $failed failed"
 [[ "$failed" == 0 ]]

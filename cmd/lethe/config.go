@@ -21,6 +21,7 @@ import (
 	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/digest"
 	"github.com/lethe-dev/lethe/escalation"
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/internal/kafkax"
 	"github.com/lethe-dev/lethe/internal/roles"
 	"github.com/lethe-dev/lethe/registry"
@@ -94,6 +95,14 @@ type config struct {
 	ReconcileGrace    string
 	RequireSignatures string
 
+	// Fail-over of workers and relays (roles.Failover).
+	KafkaSessionTimeout   string
+	KafkaHeartbeat        string
+	KafkaRebalanceTimeout string
+	WorkflowTaskTimeout   string
+	StickyTimeout         string
+	WorkerStopTimeout     string
+
 	// lethe dev only.
 	DataDir   string
 	Demo      bool
@@ -158,6 +167,12 @@ func (c *config) settings() []setting {
 		{"LETHE_RECONCILE_INTERVAL", "reconcile-interval", "5m", "how often the worker looks for open requests without a running workflow (0: never)", &c.ReconcileInterval},
 		{"LETHE_RECONCILE_GRACE", "reconcile-grace", "10m", "how long a request must go unchanged in the ledger before the reconciler looks at it", &c.ReconcileGrace},
 		{"LETHE_REQUIRE_SIGNATURES", "require-signatures", "false", "true: the relay refuses unsigned confirmations of every system, even those without credentials", &c.RequireSignatures},
+		{"LETHE_KAFKA_SESSION_TIMEOUT", "kafka-session-timeout", kafkasec.DefaultSessionTimeout.String(), "relay: how long the consumer group waits for a replica's heartbeat before giving its partitions to the others", &c.KafkaSessionTimeout},
+		{"LETHE_KAFKA_HEARTBEAT_INTERVAL", "kafka-heartbeat-interval", kafkasec.DefaultHeartbeatInterval.String(), "relay: how often a replica heartbeats to its consumer group (at most a third of the session timeout)", &c.KafkaHeartbeat},
+		{"LETHE_KAFKA_REBALANCE_TIMEOUT", "kafka-rebalance-timeout", kafkasec.DefaultRebalanceTimeout.String(), "relay: how long the consumer group waits for its replicas to rejoin when partitions move", &c.KafkaRebalanceTimeout},
+		{"LETHE_WORKFLOW_TASK_TIMEOUT", "workflow-task-timeout", roles.DefaultWorkflowTaskTimeout.String(), "api: workflow task timeout of the workflows it starts, what a worker killed mid-task costs (at most 2m)", &c.WorkflowTaskTimeout},
+		{"LETHE_STICKY_TIMEOUT", "sticky-timeout", roles.DefaultStickyTimeout.String(), "worker: how long a workflow's task waits for the worker that has it cached before any worker may take it", &c.StickyTimeout},
+		{"LETHE_WORKER_STOP_TIMEOUT", "worker-stop-timeout", roles.DefaultWorkerStopTimeout.String(), "worker: how long a stopping worker lets its tasks in flight finish", &c.WorkerStopTimeout},
 	}
 }
 
@@ -437,6 +452,41 @@ func (c *config) reconcile() (roles.Reconcile, error) {
 		return roles.Reconcile{}, err
 	}
 	return roles.Reconcile{Interval: interval, Grace: grace, Off: interval == 0}, nil
+}
+
+// failover reads the fail-over settings: positive Go durations, the
+// heartbeat at most a third of the session, and a workflow task timeout
+// Temporal accepts.
+func (c *config) failover() (roles.Failover, error) {
+	var f roles.Failover
+	for _, s := range []struct {
+		env, value string
+		target     *time.Duration
+	}{
+		{"LETHE_KAFKA_SESSION_TIMEOUT", c.KafkaSessionTimeout, &f.KafkaGroup.Session},
+		{"LETHE_KAFKA_HEARTBEAT_INTERVAL", c.KafkaHeartbeat, &f.KafkaGroup.Heartbeat},
+		{"LETHE_KAFKA_REBALANCE_TIMEOUT", c.KafkaRebalanceTimeout, &f.KafkaGroup.Rebalance},
+		{"LETHE_WORKFLOW_TASK_TIMEOUT", c.WorkflowTaskTimeout, &f.WorkflowTaskTimeout},
+		{"LETHE_STICKY_TIMEOUT", c.StickyTimeout, &f.StickyTimeout},
+		{"LETHE_WORKER_STOP_TIMEOUT", c.WorkerStopTimeout, &f.StopTimeout},
+	} {
+		d, err := positiveDuration(s.env, s.value)
+		if err != nil {
+			return roles.Failover{}, err
+		}
+		*s.target = d
+	}
+	g := f.KafkaGroup
+	switch {
+	case g.Session < time.Second:
+		return roles.Failover{}, fmt.Errorf("LETHE_KAFKA_SESSION_TIMEOUT %q: want at least 1s (brokers usually refuse less than 6s)", c.KafkaSessionTimeout)
+	case 3*g.Heartbeat > g.Session:
+		return roles.Failover{}, fmt.Errorf("LETHE_KAFKA_HEARTBEAT_INTERVAL %q is more than a third of LETHE_KAFKA_SESSION_TIMEOUT %q: a live relay could be evicted between two heartbeats", c.KafkaHeartbeat, c.KafkaSessionTimeout)
+	}
+	if err := f.Validate(); err != nil {
+		return roles.Failover{}, fmt.Errorf("LETHE_WORKFLOW_TASK_TIMEOUT %q: %w", c.WorkflowTaskTimeout, err)
+	}
+	return f, nil
 }
 
 // openStore connects to LETHE_DATABASE_URL, for the commands that read or

@@ -116,6 +116,10 @@ func (c *config) roleSettings() (roles.Settings, error) {
 	if err != nil {
 		return roles.Settings{}, err
 	}
+	failover, err := c.failover()
+	if err != nil {
+		return roles.Settings{}, err
+	}
 	return roles.Settings{
 		Policy:            workflows.Policy{MaxAttempts: c.MaxAttempts, Reminders: reminders, Settle: settle},
 		Deadline:          deadline,
@@ -126,6 +130,7 @@ func (c *config) roleSettings() (roles.Settings, error) {
 		CredentialOverlap: overlap,
 		RequireSignatures: require,
 		Reconcile:         rec,
+		Failover:          failover,
 	}, nil
 }
 

@@ -48,7 +48,7 @@ type baselineWorker struct {
 }
 
 func startBaselineWorker(c client.Client, writer *kafka.Writer) (*baselineWorker, error) {
-	w := worker.New(c, baselineQueue, roles.WorkerOptions())
+	w := worker.New(c, baselineQueue, roles.WorkerOptions(roles.Failover{}))
 	w.RegisterWorkflowWithOptions(emptyWorkflow, workflow.RegisterOptions{Name: emptyWorkflowName})
 	w.RegisterWorkflowWithOptions(naiveWorkflow, workflow.RegisterOptions{Name: naiveWorkflowName})
 	w.RegisterActivity(&naiveActivities{writer: writer})

@@ -31,7 +31,7 @@ func (a *actions) Reconciled(action string) {
 // reconciler builds the worker's reconciler on the stack with no grace,
 // so that it looks at requests at once.
 func (s *stack) reconciler(count *actions) *reconcile.Reconciler {
-	return reconcile.New(reconcile.Config{Ledger: s.Store, Workflows: reconcile.NewWorkflows(s.Temporal),
+	return reconcile.New(reconcile.Config{Ledger: s.Store, Workflows: reconcile.NewWorkflows(s.Temporal, 0),
 		Logger: s.Log, Counter: count, Grace: time.Nanosecond})
 }
 

@@ -46,7 +46,6 @@ func TestRelayKilledBeforeCommit(t *testing.T) {
 		return s.published(wire.ConfirmationsTopic) >= n
 	})
 
-	shortenSessions(s.Kafka, relay.DefaultGroupID)
 	refused := s.Kafka.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: relay.DefaultGroupID, Count: -1})
 	a := startProcess(t, "relay", s.env(s.Temporal.Address()))
 	// The relay commits a batch once all its signals were accepted: a
@@ -89,20 +88,6 @@ func TestRelayKilledBeforeCommit(t *testing.T) {
 	eventually(t, ctx, "relay B committed its offsets", func() bool {
 		g := s.Kafka.GroupInfo(relay.DefaultGroupID)
 		return g != nil && len(g.Commits[wire.ConfirmationsTopic]) > 0
-	})
-}
-
-// shortenSessions makes the broker give group's members the shortest
-// session it allows (6 s instead of kafka-go's 30 s), so a member killed
-// without leaving the group is evicted, and its partitions handed on, in
-// seconds.
-func shortenSessions(c *kfake.Cluster, group string) {
-	c.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if j, ok := req.(*kmsg.JoinGroupRequest); ok && j.Group == group {
-			j.SessionTimeoutMillis = 6000
-		}
-		return nil, nil, false
 	})
 }
 

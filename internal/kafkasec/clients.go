@@ -51,9 +51,10 @@ func NewWriter(brokers []string, sec Security) *kafka.Writer {
 // sent before a service first started are not lost, and fetches idle for at
 // most a second so that closing the reader is prompt. kafka-go's own error
 // messages go to log at warning level; they describe connections and
-// offsets, never message contents. tune, when not nil, adjusts the
-// configuration last (tests shorten the group's timeouts with it).
-func NewReader(brokers []string, groupID, topic string, log *slog.Logger, sec Security, tune func(*kafka.ReaderConfig)) *kafka.Reader {
+// offsets, never message contents. group sets how fast the group gets over
+// the loss of a member (zero fields: the defaults). tune, when not nil,
+// adjusts the configuration last.
+func NewReader(brokers []string, groupID, topic string, log *slog.Logger, sec Security, group GroupTimeouts, tune func(*kafka.ReaderConfig)) *kafka.Reader {
 	cfg := kafka.ReaderConfig{
 		Dialer:         sec.dialer(),
 		Brokers:        brokers,
@@ -68,6 +69,7 @@ func NewReader(brokers []string, groupID, topic string, log *slog.Logger, sec Se
 			log.Warn("kafka reader: "+fmt.Sprintf(msg, args...), "topic", topic)
 		}),
 	}
+	group.apply(&cfg)
 	if tune != nil {
 		tune(&cfg)
 	}

@@ -30,6 +30,9 @@ type Cluster struct {
 	Brokers []string
 	// Security is the zero value for plaintext connections.
 	Security kafkasec.Security
+	// Group are the timeouts of the consumer groups of c's readers; the
+	// zero value is kafkasec's defaults.
+	Group kafkasec.GroupTimeouts
 }
 
 // Writer returns the writer for commands, confirmations and dead letters
@@ -39,7 +42,7 @@ func (c Cluster) Writer() *kafka.Writer { return kafkasec.NewWriter(c.Brokers, c
 // Reader returns a consumer-group reader (see NewReader) over c's secured
 // connections.
 func (c Cluster) Reader(groupID, topic string, log *slog.Logger) *kafka.Reader {
-	return kafkasec.NewReader(c.Brokers, groupID, topic, log, c.Security, nil)
+	return kafkasec.NewReader(c.Brokers, groupID, topic, log, c.Security, c.Group, nil)
 }
 
 // EnsureTopics creates the missing ones of topics (see EnsureTopics) over

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -41,12 +42,14 @@ func Carried(ctx context.Context, c client.Client, requestID string) (workflows.
 }
 
 // Start starts a new run of the request's closed workflow with in, at the
-// current revision. A workflow already running under the ID (another
+// current revision, with taskTimeout as its workflow task timeout (zero:
+// Temporal's default). A workflow already running under the ID (another
 // replica or caller got there first) is not replaced: the error is
 // Temporal's *serviceerror.WorkflowExecutionAlreadyStarted.
-func Start(ctx context.Context, c client.Client, in workflows.ErasureInput) error {
+func Start(ctx context.Context, c client.Client, in workflows.ErasureInput, taskTimeout time.Duration) error {
 	in.Revision = workflows.CurrentRevision
 	opts := StartOptions(in, lethe.RequestRunning)
+	opts.WorkflowTaskTimeout = taskTimeout
 	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
 	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 	_, err := c.ExecuteWorkflow(ctx, opts, workflows.ErasureWorkflowName, in)

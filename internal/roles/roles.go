@@ -107,6 +107,9 @@ type Settings struct {
 	RequireSignatures bool
 	// Reconcile sets the worker's reconciler.
 	Reconcile Reconcile
+	// Failover says how fast the other replicas take over the work of one
+	// that is lost; the zero value is the defaults.
+	Failover Failover
 }
 
 // Reconcile sets the worker's reconciler (package reconcile): how often it
@@ -116,6 +119,72 @@ type Reconcile struct {
 	Interval time.Duration
 	Grace    time.Duration
 	Off      bool
+}
+
+// Failover are the settings that bound what the loss of a worker or relay
+// replica costs the requests in flight, and how a replica hands its work
+// over when it is stopped.
+type Failover struct {
+	// KafkaGroup are the relay's consumer group timeouts
+	// (LETHE_KAFKA_SESSION_TIMEOUT and its neighbours).
+	KafkaGroup kafkasec.GroupTimeouts
+	// WorkflowTaskTimeout is given to every workflow the API starts
+	// (LETHE_WORKFLOW_TASK_TIMEOUT); zero means DefaultWorkflowTaskTimeout.
+	WorkflowTaskTimeout time.Duration
+	// StickyTimeout is how long a workflow task waits for the worker that
+	// has the workflow cached before any worker may take it
+	// (LETHE_STICKY_TIMEOUT); zero means DefaultStickyTimeout.
+	StickyTimeout time.Duration
+	// StopTimeout is how long a stopping worker, which no longer polls,
+	// lets its tasks in flight finish (LETHE_WORKER_STOP_TIMEOUT); zero
+	// means DefaultWorkerStopTimeout.
+	StopTimeout time.Duration
+}
+
+// Defaults of Failover. A worker killed mid-task costs its requests the
+// workflow task timeout (Temporal's default is 10s) and the workflows it
+// had cached the sticky timeout (the SDK's default is 5s). Shorter task
+// timeouts are safe for the erasure workflow: its long steps are local
+// activities, for which the SDK extends the task, and its histories are
+// short to replay. The stop timeout fits within Kubernetes' default grace
+// period of 30s.
+const (
+	DefaultWorkflowTaskTimeout = 5 * time.Second
+	DefaultStickyTimeout       = 3 * time.Second
+	DefaultWorkerStopTimeout   = 10 * time.Second
+)
+
+// WithDefaults fills in the zero fields of f.
+func (f Failover) WithDefaults() Failover {
+	f.KafkaGroup = f.KafkaGroup.WithDefaults()
+	if f.WorkflowTaskTimeout == 0 {
+		f.WorkflowTaskTimeout = DefaultWorkflowTaskTimeout
+	}
+	if f.StickyTimeout == 0 {
+		f.StickyTimeout = DefaultStickyTimeout
+	}
+	if f.StopTimeout == 0 {
+		f.StopTimeout = DefaultWorkerStopTimeout
+	}
+	return f
+}
+
+// maxWorkflowTaskTimeout is the longest workflow task timeout Temporal
+// accepts.
+const maxWorkflowTaskTimeout = 2 * time.Minute
+
+// Validate reports the first problem of f.
+func (f Failover) Validate() error {
+	if err := f.KafkaGroup.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case f.WorkflowTaskTimeout < 0, f.StickyTimeout < 0, f.StopTimeout < 0:
+		return errors.New("worker timeouts must not be negative")
+	case f.WorkflowTaskTimeout > maxWorkflowTaskTimeout:
+		return fmt.Errorf("workflow task timeout %s is over Temporal's limit of %s", f.WorkflowTaskTimeout, maxWorkflowTaskTimeout)
+	}
+	return nil
 }
 
 // Validate reports the first missing dependency.
@@ -171,7 +240,8 @@ func APIHandler(d Deps) (http.Handler, error) {
 	}
 	engine := d.Engine
 	if engine == nil {
-		engine = api.NewTemporalEngine(d.Temporal, d.Settings.Policy)
+		engine = api.NewTemporalEngine(d.Temporal, d.Settings.Policy,
+			api.WorkflowTaskTimeout(d.Settings.Failover.WithDefaults().WorkflowTaskTimeout))
 	}
 	cfg := api.Config{
 		Store:           d.Store,
@@ -216,25 +286,36 @@ func TemporalReady(c client.Client) func(context.Context) error {
 	}
 }
 
-// WorkerOptions are the options of the erasure worker. `lethe bench` gives
-// its baseline workflows the same ones, so that its ratios compare designs
-// rather than tuning. They are the SDK's defaults: autoscaling pollers were
-// measured with `lethe bench` and sped the baselines up more than Lethe,
-// whose throughput on the embedded server is bound by the server's
-// persistence, not by how fast the worker polls (docs/benchmarks.md).
-func WorkerOptions() worker.Options {
-	return worker.Options{}
+// WorkerOptions are the options of the erasure worker with f's hand-off
+// settings. `lethe bench` gives its baseline workflows the same ones, so
+// that its ratios compare designs rather than tuning. The rest are the
+// SDK's defaults: autoscaling pollers were measured with `lethe bench` and
+// sped the baselines up more than Lethe, whose throughput on the embedded
+// server is bound by the server's persistence, not by how fast the worker
+// polls (docs/benchmarks.md).
+func WorkerOptions(f Failover) worker.Options {
+	f = f.WithDefaults()
+	return worker.Options{
+		StickyScheduleToStartTimeout: f.StickyTimeout,
+		WorkerStopTimeout:            f.StopTimeout,
+	}
 }
 
 // RunWorker hosts the erasure workflow and its activities until ctx ends,
-// then stops the worker and returns ctx's error.
+// then stops the worker and returns ctx's error. Stopping hands the work
+// over: the worker stops polling, tells Temporal that its cached workflows'
+// next tasks may go to any worker, and lets the tasks it holds finish for
+// up to the stop timeout.
 func RunWorker(ctx context.Context, d Deps) error {
 	if err := d.needDigester(); err != nil {
 		return err
 	}
+	if err := d.Settings.Failover.Validate(); err != nil {
+		return err
+	}
 	writer := d.kafka().Writer()
 	defer writer.Close()
-	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions())
+	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions(d.Settings.Failover))
 	acts := &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
 		Digester: d.Digester, Escalations: d.Settings.Escalations,
 		Credentials: d.Store, SystemKey: d.Settings.SystemKey,
@@ -248,7 +329,7 @@ func RunWorker(ctx context.Context, d Deps) error {
 	}
 	d.Logger.Info("worker polling", "task_queue", workflows.TaskQueue, "namespace", d.Namespace)
 	if rc := d.Settings.Reconcile; !rc.Off {
-		cfg := reconcile.Config{Ledger: d.Store, Workflows: reconcile.NewWorkflows(d.Temporal),
+		cfg := reconcile.Config{Ledger: d.Store, Workflows: reconcile.NewWorkflows(d.Temporal, d.Settings.Failover.WithDefaults().WorkflowTaskTimeout),
 			Logger: d.Logger.With("component", "reconciler"), Interval: rc.Interval, Grace: rc.Grace}
 		if d.Metrics != nil {
 			cfg.Counter = d.Metrics
@@ -269,7 +350,8 @@ func RunRelay(ctx context.Context, d Deps) error {
 	if err := d.kafka().EnsureTopics(ctx, d.Partitions, wire.ConfirmationsTopic, wire.DLQTopic(wire.ConfirmationsTopic)); err != nil {
 		return fmt.Errorf("create confirmation topics: %w", err)
 	}
-	rc := relay.Config{Brokers: d.Brokers, Security: d.KafkaSecurity, Logger: d.Logger, Credentials: d.Store,
+	rc := relay.Config{Brokers: d.Brokers, Security: d.KafkaSecurity, Group: d.Settings.Failover.KafkaGroup,
+		Logger: d.Logger, Credentials: d.Store,
 		SystemKey: d.Settings.SystemKey, RequireSignatures: d.Settings.RequireSignatures}
 	if d.Metrics != nil {
 		rc.Metrics = d.Metrics

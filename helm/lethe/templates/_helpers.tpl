@@ -288,6 +288,12 @@ LETHE_RATE_BURST: {{ .Values.auth.rateBurst | quote }}
 LETHE_OIDC_ISSUER: {{ . | quote }}
 LETHE_OIDC_AUDIENCE: {{ $.Values.auth.oidc.audience | quote }}
 {{- end }}
+LETHE_KAFKA_SESSION_TIMEOUT: {{ .Values.failover.kafkaSessionTimeout | quote }}
+LETHE_KAFKA_HEARTBEAT_INTERVAL: {{ .Values.failover.kafkaHeartbeatInterval | quote }}
+LETHE_KAFKA_REBALANCE_TIMEOUT: {{ .Values.failover.kafkaRebalanceTimeout | quote }}
+LETHE_WORKFLOW_TASK_TIMEOUT: {{ .Values.failover.workflowTaskTimeout | quote }}
+LETHE_STICKY_TIMEOUT: {{ .Values.failover.stickyTimeout | quote }}
+LETHE_WORKER_STOP_TIMEOUT: {{ .Values.failover.workerStopTimeout | quote }}
 LETHE_CREDENTIAL_OVERLAP: {{ .Values.credentials.overlap | quote }}
 LETHE_REQUIRE_SIGNATURES: {{ .Values.credentials.requireSignatures | quote }}
 {{- with .Values.certificates.retiredKeys }}
