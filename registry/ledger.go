@@ -138,7 +138,11 @@ func (s *Store) applyLedger(ctx context.Context, requestID string, d lethe.Ledge
 			e.RequestID = id.String()
 			events[i] = e
 		}
-		if err := insertAudit(ctx, tx, events, now); err != nil {
+		events, err = unwritten(ctx, tx, id, d.Batch, events)
+		if err != nil {
+			return nil, s.fail("apply ledger: read the batch's events", err)
+		}
+		if err := insertBatchAudit(ctx, tx, events, now, d.Batch); err != nil {
 			return nil, s.fail("apply ledger: audit", err)
 		}
 	}
@@ -323,6 +327,52 @@ func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent
 	return out, nil
 }
 
+// unwritten leaves out of events those that an earlier batch of the same
+// number (the part of batch before its "/") already wrote: a workflow task
+// run again after its first attempt wrote its batch, but with a signal the
+// first attempt had not seen, names its batch by the same number and other
+// contents (see workflows.batchName), and its events repeat the first
+// attempt's but for what the signal added. Events are compared by all but
+// their time, which is the task's, and counted, so that k equal events
+// written before let through only those beyond k.
+func unwritten(ctx context.Context, tx *sql.Tx, id uuid.UUID, batch string, events []lethe.AuditEvent) ([]lethe.AuditEvent, error) {
+	n, _, ok := strings.Cut(batch, "/")
+	if !ok {
+		return events, nil
+	}
+	rows, err := tx.QueryContext(ctx, `
+		SELECT kind, system, hold_id, attempt, detail, actor FROM audit_events
+		WHERE request_id = $1 AND ledger_batch LIKE $2`, id, n+"/%")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	written := map[lethe.AuditEvent]int{}
+	for rows.Next() {
+		var e lethe.AuditEvent
+		if err := rows.Scan(&e.Kind, &e.System, &e.Hold, &e.Attempt, &e.Detail, &e.Actor); err != nil {
+			return nil, err
+		}
+		written[e]++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(written) == 0 {
+		return events, nil
+	}
+	out := events[:0:0]
+	for _, e := range events {
+		k := lethe.AuditEvent{Kind: e.Kind, System: e.System, Hold: e.Hold, Attempt: e.Attempt, Detail: e.Detail, Actor: e.Actor}
+		if written[k] > 0 {
+			written[k]--
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // insertAudit appends events in one statement. WITH ORDINALITY and the
 // ORDER BY make the rows follow the slice order, and the chain trigger of
 // audit_events (migration 0003) links them in that order. Events without a
@@ -332,6 +382,15 @@ func (s *Store) Audit(ctx context.Context, requestID string) ([]lethe.AuditEvent
 // write audit events last in a transaction: everything before the insert
 // then runs without holding up other writers.
 func insertAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now time.Time) error {
+	return insertBatchAudit(ctx, q, events, now, "")
+}
+
+// insertBatchAudit is insertAudit for the events of a ledger batch, which
+// each row names (NULL for none).
+func insertBatchAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now time.Time, batch string) error {
+	if len(events) == 0 {
+		return nil
+	}
 	var (
 		ids      = make([]string, len(events))
 		systems  = make([]string, len(events))
@@ -352,14 +411,14 @@ func insertAudit(ctx context.Context, q querier, events []lethe.AuditEvent, now 
 		ats[i] = at.UTC().Format(time.RFC3339Nano)
 	}
 	_, err := q.ExecContext(ctx, `
-		INSERT INTO audit_events (request_id, system, hold_id, kind, attempt, detail, at, actor)
+		INSERT INTO audit_events (request_id, system, hold_id, kind, attempt, detail, at, actor, ledger_batch)
 		SELECT NULLIF(u.request_id, '')::uuid, u.system, u.hold_id, u.kind, u.attempt, u.detail,
-			u.at::timestamptz, u.actor
+			u.at::timestamptz, u.actor, NULLIF($9, '')
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[])
 			WITH ORDINALITY AS u (request_id, system, hold_id, kind, attempt, detail, at, actor, n)
 		ORDER BY u.n`,
 		pq.Array(ids), pq.Array(systems), pq.Array(holds), pq.Array(kinds), pq.Array(attempts),
-		pq.Array(details), pq.Array(ats), pq.Array(actors))
+		pq.Array(details), pq.Array(ats), pq.Array(actors), batch)
 	return err
 }
 

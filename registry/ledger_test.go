@@ -345,3 +345,54 @@ func TestAuditIsAppendOnly(t *testing.T) {
 		t.Errorf("audit after the attempts = %+v, want the one untouched received event", events)
 	}
 }
+
+// TestApplyLedgerRerunAddsOnlyNewEvents is a workflow task run again with
+// a signal its first attempt had not seen: its batch has the same number
+// and other contents, and only what the signal added reaches the audit.
+// Equal events are counted, and another number is another batch.
+func TestApplyLedgerRerunAddsOnlyNewEvents(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := testContext(t)
+	e := create(t, s, newErasure(t0))
+	ev := func(kind lethe.AuditKind, system string, at time.Duration) lethe.AuditEvent {
+		return lethe.AuditEvent{Kind: kind, System: system, Attempt: 1, Detail: "d", At: t0.Add(at)}
+	}
+	rejected := lethe.AuditEvent{Kind: lethe.AuditConfirmationRejected, Detail: "unknown command_id", At: t0}
+	first := lethe.LedgerDelta{Batch: "3/aaaa", Events: []lethe.AuditEvent{
+		ev(lethe.AuditDispatched, "crm", 0), ev(lethe.AuditConfirmed, "crm", 0), rejected}}
+	// Run again a second later, with billing's confirmation and a second
+	// rejected confirmation taken in too.
+	again := lethe.LedgerDelta{Batch: "3/bbbb", Events: []lethe.AuditEvent{
+		ev(lethe.AuditDispatched, "crm", time.Second), ev(lethe.AuditConfirmed, "crm", time.Second),
+		ev(lethe.AuditConfirmed, "billing", time.Second), rejected, rejected}}
+	later := lethe.LedgerDelta{Batch: "4/cccc", Events: []lethe.AuditEvent{rejected}}
+	for _, d := range []lethe.LedgerDelta{first, again, again, later} {
+		if err := s.ApplyLedger(ctx, e.ID, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit, err := s.Audit(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, a := range audit {
+		count[string(a.Kind)+" "+a.System]++
+	}
+	want := map[string]int{
+		"received ": 1, "dispatched crm": 1, "confirmed crm": 1, "confirmed billing": 1,
+		// Two in batch 3 (one in each attempt's contents beyond the first's), one in batch 4.
+		"confirmation_rejected ": 3,
+	}
+	for k, n := range want {
+		if count[k] != n {
+			t.Errorf("%q recorded %d times, want %d (audit %v)", k, count[k], n, count)
+		}
+	}
+	if len(count) != len(want) {
+		t.Errorf("audit kinds %v, want %v", count, want)
+	}
+	if v, err := s.VerifyAudit(ctx); err != nil || !v.Intact() {
+		t.Errorf("the chain does not verify after filtered inserts: %+v, %v", v.Broken, err)
+	}
+}

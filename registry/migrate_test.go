@@ -52,7 +52,7 @@ var wantTables = []string{
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 12
+const wantVersions = 13
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()

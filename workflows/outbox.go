@@ -127,9 +127,10 @@ func (w *erasure) flush(ctx workflow.Context, settle bool) error {
 // changes at the same number, such as confirmations that arrived after the
 // reset point, batched otherwise: the digest keeps the ledger from taking
 // them for the ones written before, and swallowing them. So may a task run
-// again that took in a signal its first attempt had not seen; its events
-// then go in, the ones it shares with the first attempt a second time,
-// rather than lost. The delta holds no identifier value, and the digest is
+// again that took in a signal its first attempt had not seen: the ledger
+// then takes from its events only those the first attempt, under the same
+// number, did not write (registry's ApplyLedger). The delta holds no
+// identifier value, and the digest is
 // cut to 16 bytes: a name, not a secret.
 func batchName(n int, d lethe.LedgerDelta) string {
 	d.Batch, d.CompletedAt = "", nil
