@@ -616,6 +616,20 @@ check_failover() {
 	must_fail "a known setting" "failover" "${REQUIRED[@]}" --set failover.sessionTimeout=6s || return 1
 }
 
+check_reconciler() {
+	local out="$WORK/defaults.yaml"
+	[[ -s "$out" ]] || render "${REQUIRED[@]}" >"$out" || fail "render failed" || return 1
+	want_count "$out" 2 'LETHE_RECONCILE_INTERVAL: "5m"' || return 1
+	want_count "$out" 2 'LETHE_RECONCILE_GRACE: "10m"' || return 1
+	local off="$WORK/reconciler-off.yaml"
+	render "${REQUIRED[@]}" --set-string reconciler.interval=0 --set reconciler.grace=30m >"$off" ||
+		fail "render with the reconciler off failed" || return 1
+	want_count "$off" 2 'LETHE_RECONCILE_INTERVAL: "0"' || return 1
+	want_count "$off" 2 'LETHE_RECONCILE_GRACE: "30m"' || return 1
+	must_fail "a duration" "/reconciler/interval" "${REQUIRED[@]}" --set reconciler.interval=often || return 1
+	must_fail "a known setting" "reconciler" "${REQUIRED[@]}" --set reconciler.every=5m || return 1
+}
+
 # shellcheck source=scripts/helm-check-monitoring.sh
 source "$(dirname "${BASH_SOURCE[0]}")/helm-check-monitoring.sh"
 
@@ -653,6 +667,7 @@ run check_monitoring_renders
 run check_monitoring_rules_validate
 run check_monitoring_values
 run check_failover
+run check_reconciler
 
 echo "helm: $passed passed, $failed failed"
 [[ "$failed" == 0 ]]

@@ -294,6 +294,8 @@ LETHE_KAFKA_REBALANCE_TIMEOUT: {{ .Values.failover.kafkaRebalanceTimeout | quote
 LETHE_WORKFLOW_TASK_TIMEOUT: {{ .Values.failover.workflowTaskTimeout | quote }}
 LETHE_STICKY_TIMEOUT: {{ .Values.failover.stickyTimeout | quote }}
 LETHE_WORKER_STOP_TIMEOUT: {{ .Values.failover.workerStopTimeout | quote }}
+LETHE_RECONCILE_INTERVAL: {{ .Values.reconciler.interval | quote }}
+LETHE_RECONCILE_GRACE: {{ .Values.reconciler.grace | quote }}
 LETHE_CREDENTIAL_OVERLAP: {{ .Values.credentials.overlap | quote }}
 LETHE_REQUIRE_SIGNATURES: {{ .Values.credentials.requireSignatures | quote }}
 {{- with .Values.certificates.retiredKeys }}
