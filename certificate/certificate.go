@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/lethe-dev/lethe"
@@ -123,8 +122,12 @@ func Encode(c *Certificate) ([]byte, error) {
 }
 
 // encode is the canonical form without its final newline.
-func encode(c *Certificate) ([]byte, error) {
-	b, err := json.MarshalIndent(c, "", "  ")
+func encode(c *Certificate) ([]byte, error) { return encodeJSON(c) }
+
+// encodeJSON is the canonical form of any document of this package:
+// indented JSON without a final newline.
+func encodeJSON(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode certificate: %w", err)
 	}
@@ -150,17 +153,21 @@ var (
 // Verify checks a certificate file against the public keys the caller
 // trusts and returns the document and the key that signed it. It accepts
 // only the canonical form, optionally without its final newline: any other
-// byte sequence fails, even one that parses to the same document.
+// byte sequence fails, even one that parses to the same document. A batch
+// certificate fails with ErrBatchCertificate: VerifyBatch checks those.
 func Verify(file []byte, keys []ed25519.PublicKey) (*Certificate, ed25519.PublicKey, error) {
-	if len(file) > MaxSize {
-		return nil, nil, fmt.Errorf("certificate is larger than %d bytes", MaxSize)
-	}
-	body := bytes.TrimSuffix(file, []byte("\n"))
-	c, err := decode(body)
+	body, err := canonicalBody(file)
 	if err != nil {
 		return nil, nil, err
 	}
-	canonical, err := encode(c)
+	if FormatOf(body) == BatchFormat {
+		return nil, nil, fmt.Errorf("%w: verify it with VerifyBatch", ErrBatchCertificate)
+	}
+	var c Certificate
+	if err := decodeStrict(body, &c); err != nil {
+		return nil, nil, err
+	}
+	canonical, err := encode(&c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -175,45 +182,41 @@ func Verify(file []byte, keys []ed25519.PublicKey) (*Certificate, ed25519.Public
 	case c.Format != Format && c.Format != FormatV1:
 		return nil, nil, fmt.Errorf("certificate format %q is not %q or %q", c.Format, Format, FormatV1)
 	}
-	if c.Signature.Algorithm != Algorithm {
-		return nil, nil, fmt.Errorf("signature algorithm %q is not %s", c.Signature.Algorithm, Algorithm)
+	msg, err := signedBytes(&c)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := checkSignature(c.Signature, msg, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &c, key, nil
+}
+
+// checkSignature finds the key the signature block names among keys and
+// checks the signature over msg with it.
+func checkSignature(sig Signature, msg []byte, keys []ed25519.PublicKey) (ed25519.PublicKey, error) {
+	if sig.Algorithm != Algorithm {
+		return nil, fmt.Errorf("signature algorithm %q is not %s", sig.Algorithm, Algorithm)
 	}
 	var key ed25519.PublicKey
 	for _, k := range keys {
-		if KeyID(k) == c.Signature.KeyID {
+		if KeyID(k) == sig.KeyID {
 			key = k
 			break
 		}
 	}
 	if key == nil {
-		return nil, nil, fmt.Errorf("%w (key id %q)", ErrUnknownKey, c.Signature.KeyID)
+		return nil, fmt.Errorf("%w (key id %q)", ErrUnknownKey, sig.KeyID)
 	}
-	sig, err := base64.StdEncoding.Strict().DecodeString(c.Signature.Value)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return nil, nil, fmt.Errorf("%w: the value is not a base64 Ed25519 signature", ErrBadSignature)
+	raw, err := base64.StdEncoding.Strict().DecodeString(sig.Value)
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: the value is not a base64 Ed25519 signature", ErrBadSignature)
 	}
-	msg, err := signedBytes(c)
-	if err != nil {
-		return nil, nil, err
+	if !ed25519.Verify(key, msg, raw) {
+		return nil, ErrBadSignature
 	}
-	if !ed25519.Verify(key, msg, sig) {
-		return nil, nil, ErrBadSignature
-	}
-	return c, key, nil
-}
-
-// decode reads exactly one JSON document with no unknown fields.
-func decode(b []byte) (*Certificate, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var c Certificate
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("certificate is not a valid document: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("certificate has data after its document")
-	}
-	return &c, nil
+	return key, nil
 }
 
 // Facts are what a certificate states, as the ledger holds them when it is

@@ -61,8 +61,13 @@ func (s *Signer) Sign(c *Certificate) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Signature.Value = base64.StdEncoding.EncodeToString(ed25519.Sign(s.priv, msg))
+	c.Signature.Value = s.sign(msg)
 	return Encode(c)
+}
+
+// sign is the base64 signature of msg, the form signature blocks hold.
+func (s *Signer) sign(msg []byte) string {
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(s.priv, msg))
 }
 
 // ParsePublicKey reads a 32-byte Ed25519 public key written as 64 hex
