@@ -30,7 +30,8 @@ Commands:
   codec     the codec endpoint alone, for a Temporal Web UI to show encrypted payloads decrypted
   audit     lethe audit verify: check the hash-chained audit in PostgreSQL
   certificate
-            lethe certificate verify (--public-key KEY | --keys-url URL) FILE: check a certificate of erasure offline
+            lethe certificate verify (--public-key KEY | --keys-url URL) [--proof PROOF]... FILE:
+            check a certificate of erasure, or a batch's and its subjects' inclusion proofs, offline
   connector run a reference connector: lethe connector <postgres|webhook> --config FILE
   bench     measure end-to-end erasures next to raw Temporal and Kafka baselines
   version   print the version
