@@ -11,7 +11,7 @@ FUZZTIME  ?= 30s
 FUZZSHORT ?= 3s
 FUZZ_TARGETS := wire:FuzzDecodeCommand wire:FuzzDecodeConfirmation \
 	api:FuzzCreateErasure api:FuzzPutSystem api:FuzzListErasures \
-	connectors:FuzzHandleMessage
+	connectors:FuzzHandleMessage certificate:FuzzVerifyBatch
 
 # REDOCLY pins the OpenAPI linter `make openapi-lint` runs through npx.
 REDOCLY   ?= @redocly/cli@2.77.0

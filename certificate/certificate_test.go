@@ -19,7 +19,7 @@ import (
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
-func testSigner(t *testing.T, b byte) *certificate.Signer {
+func testSigner(t testing.TB, b byte) *certificate.Signer {
 	t.Helper()
 	s, err := certificate.NewSigner(bytes.Repeat([]byte{b}, ed25519.SeedSize))
 	if err != nil {
