@@ -5,6 +5,10 @@
 // issuer's Ed25519 public key alone, and only in its canonical form, so that
 // changing any byte of the file makes it fail.
 //
+// A finished batch has one BatchCertificate instead, which signs a Merkle
+// root over one Leaf per subject; a Proof shows one subject's leaf is under
+// that root without the other subjects.
+//
 // The package depends on the standard library and the lethe domain package
 // only, so that whoever checks certificates can import it without the rest
 // of Lethe.
