@@ -192,22 +192,30 @@ func (c Confirmation) Validate() error {
 		return malformed("request_id is not a UUID")
 	case !systemRe.MatchString(c.System):
 		return malformed("system is not a valid system name")
-	case !c.Outcome.Valid():
-		return malformed("outcome is not one of erased, not_found, retained, failed")
-	case c.Records < 0:
-		return malformed("records is negative")
-	case len(c.Detail) > MaxDetailBytes:
-		return malformed("detail is longer than %d bytes", MaxDetailBytes)
-	case c.Outcome == OutcomeRetained && c.Detail == "":
-		return malformed("a retained outcome must name its legal basis in detail")
-	case c.Retryable && c.Outcome != OutcomeFailed:
-		return malformed("retryable is only meaningful with outcome failed")
 	case c.ConfirmedAt.IsZero():
 		return malformed("confirmed_at is missing")
 	case !encodable(c.ConfirmedAt):
 		return malformed("confirmed_at is not a time RFC 3339 can carry")
 	}
-	return validIdentifiers(c.DerivedIdentifiers, "derived_identifiers", false)
+	return validOutcome("", c.Outcome, c.Records, c.Detail, c.Retryable, c.DerivedIdentifiers)
+}
+
+// validOutcome checks what a confirmation, or one item of a batch
+// confirmation, says about one subject; prefix names the item.
+func validOutcome(prefix string, o Outcome, records int64, detail string, retryable bool, derived []Identifier) error {
+	switch {
+	case !o.Valid():
+		return malformed("%soutcome is not one of erased, not_found, retained, failed", prefix)
+	case records < 0:
+		return malformed("%srecords is negative", prefix)
+	case len(detail) > MaxDetailBytes:
+		return malformed("%sdetail is longer than %d bytes", prefix, MaxDetailBytes)
+	case o == OutcomeRetained && detail == "":
+		return malformed("%sa retained outcome must name its legal basis in detail", prefix)
+	case retryable && o != OutcomeFailed:
+		return malformed("%sretryable is only meaningful with outcome failed", prefix)
+	}
+	return validIdentifiers(derived, prefix+"derived_identifiers", false)
 }
 
 // encodable reports whether t can be written as RFC 3339 again. The JSON
