@@ -537,10 +537,10 @@ type feed struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	byCmd   map[string][]wire.Confirmation // only the commands expected
-	batches map[string][]wire.BatchConfirmation
-	raw     map[string][]kafka.Message     // their messages, headers included
-	arrived chan struct{}                  // closed and replaced at each arrival
+	byCmd   map[string][]wire.Confirmation      // only the commands expected
+	batches map[string][]wire.BatchConfirmation // likewise, of batch commands
+	raw     map[string][]kafka.Message          // their messages, headers included
+	arrived chan struct{}                       // closed and replaced at each arrival
 }
 
 func startFeed(ctx context.Context, brokers []string) (*feed, error) {
