@@ -135,7 +135,11 @@ func (c BatchConfirmation) Validate() error {
 		if err := validItemID(it.ItemID, i, seen); err != nil {
 			return err
 		}
-		if err := validOutcome(fmt.Sprintf("items[%d].", i), it.Outcome, it.Records, it.Detail, it.Retryable, it.DerivedIdentifiers); err != nil {
+		prefix := fmt.Sprintf("items[%d].", i)
+		if err := validResult(prefix, it.Outcome, it.Records, it.Detail, it.Retryable); err != nil {
+			return err
+		}
+		if err := validIdentifiers(it.DerivedIdentifiers, prefix+"derived_identifiers", false); err != nil {
 			return err
 		}
 	}

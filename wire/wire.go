@@ -192,17 +192,23 @@ func (c Confirmation) Validate() error {
 		return malformed("request_id is not a UUID")
 	case !systemRe.MatchString(c.System):
 		return malformed("system is not a valid system name")
+	}
+	if err := validResult("", c.Outcome, c.Records, c.Detail, c.Retryable); err != nil {
+		return err
+	}
+	switch {
 	case c.ConfirmedAt.IsZero():
 		return malformed("confirmed_at is missing")
 	case !encodable(c.ConfirmedAt):
 		return malformed("confirmed_at is not a time RFC 3339 can carry")
 	}
-	return validOutcome("", c.Outcome, c.Records, c.Detail, c.Retryable, c.DerivedIdentifiers)
+	return validIdentifiers(c.DerivedIdentifiers, "derived_identifiers", false)
 }
 
-// validOutcome checks what a confirmation, or one item of a batch
-// confirmation, says about one subject; prefix names the item.
-func validOutcome(prefix string, o Outcome, records int64, detail string, retryable bool, derived []Identifier) error {
+// validResult checks what a confirmation, or one item of a batch
+// confirmation, says about one subject, derived identifiers aside; prefix
+// names the item.
+func validResult(prefix string, o Outcome, records int64, detail string, retryable bool) error {
 	switch {
 	case !o.Valid():
 		return malformed("%soutcome is not one of erased, not_found, retained, failed", prefix)
@@ -215,7 +221,7 @@ func validOutcome(prefix string, o Outcome, records int64, detail string, retrya
 	case retryable && o != OutcomeFailed:
 		return malformed("%sretryable is only meaningful with outcome failed", prefix)
 	}
-	return validIdentifiers(derived, prefix+"derived_identifiers", false)
+	return nil
 }
 
 // encodable reports whether t can be written as RFC 3339 again. The JSON
