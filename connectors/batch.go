@@ -141,23 +141,33 @@ func (c *consumer) handleBatch(ctx, hctx, dctx context.Context, m kafka.Message,
 		System:      bc.System,
 		ConfirmedAt: c.cfg.Now().UTC(),
 	}
-	parts, err := wire.PackBatchConfirmations(tmpl, items)
-	var msgs []kafka.Message
-	for _, p := range parts {
-		if err != nil {
-			break
-		}
-		var msg kafka.Message
-		msg, err = EncodeBatchConfirmation(p)
-		if c.sg != nil {
-			msg = c.sg.sign(msg)
-		}
-		msgs = append(msgs, msg)
-	}
+	msgs, err := c.encodeBatchConfirmations(tmpl, items)
 	if err != nil {
 		return result{msg: c.deadLetter(m, DLQUnencodable, "cannot encode the confirmation of this batch command"), done: true}, true
 	}
 	return result{msg: msgs[0], more: msgs[1:], done: true}, true
+}
+
+// encodeBatchConfirmations packs items into as few batch confirmations as
+// the limits allow and encodes each, signed when the connector has a
+// credential.
+func (c *consumer) encodeBatchConfirmations(tmpl wire.BatchConfirmation, items []wire.ItemOutcome) ([]kafka.Message, error) {
+	parts, err := wire.PackBatchConfirmations(tmpl, items)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]kafka.Message, len(parts))
+	for i, p := range parts {
+		msg, err := EncodeBatchConfirmation(p)
+		if err != nil {
+			return nil, err
+		}
+		if c.sg != nil {
+			msg = c.sg.sign(msg)
+		}
+		msgs[i] = msg
+	}
+	return msgs, nil
 }
 
 // answerItems passes each item of bc through the Handler, as answer does a

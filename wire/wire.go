@@ -1,5 +1,6 @@
 // Package wire defines Lethe's Kafka wire format: the erasure command sent to
-// each system's topic and the confirmation each system sends back. It is the
+// each system's topic and the confirmation each system sends back, and their
+// batch forms (batch.go) for systems that erase many subjects at once. It is the
 // one contract shared by the orchestrator and every connector, so it depends
 // on the standard library only and validates strictly in both directions.
 package wire
