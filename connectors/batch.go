@@ -206,14 +206,13 @@ func (c *consumer) answerItems(ctx, hctx, dctx context.Context, bc *wire.BatchCo
 func (c *consumer) answerBatch(ctx, hctx, dctx context.Context, h BatchHandler, bc *wire.BatchCommand, twins *twinMap) ([]wire.ItemOutcome, bool) {
 	items := make([]wire.ItemOutcome, len(bc.Items))
 	cmds := make([]wire.Command, len(bc.Items))
-	var todo []int
 	for i, it := range bc.Items {
 		cmds[i] = itemCommand(bc, it)
-		conf, found := twins.get(cmds[i].CommandID)
-		if !found {
-			conf, found = c.recorded(hctx, cmds[i])
-		}
-		if found {
+	}
+	found := c.recordedItems(hctx, cmds, twins)
+	var todo []int
+	for i := range cmds {
+		if conf, ok := found[i]; ok {
 			c.cfg.Observer.CommandDuplicate(c.cfg.System)
 			items[i] = itemOutcome(conf)
 			continue
@@ -231,15 +230,92 @@ func (c *consumer) answerBatch(ctx, hctx, dctx context.Context, h BatchHandler, 
 	if !ok {
 		return nil, false
 	}
+	confs = c.recordItems(dctx, cmds, todo, confs)
 	for k, i := range todo {
-		conf := confs[k]
-		if replayable(conf) {
-			conf = c.record(dctx, cmds[i], conf)
-			twins.put(conf)
+		if replayable(confs[k]) {
+			twins.put(confs[k])
 		}
-		items[i] = itemOutcome(conf)
+		items[i] = itemOutcome(confs[k])
 	}
 	return items, true
+}
+
+// recordedItems returns, by position, the confirmations that may answer
+// the item commands cmds: given earlier in this batch of messages, or
+// recorded in the store.
+func (c *consumer) recordedItems(ctx context.Context, cmds []wire.Command, twins *twinMap) map[int]wire.Confirmation {
+	out := make(map[int]wire.Confirmation)
+	var ask []int
+	for i, cmd := range cmds {
+		if conf, ok := twins.get(cmd.CommandID); ok {
+			out[i] = conf
+		} else {
+			ask = append(ask, i)
+		}
+	}
+	ms, ok := c.cfg.Dedup.(manyStore)
+	if !ok {
+		for _, i := range ask {
+			if conf, found := c.recorded(ctx, cmds[i]); found {
+				out[i] = conf
+			}
+		}
+		return out
+	}
+	ids := make([]string, len(ask))
+	for k, i := range ask {
+		ids[k] = cmds[i].CommandID
+	}
+	got, err := ms.getMany(ctx, ids)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("look up confirmations", "items", len(ids), "error_type", errorType(err))
+		}
+		return out
+	}
+	for _, i := range ask {
+		if conf, found := got[cmds[i].CommandID]; found && answers(conf, cmds[i]) && replayable(conf) {
+			out[i] = conf
+		}
+	}
+	return out
+}
+
+// recordItems records the replayable confirmations confs of the item
+// commands at positions todo of cmds, as record does one, and returns the
+// confirmations to publish.
+func (c *consumer) recordItems(ctx context.Context, cmds []wire.Command, todo []int, confs []wire.Confirmation) []wire.Confirmation {
+	ms, ok := c.cfg.Dedup.(manyStore)
+	if !ok {
+		for k, i := range todo {
+			if replayable(confs[k]) {
+				confs[k] = c.record(ctx, cmds[i], confs[k])
+			}
+		}
+		return confs
+	}
+	var put []wire.Confirmation
+	for _, conf := range confs {
+		if replayable(conf) {
+			put = append(put, conf)
+		}
+	}
+	kept, err := ms.putFirstMany(ctx, put)
+	if err != nil {
+		c.log.Warn("record confirmations", "items", len(put), "error_type", errorType(err))
+	}
+	for k, i := range todo {
+		if !replayable(confs[k]) {
+			continue
+		}
+		if stored, found := kept[confs[k].CommandID]; found && answers(stored, cmds[i]) && replayable(stored) {
+			confs[k] = stored
+		}
+		if c.cfg.afterRecord != nil {
+			c.cfg.afterRecord(ctx, confs[k])
+		}
+	}
+	return confs
 }
 
 // eraseBatch calls h for the items of bc at positions todo, retrying its

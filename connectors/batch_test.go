@@ -286,3 +286,58 @@ func TestRunBatchDeadLetters(t *testing.T) {
 		t.Errorf("observer saw dead letters %v", obs.deadLettered)
 	}
 }
+
+// TestRunBatchWithPostgresDedup runs a batch command through a connector
+// whose store is NewPostgresDedup, which looks items up and records them
+// many at a time: a second replica, sharing the store, answers the same
+// command again from it for the items that did not fail, and calls the
+// handler with the failed one only.
+func TestRunBatchWithPostgresDedup(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	brokers, _ := testenv.Kafka(t, topic, wire.ConfirmationsTopic)
+	db := openPostgres(t)
+	store, err := connectors.NewPostgresDedup(ctx, db, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := newBatchCommand(4)
+	h := &batchRecorder{fail: map[string]bool{bc.Items[2].ItemID: true}}
+	cfg := config(brokers, nil)
+	cfg.Dedup = store
+	stop := start(t, cfg, h)
+	confs := newConsumer(t, brokers, wire.ConfirmationsTopic)
+	produce(ctx, t, brokers, batchMessage(t, bc))
+	first, _ := confs.nextBatchConfirmation(ctx, t)
+	stop()
+
+	var rows int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM lethe_connector_dedup`).Scan(&rows); err != nil || rows != 3 {
+		t.Fatalf("the store holds %d rows (%v), want the 3 items that did not fail", rows, err)
+	}
+	store2, err := connectors.NewPostgresDedup(ctx, db, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := &batchRecorder{}
+	cfg.Dedup = store2
+	start(t, cfg, h2)
+	again := bc
+	again.Attempt = 2
+	produce(ctx, t, brokers, batchMessage(t, again))
+	second, _ := confs.nextBatchConfirmation(ctx, t)
+	for i := range bc.Items {
+		if i == 2 {
+			if second.Items[i].Outcome != wire.OutcomeErased {
+				t.Errorf("the failed item was confirmed %s on its new attempt, want erased", second.Items[i].Outcome)
+			}
+			continue
+		}
+		if !sameItem(first.Items[i], second.Items[i]) {
+			t.Errorf("item %d = %+v on the other replica, want as first %+v", i, second.Items[i], first.Items[i])
+		}
+	}
+	if calls := h2.callItems(); len(calls) != 1 || len(calls[0]) != 1 || calls[0][0] != bc.Items[2].ItemID {
+		t.Errorf("the other replica's handler calls = %v, want the failed item only", calls)
+	}
+}
