@@ -10,6 +10,7 @@ RACE_PKGS := ./api/... ./auth/... ./relay/... ./connectors/... ./internal/kafkax
 FUZZTIME  ?= 30s
 FUZZSHORT ?= 3s
 FUZZ_TARGETS := wire:FuzzDecodeCommand wire:FuzzDecodeConfirmation \
+	wire:FuzzDecodeBatchCommand wire:FuzzDecodeBatchConfirmation \
 	api:FuzzCreateErasure api:FuzzPutSystem api:FuzzListErasures \
 	connectors:FuzzHandleMessage certificate:FuzzVerifyBatch
 

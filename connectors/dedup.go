@@ -35,6 +35,18 @@ type firstKeeper interface {
 	putFirst(ctx context.Context, c wire.Confirmation) (kept wire.Confirmation, err error)
 }
 
+// manyStore is a DedupStore that looks up, and records keeping the first,
+// many confirmations in one round trip each: Run uses it for the items of a
+// batch command, which would otherwise cost a round trip per item.
+type manyStore interface {
+	// getMany returns the recorded confirmations of commandIDs, by command
+	// id; those without one are absent.
+	getMany(ctx context.Context, commandIDs []string) (map[string]wire.Confirmation, error)
+	// putFirstMany records confs and returns, by command id, the
+	// confirmation kept for each: its own, or one recorded earlier.
+	putFirstMany(ctx context.Context, confs []wire.Confirmation) (map[string]wire.Confirmation, error)
+}
+
 // DefaultDedupSize is how many command ids the default in-memory store keeps.
 const DefaultDedupSize = 10_000
 

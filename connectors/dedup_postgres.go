@@ -65,7 +65,13 @@ func NewPostgresDedup(ctx context.Context, db *sql.DB, table string) (DedupStore
 		get: `SELECT confirmation FROM ` + quoted + ` WHERE command_id = $1`,
 		insertSQL: `INSERT INTO ` + quoted + ` (command_id, confirmation) VALUES ($1, $2::jsonb)
 			ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
-		prune: `DELETE FROM ` + quoted + ` WHERE recorded_at < now() - $1 * interval '1 second'`,
+		prune:      `DELETE FROM ` + quoted + ` WHERE recorded_at < now() - $1 * interval '1 second'`,
+		getManySQL: `SELECT confirmation FROM ` + quoted + ` WHERE command_id = ANY($1::text[])`,
+		// Sorted, so that replicas recording overlapping batches at once
+		// take the rows' locks in the same order.
+		insertManySQL: `INSERT INTO ` + quoted + ` (command_id, confirmation)
+			SELECT c->>'command_id', c FROM jsonb_array_elements($1::jsonb) AS c ORDER BY c->>'command_id'
+			ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
 	}
 	if err := s.create(ctx, table, quoted, index); err != nil {
 		return nil, fmt.Errorf("connectors: postgres dedup: create %s: %w", table, err)
@@ -93,8 +99,10 @@ func quoteDedupTable(table string) (quoted, index string, err error) {
 type postgresDedup struct {
 	db                    *sql.DB
 	get, insertSQL, prune string
-	pruneMu               sync.Mutex
-	pruned                time.Time
+	// getManySQL and insertManySQL serve the items of a batch command.
+	getManySQL, insertManySQL string
+	pruneMu                   sync.Mutex
+	pruned                    time.Time
 }
 
 var (
@@ -201,4 +209,89 @@ func (s *postgresDedup) maybePrune(ctx context.Context) {
 	if due {
 		_, _ = s.db.ExecContext(ctx, s.prune, int64(DedupRetention/time.Second))
 	}
+}
+
+var _ manyStore = (*postgresDedup)(nil)
+
+// idArray writes command ids as a PostgreSQL text[] literal. Run passes
+// only UUIDs, which need no quoting in one; the literal keeps the SDK free
+// of a driver's array type.
+func idArray(ids []string) string { return "{" + strings.Join(ids, ",") + "}" }
+
+func (s *postgresDedup) getMany(ctx context.Context, commandIDs []string) (map[string]wire.Confirmation, error) {
+	out := make(map[string]wire.Confirmation, len(commandIDs))
+	if len(commandIDs) == 0 {
+		return out, nil
+	}
+	rows, err := s.db.QueryContext(ctx, s.getManySQL, idArray(commandIDs))
+	if err != nil {
+		return nil, fmt.Errorf("postgres dedup: get: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, fmt.Errorf("postgres dedup: get: %w", err)
+		}
+		var c wire.Confirmation
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, fmt.Errorf("postgres dedup: decode recorded confirmation: %w", err)
+		}
+		out[c.CommandID] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres dedup: get: %w", err)
+	}
+	return out, nil
+}
+
+func (s *postgresDedup) putFirstMany(ctx context.Context, confs []wire.Confirmation) (map[string]wire.Confirmation, error) {
+	kept := make(map[string]wire.Confirmation, len(confs))
+	if len(confs) == 0 {
+		return kept, nil
+	}
+	b, err := json.Marshal(confs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres dedup: encode confirmations: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, s.insertManySQL, string(b))
+	if err != nil {
+		return nil, fmt.Errorf("postgres dedup: put: %w", err)
+	}
+	inserted := make(map[string]bool, len(confs))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("postgres dedup: put: %w", err)
+		}
+		inserted[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres dedup: put: %w", err)
+	}
+	s.maybePrune(ctx)
+	var others []string
+	for _, c := range confs {
+		if inserted[c.CommandID] {
+			kept[c.CommandID] = c
+		} else {
+			others = append(others, c.CommandID)
+		}
+	}
+	earlier, err := s.getMany(ctx, others)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range confs {
+		if inserted[c.CommandID] {
+			continue
+		}
+		if e, found := earlier[c.CommandID]; found {
+			kept[c.CommandID] = e
+		} else {
+			kept[c.CommandID] = c // pruned in between, as in putFirst
+		}
+	}
+	return kept, nil
 }

@@ -39,7 +39,9 @@ type HandlerFunc func(ctx context.Context, req Request) (Result, error)
 // Erase calls f.
 func (f HandlerFunc) Erase(ctx context.Context, req Request) (Result, error) { return f(ctx, req) }
 
-// Request is one erasure command as the handler sees it.
+// Request is one erasure command as the handler sees it. For an item of a
+// batch command passed to a plain Handler, RequestID is the item's id and
+// CommandID is ItemCommandID of the batch command and the item.
 type Request struct {
 	CommandID string
 	RequestID string

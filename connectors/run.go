@@ -50,7 +50,9 @@ type Config struct {
 	// Concurrency bounds how many handler calls of one batch run at once.
 	// Commands of different requests run in parallel; those of one request
 	// (one message key) run one after the other, in their order on the
-	// topic. Default DefaultConcurrency; 1 handles one command at a time.
+	// topic. The items of a batch command passed one by one to a plain
+	// Handler run up to Concurrency at once too. Default
+	// DefaultConcurrency; 1 handles one command at a time.
 	Concurrency int
 	// Retry says how a handler that returned an error is retried before
 	// its command is confirmed failed and retryable; the zero value is the
@@ -239,6 +241,17 @@ func (c Config) withDefaults() Config {
 // have a few more seconds after the grace; a handler that ignores its
 // context's end is then left running, and Run returns all the same.
 //
+// Batch commands (wire.SchemaBatchCommand, told apart by the
+// wire.HeaderSchema header or else the body's schema field) take the same
+// path. A handler that implements BatchHandler erases their items in one
+// call; any other Handler gets each item as a Request of its own, up to
+// Config.Concurrency at once, with the same retries. The items' outcomes go
+// back in one batch confirmation, or several when one message cannot carry
+// them. Each item is recorded in Config.Dedup under ItemCommandID, so a
+// repeated batch command is answered from the store for every item that did
+// not fail, and only the failed ones are erased again. The Observer hears of
+// each item as of a command.
+//
 // Run creates its command topic and the dead-letter topic when they are
 // missing; the confirmations topic is Lethe's and must exist.
 func Run(ctx context.Context, cfg Config, h Handler) error {
@@ -355,15 +368,20 @@ func shutdownContexts(ctx context.Context, grace time.Duration) (hctx, dctx cont
 // result is what became of one message of a batch: done with the message
 // to publish (its confirmation or dead letter), or abandoned at shutdown.
 type result struct {
-	msg  kafka.Message
+	msg kafka.Message
+	// more holds the further parts of a batch confirmation too large for
+	// one message.
+	more []kafka.Message
 	done bool
 }
 
-// keyed is the commands of one request within a batch, in their order,
-// with their positions in the batch.
+// keyed is the commands of one request (or batch commands of one bulk
+// erasure) within a batch, in their order, with their positions in the
+// batch. Exactly one of cmds[j] and batches[j] is set.
 type keyed struct {
-	cmds []wire.Command
-	at   []int
+	cmds    []wire.Command
+	batches []*wire.BatchCommand
+	at      []int
 }
 
 // handle works out the result of each message of batch. Malformed messages
@@ -381,23 +399,38 @@ func (c *consumer) handle(ctx, hctx, dctx context.Context, batch []kafka.Message
 				continue
 			}
 		}
-		cmd, err := wire.DecodeCommand(m.Value)
+		var (
+			cmd    wire.Command
+			bc     *wire.BatchCommand
+			key    string
+			system string
+			err    error
+		)
+		if messageSchema(m) == wire.SchemaBatchCommand {
+			var b wire.BatchCommand
+			b, err = wire.DecodeBatchCommand(m.Value)
+			bc, key, system = &b, b.BatchID, b.System
+		} else {
+			cmd, err = wire.DecodeCommand(m.Value)
+			key, system = cmd.RequestID, cmd.System
+		}
 		reason := DLQMalformed
-		if err == nil && cmd.System != c.cfg.System {
-			err = fmt.Errorf("command is addressed to system %q, not %q", cmd.System, c.cfg.System)
+		if err == nil && system != c.cfg.System {
+			err = fmt.Errorf("command is addressed to system %q, not %q", system, c.cfg.System)
 			reason = DLQOtherSystem
 		}
 		if err != nil {
 			results[i] = result{msg: c.deadLetter(m, reason, err.Error()), done: true}
 			continue
 		}
-		g := byRequest[cmd.RequestID]
+		g := byRequest[key]
 		if g == nil {
 			g = &keyed{}
-			byRequest[cmd.RequestID] = g
+			byRequest[key] = g
 			groups = append(groups, g)
 		}
 		g.cmds = append(g.cmds, cmd)
+		g.batches = append(g.batches, bc)
 		g.at = append(g.at, i)
 	}
 
@@ -438,10 +471,18 @@ func (c *consumer) handle(ctx, hctx, dctx context.Context, batch []kafka.Message
 func (c *consumer) handleRequest(ctx, hctx, dctx context.Context, batch []kafka.Message, g *keyed, results []result) {
 	// A command repeated within the batch is answered like its twin, even
 	// when the store failed to record it.
-	twins := make(map[string]wire.Confirmation)
+	twins := &twinMap{m: make(map[string]wire.Confirmation)}
 	for j, cmd := range g.cmds {
 		if ctx.Err() != nil {
 			return // shutting down: start nothing new
+		}
+		if bc := g.batches[j]; bc != nil {
+			r, ok := c.handleBatch(ctx, hctx, dctx, batch[g.at[j]], bc, twins)
+			if !ok {
+				return
+			}
+			results[g.at[j]] = r
+			continue
 		}
 		conf, ok := c.answer(ctx, hctx, dctx, cmd, twins)
 		if !ok {
@@ -462,8 +503,8 @@ func (c *consumer) handleRequest(ctx, hctx, dctx context.Context, batch []kafka.
 // answer returns cmd's confirmation: a recorded one if there is, else the
 // handler's, recorded before it is returned. ok is false when cmd was
 // abandoned at shutdown.
-func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twins map[string]wire.Confirmation) (conf wire.Confirmation, ok bool) {
-	conf, found := twins[cmd.CommandID]
+func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twins *twinMap) (conf wire.Confirmation, ok bool) {
+	conf, found := twins.get(cmd.CommandID)
 	if !found {
 		conf, found = c.recorded(hctx, cmd)
 	}
@@ -478,9 +519,30 @@ func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twi
 	}
 	if replayable(conf) {
 		conf = c.record(dctx, cmd, conf)
-		twins[cmd.CommandID] = conf
+		twins.put(conf)
 	}
 	return conf, true
+}
+
+// twinMap holds the replayable confirmations given within one request's
+// commands of a batch, by command id; the items of a batch command adapted
+// to a Handler use it from several goroutines.
+type twinMap struct {
+	mu sync.Mutex
+	m  map[string]wire.Confirmation
+}
+
+func (t *twinMap) get(commandID string) (wire.Confirmation, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	conf, ok := t.m[commandID]
+	return conf, ok
+}
+
+func (t *twinMap) put(conf wire.Confirmation) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.m[conf.CommandID] = conf
 }
 
 // replayable reports whether conf may answer a repeated command. A failure
@@ -590,14 +652,22 @@ func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire
 // or ctx ended before a call, since a retry is a new call.
 func callHandler(ctx, hctx context.Context, h Handler, req Request, policy RetryPolicy,
 	retrying func(calls int, delay time.Duration, err error)) (res Result, calls int, ok bool, err error) {
+	return retryCall(ctx, hctx, policy, retrying, func(hctx context.Context) (Result, error) { return call(hctx, h, req) })
+}
+
+// retryCall is callHandler's loop around any call of a handler, which must
+// turn its panics into a panicError.
+func retryCall[T any](ctx, hctx context.Context, policy RetryPolicy, retrying func(calls int, delay time.Duration, err error),
+	f func(context.Context) (T, error)) (res T, calls int, ok bool, err error) {
+	var zero T
 	for {
 		if ctx.Err() != nil || hctx.Err() != nil {
-			return Result{}, calls, false, nil
+			return zero, calls, false, nil
 		}
 		calls++
-		res, err = call(hctx, h, req)
+		res, err = f(hctx)
 		if err != nil && hctx.Err() != nil {
-			return Result{}, calls, false, nil
+			return zero, calls, false, nil
 		}
 		if err == nil || calls >= policy.MaxAttempts || isPermanent(err) || isPanic(err) {
 			return res, calls, true, err
@@ -607,7 +677,7 @@ func callHandler(ctx, hctx context.Context, h Handler, req Request, policy Retry
 			retrying(calls, delay, err)
 		}
 		if !sleep(ctx, delay) {
-			return Result{}, calls, false, nil
+			return zero, calls, false, nil
 		}
 	}
 }
@@ -633,6 +703,7 @@ func (c *consumer) settle(ctx context.Context, batch []kafka.Message, results []
 	for _, r := range results {
 		if r.done {
 			out = append(out, r.msg)
+			out = append(out, r.more...)
 		}
 	}
 	// Checked first because kafka-go may still send what it was given

@@ -86,14 +86,17 @@ func TestRunShutdownAbandonsAfterGrace(t *testing.T) {
 	cfg := config(brokers, nil)
 	cfg.ShutdownGrace = 50 * time.Millisecond
 	run := runInBackground(t, cfg, first)
-	produceToPartitions(ctx, t, brokers, map[string]int{quick.RequestID: 0, stuck.RequestID: 1},
-		commandMessage(t, quick), commandMessage(t, stuck))
+	// One after the other: the quick command is done before the stuck one
+	// arrives, however the consumer's fetches group them.
+	partitions := map[string]int{quick.RequestID: 0, stuck.RequestID: 1}
+	produceToPartitions(ctx, t, brokers, partitions, commandMessage(t, quick))
+	await(ctx, t, "the quick command handled", quickDone.Load)
+	produceToPartitions(ctx, t, brokers, partitions, commandMessage(t, stuck))
 	select {
 	case <-stuckStarted:
 	case <-ctx.Done():
 		t.Fatal("the stuck command's handler was never called")
 	}
-	await(ctx, t, "the quick command handled", quickDone.Load)
 
 	run.cancel()
 	if err := run.wait(ctx, t); err != nil {

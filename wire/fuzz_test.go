@@ -133,6 +133,90 @@ func FuzzDecodeConfirmation(f *testing.F) {
 	})
 }
 
+const fuzzItemID = "3a1c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+
+// FuzzDecodeBatchCommand checks the decoder a connector runs on every batch
+// command of its topic.
+func FuzzDecodeBatchCommand(f *testing.F) {
+	item := `{"item_id":"` + fuzzItemID + `","identifiers":[{"type":"email","value":"` + fuzzValue + `"}]}`
+	good := `{"schema":"erasure.batch_command.v1","command_id":"` + fuzzCommandID + `","batch_id":"` + fuzzRequestID +
+		`","system":"orders","attempt":1,"items":[` + item + `],` +
+		`"issued_at":"2026-11-25T10:00:00Z","confirm_by":"2026-11-28T10:00:00Z","dry_run":false}`
+	for _, s := range []string{
+		good,
+		strings.Replace(good, `"items":[`, `"items":[`+strings.Replace(item, "3a1c", "4a1c", 1)+`,`, 1),
+		strings.Replace(good, `"items":[`, `"items":[`+item+`,`, 1),
+		strings.Replace(good, `"items":[`+item+`]`, `"items":[]`, 1),
+		strings.Replace(good, `"items":[`+item+`]`, `"items":null`, 1),
+		strings.Replace(good, `"item_id":"`+fuzzItemID+`"`, `"item_id":"`+fuzzValue+`"`, 1),
+		strings.Replace(good, `"identifiers":[{"type":"email","value":"`+fuzzValue+`"}]`, `"identifiers":[]`, 1),
+		strings.Replace(good, `"type":"email"`, `"type":"`+fuzzValue+`"`, 1),
+		strings.Replace(good, `"batch_id":"`+fuzzRequestID+`"`, `"request_id":"`+fuzzRequestID+`"`, 1),
+		strings.Replace(good, `"schema":"erasure.batch_command.v1"`, `"schema":"erasure.command.v1"`, 1),
+		strings.Replace(good, `"dry_run":false`, `"dry_run":true,"extra":["`+fuzzValue+`"]`, 1),
+		good[:len(good)/2],
+		`{"items":[{"item_id":"` + fuzzValue + `"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := wire.DecodeBatchCommand(b)
+		if err != nil {
+			checkRejection(t, b, err)
+			return
+		}
+		again := mustMarshal(t, c)
+		c2, err := wire.DecodeBatchCommand(again)
+		if err != nil {
+			t.Fatalf("re-encoded batch command %s is rejected: %v", again, err)
+		}
+		if third := mustMarshal(t, c2); !bytes.Equal(again, third) {
+			t.Fatalf("encoding is not stable:\n first %s\nsecond %s", again, third)
+		}
+	})
+}
+
+// FuzzDecodeBatchConfirmation checks the decoder the relay runs on every
+// batch confirmation of the confirmations topic.
+func FuzzDecodeBatchConfirmation(f *testing.F) {
+	item := `{"item_id":"` + fuzzItemID + `","outcome":"erased","records":3,"detail":"","retryable":false,` +
+		`"derived_identifiers":[{"type":"stripe_customer_id","value":"` + fuzzValue + `"}]}`
+	good := `{"schema":"erasure.batch_confirmation.v1","command_id":"` + fuzzCommandID + `","batch_id":"` + fuzzRequestID +
+		`","system":"orders","items":[` + item + `],"confirmed_at":"2026-11-25T10:00:02Z"}`
+	for _, s := range []string{
+		good,
+		strings.Replace(good, `"items":[`, `"items":[`+strings.Replace(item, "3a1c", "4a1c", 1)+`,`, 1),
+		strings.Replace(good, `"items":[`, `"items":[`+item+`,`, 1),
+		strings.Replace(good, `"outcome":"erased"`, `"outcome":"retained"`, 1),
+		strings.Replace(good, `"outcome":"erased","records":3,"detail":"","retryable":false`, `"outcome":"failed","records":0,"detail":"db down","retryable":true`, 1),
+		strings.Replace(good, `"retryable":false`, `"retryable":true`, 1),
+		strings.Replace(good, `"records":3`, `"records":-1`, 1),
+		strings.Replace(good, `"type":"stripe_customer_id"`, `"type":"`+fuzzValue+`"`, 1),
+		strings.Replace(good, `"detail":""`, `"detail":"`+fuzzValue+`"`, 1),
+		strings.Replace(good, `"item_id":"`+fuzzItemID+`"`, `"item_id":"`+fuzzValue+`"`, 1),
+		strings.Replace(good, `"items":[`+item+`]`, `"items":[]`, 1),
+		strings.Replace(good, `"2026-11-25T10:00:02Z"`, `"2026-11-25T10:00:02+24:00"`, 1),
+		good + `]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := wire.DecodeBatchConfirmation(b)
+		if err != nil {
+			checkRejection(t, b, err)
+			return
+		}
+		again := mustMarshal(t, c)
+		c2, err := wire.DecodeBatchConfirmation(again)
+		if err != nil {
+			t.Fatalf("re-encoded batch confirmation %s is rejected: %v", again, err)
+		}
+		if third := mustMarshal(t, c2); !bytes.Equal(again, third) {
+			t.Fatalf("encoding is not stable:\n first %s\nsecond %s", again, third)
+		}
+	})
+}
+
 // TestDecodeRefusesTimesThatCannotBeWrittenAgain keeps the first bug these
 // targets found: encoding/json decodes an offset of +24:00 (or +23:60) that
 // no encoder writes back, so a forged confirmation holding one was accepted
@@ -160,8 +244,14 @@ var wireMessageRe = regexp.MustCompile(`^malformed message: (` + strings.Join([]
 	`message is larger than \d+ bytes`,
 	`trailing data after the JSON object`,
 	`not valid JSON for this schema: (syntax error at byte \d+|field "[a-z_.]*" has the wrong type|empty message|cannot decode)`,
-	`schema is not "erasure\.(command|confirmation)\.v1"`,
-	`(command_id|request_id) is not a UUID`,
+	`schema is not "erasure\.(command|confirmation|batch_command|batch_confirmation)\.v1"`,
+	`(command_id|request_id|batch_id) is not a UUID`,
+	`items is empty`,
+	`items has more than \d+ entries`,
+	`items\[\d+\]\.item_id (is not a UUID|repeats items\[\d+\]\.item_id)`,
+	`items\[\d+\]\.(outcome is not one of erased, not_found, retained, failed|records is negative|detail is longer than \d+ bytes|a retained outcome must name its legal basis in detail|retryable is only meaningful with outcome failed)`,
+	`items\[\d+\]\.(identifiers|derived_identifiers) (is empty|has more than \d+ entries)`,
+	`items\[\d+\]\.(identifiers|derived_identifiers)\[\d+\]\.(type is not a valid identifier type|value is empty|value is longer than \d+ bytes)`,
 	`system is not a valid system name`,
 	`attempt is below 1`,
 	`(issued_at|confirm_by|confirmed_at) is (missing|not a time RFC 3339 can carry)`,

@@ -1,5 +1,6 @@
 // Package wire defines Lethe's Kafka wire format: the erasure command sent to
-// each system's topic and the confirmation each system sends back. It is the
+// each system's topic and the confirmation each system sends back, and their
+// batch forms (batch.go) for systems that erase many subjects at once. It is the
 // one contract shared by the orchestrator and every connector, so it depends
 // on the standard library only and validates strictly in both directions.
 package wire
@@ -192,22 +193,36 @@ func (c Confirmation) Validate() error {
 		return malformed("request_id is not a UUID")
 	case !systemRe.MatchString(c.System):
 		return malformed("system is not a valid system name")
-	case !c.Outcome.Valid():
-		return malformed("outcome is not one of erased, not_found, retained, failed")
-	case c.Records < 0:
-		return malformed("records is negative")
-	case len(c.Detail) > MaxDetailBytes:
-		return malformed("detail is longer than %d bytes", MaxDetailBytes)
-	case c.Outcome == OutcomeRetained && c.Detail == "":
-		return malformed("a retained outcome must name its legal basis in detail")
-	case c.Retryable && c.Outcome != OutcomeFailed:
-		return malformed("retryable is only meaningful with outcome failed")
+	}
+	if err := validResult("", c.Outcome, c.Records, c.Detail, c.Retryable); err != nil {
+		return err
+	}
+	switch {
 	case c.ConfirmedAt.IsZero():
 		return malformed("confirmed_at is missing")
 	case !encodable(c.ConfirmedAt):
 		return malformed("confirmed_at is not a time RFC 3339 can carry")
 	}
 	return validIdentifiers(c.DerivedIdentifiers, "derived_identifiers", false)
+}
+
+// validResult checks what a confirmation, or one item of a batch
+// confirmation, says about one subject, derived identifiers aside; prefix
+// names the item.
+func validResult(prefix string, o Outcome, records int64, detail string, retryable bool) error {
+	switch {
+	case !o.Valid():
+		return malformed("%soutcome is not one of erased, not_found, retained, failed", prefix)
+	case records < 0:
+		return malformed("%srecords is negative", prefix)
+	case len(detail) > MaxDetailBytes:
+		return malformed("%sdetail is longer than %d bytes", prefix, MaxDetailBytes)
+	case o == OutcomeRetained && detail == "":
+		return malformed("%sa retained outcome must name its legal basis in detail", prefix)
+	case retryable && o != OutcomeFailed:
+		return malformed("%sretryable is only meaningful with outcome failed", prefix)
+	}
+	return nil
 }
 
 // encodable reports whether t can be written as RFC 3339 again. The JSON

@@ -37,6 +37,18 @@
 //     the handler for an unsigned command or one signed with another
 //     secret (the SDK dead-letters them), and signs the confirmation of a
 //     correctly signed command with its key id over the value bytes.
+//   - batch_partial_failure (this and the next two only with Config.Batch):
+//     a batch command of three seeded subjects in
+//     which the kit fails the second item itself (the handler never sees
+//     it) is answered in one batch confirmation: the other two erased, the
+//     second failed with its data intact; a new attempt of the same
+//     command then erases the second.
+//   - batch_repeated_command_id: a batch command delivered twice gets the
+//     same outcome and records per item; with a BatchHandler, EraseBatch
+//     called directly twice with the same request answers alike too.
+//   - batch_dry_run: a dry-run batch changes nothing and reports per item
+//     the records the real batch then removes (not_found for a subject never
+//     held).
 //   - derived_identifier (only with Config.RevealsDerived): the confirmation
 //     of a seeded subject carries the subject's derived identifiers.
 //
@@ -73,6 +85,9 @@ const (
 	CheckCancellation       = "cancellation"
 	CheckSignedMessages     = "signed_messages"
 	CheckDerived            = "derived_identifier"
+	CheckBatchPartial       = "batch_partial_failure"
+	CheckBatchRepeated      = "batch_repeated_command_id"
+	CheckBatchDryRun        = "batch_dry_run"
 	// CheckConfig names the failure of a Config the kit cannot run with.
 	CheckConfig = "config"
 	// CheckSetup names the failure to start the broker or the topics.
@@ -113,6 +128,9 @@ type Config struct {
 	// RevealsDerived says the handler reports Subject.Derived after erasing
 	// a seeded subject.
 	RevealsDerived bool
+	// Batch says the system declares "batch": true in Lethe's registry, so
+	// that it receives batch commands: the batch checks run too.
+	Batch bool
 	// Timeout bounds each check; default DefaultTimeout.
 	Timeout time.Duration
 }

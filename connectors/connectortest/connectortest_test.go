@@ -351,3 +351,108 @@ func TestGivenBrokerIsUsedAndCleanedUp(t *testing.T) {
 		t.Error("no confirmation was written to the given broker, want the checks to run on it")
 	}
 }
+
+// batchService is a BatchHandler over a service: EraseBatch erases each
+// item as Erase would a command of its own, keyed by the item's command id.
+type batchService struct {
+	s    *service
+	opts eraseOptions
+	// failAll fails every item when any item fails, the mistake
+	// batch_partial_failure catches.
+	failAll bool
+}
+
+func (b *batchService) Erase(ctx context.Context, req connectors.Request) (connectors.Result, error) {
+	return b.s.erase(ctx, req, b.opts)
+}
+
+func (b *batchService) EraseBatch(ctx context.Context, req connectors.BatchRequest) ([]connectors.ItemResult, error) {
+	out := make([]connectors.ItemResult, len(req.Items))
+	for i, it := range req.Items {
+		r, err := b.s.erase(ctx, connectors.Request{CommandID: connectors.ItemCommandID(req.CommandID, it.ItemID),
+			RequestID: it.ItemID, System: req.System, Attempt: req.Attempt, Identifiers: it.Identifiers, DryRun: req.DryRun}, b.opts)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = connectors.ItemResult{ItemID: it.ItemID, Result: r}
+	}
+	return out, nil
+}
+
+func (s *service) batchConfig(h connectors.Handler) connectortest.Config {
+	cfg := s.config(nil)
+	cfg.Handler, cfg.Batch = h, true
+	return cfg
+}
+
+func TestConformantHandlersPassTheBatchChecks(t *testing.T) {
+	t.Parallel()
+	s := newService()
+	if failures := check(t, s.batchConfig(s.correct())); len(failures) != 0 {
+		t.Errorf("a conformant plain handler failed %d check(s) with Batch, want none", len(failures))
+	}
+	b := &batchService{s: s, opts: eraseOptions{remember: true}}
+	if failures := check(t, s.batchConfig(b)); len(failures) != 0 {
+		t.Errorf("a conformant BatchHandler failed %d check(s), want none", len(failures))
+	}
+}
+
+func TestBatchHandlerThatErasesTwiceFails(t *testing.T) {
+	t.Parallel()
+	s := newService()
+	b := &batchService{s: s, opts: eraseOptions{remember: false}}
+	failures := check(t, s.batchConfig(b))
+	var batch []connectortest.Failure
+	for _, f := range failures {
+		if f.Check == connectortest.CheckBatchRepeated {
+			batch = append(batch, f)
+		}
+	}
+	if len(batch) != 1 || !strings.Contains(batch[0].Problem, "EraseBatch answered item 0 not_found with 0 records after erased with 3") {
+		t.Errorf("failures = %v, want batch_repeated_command_id to catch EraseBatch running a repeat again", failures)
+	}
+}
+
+func TestBatchHandlerThatIgnoresDryRunFails(t *testing.T) {
+	t.Parallel()
+	s := newService()
+	b := &batchService{s: s, opts: eraseOptions{remember: true, ignoreDryRun: true}}
+	failures := check(t, s.batchConfig(b))
+	var found bool
+	for _, f := range failures {
+		found = found || f.Check == connectortest.CheckBatchDryRun && strings.Contains(f.Problem, "a dry-run batch changed item 0's data")
+	}
+	if !found {
+		t.Errorf("failures = %v, want batch_dry_run among them", failures)
+	}
+}
+
+// failingAll is a BatchHandler that fails the whole call when one of its
+// items fails: it errs on the second item the handler sees of every
+// three-item batch, after erasing the first.
+type failingAll struct{ batchService }
+
+func (f *failingAll) EraseBatch(ctx context.Context, req connectors.BatchRequest) ([]connectors.ItemResult, error) {
+	out, err := f.batchService.EraseBatch(ctx, req)
+	if err != nil || len(req.Items) != 2 {
+		return out, err
+	}
+	for i := range out {
+		out[i].Result = connectors.Result{Outcome: wire.OutcomeFailed, Detail: "one item failed, so all did"}
+	}
+	return out, nil
+}
+
+func TestBatchHandlerThatFailsEveryItemFails(t *testing.T) {
+	t.Parallel()
+	s := newService()
+	f := &failingAll{batchService{s: s, opts: eraseOptions{remember: true}}}
+	failures := check(t, s.batchConfig(f))
+	var found bool
+	for _, fl := range failures {
+		found = found || fl.Check == connectortest.CheckBatchPartial && strings.Contains(fl.Problem, "One item's failure must not fail the others")
+	}
+	if !found {
+		t.Errorf("failures = %v, want batch_partial_failure among them", failures)
+	}
+}

@@ -127,6 +127,10 @@ func (e *env) checks() []check {
 		{CheckCancellation, checkCancellation},
 		{CheckSignedMessages, checkSignedMessages},
 	}
+	if e.cfg.Batch {
+		cs = append(cs, check{CheckBatchPartial, checkBatchPartialFailure}, check{CheckBatchRepeated, checkBatchRepeated},
+			check{CheckBatchDryRun, checkBatchDryRun})
+	}
 	if e.cfg.RevealsDerived {
 		cs = append(cs, check{CheckDerived, checkDerived})
 	}
@@ -330,9 +334,13 @@ func (e *env) startSignedConnector(ctx context.Context, keyID, secret string) (*
 		KeyID:   keyID,
 		Secret:  secret,
 	}
+	var h connectors.Handler = c.h
+	if _, ok := e.cfg.Handler.(connectors.BatchHandler); ok {
+		h = &countingBatch{c.h}
+	}
 	go func() {
 		defer close(c.done)
-		c.err = connectors.Run(rctx, cfg, c.h)
+		c.err = connectors.Run(rctx, cfg, h)
 	}()
 	return c, nil
 }
@@ -403,20 +411,43 @@ func (c *connector) await(ctx context.Context, commandID string, n int) (wire.Co
 	}
 }
 
-// counting wraps the handler under test to see what the SDK asks of it.
+// counting wraps the handler under test to see what the SDK asks of it. It
+// also fails, in the handler's stead, the batch items a check names in
+// fail: the partial failure the batch checks need, whatever the handler.
 type counting struct {
 	h        connectors.Handler
 	mu       sync.Mutex
 	byCmd    map[string]int
 	lastErr  map[string]error
 	inFlight int
+	fail     map[string]bool // item ids
 }
 
 func newCounting(h connectors.Handler) *counting {
-	return &counting{h: h, byCmd: make(map[string]int), lastErr: make(map[string]error)}
+	return &counting{h: h, byCmd: make(map[string]int), lastErr: make(map[string]error), fail: make(map[string]bool)}
+}
+
+// detailInjected is the detail of an item the kit failed itself.
+const detailInjected = "failed by the conformance kit"
+
+// failItem makes the kit fail the batch item itemID without calling the
+// handler for it; failItem(itemID, false) ends that.
+func (c *counting) failItem(itemID string, fail bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fail[itemID] = fail
+}
+
+func (c *counting) failing(itemID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fail[itemID]
 }
 
 func (c *counting) Erase(ctx context.Context, req connectors.Request) (res connectors.Result, err error) {
+	if c.failing(req.RequestID) {
+		return connectors.Result{Outcome: wire.OutcomeFailed, Retryable: true, Detail: detailInjected}, nil
+	}
 	c.mu.Lock()
 	c.byCmd[req.CommandID]++
 	c.inFlight++
@@ -435,6 +466,46 @@ func (c *counting) Erase(ctx context.Context, req connectors.Request) (res conne
 		}
 	}()
 	return c.h.Erase(ctx, req)
+}
+
+// countingBatch is counting for a handler that implements
+// connectors.BatchHandler, so that the SDK gives it batch commands whole.
+type countingBatch struct{ *counting }
+
+func (c *countingBatch) EraseBatch(ctx context.Context, req connectors.BatchRequest) (_ []connectors.ItemResult, err error) {
+	var out []connectors.ItemResult
+	pass := req
+	pass.Items = nil
+	for _, it := range req.Items {
+		if c.failing(it.ItemID) {
+			out = append(out, connectors.ItemResult{ItemID: it.ItemID,
+				Result: connectors.Result{Outcome: wire.OutcomeFailed, Retryable: true, Detail: detailInjected}})
+			continue
+		}
+		pass.Items = append(pass.Items, it)
+	}
+	if len(pass.Items) == 0 {
+		return out, nil
+	}
+	c.mu.Lock()
+	c.byCmd[req.CommandID]++
+	c.inFlight++
+	c.mu.Unlock()
+	defer func() {
+		p := recover()
+		if p != nil {
+			err = fmt.Errorf("EraseBatch panicked: %v", p)
+		}
+		c.mu.Lock()
+		c.inFlight--
+		c.lastErr[req.CommandID] = err
+		c.mu.Unlock()
+		if p != nil {
+			panic(p)
+		}
+	}()
+	res, err := c.h.(connectors.BatchHandler).EraseBatch(ctx, pass)
+	return append(out, res...), err
 }
 
 // err returns the error Erase last returned for commandID: the SDK only
@@ -466,9 +537,10 @@ type feed struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	byCmd   map[string][]wire.Confirmation // only the commands expected
-	raw     map[string][]kafka.Message     // their messages, headers included
-	arrived chan struct{}                  // closed and replaced at each arrival
+	byCmd   map[string][]wire.Confirmation      // only the commands expected
+	batches map[string][]wire.BatchConfirmation // likewise, of batch commands
+	raw     map[string][]kafka.Message          // their messages, headers included
+	arrived chan struct{}                       // closed and replaced at each arrival
 }
 
 func startFeed(ctx context.Context, brokers []string) (*feed, error) {
@@ -496,7 +568,7 @@ func startFeed(ctx context.Context, brokers []string) (*feed, error) {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	f := &feed{cancel: cancel, byCmd: make(map[string][]wire.Confirmation), raw: make(map[string][]kafka.Message),
-		arrived: make(chan struct{})}
+		batches: make(map[string][]wire.BatchConfirmation), arrived: make(chan struct{})}
 	for _, po := range offsets {
 		if po.Error != nil {
 			f.close()
@@ -539,6 +611,16 @@ func (f *feed) read(ctx context.Context, r *kafka.Reader) {
 			}
 			continue
 		}
+		if bc, err := wire.DecodeBatchConfirmation(m.Value); err == nil {
+			f.mu.Lock()
+			if confs, ok := f.batches[bc.CommandID]; ok {
+				f.batches[bc.CommandID] = append(confs, bc)
+				close(f.arrived)
+				f.arrived = make(chan struct{})
+			}
+			f.mu.Unlock()
+			continue
+		}
 		conf, err := wire.DecodeConfirmation(m.Value)
 		if err != nil {
 			continue // not one of ours: the SDK sends only valid ones
@@ -566,6 +648,36 @@ func (f *feed) expect(commandID string) {
 	defer f.mu.Unlock()
 	if _, ok := f.byCmd[commandID]; !ok {
 		f.byCmd[commandID] = nil
+	}
+}
+
+// expectBatch is expect for a batch command.
+func (f *feed) expectBatch(commandID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.batches[commandID]; !ok {
+		f.batches[commandID] = nil
+	}
+}
+
+// waitBatch returns the batch confirmations of commandID once there are at
+// least n, or an error when ctx ends or stop is closed first. The kit's
+// batches are small enough for one confirmation each.
+func (f *feed) waitBatch(ctx context.Context, commandID string, n int, stop <-chan struct{}) ([]wire.BatchConfirmation, error) {
+	for {
+		f.mu.Lock()
+		confs, arrived := f.batches[commandID], f.arrived
+		f.mu.Unlock()
+		if len(confs) >= n {
+			return slices.Clone(confs), nil
+		}
+		select {
+		case <-arrived:
+		case <-stop:
+			return nil, errors.New("connector stopped")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/lib/pq"
 )
 
 // The start-up checks of New. Each asks the database itself, so that a
@@ -38,6 +40,36 @@ func checkErase(ctx context.Context, conn *sql.Conn, stmt string) error {
 		}
 	})
 	return bad
+}
+
+// checkEraseBatch verifies what checkErase does, and that the statement
+// returns exactly one column, the value it matched. Finding that out takes
+// running it, with an empty array, in a transaction rolled back: it
+// matches no row and changes nothing.
+func checkEraseBatch(ctx context.Context, conn *sql.Conn, stmt string) error {
+	if err := checkErase(ctx, conn, stmt); err != nil {
+		return err
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, stmt, pq.Array([]string{}))
+	if err != nil {
+		return fmt.Errorf("the statement fails with an empty array as $1: %w", err)
+	}
+	cols, err := rows.Columns()
+	if err == nil {
+		err = rows.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("the statement fails with an empty array as $1: %w", err)
+	}
+	if len(cols) != 1 {
+		return fmt.Errorf("the statement returns %d columns; it must return exactly one, the identifier's value (RETURNING …)", len(cols))
+	}
+	return nil
 }
 
 // checkReveal verifies that query takes exactly $1, that its plan modifies

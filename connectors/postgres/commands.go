@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -114,4 +115,89 @@ func (l ledger) prune(ctx context.Context, db *sql.DB) (int64, error) {
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// claimMany claims the command ids of the items of a batch, in one
+// statement, as claim does one: it returns the records of those carried out
+// already, by command id; the others are claimed for tx. The ids are
+// claimed in sorted order, so that two transactions claiming overlapping
+// batches wait for each other instead of deadlocking.
+func (l ledger) claimMany(ctx context.Context, tx *sql.Tx, commandIDs, requestIDs []string) (map[string]record, error) {
+	order := make([]int, len(commandIDs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return commandIDs[order[a]] < commandIDs[order[b]] })
+	cs, rs := make([]string, len(order)), make([]string, len(order))
+	for k, i := range order {
+		cs[k], rs[k] = commandIDs[i], requestIDs[i]
+	}
+	rows, err := tx.QueryContext(ctx, `INSERT INTO `+l.table+` (command_id, request_id, outcome, records, detail)
+		SELECT c, r, '', 0, '' FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(c, r, n) ORDER BY n
+		ON CONFLICT (command_id) DO NOTHING RETURNING command_id`, pq.Array(cs), pq.Array(rs))
+	if err != nil {
+		return nil, err
+	}
+	claimed := make(map[string]bool, len(cs))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		claimed[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var taken []string
+	for _, id := range cs {
+		if !claimed[id] {
+			taken = append(taken, id)
+		}
+	}
+	recs := make(map[string]record, len(taken))
+	if len(taken) == 0 {
+		return recs, nil
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT command_id, request_id, outcome, records, detail FROM `+l.table+`
+		WHERE command_id = ANY($1)`, pq.Array(taken))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id, outcome string
+			rec         record
+		)
+		if err := rows.Scan(&id, &rec.requestID, &outcome, &rec.records, &rec.detail); err != nil {
+			return nil, err
+		}
+		rec.outcome = wire.Outcome(outcome)
+		recs[id] = rec
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(recs) != len(taken) {
+		return nil, errors.New("a command's record vanished while it was read")
+	}
+	return recs, nil
+}
+
+// release gives up the claims of commands that failed in tx, so that
+// nothing is remembered of them.
+func (l ledger) release(ctx context.Context, tx *sql.Tx, commandIDs []string) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM `+l.table+` WHERE command_id = ANY($1)`, pq.Array(commandIDs))
+	return err
+}
+
+// finishMany stores the outcomes of the commands claimed in tx, in one
+// statement.
+func (l ledger) finishMany(ctx context.Context, tx *sql.Tx, commandIDs []string, outcomes []string, records []int64, details []string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE `+l.table+` AS t SET outcome = u.o, records = u.r, detail = u.d, recorded_at = now()
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(c, o, r, d) WHERE t.command_id = u.c`,
+		pq.Array(commandIDs), pq.Array(outcomes), pq.Array(records), pq.Array(details))
+	return err
 }

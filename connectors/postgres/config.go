@@ -130,6 +130,14 @@ type Statements struct {
 	// later request for the same subject counts nothing and reports
 	// not_found.
 	Erase []string `yaml:"erase"`
+	// EraseBatch, optional, erase many subjects of a batch command at once,
+	// one statement per table: each takes $1, an array of the identifier's
+	// values (… WHERE user_id = ANY($1)), and returns the identifier's value
+	// of each row it deletes or updates (RETURNING user_id), which is how
+	// records are counted per subject. When set, batch commands run these
+	// instead of Erase; without them, Erase runs for each subject of the
+	// batch, in one transaction all the same.
+	EraseBatch []string `yaml:"erase_batch"`
 	// Reveal are queries run before any erasure that find further
 	// identifiers of the same subject, which Lethe then sends to the
 	// systems that erase by them.
@@ -247,12 +255,20 @@ func (s Statements) validate(idType string) error {
 	if !typeRe.MatchString(idType) {
 		return configError("identifiers: %q is not a valid identifier type (lower-case letters, digits and _, starting with a letter)", idType)
 	}
+	if len(s.EraseBatch) > 0 && len(s.Erase) == 0 {
+		return configError("identifiers.%s has erase_batch statements but no erase statements for single commands", idType)
+	}
 	if len(s.Erase) == 0 && len(s.Reveal) == 0 {
 		return configError("identifiers.%s has neither erase statements nor reveal queries", idType)
 	}
 	for i, stmt := range s.Erase {
 		if err := checkKeyword(stmt, eraseKeywords); err != nil {
 			return configError("%s: %v", eraseName(idType, i), err)
+		}
+	}
+	for i, stmt := range s.EraseBatch {
+		if err := checkKeyword(stmt, eraseKeywords); err != nil {
+			return configError("%s: %v", eraseBatchName(idType, i), err)
 		}
 	}
 	for i, r := range s.Reveal {
@@ -305,6 +321,9 @@ func (c Config) ProducedTypes() []string {
 // the line; statement indexes count from 0 like YAML paths.
 func eraseName(idType string, i int) string {
 	return fmt.Sprintf("identifiers.%s.erase[%d]", idType, i)
+}
+func eraseBatchName(idType string, i int) string {
+	return fmt.Sprintf("identifiers.%s.erase_batch[%d]", idType, i)
 }
 func revealName(idType string, i int) string {
 	return fmt.Sprintf("identifiers.%s.reveal[%d]", idType, i)

@@ -16,7 +16,8 @@ import (
 // The example erases a subject in two steps, as Lethe drives it: the
 // command by user_id erases invoices and anonymises payments and reveals the
 // customer id; the command Lethe then sends with that customer id erases the
-// customer. Each step is checked as the system Lethe sees for it.
+// customer. Each step is checked as the system Lethe sees for it, batch
+// commands included.
 func TestConformance(t *testing.T) {
 	ctx, db, _ := billingDB(t)
 	c := newConnector(ctx, t, db, exampleConfig(t))
@@ -46,6 +47,7 @@ func TestConformance(t *testing.T) {
 				return n, err
 			},
 			RevealsDerived: true,
+			Batch:          true, // erase_batch statements
 		})
 	})
 
@@ -65,6 +67,7 @@ func TestConformance(t *testing.T) {
 				err := db.QueryRowContext(ctx, `SELECT count(*) FROM customers WHERE stripe_customer_id = $1`, s.Identifiers[0].Value).Scan(&n)
 				return n, err
 			},
+			Batch: true, // no erase_batch: erase statements per subject
 		})
 	})
 }

@@ -21,7 +21,10 @@ import (
 	"github.com/lethe-dev/lethe/wire"
 )
 
-var _ connectors.Handler = (*Connector)(nil)
+var (
+	_ connectors.Handler      = (*Connector)(nil)
+	_ connectors.BatchHandler = (*Connector)(nil)
+)
 
 // Connector is the connectors.Handler that runs a Config's statements. It
 // holds no state of its own beyond the pool, so the SDK may call it for
@@ -57,6 +60,11 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Connector, error) {
 		for i, stmt := range s.Erase {
 			if err := checkErase(ctx, conn, stmt); err != nil {
 				return nil, fmt.Errorf("postgres connector: %s: %w", eraseName(t, i), err)
+			}
+		}
+		for i, stmt := range s.EraseBatch {
+			if err := checkEraseBatch(ctx, conn, stmt); err != nil {
+				return nil, fmt.Errorf("postgres connector: %s: %w", eraseBatchName(t, i), err)
 			}
 		}
 		for i, r := range s.Reveal {
@@ -247,7 +255,7 @@ func (c *Connector) reveals(ids []wire.Identifier) bool {
 }
 
 // queryValues returns the non-NULL values of the one column query returns.
-func queryValues(ctx context.Context, tx *sql.Tx, query, param string) ([]string, error) {
+func queryValues(ctx context.Context, tx *sql.Tx, query string, param any) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, query, param)
 	if err != nil {
 		return nil, err
