@@ -75,25 +75,11 @@ type BatchConfirmation struct {
 // ErrMalformed. Its messages name fields and item positions, never
 // identifier values.
 func (c BatchCommand) Validate() error {
-	switch {
-	case c.Schema != SchemaBatchCommand:
-		return malformed("schema is not %q", SchemaBatchCommand)
-	case !ValidID(c.CommandID):
-		return malformed("command_id is not a UUID")
-	case !ValidID(c.BatchID):
-		return malformed("batch_id is not a UUID")
-	case !systemRe.MatchString(c.System):
-		return malformed("system is not a valid system name")
-	case c.Attempt < 1:
-		return malformed("attempt is below 1")
-	case c.IssuedAt.IsZero():
-		return malformed("issued_at is missing")
-	case !encodable(c.IssuedAt):
-		return malformed("issued_at is not a time RFC 3339 can carry")
-	case c.ConfirmBy.IsZero():
-		return malformed("confirm_by is missing")
-	case !encodable(c.ConfirmBy):
-		return malformed("confirm_by is not a time RFC 3339 can carry")
+	if err := validEnvelope(c.Schema, SchemaBatchCommand, c.CommandID, "batch_id", c.BatchID, c.System); err != nil {
+		return err
+	}
+	if err := validDispatch(c.Attempt, c.IssuedAt, c.ConfirmBy); err != nil {
+		return err
 	}
 	if err := validItemCount(len(c.Items)); err != nil {
 		return err
@@ -113,19 +99,11 @@ func (c BatchCommand) Validate() error {
 // Validate reports the first way c breaks the contract, wrapping
 // ErrMalformed.
 func (c BatchConfirmation) Validate() error {
-	switch {
-	case c.Schema != SchemaBatchConfirmation:
-		return malformed("schema is not %q", SchemaBatchConfirmation)
-	case !ValidID(c.CommandID):
-		return malformed("command_id is not a UUID")
-	case !ValidID(c.BatchID):
-		return malformed("batch_id is not a UUID")
-	case !systemRe.MatchString(c.System):
-		return malformed("system is not a valid system name")
-	case c.ConfirmedAt.IsZero():
-		return malformed("confirmed_at is missing")
-	case !encodable(c.ConfirmedAt):
-		return malformed("confirmed_at is not a time RFC 3339 can carry")
+	if err := validEnvelope(c.Schema, SchemaBatchConfirmation, c.CommandID, "batch_id", c.BatchID, c.System); err != nil {
+		return err
+	}
+	if err := validTime("confirmed_at", c.ConfirmedAt); err != nil {
+		return err
 	}
 	if err := validItemCount(len(c.Items)); err != nil {
 		return err

@@ -159,49 +159,65 @@ func validIdentifiers(ids []Identifier, field string, required bool) error {
 // Validate reports the first way c breaks the contract, wrapping ErrMalformed.
 // Its messages name fields, never identifier values.
 func (c Command) Validate() error {
-	switch {
-	case c.Schema != SchemaCommand:
-		return malformed("schema is not %q", SchemaCommand)
-	case !ValidID(c.CommandID):
-		return malformed("command_id is not a UUID")
-	case !ValidID(c.RequestID):
-		return malformed("request_id is not a UUID")
-	case !systemRe.MatchString(c.System):
-		return malformed("system is not a valid system name")
-	case c.Attempt < 1:
-		return malformed("attempt is below 1")
-	case c.IssuedAt.IsZero():
-		return malformed("issued_at is missing")
-	case !encodable(c.IssuedAt):
-		return malformed("issued_at is not a time RFC 3339 can carry")
-	case c.ConfirmBy.IsZero():
-		return malformed("confirm_by is missing")
-	case !encodable(c.ConfirmBy):
-		return malformed("confirm_by is not a time RFC 3339 can carry")
+	if err := validEnvelope(c.Schema, SchemaCommand, c.CommandID, "request_id", c.RequestID, c.System); err != nil {
+		return err
+	}
+	if err := validDispatch(c.Attempt, c.IssuedAt, c.ConfirmBy); err != nil {
+		return err
 	}
 	return validIdentifiers(c.Identifiers, "identifiers", true)
 }
 
+// validEnvelope checks what every message, single or batch, command or
+// confirmation, carries before what it says of its subjects: its schema,
+// its command, the request or batch it belongs to (scope names the field)
+// and its system.
+func validEnvelope(schema, want, commandID, scope, scopeID, system string) error {
+	switch {
+	case schema != want:
+		return malformed("schema is not %q", want)
+	case !ValidID(commandID):
+		return malformed("command_id is not a UUID")
+	case !ValidID(scopeID):
+		return malformed("%s is not a UUID", scope)
+	case !systemRe.MatchString(system):
+		return malformed("system is not a valid system name")
+	}
+	return nil
+}
+
+// validDispatch checks a command's attempt and times.
+func validDispatch(attempt int, issuedAt, confirmBy time.Time) error {
+	if attempt < 1 {
+		return malformed("attempt is below 1")
+	}
+	if err := validTime("issued_at", issuedAt); err != nil {
+		return err
+	}
+	return validTime("confirm_by", confirmBy)
+}
+
+// validTime checks a required time field named name.
+func validTime(name string, t time.Time) error {
+	switch {
+	case t.IsZero():
+		return malformed("%s is missing", name)
+	case !encodable(t):
+		return malformed("%s is not a time RFC 3339 can carry", name)
+	}
+	return nil
+}
+
 // Validate reports the first way c breaks the contract, wrapping ErrMalformed.
 func (c Confirmation) Validate() error {
-	switch {
-	case c.Schema != SchemaConfirmation:
-		return malformed("schema is not %q", SchemaConfirmation)
-	case !ValidID(c.CommandID):
-		return malformed("command_id is not a UUID")
-	case !ValidID(c.RequestID):
-		return malformed("request_id is not a UUID")
-	case !systemRe.MatchString(c.System):
-		return malformed("system is not a valid system name")
+	if err := validEnvelope(c.Schema, SchemaConfirmation, c.CommandID, "request_id", c.RequestID, c.System); err != nil {
+		return err
 	}
 	if err := validResult("", c.Outcome, c.Records, c.Detail, c.Retryable); err != nil {
 		return err
 	}
-	switch {
-	case c.ConfirmedAt.IsZero():
-		return malformed("confirmed_at is missing")
-	case !encodable(c.ConfirmedAt):
-		return malformed("confirmed_at is not a time RFC 3339 can carry")
+	if err := validTime("confirmed_at", c.ConfirmedAt); err != nil {
+		return err
 	}
 	return validIdentifiers(c.DerivedIdentifiers, "derived_identifiers", false)
 }

@@ -448,24 +448,35 @@ func (c *counting) Erase(ctx context.Context, req connectors.Request) (res conne
 	if c.failing(req.RequestID) {
 		return connectors.Result{Outcome: wire.OutcomeFailed, Retryable: true, Detail: detailInjected}, nil
 	}
+	err = c.call(req.CommandID, "Erase", func() (err error) {
+		res, err = c.h.Erase(ctx, req)
+		return err
+	})
+	return res, err
+}
+
+// call runs one call of the wrapped handler for commandID, counted and in
+// flight while it runs, and keeps its error; a panic is kept as an error
+// and goes on, the SDK's to recover, as in production.
+func (c *counting) call(commandID, what string, run func() error) (err error) {
 	c.mu.Lock()
-	c.byCmd[req.CommandID]++
+	c.byCmd[commandID]++
 	c.inFlight++
 	c.mu.Unlock()
 	defer func() {
 		p := recover()
 		if p != nil {
-			err = fmt.Errorf("Erase panicked: %v", p)
+			err = fmt.Errorf("%s panicked: %v", what, p)
 		}
 		c.mu.Lock()
 		c.inFlight--
-		c.lastErr[req.CommandID] = err
+		c.lastErr[commandID] = err
 		c.mu.Unlock()
 		if p != nil {
-			panic(p) // the SDK's to recover, as in production
+			panic(p)
 		}
 	}()
-	return c.h.Erase(ctx, req)
+	return run()
 }
 
 // countingBatch is counting for a handler that implements
@@ -487,24 +498,11 @@ func (c *countingBatch) EraseBatch(ctx context.Context, req connectors.BatchRequ
 	if len(pass.Items) == 0 {
 		return out, nil
 	}
-	c.mu.Lock()
-	c.byCmd[req.CommandID]++
-	c.inFlight++
-	c.mu.Unlock()
-	defer func() {
-		p := recover()
-		if p != nil {
-			err = fmt.Errorf("EraseBatch panicked: %v", p)
-		}
-		c.mu.Lock()
-		c.inFlight--
-		c.lastErr[req.CommandID] = err
-		c.mu.Unlock()
-		if p != nil {
-			panic(p)
-		}
-	}()
-	res, err := c.h.(connectors.BatchHandler).EraseBatch(ctx, pass)
+	var res []connectors.ItemResult
+	err = c.call(req.CommandID, "EraseBatch", func() (err error) {
+		res, err = c.h.(connectors.BatchHandler).EraseBatch(ctx, pass)
+		return err
+	})
 	return append(out, res...), err
 }
 
