@@ -192,6 +192,14 @@ func (a *Activities) publish(ctx context.Context, requestID string, msgs []kafka
 	if !ok {
 		return nil, nil, err
 	}
+	if len(topicsOf(msgs, stuck)) > 1 {
+		// The writer refuses a whole write when it cannot find one of its
+		// topics, naming no message: each topic is written on its own, so
+		// that a missing one holds back its own messages only.
+		if stuck, err = a.publishByTopic(ctx, msgs, stuck); err != nil || len(stuck) == 0 {
+			return nil, nil, err
+		}
+	}
 	missing := topicsOf(msgs, stuck)
 	if a.Topics == nil {
 		return stuck, fmt.Errorf("topics %s: %w", strings.Join(missing, ", "), err), nil
@@ -221,6 +229,35 @@ func (a *Activities) publish(ctx context.Context, requestID string, msgs []kafka
 		out[i] = stuck[j]
 	}
 	return out, fmt.Errorf("topics %s: %w", strings.Join(topicsOf(msgs, out), ", "), err), nil
+}
+
+// publishByTopic writes the messages at idx topic by topic and returns the
+// indexes of those still refused for their topic; any other failure is the
+// error.
+func (a *Activities) publishByTopic(ctx context.Context, msgs []kafka.Message, idx []int) ([]int, error) {
+	var stuck []int
+	for _, topic := range topicsOf(msgs, idx) {
+		var at []int
+		var group []kafka.Message
+		for _, i := range idx {
+			if msgs[i].Topic == topic {
+				at = append(at, i)
+				group = append(group, msgs[i])
+			}
+		}
+		err := a.Publisher.WriteMessages(ctx, group...)
+		if err == nil {
+			continue
+		}
+		failed, ok := topicFailures(group, err)
+		if !ok {
+			return nil, err
+		}
+		for _, j := range failed {
+			stuck = append(stuck, at[j])
+		}
+	}
+	return stuck, nil
 }
 
 // topicFailures tells whether a failed write failed only because of the
