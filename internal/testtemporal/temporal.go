@@ -5,6 +5,7 @@ package testtemporal
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -17,6 +18,20 @@ import (
 	"github.com/lethe-dev/lethe/internal/temporalx"
 	"github.com/lethe-dev/lethe/workflows"
 )
+
+// startAttempts is how often Start tries to start the test server.
+const startAttempts = 3
+
+// newServer starts a test server, turning the panic with which temporaltest
+// reports a failed start into an error.
+func newServer(opts []temporaltest.TestServerOption) (ts *temporaltest.TestServer, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("start the test server: %v", p)
+		}
+	}()
+	return temporaltest.NewServer(opts...), nil
+}
 
 // temporalSetupTimeout bounds registering the search attributes, so that a
 // server that never answers fails the test instead of hanging it.
@@ -36,15 +51,28 @@ func Start(t testing.TB, extra ...temporaltest.TestServerOption) (c client.Clien
 		temporaltest.WithBaseClientOptions(client.Options{Logger: silent}),
 	}
 	opts = append(opts, extra...)
-	tt, isT := t.(*testing.T)
-	if isT {
-		opts = append(opts, temporaltest.WithT(tt))
+	// The server is started without temporaltest.WithT: with it, a server
+	// that fails to start (a port another test took between its choice and
+	// its bind) fails the test, and its cleanup then panics on the server it
+	// never had. Without it, the failure is a panic, caught here, and the
+	// start is tried again.
+	var ts *temporaltest.TestServer
+	var err error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		if ts, err = newServer(opts); err == nil {
+			break
+		}
+		t.Logf("testtemporal: the test server did not start (attempt %d of %d): %v", attempt, startAttempts, err)
 	}
-	ts := temporaltest.NewServer(opts...)
-	if !isT {
-		// Without WithT the server neither fails t nor stops by itself.
-		t.Cleanup(ts.Stop)
+	if err != nil {
+		t.Fatalf("testtemporal: %v", err)
 	}
+	t.Cleanup(func() {
+		// Stop logs a shutdown error through the test it was not given,
+		// which panics; the server is stopped either way.
+		defer func() { _ = recover() }()
+		ts.Stop()
+	})
 	namespace = ts.GetDefaultNamespace()
 	c = ts.GetDefaultClient() // closed by ts.Stop
 
