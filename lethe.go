@@ -95,15 +95,19 @@ func ValidIdentifierType(t string) bool { return identifierTypeRe.MatchString(t)
 // System is one entry of the registry: a service that holds personal data
 // keyed by some identifier types and erases it when told on its topic.
 type System struct {
-	Name          string    `json:"name"`
-	Identifiers   []string  `json:"identifiers"`
-	Produces      []string  `json:"produces"`
-	Topic         string    `json:"topic"`
-	Owner         string    `json:"owner"`
-	Description   string    `json:"description"`
-	ConfirmWithin Duration  `json:"confirm_within"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	Name          string   `json:"name"`
+	Identifiers   []string `json:"identifiers"`
+	Produces      []string `json:"produces"`
+	Topic         string   `json:"topic"`
+	Owner         string   `json:"owner"`
+	Description   string   `json:"description"`
+	ConfirmWithin Duration `json:"confirm_within"`
+	// Batch says the system takes batch commands (many subjects in one
+	// message, wire.SchemaBatchCommand) for the subjects of a bulk
+	// erasure; without it each subject gets a command of its own.
+	Batch     bool      `json:"batch"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // SystemStats is a system's recent health, from the ledger: what an
