@@ -94,6 +94,9 @@ type Activities struct {
 	// Topics re-creates a command topic found missing; nil creates none,
 	// and the publish is retried until an operator creates it.
 	Topics TopicEnsurer
+	// Batches is the ledger of bulk erasures (registry.Store); the batch
+	// activities need it.
+	Batches BatchLedger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -126,6 +129,9 @@ type Target struct {
 	// Hold, when set, is the legal hold that keeps the subject's data in
 	// this system: nothing is dispatched to it while the hold lasts.
 	Hold *lethe.Hold `json:"hold,omitempty"`
+	// Batch says the system takes batch commands (lethe.System.Batch);
+	// only the chunks of a bulk erasure read it.
+	Batch bool `json:"batch,omitempty"`
 }
 
 // PlanResult lists the targets, ordered by system name.

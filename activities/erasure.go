@@ -57,23 +57,7 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error)
 	targets := make([]Target, 0, len(matches))
 	held := 0
 	for _, m := range matches {
-		s := m.System
-		within := time.Duration(s.ConfirmWithin)
-		if within <= 0 {
-			within = lethe.DefaultConfirmWithin
-		}
-		topic := s.Topic
-		if topic == "" {
-			topic = wire.DefaultTopic(s.Name)
-		}
-		targets = append(targets, Target{
-			System:        s.Name,
-			Topic:         topic,
-			Types:         slices.Clone(s.Identifiers),
-			Produces:      slices.Clone(s.Produces),
-			ConfirmWithin: within,
-			Hold:          m.Hold,
-		})
+		targets = append(targets, targetOf(m.System, m.Hold))
 		if m.Hold != nil {
 			held++
 		}

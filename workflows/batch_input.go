@@ -115,12 +115,21 @@ type BatchConfirmSignal struct {
 // BatchState is what a batch's workflow carries into its next run when it
 // continues as new: which chunks it started and how each last reported.
 type BatchState struct {
-	Started []int       `json:"started"`
-	Done    []ChunkDone `json:"done"`
+	Started []StartedChunk `json:"started"`
+	Done    []ChunkDone    `json:"done"`
+	// Written is set once the batch's final status for the latest reports
+	// is in the ledger.
+	Written bool `json:"written,omitempty"`
 	// Retries are retry orders received and not yet passed to the chunks.
 	Retries  []RetrySignal `json:"retries,omitempty"`
 	Overdue  bool          `json:"overdue,omitempty"`
 	Canceled bool          `json:"canceled,omitempty"`
+}
+
+// StartedChunk is a chunk whose workflow the batch's workflow started.
+type StartedChunk struct {
+	Chunk   int    `json:"chunk"`
+	ChunkID string `json:"chunk_id"`
 }
 
 // BatchResult is what a batch's workflow returns.

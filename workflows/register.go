@@ -26,6 +26,8 @@ type workflowRegistry interface {
 
 func registerWorkflow(r workflowRegistry) {
 	r.RegisterWorkflowWithOptions(ErasureWorkflow, workflow.RegisterOptions{Name: ErasureWorkflowName})
+	r.RegisterWorkflowWithOptions(BatchWorkflow, workflow.RegisterOptions{Name: BatchWorkflowName})
+	r.RegisterWorkflowWithOptions(BatchChunkWorkflow, workflow.RegisterOptions{Name: ChunkWorkflowName})
 }
 
 // localActivities chooses how the workflow runs its activities before
