@@ -24,6 +24,7 @@ import (
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/api"
 	"github.com/lethe-dev/lethe/auth"
+	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/codec"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/credential"
@@ -124,6 +125,9 @@ type stackOptions struct {
 	// Engine, when set, wraps the engine the API starts and signals
 	// workflows through, for tests that change what it sends.
 	Engine func(api.Engine) api.Engine
+	// Signer, when set, signs certificates of erasure, as
+	// LETHE_SIGNING_KEY does.
+	Signer *certificate.Signer
 	// ManualWorker leaves the worker out of the stack, for a test that
 	// starts and stops it with stack.startWorker: a request's events then
 	// wait in its history until a worker polls again.
@@ -194,6 +198,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		Brokers: s.Brokers, KafkaSecurity: letheKafka, Partitions: 1,
 		Logger: s.Log, Digester: dg,
 		Settings: roles.Settings{Policy: opts.Policy, SystemKey: opts.SystemKey, RequireSignatures: s.Signed},
+		Signer:   opts.Signer,
 		Access:   roles.Access{Auth: &auth.Chain{Tokens: auth.NewTokenVerifier(s.Store), OIDC: oidcV}},
 		Metrics:  s.Metrics,
 	}
@@ -336,6 +341,9 @@ func (s *stack) putSystem(sys lethe.System) {
 	}
 	if sys.ConfirmWithin != 0 {
 		body["confirm_within"] = sys.ConfirmWithin.String()
+	}
+	if sys.Batch {
+		body["batch"] = true
 	}
 	r := s.do(http.MethodPut, "/v1/systems/"+sys.Name, body)
 	if r.Status != http.StatusCreated && r.Status != http.StatusOK {
