@@ -1,10 +1,13 @@
 // Package relay carries confirmations from Kafka to the erasure workflows:
 // it reads the confirmations topic, coalesces what it fetched for one
 // request into one signal, and commits the batch only once every signal was
-// accepted. Checking a confirmation against the commands issued is the
-// workflow's job; the relay only routes, dead-letters what it cannot decode
-// or whose signature does not hold (signatures.go), and audits
-// confirmations that arrive after their workflow ended.
+// accepted. The topic also carries batch confirmations, which answer many
+// subjects of one chunk of a bulk erasure; they go to the chunk's workflow
+// the same way, in signals of their own (messages.go). Checking a
+// confirmation against the commands issued is the workflow's job; the
+// relay only routes, dead-letters what it cannot decode or whose signature
+// does not hold (signatures.go), and audits confirmations that arrive
+// after their workflow ended.
 package relay
 
 import (
@@ -50,9 +53,9 @@ type Metrics interface {
 	RelayLag(n int64)
 }
 
-// DLQMalformed is the metrics reason of a message that is not a
-// confirmation of the wire format; the message's wire.HeaderDLQReason
-// header says what was wrong with it.
+// DLQMalformed is the metrics reason of a message that is neither a
+// confirmation nor a batch confirmation of the wire format; the message's
+// wire.HeaderDLQReason header says what was wrong with it.
 const DLQMalformed = "malformed"
 
 // Config says where the confirmations are and how many the relay takes at once.
@@ -112,10 +115,13 @@ const (
 
 // maxSignalBytes bounds the confirmations one signal carries, counted as
 // their encoded size, well under Temporal's 2 MiB payload limit. A request
-// whose fetched confirmations exceed it gets several signals, in order.
+// whose fetched confirmations exceed it gets several signals, in order; a
+// single confirmation larger than that goes alone, and a batch
+// confirmation larger than that is split by its items (batchParts).
 const maxSignalBytes = 512 << 10
 
-// lateDetail is the audit detail of a confirmation nobody waits for.
+// lateDetail is the audit detail of a confirmation nobody waits for; a
+// batch confirmation's adds how many items it answers.
 const lateDetail = "no running workflow"
 
 // Validate reports the first problem of c.
@@ -176,25 +182,32 @@ type Relay struct {
 	aud Auditor
 	log *slog.Logger
 
-	signals       atomic.Int64
-	confirmations atomic.Int64
-	deadLettered  atomic.Int64
-	late          atomic.Int64
-	badSignatures atomic.Int64
+	signals            atomic.Int64
+	confirmations      atomic.Int64
+	batchConfirmations atomic.Int64
+	deadLettered       atomic.Int64
+	late               atomic.Int64
+	badSignatures      atomic.Int64
 }
 
 // Stats counts what a Relay has done since it was built, for metrics and tests.
 type Stats struct {
-	// Signals is how many signals the workflows accepted.
+	// Signals is how many signals the workflows accepted, of either kind.
 	Signals int64
-	// Confirmations is how many confirmations those signals carried.
+	// Confirmations is how many single confirmations those signals carried.
 	Confirmations int64
+	// BatchConfirmations is how many batch confirmations those signals
+	// carried. A batch confirmation the relay split because one signal
+	// could not carry it (batchParts) counts once per part.
+	BatchConfirmations int64
 	// DeadLettered is how many malformed messages went to the dead-letter topic.
 	DeadLettered int64
-	// Late is how many confirmations found no running workflow and were audited.
+	// Late is how many confirmations, single or batch (counted as
+	// BatchConfirmations counts them), found no running workflow and were
+	// audited.
 	Late int64
-	// BadSignatures is how many confirmations were refused for their
-	// signature, dead-lettered and audited.
+	// BadSignatures is how many messages, single or batch confirmations,
+	// were refused for their signature, dead-lettered and audited.
 	BadSignatures int64
 }
 
@@ -214,11 +227,12 @@ func New(cfg Config, s Signaler, a Auditor) (*Relay, error) {
 // Stats returns the relay's counters.
 func (r *Relay) Stats() Stats {
 	return Stats{
-		Signals:       r.signals.Load(),
-		Confirmations: r.confirmations.Load(),
-		DeadLettered:  r.deadLettered.Load(),
-		Late:          r.late.Load(),
-		BadSignatures: r.badSignatures.Load(),
+		Signals:            r.signals.Load(),
+		Confirmations:      r.confirmations.Load(),
+		BatchConfirmations: r.batchConfirmations.Load(),
+		DeadLettered:       r.deadLettered.Load(),
+		Late:               r.late.Load(),
+		BadSignatures:      r.badSignatures.Load(),
 	}
 }
 
@@ -266,35 +280,22 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// signal is one signal to send: confirmations of one request, in the order
-// they were read.
-type signal struct {
-	confirmations []wire.Confirmation
-	size          int
-}
-
-// request is what one batch holds for one request: usually one signal,
-// several when its confirmations exceed maxSignalBytes.
-type request struct {
-	id      string
-	signals []*signal
-}
-
 // handle dead-letters the malformed messages of a batch and those whose
-// signature does not hold, and signals the rest, one signal per request,
-// several requests at a time. It returns only ctx's error: everything else
-// is retried until it succeeds.
+// signature does not hold, and signals the rest, one signal per request
+// and kind of confirmation, several requests at a time. It returns only
+// ctx's error: everything else is retried until it succeeds, and the
+// caller commits the batch only after that, whatever kinds it mixes.
 func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
 	var dead []kafka.Message
 	var confs []decoded
 	for _, m := range msgs {
-		c, err := wire.DecodeConfirmation(m.Value)
+		d, err := decodeMessage(m)
 		if err != nil {
 			r.log.Warn("confirmation dead-lettered", "partition", m.Partition, "offset", m.Offset, "reason", err.Error())
 			dead = append(dead, kafkax.DeadLetter(m, err.Error()))
 			continue
 		}
-		confs = append(confs, decoded{msg: m, conf: c})
+		confs = append(confs, d)
 	}
 	confs, refused, err := r.checkSignatures(ctx, confs)
 	if err != nil {
@@ -303,22 +304,16 @@ func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Messag
 	if err := r.refuse(ctx, w, refused); err != nil {
 		return err
 	}
-	var requests []*request
-	byID := make(map[string]*request)
+	var targets []*target
+	byID := make(map[string]*target)
 	for _, d := range confs {
-		m, c := d.msg, d.conf
-		req := byID[c.RequestID]
-		if req == nil {
-			req = &request{id: c.RequestID}
-			byID[c.RequestID] = req
-			requests = append(requests, req)
+		t := byID[d.scope()]
+		if t == nil {
+			t = &target{id: d.scope()}
+			byID[t.id] = t
+			targets = append(targets, t)
 		}
-		if n := len(req.signals); n == 0 || req.signals[n-1].size+len(m.Value) > maxSignalBytes {
-			req.signals = append(req.signals, &signal{})
-		}
-		s := req.signals[len(req.signals)-1]
-		s.confirmations = append(s.confirmations, c)
-		s.size += len(m.Value)
+		t.add(d)
 	}
 	if len(dead) > 0 {
 		if err := kafkax.WriteAll(ctx, w, r.log, dead...); err != nil {
@@ -333,10 +328,10 @@ func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Messag
 	// request's signals go in order.
 	var g errgroup.Group
 	g.SetLimit(r.cfg.Concurrency)
-	for _, req := range requests {
+	for _, t := range targets {
 		g.Go(func() error {
-			for _, s := range req.signals {
-				if err := r.send(ctx, req.id, s); err != nil {
+			for _, s := range t.signals {
+				if err := r.send(ctx, t.id, s); err != nil {
 					return err
 				}
 			}
@@ -347,12 +342,13 @@ func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Messag
 }
 
 // send delivers one signal, retrying until Temporal accepts it or says no
-// such workflow runs; in that case the confirmations are audited as late.
-func (r *Relay) send(ctx context.Context, requestID string, s *signal) error {
+// such workflow runs; in that case the confirmations are audited as late,
+// one event each. id is the request's, or the chunk's for a batch
+// confirmation.
+func (r *Relay) send(ctx context.Context, id string, s *signal) error {
 	late := false
 	err := kafkax.Retry(ctx, r.log, "signal workflow", func(ctx context.Context) error {
-		err := r.sig.SignalWorkflow(ctx, workflows.ErasureWorkflowID(requestID), "", workflows.SignalConfirm,
-			workflows.ConfirmSignal{Confirmations: s.confirmations})
+		err := r.sig.SignalWorkflow(ctx, workflows.ErasureWorkflowID(id), "", s.name(), s.payload())
 		var notFound *serviceerror.NotFound
 		if errors.As(err, &notFound) {
 			late = true
@@ -363,30 +359,47 @@ func (r *Relay) send(ctx context.Context, requestID string, s *signal) error {
 	if err != nil {
 		return err
 	}
-	n := int64(len(s.confirmations))
+	n := int64(s.len())
+	scope := "request_id"
+	if s.batch {
+		scope = "batch_id"
+	}
 	if !late {
 		r.signals.Add(1)
-		r.confirmations.Add(n)
-		r.log.Debug("signaled", "request_id", requestID, "confirmations", n)
+		if s.batch {
+			r.batchConfirmations.Add(n)
+		} else {
+			r.confirmations.Add(n)
+		}
+		r.log.Debug("signaled", scope, id, "signal", s.name(), "confirmations", n)
 		return nil
 	}
-	now := r.cfg.Now().UTC()
-	events := make([]lethe.AuditEvent, len(s.confirmations))
-	for i, c := range s.confirmations {
-		events[i] = lethe.AuditEvent{
-			RequestID: c.RequestID,
-			System:    c.System,
-			Kind:      lethe.AuditConfirmationLate,
-			Detail:    lateDetail,
-			At:        now,
-		}
-	}
+	events := lateEvents(s, r.cfg.Now().UTC())
 	if err := kafkax.Retry(ctx, r.log, "audit late confirmations", func(ctx context.Context) error {
 		return r.aud.AppendAudit(ctx, events)
 	}); err != nil {
 		return err
 	}
 	r.late.Add(n)
-	r.log.Info("confirmations arrived after their workflow ended", "request_id", requestID, "confirmations", n)
+	r.log.Info("confirmations arrived after their workflow ended", scope, id, "signal", s.name(), "confirmations", n)
 	return nil
+}
+
+// lateEvents are the audit events of a signal's confirmations that no
+// workflow waits for, one per confirmation, under its request or chunk.
+// The detail of a batch confirmation counts its items, never naming them.
+func lateEvents(s *signal, at time.Time) []lethe.AuditEvent {
+	events := make([]lethe.AuditEvent, 0, s.len())
+	for _, c := range s.confirmations {
+		events = append(events, lethe.AuditEvent{
+			RequestID: c.RequestID, System: c.System, Kind: lethe.AuditConfirmationLate, Detail: lateDetail, At: at,
+		})
+	}
+	for _, c := range s.batches {
+		events = append(events, lethe.AuditEvent{
+			RequestID: c.BatchID, System: c.System, Kind: lethe.AuditConfirmationLate,
+			Detail: fmt.Sprintf("%s: batch confirmation of %d items", lateDetail, len(c.Items)), At: at,
+		})
+	}
+	return events
 }

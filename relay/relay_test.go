@@ -69,9 +69,12 @@ func encode(t *testing.T, cs ...wire.Confirmation) []kafka.Message {
 	return out
 }
 
+// call is one signal: arg when it is workflows.SignalConfirm's, batch when
+// it is workflows.SignalBatchConfirm's.
 type call struct {
 	workflowID, runID, signal string
 	arg                       workflows.ConfirmSignal
+	batch                     workflows.BatchConfirmSignal
 }
 
 // signaler records signals; fail, when set, may refuse a call.
@@ -83,7 +86,15 @@ type signaler struct {
 }
 
 func (s *signaler) SignalWorkflow(_ context.Context, workflowID, runID, signalName string, arg interface{}) error {
-	c := call{workflowID: workflowID, runID: runID, signal: signalName, arg: arg.(workflows.ConfirmSignal)}
+	c := call{workflowID: workflowID, runID: runID, signal: signalName}
+	switch a := arg.(type) {
+	case workflows.ConfirmSignal:
+		c.arg = a
+	case workflows.BatchConfirmSignal:
+		c.batch = a
+	default:
+		return fmt.Errorf("signal %q carries a %T", signalName, arg)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -106,6 +117,17 @@ func (s *signaler) confirmations() int {
 	n := 0
 	for _, c := range s.calls() {
 		n += len(c.arg.Confirmations)
+	}
+	return n
+}
+
+// items counts the items of the batch confirmations signaled.
+func (s *signaler) items() int {
+	n := 0
+	for _, c := range s.calls() {
+		for _, b := range c.batch.Confirmations {
+			n += len(b.Items)
+		}
 	}
 	return n
 }

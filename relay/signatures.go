@@ -15,7 +15,8 @@ import (
 
 // Credentials tells the relay which systems sign their confirmations and
 // with which keys, and whether a request is known. registry.Store
-// satisfies it.
+// satisfies it. Batch confirmations are checked by the same rules as
+// single ones.
 type Credentials interface {
 	// SystemCredentials lists, for each of systems that was ever issued a
 	// credential, the key ids valid at at; a system without credentials is
@@ -23,7 +24,8 @@ type Credentials interface {
 	SystemCredentials(ctx context.Context, systems []string, at time.Time) (map[string][]string, error)
 	// ErasureRecorded reports whether the ledger holds a request, so that
 	// a refused confirmation is audited under its request only when that
-	// request exists.
+	// request exists. For a batch confirmation it is asked about the
+	// batch_id, the id of a chunk of a bulk erasure.
 	ErasureRecorded(ctx context.Context, id string) (bool, error)
 }
 
@@ -31,20 +33,16 @@ type Credentials interface {
 // its signature; the audit event says which check failed.
 const DLQBadSignature = "bad_signature"
 
-// decoded is one confirmation of a batch with the message it came in.
-type decoded struct {
-	msg  kafka.Message
-	conf wire.Confirmation
-}
-
-// refusal is a confirmation refused for its signature, and why.
+// refusal is a confirmation, single or batch, refused for its signature,
+// and why.
 type refusal struct {
 	decoded
 	detail string
 }
 
-// checkSignatures splits a batch's confirmations into those that count and
-// those whose signature does not hold. A confirmation must be signed when
+// checkSignatures splits a batch's confirmations, single or batch, into
+// those that count and those whose signature does not hold. A confirmation
+// of either kind must be signed when
 // its system was ever issued a credential, or always with
 // Config.RequireSignatures; it then counts only when its key id is a
 // currently valid key of that very system and its signature matches its
@@ -57,9 +55,9 @@ func (r *Relay) checkSignatures(ctx context.Context, in []decoded) (ok []decoded
 	var systems []string
 	seen := make(map[string]bool)
 	for _, d := range in {
-		if !seen[d.conf.System] {
-			seen[d.conf.System] = true
-			systems = append(systems, d.conf.System)
+		if !seen[d.system()] {
+			seen[d.system()] = true
+			systems = append(systems, d.system())
 		}
 	}
 	at := r.cfg.Now()
@@ -84,7 +82,7 @@ func (r *Relay) checkSignatures(ctx context.Context, in []decoded) (ok []decoded
 // signatureProblem says which check d fails, or "" when it counts. The
 // text names headers and key ids, never the message's content.
 func (r *Relay) signatureProblem(d decoded, creds map[string][]string) string {
-	valid, hasCreds := creds[d.conf.System]
+	valid, hasCreds := creds[d.system()]
 	if !hasCreds && !r.cfg.RequireSignatures {
 		return "" // a system that never had a credential still works unsigned
 	}
@@ -104,7 +102,7 @@ func (r *Relay) signatureProblem(d decoded, creds map[string][]string) string {
 	}
 	switch {
 	case !current:
-		return fmt.Sprintf("key %s is not a current key of system %s", keyID, d.conf.System)
+		return fmt.Sprintf("key %s is not a current key of system %s", keyID, d.system())
 	case r.cfg.SystemKey == nil:
 		return "the relay has no system key (LETHE_SYSTEM_KEY) to check signatures with"
 	case !wire.Verify(r.cfg.SystemKey.Secret(keyID), d.msg.Value, signature):
@@ -126,8 +124,9 @@ func header(m kafka.Message, key string) (value string, ok bool) {
 }
 
 // refuse dead-letters refused confirmations with reason bad_signature and
-// audits each: under its request when the ledger knows it, with its system
-// and the check that failed. They are never signaled.
+// audits each: under its request (a batch confirmation's: its batch_id)
+// when the ledger knows it, with its system and the check that failed.
+// They are never signaled.
 func (r *Relay) refuse(ctx context.Context, w *kafka.Writer, refused []refusal) error {
 	if len(refused) == 0 {
 		return nil
@@ -138,9 +137,9 @@ func (r *Relay) refuse(ctx context.Context, w *kafka.Writer, refused []refusal) 
 	known := make(map[string]bool)
 	for i, f := range refused {
 		r.log.Warn("confirmation refused for its signature", "partition", f.msg.Partition, "offset", f.msg.Offset,
-			"system", f.conf.System, "reason", f.detail)
+			"system", f.system(), "reason", f.detail)
 		dead[i] = kafkax.DeadLetter(f.msg, DLQBadSignature)
-		id := f.conf.RequestID
+		id := f.scope()
 		if _, checked := known[id]; !checked {
 			if err := kafkax.Retry(ctx, r.log, "look up request", func(ctx context.Context) error {
 				var err error
@@ -153,7 +152,7 @@ func (r *Relay) refuse(ctx context.Context, w *kafka.Writer, refused []refusal) 
 		if !known[id] {
 			id = ""
 		}
-		events[i] = lethe.AuditEvent{RequestID: id, System: f.conf.System, Kind: lethe.AuditBadSignature, Detail: f.detail, At: now}
+		events[i] = lethe.AuditEvent{RequestID: id, System: f.system(), Kind: lethe.AuditBadSignature, Detail: f.detail, At: now}
 	}
 	if err := kafkax.WriteAll(ctx, w, r.log, dead...); err != nil {
 		return err
