@@ -167,6 +167,9 @@ func requestLock(id uuid.UUID) (int32, int32) {
 // can still fail after the start; ErasureRecorded first waits for it to end
 // (CreateErasure holds a lock on the request until then), so that its answer
 // is final: false means the request was never accepted and never will be.
+// The id of a chunk of a bulk erasure, which its commands carry as their
+// request_id or batch_id, counts too: the relay audits refused
+// confirmations under the ids this recognises.
 func (s *Store) ErasureRecorded(ctx context.Context, id string) (bool, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
@@ -181,7 +184,7 @@ func (s *Store) ErasureRecorded(ctx context.Context, id string) (bool, error) {
 	}
 	var recorded bool
 	if err := s.db.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM erasure_requests WHERE id = $1)`, uid).Scan(&recorded); err != nil {
+		`SELECT EXISTS (SELECT 1 FROM erasure_requests WHERE id = $1) OR EXISTS (SELECT 1 FROM batch_chunks WHERE id = $1)`, uid).Scan(&recorded); err != nil {
 		return false, s.fail("check erasure", err)
 	}
 	return recorded, nil
