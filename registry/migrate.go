@@ -90,7 +90,7 @@ func migrateTo(ctx context.Context, db *sql.DB, last int) error {
 	if last < suppressionsVersion {
 		return nil // the positions to repair do not exist yet
 	}
-	if err := repairFinishedXIDs(ctx, db); err != nil {
+	if err := repairFinishedXIDs(ctx, db, last); err != nil {
 		return fmt.Errorf("repair suppression list positions: %w", err)
 	}
 	return nil
@@ -99,6 +99,10 @@ func migrateTo(ctx context.Context, db *sql.DB, last int) error {
 // suppressionsVersion is the migration that adds the suppression list's
 // positions (0005_suppressions.sql).
 const suppressionsVersion = 5
+
+// batchesVersion is the migration that adds batches, listed by the same
+// positions (0014_batches.sql).
+const batchesVersion = 14
 
 // repairFinishedXIDs moves before every new entry the suppression list's
 // positions that lie in the future of this server. A position is the id of
@@ -109,10 +113,21 @@ const suppressionsVersion = 5
 // hold. Setting the copied positions to 0 puts them first again, and
 // ListSuppressions answers cursor_expired to a cursor from the old server,
 // so that its client reads the list again from its since. On the server
-// that wrote them no position is in the future, and nothing changes.
-func repairFinishedXIDs(ctx context.Context, db *sql.DB) error {
-	_, err := db.ExecContext(ctx, `
+// that wrote them no position is in the future, and nothing changes. The
+// positions of batches, once migration last has added them, are repaired
+// the same way.
+func repairFinishedXIDs(ctx context.Context, db *sql.DB, last int) error {
+	if _, err := db.ExecContext(ctx, `
 		UPDATE erasure_requests SET finished_xid = '0'
+		WHERE finished_xid IS NOT NULL
+			AND finished_xid >= pg_snapshot_xmax(pg_current_snapshot())`); err != nil {
+		return err
+	}
+	if last < batchesVersion {
+		return nil // no batch to repair yet
+	}
+	_, err := db.ExecContext(ctx, `
+		UPDATE erasure_batches SET finished_xid = '0'
 		WHERE finished_xid IS NOT NULL
 			AND finished_xid >= pg_snapshot_xmax(pg_current_snapshot())`)
 	return err

@@ -47,12 +47,13 @@ func schema(t *testing.T, ctx context.Context, db *sql.DB) (tables []string, ver
 }
 
 var wantTables = []string{
-	"api_tokens", "audit_chain_head", "audit_events", "bulk_retries", "erasure_certificates", "erasure_requests", "erasure_systems", "ledger_batches",
-	"legal_hold_subjects", "legal_holds", "request_holds", "request_subjects", "schema_migrations", "system_credentials", "systems",
+	"api_tokens", "audit_chain_head", "audit_events", "batch_certificates", "batch_chunks", "batch_ledger_writes", "batch_outcomes",
+	"batch_subject_digests", "batch_subjects", "bulk_retries", "erasure_batches", "erasure_certificates", "erasure_requests", "erasure_systems",
+	"ledger_batches", "legal_hold_subjects", "legal_holds", "request_holds", "request_subjects", "schema_migrations", "system_credentials", "systems",
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 13
+const wantVersions = 15
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()

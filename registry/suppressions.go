@@ -66,12 +66,19 @@ type SuppressionPage struct {
 // stopped. Requests still running are not listed yet; they are once they
 // finish.
 //
-// Entries are ordered by the transaction that recorded the request's final
-// status (see migration 0005), then by request, type and digest, and only
-// entries no transaction still running can precede are served. So an entry
-// never appears behind a cursor already handed out: a client that comes
-// back with its last NextCursor receives exactly what it has not seen. A
-// subject erased by two requests is listed once for each.
+// Finished batches are listed the same way, with the batch's id as the
+// entry's RequestID and the batch's completion time: the digests in
+// batch_subject_digests of each subject that ended completed or failed or
+// that a command may have erased something of (an outcome erased, failed
+// or dispatched), once each per batch, never those of a dry run.
+//
+// Entries are ordered by the transaction that recorded the request's or
+// batch's final status (see migration 0005), then by its id, type and
+// digest, and only entries no transaction still running can precede are
+// served. So an entry never appears behind a cursor already handed out: a
+// client that comes back with its last NextCursor receives exactly what it
+// has not seen. A subject erased by two requests (or batches) is listed
+// once for each.
 func (s *Store) ListSuppressions(ctx context.Context, f SuppressionFilter) (SuppressionPage, error) {
 	if f.Type != "" && !lethe.ValidIdentifierType(f.Type) {
 		return SuppressionPage{}, lethe.Errorf(lethe.KindInvalid, "invalid_type",
@@ -117,51 +124,7 @@ func (s *Store) ListSuppressions(ctx context.Context, f SuppressionFilter) (Supp
 		}
 	}
 
-	args := []any{horizon}
-	conds := []string{
-		`r.finished_xid IS NOT NULL`,
-		`NOT r.dry_run`,
-		`r.finished_xid < $1::xid8`,
-		`(r.status <> 'canceled' OR EXISTS (SELECT 1 FROM erasure_systems e
-			WHERE e.request_id = r.id AND e.status IN ('dispatched', 'erased', 'failed')))`,
-	}
-	if !f.Since.IsZero() {
-		args = append(args, f.Since.UTC())
-		n := len(args)
-		conds = append(conds, fmt.Sprintf(`r.completed_at >= $%d`, n))
-		if !after {
-			// Where the first page starts: the requests before the lowest
-			// position of those finished since then all finished earlier.
-			// Materialized, the positions are read from the index on
-			// completed_at; a plain min() would be planned as a walk up the
-			// index on positions, through every request finished before.
-			conds = append(conds, fmt.Sprintf(`r.finished_xid >= (
-				WITH since AS MATERIALIZED (SELECT finished_xid FROM erasure_requests
-					WHERE finished_xid IS NOT NULL AND NOT dry_run AND completed_at >= $%d)
-				SELECT min(finished_xid) FROM since)`, n))
-		}
-	}
-	if f.Type != "" {
-		args = append(args, f.Type)
-		conds = append(conds, fmt.Sprintf(`s.id_type = $%d`, len(args)))
-	}
-	if after {
-		args = append(args, strconv.FormatUint(at.xid, 10), at.request, at.idType, at.digest)
-		n := len(args)
-		// The first condition alone is what the index on (finished_xid, id)
-		// can seek to; the second settles ties within a request.
-		conds = append(conds,
-			fmt.Sprintf(`(r.finished_xid, r.id) >= ($%d::xid8, $%d::uuid)`, n-3, n-2),
-			fmt.Sprintf(`(r.finished_xid, r.id, s.id_type, s.digest) > ($%d::xid8, $%d::uuid, $%d, $%d)`, n-3, n-2, n-1, n))
-	}
-	args = append(args, limit+1)
-	query := `
-		SELECT r.finished_xid::text, r.id, s.id_type, s.digest, r.completed_at
-		FROM erasure_requests r JOIN request_subjects s ON s.request_id = r.id
-		WHERE ` + strings.Join(conds, "\n\t\t\tAND ") + fmt.Sprintf(`
-		ORDER BY r.finished_xid, r.id, s.id_type, s.digest
-		LIMIT $%d`, len(args))
-
+	query, args := suppressionQuery(horizon, f, at, after, limit)
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return SuppressionPage{}, s.fail("list suppressions", err)
@@ -196,6 +159,116 @@ func (s *Store) ListSuppressions(ctx context.Context, f SuppressionFilter) (Supp
 		page.NextCursor = last.encode()
 	}
 	return page, nil
+}
+
+// suppressionQuery builds the query of one page of the suppression list: at
+// most limit+1 entries after position at (when after), served only below
+// the horizon. It reads requests and batches each in their own ordered,
+// limited branch, so that either is walked through its indexes, and merges
+// the two by position.
+func suppressionQuery(horizon string, f SuppressionFilter, at suppressionCursor, after bool, limit int) (string, []any) {
+	args := []any{horizon}
+	// Conditions on the request or batch (r), shared by both branches.
+	common := []string{
+		`r.finished_xid IS NOT NULL`,
+		`NOT r.dry_run`,
+		`r.finished_xid < $1::xid8`,
+	}
+	requests := []string{
+		`(r.status <> 'canceled' OR EXISTS (SELECT 1 FROM erasure_systems e
+			WHERE e.request_id = r.id AND e.status IN ('dispatched', 'erased', 'failed')))`,
+	}
+	// A subject of a batch counts as a request does: it ended completed or
+	// failed, or a command may have erased something of it.
+	subjects := []string{
+		`s.batch_id = r.id`,
+		`(bs.status IN ('completed', 'failed') OR EXISTS (SELECT 1 FROM batch_outcomes o
+			WHERE o.batch_id = bs.batch_id AND o.item = bs.item AND o.status IN ('dispatched', 'erased', 'failed')))`,
+	}
+	var requestsSince, batchesSince string
+	if !f.Since.IsZero() {
+		args = append(args, f.Since.UTC())
+		n := len(args)
+		common = append(common, fmt.Sprintf(`r.completed_at >= $%d`, n))
+		if !after {
+			// Where the first page starts: the requests before the lowest
+			// position of those finished since then all finished earlier.
+			// Materialized, the positions are read from the index on
+			// completed_at; a plain min() would be planned as a walk up the
+			// index on positions, through every request finished before.
+			// Batches are found the same way through theirs.
+			since := `r.finished_xid >= (
+				WITH since AS MATERIALIZED (SELECT finished_xid FROM %s
+					WHERE finished_xid IS NOT NULL AND NOT dry_run AND completed_at >= $%d)
+				SELECT min(finished_xid) FROM since)`
+			requestsSince = fmt.Sprintf(since, "erasure_requests", n)
+			batchesSince = fmt.Sprintf(since, "erasure_batches", n)
+		}
+	}
+	if f.Type != "" {
+		args = append(args, f.Type)
+		n := len(args)
+		requests = append(requests, fmt.Sprintf(`s.id_type = $%d`, n))
+		subjects = append(subjects, fmt.Sprintf(`s.id_type = $%d`, n))
+	}
+	if after {
+		args = append(args, strconv.FormatUint(at.xid, 10), at.request, at.idType, at.digest)
+		n := len(args)
+		// The first condition alone is what the indexes on (finished_xid,
+		// id) can seek to; the second settles ties within a request. Within
+		// the batch of the cursor, the digests after it are sought in the
+		// index on (batch_id, id_type, digest); within any later batch,
+		// every digest is after ('', ''), as no type is empty.
+		common = append(common, fmt.Sprintf(`(r.finished_xid, r.id) >= ($%d::xid8, $%d::uuid)`, n-3, n-2))
+		requests = append(requests,
+			fmt.Sprintf(`(r.finished_xid, r.id, s.id_type, s.digest) > ($%d::xid8, $%d::uuid, $%d, $%d)`, n-3, n-2, n-1, n))
+		subjects = append(subjects, fmt.Sprintf(`(s.id_type, s.digest) > (
+			CASE WHEN (r.finished_xid, r.id) = ($%[1]d::xid8, $%[2]d::uuid) THEN $%[3]d ELSE '' END,
+			CASE WHEN (r.finished_xid, r.id) = ($%[1]d::xid8, $%[2]d::uuid) THEN $%[4]d ELSE '' END)`, n-3, n-2, n-1, n))
+	}
+	args = append(args, limit+1)
+	nLimit := len(args)
+	where := func(conds ...[]string) string {
+		var all []string
+		for _, c := range conds {
+			all = append(all, c...)
+		}
+		return strings.Join(all, "\n\t\t\tAND ")
+	}
+	nonEmpty := func(c string) []string {
+		if c == "" {
+			return nil
+		}
+		return []string{c}
+	}
+	// Each batch's entries are ordered and limited inside the lateral
+	// subquery, so that a page never sorts a whole batch of 100,000
+	// subjects; DISTINCT lists once a digest two subjects share.
+	query := fmt.Sprintf(`
+		SELECT u.finished_xid::text, u.id, u.id_type, u.digest, u.completed_at FROM ((
+			SELECT r.finished_xid, r.id, s.id_type, s.digest, r.completed_at
+			FROM erasure_requests r JOIN request_subjects s ON s.request_id = r.id
+			WHERE %[1]s
+			ORDER BY r.finished_xid, r.id, s.id_type, s.digest
+			LIMIT $%[3]d
+		) UNION ALL (
+			SELECT r.finished_xid, r.id, x.id_type, x.digest, r.completed_at
+			FROM erasure_batches r CROSS JOIN LATERAL (
+				SELECT DISTINCT s.id_type, s.digest
+				FROM batch_subject_digests s
+					JOIN batch_subjects bs ON bs.batch_id = s.batch_id AND bs.item = s.item
+				WHERE %[2]s
+				ORDER BY s.id_type, s.digest
+				LIMIT $%[3]d) x
+			WHERE %[4]s
+			ORDER BY r.finished_xid, r.id, x.id_type, x.digest
+			LIMIT $%[3]d
+		)) u
+		ORDER BY u.finished_xid, u.id, u.id_type, u.digest
+		LIMIT $%[3]d`,
+		where(common, nonEmpty(requestsSince), requests), where(subjects), nLimit,
+		where(common, nonEmpty(batchesSince)))
+	return query, args
 }
 
 // suppressionCursor is the position of one entry of the suppression list.

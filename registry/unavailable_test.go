@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/lethe-dev/lethe"
+	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/registry"
 )
@@ -69,6 +70,53 @@ func calls() map[string]func(context.Context, *registry.Store) error {
 		"ErasureRecorded": func(ctx context.Context, s *registry.Store) error {
 			_, err := s.ErasureRecorded(ctx, id)
 			return err
+		},
+		"CreateBatch": func(ctx context.Context, s *registry.Store) error {
+			_, _, err := s.CreateBatch(ctx, newBatch(t0, "unavailable", 2), func(context.Context) error { return nil })
+			return err
+		},
+		"BatchRecorded": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.BatchRecorded(ctx, id)
+			return err
+		},
+		"GetBatch": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.GetBatch(ctx, id)
+			return err
+		},
+		"ListBatches": func(ctx context.Context, s *registry.Store) error {
+			_, _, err := s.ListBatches(ctx, registry.BatchFilter{})
+			return err
+		},
+		"ListBatchSubjects": func(ctx context.Context, s *registry.Store) error {
+			_, _, err := s.ListBatchSubjects(ctx, registry.BatchSubjectFilter{BatchID: id})
+			return err
+		},
+		"RetryBatch": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.RetryBatch(ctx, id, "token:ops", nil, nil)
+			return err
+		},
+		"AuditBatchCancel": func(ctx context.Context, s *registry.Store) error {
+			return s.AuditBatchCancel(ctx, id, "token:ops")
+		},
+		"BatchLeaves": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.BatchLeaves(ctx, id)
+			return err
+		},
+		"BatchSubjectByDigest": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.BatchSubjectByDigest(ctx, id, "dd")
+			return err
+		},
+		"BatchCertificateFacts": func(ctx context.Context, s *registry.Store) error {
+			_, err := s.BatchCertificateFacts(ctx, id)
+			return err
+		},
+		"GetBatchCertificate": func(ctx context.Context, s *registry.Store) error {
+			_, _, err := s.GetBatchCertificate(ctx, id)
+			return err
+		},
+		"PutBatchCertificate": func(ctx context.Context, s *registry.Store) error {
+			doc := `{"format": "` + certificate.BatchFormat + `", "batch_id": "` + id + `", "issued_at": "2026-11-25T10:00:00Z"}`
+			return s.PutBatchCertificate(ctx, id, []byte(doc))
 		},
 	}
 }
