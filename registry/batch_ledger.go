@@ -301,7 +301,3 @@ func updateSubjects(ctx context.Context, tx *sql.Tx, id uuid.UUID, groups []Subj
 		WHERE s.batch_id = $1 AND s.item = u.item`, id, pq.Array(items), pq.Array(statuses), now)
 	return err
 }
-
-func batchNotFound() error {
-	return lethe.Errorf(lethe.KindNotFound, "batch_not_found", "no such batch")
-}
