@@ -11,7 +11,7 @@ FUZZTIME  ?= 30s
 FUZZSHORT ?= 3s
 FUZZ_TARGETS := wire:FuzzDecodeCommand wire:FuzzDecodeConfirmation \
 	wire:FuzzDecodeBatchCommand wire:FuzzDecodeBatchConfirmation \
-	api:FuzzCreateErasure api:FuzzPutSystem api:FuzzListErasures \
+	api:FuzzCreateErasure api:FuzzCreateBatch api:FuzzPutSystem api:FuzzListErasures \
 	connectors:FuzzHandleMessage certificate:FuzzVerifyBatch
 
 # REDOCLY pins the OpenAPI linter `make openapi-lint` runs through npx.

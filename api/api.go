@@ -75,6 +75,44 @@ type Store interface {
 	// Certificates of erasure are read, built and stored through the
 	// methods of certificate.Store.
 	certificate.Store
+
+	// CreateBatch records a new bulk erasure, calling start before it
+	// commits, as CreateErasure does a request: a batch is never in the
+	// ledger without its workflow. With an idempotency key already used
+	// for the same submission it returns the existing batch and created
+	// false, without calling start; with another submission, a
+	// KindConflict "idempotency_conflict".
+	CreateBatch(ctx context.Context, in registry.NewBatch, start func(ctx context.Context) error) (lethe.Batch, bool, error)
+	// GetBatch reads a batch's progress; an unknown id is a KindNotFound
+	// "batch_not_found".
+	GetBatch(ctx context.Context, id string) (lethe.Batch, error)
+	// ListBatches and ListBatchSubjects page newest batches first and a
+	// batch's subjects in item order; nextCursor is empty on the last page.
+	ListBatches(ctx context.Context, f registry.BatchFilter) ([]lethe.Batch, string, error)
+	ListBatchSubjects(ctx context.Context, f registry.BatchSubjectFilter) ([]lethe.BatchSubject, string, error)
+	// RetryBatch reopens a batch's failed subjects (for the systems named,
+	// or all), calling notify before it commits so that the workflow hears
+	// of every retry the ledger records; nothing failed is a KindConflict
+	// "nothing_to_retry".
+	RetryBatch(ctx context.Context, id, actor string, systems []string,
+		notify func(ctx context.Context) error) (lethe.Batch, error)
+	// AuditBatchCancel records who asked to cancel a batch; a finished one
+	// is a KindConflict "already_finished".
+	AuditBatchCancel(ctx context.Context, id, actor string) error
+	// BatchLeaves reads the certificate leaf of every subject of a batch,
+	// in item order, which is the order of its Merkle tree.
+	BatchLeaves(ctx context.Context, id string) ([]certificate.Leaf, error)
+	// BatchSubjectByDigest finds the item of the batch's subject that has
+	// an identifier with this keyed digest; none is a KindNotFound
+	// "subject_not_found".
+	BatchSubjectByDigest(ctx context.Context, id, digest string) (item int, err error)
+	// BatchCertificateFacts reads what a batch certificate states; a batch
+	// still open is a KindConflict "not_finished".
+	BatchCertificateFacts(ctx context.Context, id string) (certificate.BatchFacts, error)
+	// GetBatchCertificate returns the batch certificate stored, found false
+	// when none is; PutBatchCertificate stores one unless one is already.
+	GetBatchCertificate(ctx context.Context, id string) ([]byte, bool, error)
+	PutBatchCertificate(ctx context.Context, id string, signed []byte) error
 }
 
 // Engine starts and cancels the durable execution of erasure requests. The
@@ -102,6 +140,17 @@ type Engine interface {
 	// ErasureProgress asks the request's running workflow where it
 	// stands: its status and systems, without identifier values.
 	ErasureProgress(ctx context.Context, requestID string) (lethe.Erasure, error)
+
+	// StartBatch starts a batch's workflow, then hands it the chunks of
+	// subjects in order, one signal each. Starting it again while it runs
+	// is not an error, and a chunk handed twice is the same chunk.
+	StartBatch(ctx context.Context, in workflows.BatchInput, chunks []workflows.BatchChunk) error
+	// CancelBatch asks the batch's workflow to stop and returns once it has
+	// closed as canceled; otherwise, as CancelErasure, "already_finished".
+	CancelBatch(ctx context.Context, batchID string) error
+	// RetryBatch hands the retry order to the batch's running workflow; a
+	// workflow no longer running answers a KindConflict "workflow_gone".
+	RetryBatch(ctx context.Context, batchID string, order workflows.RetrySignal) error
 }
 
 // TopicEnsurer creates Kafka topics that do not exist yet, so that a system's
@@ -330,6 +379,14 @@ func (s *Server) routes() []route {
 		{"GET /v1/holds", auth.HoldsRead, false, s.listHolds},
 		{"GET /v1/erasures/{id}/certificate", auth.CertificatesRead, false, s.getCertificate},
 		{"GET /v1/suppressions", auth.SuppressionsRead, false, s.listSuppressions},
+		{"POST /v1/erasure-batches", auth.ErasuresWrite, false, s.createBatch},
+		{"GET /v1/erasure-batches", auth.ErasuresRead, false, s.listBatches},
+		{"GET /v1/erasure-batches/{id}", auth.ErasuresRead, false, s.getBatch},
+		{"GET /v1/erasure-batches/{id}/subjects", auth.ErasuresRead, false, s.listBatchSubjects},
+		{"POST /v1/erasure-batches/{id}/cancel", auth.ErasuresAdmin, false, s.cancelBatch},
+		{"POST /v1/erasure-batches/{id}/retry", auth.ErasuresAdmin, false, s.retryBatch},
+		{"GET /v1/erasure-batches/{id}/certificate", auth.CertificatesRead, false, s.getBatchCertificate},
+		{"GET /v1/erasure-batches/{id}/subjects/{digest}/proof", auth.CertificatesRead, false, s.getBatchProof},
 		s.openRoute("GET /v1/keys", s.listKeys),
 		s.openRoute("GET /v1/openapi.json", s.openAPI),
 		s.openRoute("GET /healthz", s.healthz),

@@ -17,6 +17,7 @@ func examplePath(pattern string) (method, path, body string) {
 	method, path, _ = strings.Cut(pattern, " ")
 	path = strings.ReplaceAll(path, "{name}", "orders")
 	path = strings.ReplaceAll(path, "{id}", "6f1c2c1e-8a9b-4c1d-9e2f-0a1b2c3d4e5f")
+	path = strings.ReplaceAll(path, "{digest}", strings.Repeat("ab", 32))
 	switch method {
 	case "PUT", "POST":
 		body = `{}`
@@ -131,6 +132,15 @@ func TestScopesOfTheContract(t *testing.T) {
 		"GET /v1/holds":                       auth.HoldsRead,
 		"GET /v1/erasures/{id}/certificate":   auth.CertificatesRead,
 		"GET /v1/suppressions":                auth.SuppressionsRead,
+
+		"POST /v1/erasure-batches":                             auth.ErasuresWrite,
+		"GET /v1/erasure-batches":                              auth.ErasuresRead,
+		"GET /v1/erasure-batches/{id}":                         auth.ErasuresRead,
+		"GET /v1/erasure-batches/{id}/subjects":                auth.ErasuresRead,
+		"POST /v1/erasure-batches/{id}/cancel":                 auth.ErasuresAdmin,
+		"POST /v1/erasure-batches/{id}/retry":                  auth.ErasuresAdmin,
+		"GET /v1/erasure-batches/{id}/certificate":             auth.CertificatesRead,
+		"GET /v1/erasure-batches/{id}/subjects/{digest}/proof": auth.CertificatesRead,
 	}
 	h := newHarness(t)
 	for _, pattern := range h.server.Routes() {

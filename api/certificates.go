@@ -21,11 +21,19 @@ func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	writeFile(w, "erasure-"+id+".certificate.json", doc)
+}
+
+// writeFile answers a JSON file whose bytes are its meaning (a signed
+// certificate, an inclusion proof): written as they are rather than
+// re-encoded, under the name a browser saves it as. name is built from
+// ids only, never from anything a client typed.
+func writeFile(w http.ResponseWriter, name string, doc []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Disposition", `attachment; filename="erasure-`+id+`.certificate.json"`)
+	h.Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(doc)
 }

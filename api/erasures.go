@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -280,15 +281,12 @@ func (s *Server) withProgress(ctx context.Context, e lethe.Erasure) lethe.Erasur
 
 func (s *Server) listErasures(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := registry.ErasureFilter{Limit: DefaultListLimit, Cursor: q.Get("cursor")}
-	if st := q.Get("status"); st != "" {
-		f.Status = lethe.RequestStatus(st)
-		if !f.Status.Valid() {
-			s.writeError(w, r, invalid("invalid_status",
-				"status must be one of pending, running, completed, failed, canceled"))
-			return
-		}
+	status, limit, err := listQuery(q, DefaultListLimit, MaxListLimit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
+	f := registry.ErasureFilter{Status: status, Limit: limit, Cursor: q.Get("cursor")}
 	switch q.Get("overdue") {
 	case "", "false":
 	case "true":
@@ -296,14 +294,6 @@ func (s *Server) listErasures(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.writeError(w, r, invalid("invalid_overdue", "overdue must be true or false"))
 		return
-	}
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > MaxListLimit {
-			s.writeError(w, r, invalid("invalid_limit", "limit must be an integer from 1 to %d", MaxListLimit))
-			return
-		}
-		f.Limit = n
 	}
 	items, next, err := s.store.ListErasures(r.Context(), f)
 	if err != nil {
@@ -317,53 +307,86 @@ func (s *Server) listErasures(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// cancelErasure stops a request. The ledger is the truth both before and
-// after: the workflow writes the canceled status as it closes, so once the
-// engine reports the workflow closed, reading the ledger again tells whether
-// the cancel won or the request had finished on its own meanwhile.
+// listQuery reads the status and limit of a listing's query: a status
+// must be a request status, a limit an integer from 1 to most (def when
+// absent). The cursor is the store's to check.
+func listQuery(q url.Values, def, most int) (lethe.RequestStatus, int, error) {
+	status := lethe.RequestStatus(q.Get("status"))
+	if status != "" && !status.Valid() {
+		return "", 0, invalid("invalid_status", "status must be one of pending, running, completed, failed, canceled")
+	}
+	limit := def
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > most {
+			return "", 0, invalid("invalid_limit", "limit must be an integer from 1 to %d", most)
+		}
+		limit = n
+	}
+	return status, limit, nil
+}
+
+// cancelErasure stops a request; see cancelAndRead.
 func (s *Server) cancelErasure(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !wire.ValidID(id) {
 		s.writeError(w, r, erasureNotFound())
 		return
 	}
-	e, err := s.store.GetErasure(r.Context(), id)
+	read := func(ctx context.Context) (lethe.Erasure, lethe.RequestStatus, error) {
+		e, err := s.store.GetErasure(ctx, id)
+		return e, e.Status, err
+	}
+	audit := func(ctx context.Context) error { return s.store.AuditCancelRequest(ctx, id, actorOf(r)) }
+	stop := func(ctx context.Context) error { return s.engine.CancelErasure(ctx, id) }
+	e, err := cancelAndRead(r.Context(), read, audit, stop)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if e.Status.Final() {
-		s.writeError(w, r, alreadyFinished(e.Status))
-		return
+	writeJSON(w, http.StatusOK, showErasure(e))
+}
+
+// cancelAndRead cancels a request or a batch and answers it as the ledger
+// then has it. The ledger is the truth both before and after: the workflow
+// writes the canceled status as it closes, so once stop reports the
+// workflow closed, reading the ledger again tells whether the cancel won
+// or the request had finished on its own meanwhile. audit records who
+// asked before the workflow is told.
+func cancelAndRead[T any](ctx context.Context, read func(context.Context) (T, lethe.RequestStatus, error),
+	audit, stop func(context.Context) error) (T, error) {
+	var none T
+	_, st, err := read(ctx)
+	if err != nil {
+		return none, err
 	}
-	if err := s.store.AuditCancelRequest(r.Context(), id, actorOf(r)); err != nil {
-		s.writeError(w, r, err)
-		return
+	if st.Final() {
+		return none, alreadyFinished(st)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), cancelWait)
-	cerr := s.engine.CancelErasure(ctx, id)
+	if err := audit(ctx); err != nil {
+		return none, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, cancelWait)
+	cerr := stop(sctx)
 	cancel()
 	if cerr != nil && lethe.ErrorCode(cerr) != "already_finished" {
-		s.writeError(w, r, cerr)
-		return
+		return none, cerr
 	}
-	e, err = s.store.GetErasure(r.Context(), id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	v, st, err := read(ctx)
 	switch {
-	case e.Status == lethe.RequestCanceled:
-		writeJSON(w, http.StatusOK, showErasure(e))
-	case e.Status.Final():
-		s.writeError(w, r, alreadyFinished(e.Status))
+	case err != nil:
+		return none, err
+	case st == lethe.RequestCanceled:
+		return v, nil
+	case st.Final():
+		return none, alreadyFinished(st)
 	case cerr != nil:
 		// The workflow is gone but the ledger never heard how it ended.
-		s.writeError(w, r, joinKind(lethe.Errorf(lethe.KindConflict, "already_finished",
-			"the request's workflow has already closed"), cerr))
+		return none, joinKind(lethe.Errorf(lethe.KindConflict, "already_finished",
+			"the request's workflow has already closed"), cerr)
 	default:
-		s.writeError(w, r, lethe.Errorf(lethe.KindUnavailable, "cancel_pending",
-			"the cancellation was requested but is not recorded yet; ask again shortly"))
+		return none, lethe.Errorf(lethe.KindUnavailable, "cancel_pending",
+			"the cancellation was requested but is not recorded yet; ask again shortly")
 	}
 }
 

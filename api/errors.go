@@ -44,7 +44,21 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Lines are the 1-based lines (or entries) of a submission at fault,
+	// for the errors that have them (invalid_batch).
+	Lines []int `json:"lines,omitempty"`
 }
+
+// linesError is a client error about some lines of a submission: the body
+// names them in "lines", so a client can fix its file without Lethe ever
+// repeating what the lines hold.
+type linesError struct {
+	err   *lethe.Error
+	lines []int
+}
+
+func (e *linesError) Error() string { return e.err.Error() }
+func (e *linesError) Unwrap() error { return e.err }
 
 // writeError answers err with its kind's status and the contract's error
 // shape. Errors that are not a *lethe.Error, or are internal, are logged with
@@ -63,7 +77,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			slog.String("method", r.Method), slog.String("route", r.Pattern),
 			slog.String("code", le.Code), slog.String("error", err.Error()))
 	}
-	writeErrorBody(w, statusOf(le.Kind), le.Code, le.Message)
+	detail := errorDetail{Code: le.Code, Message: le.Message}
+	var lines *linesError
+	if errors.As(err, &lines) && lines.err == le {
+		detail.Lines = lines.lines
+	}
+	writeJSON(w, statusOf(le.Kind), errorBody{Error: detail})
 }
 
 // writeErrorBody writes the error shape with an explicit status. Only

@@ -52,6 +52,27 @@ type fakeStore struct {
 	suppressions          []lethe.Suppression // the list, in its order
 	lastSuppressionFilter registry.SuppressionFilter
 	lastOverlap           time.Duration // of the last IssueCredential
+
+	batches       map[string]lethe.Batch
+	batchOrder    []string          // batch ids, oldest first
+	batchKeys     map[string]string // idempotency key → batch id
+	batchHashes   map[string]string // batch id → request hash
+	batchCreated  []registry.NewBatch
+	batchCancelBy []string
+	batchRetries  []fakeBatchRetry
+	// batchStatus is a subject's status by batch id and item; an item
+	// without an entry is pending.
+	batchStatus            map[string]map[int]lethe.RequestStatus
+	batchLeaves            map[string][]certificate.Leaf
+	batchCerts             map[string][]byte
+	batchCertPuts          int
+	lastBatchSubjectFilter registry.BatchSubjectFilter
+}
+
+// fakeBatchRetry is one RetryBatch call that got past the store's checks.
+type fakeBatchRetry struct {
+	id, actor string
+	systems   []string
 }
 
 func newFakeStore(now time.Time) *fakeStore {
@@ -63,6 +84,13 @@ func newFakeStore(now time.Time) *fakeStore {
 		hashes:   map[string]string{},
 
 		certificates: map[string][]byte{},
+
+		batches:     map[string]lethe.Batch{},
+		batchKeys:   map[string]string{},
+		batchHashes: map[string]string{},
+		batchStatus: map[string]map[int]lethe.RequestStatus{},
+		batchLeaves: map[string][]certificate.Leaf{},
+		batchCerts:  map[string][]byte{},
 	}
 }
 
@@ -403,7 +431,303 @@ func (s *fakeStore) setStatus(id string, st lethe.RequestStatus) {
 func (s *fakeStore) writeCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.writes + len(s.created)
+	return s.writes + len(s.created) + len(s.batchCreated) + len(s.batchCancelBy) + len(s.batchRetries) + s.batchCertPuts
+}
+
+func batchNotFound() error {
+	return lethe.Errorf(lethe.KindNotFound, "batch_not_found", "no batch has this id")
+}
+
+// CreateBatch follows registry.Store's contract, as CreateErasure does.
+func (s *fakeStore) CreateBatch(ctx context.Context, in registry.NewBatch, start func(ctx context.Context) error) (lethe.Batch, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batchCreated = append(s.batchCreated, in)
+	if s.err != nil {
+		return lethe.Batch{}, false, s.err
+	}
+	if in.IdempotencyKey != "" {
+		if id, ok := s.batchKeys[in.IdempotencyKey]; ok {
+			if s.batchHashes[id] != in.RequestHash {
+				return lethe.Batch{}, false, lethe.Errorf(lethe.KindConflict, "idempotency_conflict",
+					"this Idempotency-Key was already used with a different submission")
+			}
+			return s.batches[id], false, nil
+		}
+	}
+	if err := start(ctx); err != nil {
+		return lethe.Batch{}, false, err
+	}
+	b := lethe.Batch{
+		ID:           in.ID,
+		Status:       lethe.RequestPending,
+		Total:        len(in.Subjects),
+		Duplicates:   in.Duplicates,
+		SubjectTypes: in.SubjectTypes,
+		Reason:       in.Reason,
+		RequestedBy:  in.RequestedBy,
+		CreatedBy:    in.CreatedBy,
+		DryRun:       in.DryRun,
+		Counts:       lethe.BatchCounts{Pending: len(in.Subjects)},
+		CreatedAt:    in.CreatedAt,
+		Deadline:     in.Deadline,
+		WorkflowID:   in.WorkflowID,
+	}
+	s.batches[b.ID] = b
+	s.batchOrder = append(s.batchOrder, b.ID)
+	s.batchHashes[b.ID] = in.RequestHash
+	if in.IdempotencyKey != "" {
+		s.batchKeys[in.IdempotencyKey] = b.ID
+	}
+	return b, true, nil
+}
+
+func (s *fakeStore) GetBatch(ctx context.Context, id string) (lethe.Batch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return lethe.Batch{}, s.err
+	}
+	b, ok := s.batches[id]
+	if !ok {
+		return lethe.Batch{}, batchNotFound()
+	}
+	return b, nil
+}
+
+// fakePage cuts a page of n items at the offset a cursor of this prefix
+// names, as ListErasures does.
+func fakePage(prefix, cursor string, limit, n int) (from, to int, next string, err error) {
+	if cursor != "" {
+		off, cerr := strconv.Atoi(strings.TrimPrefix(cursor, prefix))
+		if !strings.HasPrefix(cursor, prefix) || cerr != nil || off < 0 {
+			return 0, 0, "", lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is malformed")
+		}
+		from = min(off, n)
+	}
+	to = min(from+limit, n)
+	if to < n {
+		next = prefix + strconv.Itoa(to)
+	}
+	return from, to, next, nil
+}
+
+// ListBatches pages newest first; its cursor is "b" and the offset.
+func (s *fakeStore) ListBatches(ctx context.Context, f registry.BatchFilter) ([]lethe.Batch, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, "", s.err
+	}
+	var all []lethe.Batch
+	for i := len(s.batchOrder) - 1; i >= 0; i-- {
+		if b := s.batches[s.batchOrder[i]]; f.Status == "" || b.Status == f.Status {
+			all = append(all, b)
+		}
+	}
+	from, to, next, err := fakePage("b", f.Cursor, f.Limit, len(all))
+	if err != nil {
+		return nil, "", err
+	}
+	return all[from:to], next, nil
+}
+
+// createdBatch is the NewBatch a batch was created from.
+func (s *fakeStore) createdBatch(id string) (registry.NewBatch, bool) {
+	for _, in := range s.batchCreated {
+		if in.ID == id {
+			if _, ok := s.batches[id]; ok {
+				return in, true
+			}
+		}
+	}
+	return registry.NewBatch{}, false
+}
+
+// ListBatchSubjects pages a batch's subjects in item order; its cursor is
+// "i" and the offset.
+func (s *fakeStore) ListBatchSubjects(ctx context.Context, f registry.BatchSubjectFilter) ([]lethe.BatchSubject, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastBatchSubjectFilter = f
+	if s.err != nil {
+		return nil, "", s.err
+	}
+	in, ok := s.createdBatch(f.BatchID)
+	if !ok {
+		return nil, "", batchNotFound()
+	}
+	var all []lethe.BatchSubject
+	for _, sub := range in.Subjects {
+		st, ok := s.batchStatus[f.BatchID][sub.Item]
+		if !ok {
+			st = lethe.RequestPending
+		}
+		if f.Status == "" || st == f.Status {
+			all = append(all, lethe.BatchSubject{Item: sub.Item, Status: st, Identifiers: sub.Digests})
+		}
+	}
+	from, to, next, err := fakePage("i", f.Cursor, f.Limit, len(all))
+	if err != nil {
+		return nil, "", err
+	}
+	return all[from:to], next, nil
+}
+
+// RetryBatch reopens a batch with failed subjects, calling notify first.
+func (s *fakeStore) RetryBatch(ctx context.Context, id, actor string, systems []string,
+	notify func(ctx context.Context) error) (lethe.Batch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return lethe.Batch{}, s.err
+	}
+	b, ok := s.batches[id]
+	switch {
+	case !ok:
+		return lethe.Batch{}, batchNotFound()
+	case b.Counts.Failed == 0:
+		return lethe.Batch{}, lethe.Errorf(lethe.KindConflict, "nothing_to_retry", "no subject of the batch failed")
+	}
+	if err := notify(ctx); err != nil {
+		return lethe.Batch{}, err
+	}
+	s.batchRetries = append(s.batchRetries, fakeBatchRetry{id: id, actor: actor, systems: systems})
+	b.Status, b.CompletedAt = lethe.RequestRunning, nil
+	b.Counts.Running, b.Counts.Failed = b.Counts.Running+b.Counts.Failed, 0
+	s.batches[id] = b
+	return b, nil
+}
+
+// AuditBatchCancel records the actor of a cancel request.
+func (s *fakeStore) AuditBatchCancel(ctx context.Context, id, actor string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	b, ok := s.batches[id]
+	switch {
+	case !ok:
+		return batchNotFound()
+	case b.Status.Final():
+		return lethe.Errorf(lethe.KindConflict, "already_finished", "the batch has already finished")
+	}
+	s.batchCancelBy = append(s.batchCancelBy, actor)
+	return nil
+}
+
+func (s *fakeStore) BatchLeaves(ctx context.Context, id string) ([]certificate.Leaf, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	if _, ok := s.batches[id]; !ok {
+		return nil, batchNotFound()
+	}
+	return s.batchLeaves[id], nil
+}
+
+func (s *fakeStore) BatchSubjectByDigest(ctx context.Context, id, digest string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, s.err
+	}
+	in, ok := s.createdBatch(id)
+	if !ok {
+		return 0, batchNotFound()
+	}
+	for _, sub := range in.Subjects {
+		for _, d := range sub.Digests {
+			if d.Digest == digest {
+				return sub.Item, nil
+			}
+		}
+	}
+	return 0, lethe.Errorf(lethe.KindNotFound, "subject_not_found", "no subject of the batch has this digest")
+}
+
+func (s *fakeStore) BatchCertificateFacts(ctx context.Context, id string) (certificate.BatchFacts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return certificate.BatchFacts{}, s.err
+	}
+	b, ok := s.batches[id]
+	if !ok {
+		return certificate.BatchFacts{}, batchNotFound()
+	}
+	f := certificate.BatchFacts{
+		ID: b.ID, Status: b.Status, DryRun: b.DryRun, Reason: b.Reason, RequestedBy: b.RequestedBy,
+		CreatedBy: b.CreatedBy, CreatedAt: b.CreatedAt, FinishedAt: b.CompletedAt,
+		Leaves: &certificate.Tally{}, BatchLast: fakeChainHead, ChainHead: fakeChainHead,
+	}
+	for _, l := range s.batchLeaves[id] {
+		if err := f.Leaves.Add(l); err != nil {
+			return certificate.BatchFacts{}, err
+		}
+	}
+	return f, nil
+}
+
+func (s *fakeStore) GetBatchCertificate(ctx context.Context, id string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, false, s.err
+	}
+	doc, ok := s.batchCerts[id]
+	return doc, ok, nil
+}
+
+// PutBatchCertificate keeps the first certificate of a batch.
+func (s *fakeStore) PutBatchCertificate(ctx context.Context, id string, signed []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	s.batchCertPuts++
+	if _, ok := s.batchCerts[id]; !ok {
+		s.batchCerts[id] = signed
+	}
+	return nil
+}
+
+// finishBatch ends a batch in st, every subject with it and with one
+// system, orders, that erased one record each, and gives the batch its
+// leaves in item order.
+func (s *fakeStore) finishBatch(id string, st lethe.RequestStatus, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.batches[id]
+	in, _ := s.createdBatch(id)
+	b.Status, b.CompletedAt = st, &at
+	b.Counts = lethe.BatchCounts{}
+	leaves := make([]certificate.Leaf, len(in.Subjects))
+	statuses := map[int]lethe.RequestStatus{}
+	for i, sub := range in.Subjects {
+		ds := make([]certificate.Digest, len(sub.Digests))
+		for j, d := range sub.Digests {
+			ds[j] = certificate.Digest{Type: d.Type, Digest: d.Digest}
+		}
+		leaves[i] = certificate.Leaf{Status: string(st), Subject: ds,
+			Systems: []certificate.LeafSystem{{Name: "orders", Outcome: string(lethe.SystemErased), Records: 1}}}
+		statuses[sub.Item] = st
+		switch st {
+		case lethe.RequestCompleted:
+			b.Counts.Completed++
+		case lethe.RequestFailed:
+			b.Counts.Failed++
+		case lethe.RequestCanceled:
+			b.Counts.Canceled++
+		}
+	}
+	s.batches[id] = b
+	s.batchLeaves[id] = leaves
+	s.batchStatus[id] = statuses
 }
 
 // fakeEngine records starts and cancels; onCancel decides what a cancel does.
@@ -425,6 +749,53 @@ type fakeEngine struct {
 	// answers them instead.
 	retries  map[string][]workflows.RetrySignal
 	retryErr error
+
+	// batchStarts are the StartBatch calls that succeeded (startErr
+	// answers them too); batchCancels the ids of CancelBatch calls, which
+	// onCancel decides as for requests; batchRetries the retry orders by
+	// batch id, retryErr answering them instead when set.
+	batchStarts  []fakeBatchStart
+	batchCancels []string
+	batchRetries map[string][]workflows.RetrySignal
+}
+
+type fakeBatchStart struct {
+	in     workflows.BatchInput
+	chunks []workflows.BatchChunk
+}
+
+func (e *fakeEngine) StartBatch(ctx context.Context, in workflows.BatchInput, chunks []workflows.BatchChunk) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.startErr != nil {
+		return e.startErr
+	}
+	e.batchStarts = append(e.batchStarts, fakeBatchStart{in: in, chunks: chunks})
+	return nil
+}
+
+func (e *fakeEngine) CancelBatch(ctx context.Context, id string) error {
+	e.mu.Lock()
+	e.batchCancels = append(e.batchCancels, id)
+	f := e.onCancel
+	e.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f(id)
+}
+
+func (e *fakeEngine) RetryBatch(ctx context.Context, id string, order workflows.RetrySignal) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.retryErr != nil {
+		return e.retryErr
+	}
+	if e.batchRetries == nil {
+		e.batchRetries = map[string][]workflows.RetrySignal{}
+	}
+	e.batchRetries[id] = append(e.batchRetries[id], order)
+	return nil
 }
 
 func (e *fakeEngine) RetryErasure(ctx context.Context, id string, order workflows.RetrySignal) error {
@@ -446,6 +817,9 @@ func (e *fakeEngine) retryCount() int {
 	defer e.mu.Unlock()
 	n := 0
 	for _, o := range e.retries {
+		n += len(o)
+	}
+	for _, o := range e.batchRetries {
 		n += len(o)
 	}
 	return n
@@ -508,7 +882,7 @@ func (e *fakeEngine) CancelErasure(ctx context.Context, id string) error {
 func (e *fakeEngine) counts() (starts, cancels int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.starts), len(e.cancels)
+	return len(e.starts) + len(e.batchStarts), len(e.cancels) + len(e.batchCancels)
 }
 
 // fakeTopics records the topics it was asked to create.
@@ -593,13 +967,15 @@ type response struct {
 }
 
 // errorCode returns the error code of an error answer, failing the test if
-// the body is not the contract's error shape.
+// the body is not the contract's error shape: a code and a message, and
+// lines (1 to 20 positive numbers) with invalid_batch only.
 func (r response) errorCode(t *testing.T) string {
 	t.Helper()
 	var b struct {
 		Error struct {
 			Code    string `json:"code"`
 			Message string `json:"message"`
+			Lines   *[]int `json:"lines"`
 		} `json:"error"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(r.body))
@@ -609,6 +985,10 @@ func (r response) errorCode(t *testing.T) string {
 	}
 	if b.Error.Code == "" || b.Error.Message == "" {
 		t.Fatalf("error body %q lacks a code or a message", r.body)
+	}
+	if lines := b.Error.Lines; (lines != nil) != (b.Error.Code == "invalid_batch") ||
+		lines != nil && (len(*lines) == 0 || len(*lines) > api.MaxBadLines || slices.ContainsFunc(*lines, func(n int) bool { return n < 1 })) {
+		t.Fatalf("error body %q: lines go with invalid_batch only, 1 to %d numbers from 1", r.body, api.MaxBadLines)
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("error Content-Type = %q, want application/json", ct)
@@ -629,6 +1009,9 @@ type req struct {
 	body    string
 	ctype   string // "-" for none; "" means application/json when there is a body
 	headers map[string]string
+	// reader, when set, is the body instead of body, for bodies streamed
+	// as the handler reads them.
+	reader io.Reader
 }
 
 func (h *harness) do(t *testing.T, rq req) response {
@@ -637,12 +1020,15 @@ func (h *harness) do(t *testing.T, rq req) response {
 	if rq.body != "" {
 		body = strings.NewReader(rq.body)
 	}
+	if rq.reader != nil {
+		body = rq.reader
+	}
 	r := httptest.NewRequest(rq.method, rq.path, body)
 	switch {
 	case rq.ctype == "-":
 	case rq.ctype != "":
 		r.Header.Set("Content-Type", rq.ctype)
-	case rq.body != "":
+	case rq.body != "" || rq.reader != nil:
 		r.Header.Set("Content-Type", "application/json")
 	}
 	// Every call carries the all-scopes test credential unless the test

@@ -32,25 +32,34 @@ func (s *Server) retryErasure(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, erasureNotFound())
 		return
 	}
-	var req retryRequest
-	if r.ContentLength != 0 {
-		if err := decodeJSON(w, r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	systems, err := retrySystems(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	for _, name := range req.Systems {
-		if !lethe.ValidSystemName(name) {
-			s.writeError(w, r, invalid("invalid_system", "systems must hold system names"))
-			return
-		}
-	}
-	e, err := s.retry(r.Context(), id, actorOf(r), req.Systems)
+	e, err := s.retry(r.Context(), id, actorOf(r), systems)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, showErasure(e))
+}
+
+// retrySystems reads the optional body of a retry route: the systems it
+// names, none meaning every system that failed.
+func retrySystems(w http.ResponseWriter, r *http.Request) ([]string, error) {
+	var req retryRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(w, r, &req); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range req.Systems {
+		if !lethe.ValidSystemName(name) {
+			return nil, invalid("invalid_system", "systems must hold system names")
+		}
+	}
+	return req.Systems, nil
 }
 
 // retry reopens one request: the ledger records who asked and which

@@ -76,11 +76,16 @@ func (e *temporalEngine) StartErasure(ctx context.Context, in workflows.ErasureI
 // either case; the workflow may complete normally after recording its
 // cancellation there.
 func (e *temporalEngine) CancelErasure(ctx context.Context, requestID string) error {
-	id := workflows.ErasureWorkflowID(requestID)
+	return e.cancelAndWait(ctx, workflows.ErasureWorkflowID(requestID), "erasure")
+}
+
+// cancelAndWait cancels the workflow of this id and waits for it to
+// close, as CancelErasure says; what names the workflow in error causes.
+func (e *temporalEngine) cancelAndWait(ctx context.Context, id, what string) error {
 	err := e.c.CancelWorkflow(ctx, id, "")
 	var again *serviceerror.CancellationAlreadyRequested
 	if err != nil && !errors.As(err, &again) {
-		return temporalError("cancel erasure workflow", err)
+		return temporalError("cancel "+what+" workflow", err)
 	}
 	err = e.c.GetWorkflow(ctx, id, "").Get(ctx, nil)
 	var closed *temporal.WorkflowExecutionError
@@ -89,9 +94,9 @@ func (e *temporalEngine) CancelErasure(ctx context.Context, requestID string) er
 		return nil
 	case err == nil, errors.As(err, &closed):
 		return lethe.Errorf(lethe.KindConflict, "already_finished",
-			"the request's workflow had already closed without being canceled")
+			"the %s's workflow had already closed without being canceled", what)
 	}
-	return temporalError("wait for erasure workflow to close", err)
+	return temporalError("wait for "+what+" workflow to close", err)
 }
 
 // ExtendErasure signals the new dates to the request's workflow.
@@ -176,6 +181,59 @@ func (e *temporalEngine) ErasureProgress(ctx context.Context, requestID string) 
 		return lethe.Erasure{}, fmt.Errorf("decode erasure workflow status: %w", err)
 	}
 	return out, nil
+}
+
+// StartBatch starts the batch's workflow under BatchWorkflowID, as
+// StartErasure starts a request's (a running one is taken as this one, a
+// closed one never runs again), then signals it each chunk in order. A
+// start retried after a partial failure signals every chunk again; the
+// workflow keeps the first of each chunk number.
+func (e *temporalEngine) StartBatch(ctx context.Context, in workflows.BatchInput, chunks []workflows.BatchChunk) error {
+	in.Policy = e.policy
+	id := workflows.BatchWorkflowID(in.BatchID)
+	opts := client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowTaskTimeout:      e.taskTimeout,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchStatus.ValueSet(string(lethe.RequestPending)),
+			workflows.SearchDeadline.ValueSet(in.Deadline)),
+	}
+	_, err := e.c.ExecuteWorkflow(ctx, opts, workflows.BatchWorkflowName, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &started) {
+		return temporalError("start batch workflow", err)
+	}
+	for _, ch := range chunks {
+		if err := e.c.SignalWorkflow(ctx, id, "", workflows.SignalBatchChunk, ch); err != nil {
+			return temporalError("signal batch chunk", err)
+		}
+	}
+	return nil
+}
+
+// CancelBatch cancels the batch's workflow and waits for it to close, as
+// CancelErasure does a request's; the batch's workflow cancels its chunks.
+func (e *temporalEngine) CancelBatch(ctx context.Context, batchID string) error {
+	return e.cancelAndWait(ctx, workflows.BatchWorkflowID(batchID), "batch")
+}
+
+// RetryBatch signals the retry order to the batch's workflow, which passes
+// it to its chunks. A batch's workflow is not started again once closed:
+// one that no longer runs answers "workflow_gone".
+func (e *temporalEngine) RetryBatch(ctx context.Context, batchID string, order workflows.RetrySignal) error {
+	err := e.c.SignalWorkflow(ctx, workflows.BatchWorkflowID(batchID), "", workflows.SignalRetry, order)
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return joinKind(lethe.Errorf(lethe.KindConflict, "workflow_gone",
+			"the batch's workflow is no longer running, so it cannot take a retry: submit the failed subjects in a new batch"), err)
+	case err != nil:
+		return temporalError("signal batch retry", err)
+	}
+	return nil
 }
 
 // temporalError classifies a Temporal client error. NotFound means the

@@ -30,6 +30,22 @@ type fakeClient struct {
 	getErr    error
 	canceled  []string
 	got       []string
+	// signals are the signals sent, in order; signalErr answers them.
+	signals   []fakeSignal
+	signalErr error
+}
+
+type fakeSignal struct {
+	id, name string
+	arg      any
+}
+
+func (c *fakeClient) SignalWorkflow(ctx context.Context, id, runID, name string, arg any) error {
+	if c.signalErr != nil {
+		return c.signalErr
+	}
+	c.signals = append(c.signals, fakeSignal{id: id, name: name, arg: arg})
+	return nil
 }
 
 func (c *fakeClient) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
@@ -192,4 +208,113 @@ func errCode(err error) string {
 		return ""
 	}
 	return lethe.ErrorCode(err)
+}
+
+func TestTemporalEngineStartBatch(t *testing.T) {
+	const id = "6f1c0e9a-2b7d-4c1e-9a35-0d4f2b8c7e11"
+	policy := workflows.Policy{MaxAttempts: 3, RetryDelay: time.Minute}
+	in := workflows.BatchInput{BatchID: id, Chunks: 2, Total: 3, CreatedAt: testNow, Deadline: testNow.Add(time.Hour), CommandSeed: "seed"}
+	chunks := []workflows.BatchChunk{
+		{Chunk: 0, ChunkID: "c0", Subjects: []workflows.BatchSubject{{Item: 0, ItemID: "i0", Identifiers: []wire.Identifier{{Type: "user_id", Value: "u"}}}}},
+		{Chunk: 1, ChunkID: "c1"},
+	}
+	for _, tt := range []struct {
+		name     string
+		startErr error
+	}{
+		{"new", nil},
+		{"already started", serviceerror.NewWorkflowExecutionAlreadyStarted("started", "", "")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeClient{startErr: tt.startErr}
+			e := api.NewTemporalEngine(c, policy, api.WorkflowTaskTimeout(4*time.Second))
+			if err := e.StartBatch(context.Background(), in, chunks); err != nil {
+				t.Fatalf("StartBatch: %v", err)
+			}
+			if c.opts.ID != workflows.BatchWorkflowID(id) || c.opts.TaskQueue != workflows.TaskQueue ||
+				c.opts.WorkflowIDConflictPolicy != enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING ||
+				c.opts.WorkflowIDReusePolicy != enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE ||
+				c.opts.WorkflowTaskTimeout != 4*time.Second {
+				t.Errorf("options = %+v", c.opts)
+			}
+			if c.workflow != workflows.BatchWorkflowName || len(c.args) != 1 {
+				t.Fatalf("workflow %v with %v", c.workflow, c.args)
+			}
+			if got, ok := c.args[0].(workflows.BatchInput); !ok || got.BatchID != id || !reflect.DeepEqual(got.Policy, policy) {
+				t.Errorf("input = %+v, want the batch with the engine's policy", c.args[0])
+			}
+			if len(c.signals) != 2 {
+				t.Fatalf("signals = %+v, want one per chunk", c.signals)
+			}
+			for i, sig := range c.signals {
+				ch, _ := sig.arg.(workflows.BatchChunk)
+				if sig.id != workflows.BatchWorkflowID(id) || sig.name != workflows.SignalBatchChunk || ch.Chunk != i {
+					t.Errorf("signal %d = %+v, want chunk %d", i, sig, i)
+				}
+			}
+		})
+	}
+	t.Run("engine down", func(t *testing.T) {
+		c := &fakeClient{startErr: serviceerror.NewUnavailable("connection refused")}
+		err := api.NewTemporalEngine(c, policy).StartBatch(context.Background(), in, chunks)
+		if errCode(err) != "temporal_unavailable" || len(c.signals) != 0 {
+			t.Errorf("StartBatch = %v after %d signals, want temporal_unavailable before any", err, len(c.signals))
+		}
+	})
+	t.Run("signal fails", func(t *testing.T) {
+		c := &fakeClient{signalErr: serviceerror.NewUnavailable("connection refused")}
+		err := api.NewTemporalEngine(c, policy).StartBatch(context.Background(), in, chunks)
+		if errCode(err) != "temporal_unavailable" {
+			t.Errorf("StartBatch = %v, want temporal_unavailable", err)
+		}
+	})
+}
+
+func TestTemporalEngineCancelBatch(t *testing.T) {
+	const id = "6f1c0e9a-2b7d-4c1e-9a35-0d4f2b8c7e11"
+	for _, tt := range []struct {
+		name     string
+		getErr   error
+		wantCode string
+	}{
+		{"closed by the cancel", temporal.NewCanceledError(), ""},
+		{"completed instead", nil, "already_finished"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeClient{getErr: tt.getErr}
+			err := api.NewTemporalEngine(c, workflows.Policy{}).CancelBatch(context.Background(), id)
+			if errCode(err) != tt.wantCode {
+				t.Errorf("CancelBatch = %v, want code %q", err, tt.wantCode)
+			}
+			want := []string{workflows.BatchWorkflowID(id)}
+			if !reflect.DeepEqual(c.canceled, want) || !reflect.DeepEqual(c.got, want) {
+				t.Errorf("canceled %v and waited for %v, want %v", c.canceled, c.got, want)
+			}
+		})
+	}
+}
+
+func TestTemporalEngineRetryBatch(t *testing.T) {
+	const id = "6f1c0e9a-2b7d-4c1e-9a35-0d4f2b8c7e11"
+	order := workflows.RetrySignal{Actor: "token:ops", Systems: []string{"orders"}}
+	c := &fakeClient{}
+	if err := api.NewTemporalEngine(c, workflows.Policy{}).RetryBatch(context.Background(), id, order); err != nil {
+		t.Fatalf("RetryBatch: %v", err)
+	}
+	if len(c.signals) != 1 || c.signals[0].id != workflows.BatchWorkflowID(id) || c.signals[0].name != workflows.SignalRetry ||
+		!reflect.DeepEqual(c.signals[0].arg, order) {
+		t.Errorf("signals = %+v", c.signals)
+	}
+	for err, code := range map[error]string{
+		serviceerror.NewNotFound("workflow execution already completed"): "workflow_gone",
+		serviceerror.NewUnavailable("connection refused"):                "temporal_unavailable",
+	} {
+		err := api.NewTemporalEngine(&fakeClient{signalErr: err}, workflows.Policy{}).RetryBatch(context.Background(), id, order)
+		if errCode(err) != code {
+			t.Errorf("RetryBatch = %v, want %s", err, code)
+		}
+		if code == "workflow_gone" && lethe.ErrorKind(err) != lethe.KindConflict {
+			t.Errorf("workflow_gone is kind %v, want a conflict", lethe.ErrorKind(err))
+		}
+	}
 }
