@@ -39,6 +39,8 @@ type systemRequest struct {
 	Owner         string   `json:"owner"`
 	Description   string   `json:"description"`
 	ConfirmWithin string   `json:"confirm_within"`
+	// Batch asks for batch commands for the subjects of bulk erasures.
+	Batch bool `json:"batch"`
 }
 
 // systemList is the body of GET /v1/systems.
@@ -91,6 +93,7 @@ func (req systemRequest) toSystem(name string) (lethe.System, error) {
 		Owner:         req.Owner,
 		Description:   req.Description,
 		ConfirmWithin: lethe.Duration(within),
+		Batch:         req.Batch,
 	}, nil
 }
 
