@@ -146,10 +146,26 @@ func (s *Server) readSubmission(r *http.Request, body io.Reader, mt string) (bat
 	return p, br, err
 }
 
+// maxChunkBytes bounds the identifier values one chunk carries through
+// Temporal (its signal, then its workflow's input), well under the 2 MiB a
+// payload may be: a chunk holds at most workflows.ChunkSize subjects, fewer
+// when their values are long.
+const maxChunkBytes = 256 << 10
+
+// chunkBytes estimates what one subject adds to a chunk's encoded payload.
+func chunkBytes(sub batchSubject) int {
+	n := 100 // item, item_id and the JSON around them
+	for _, idf := range sub.ids {
+		n += 32 + len(idf.Type) + 2*len(idf.Value) // escaping may double a value
+	}
+	return n
+}
+
 // newBatch builds what the ledger records (digests only) and what the
-// workflow is handed (the values, a chunk at a time). Subject i is item i,
-// in chunk i / workflows.ChunkSize. The request hash and the idempotency
-// key are kept as keyed digests, as newErasure keeps a request's.
+// workflow is handed (the values, a chunk at a time). Subject i is item i;
+// chunks take the subjects in order, at most workflows.ChunkSize and
+// maxChunkBytes each. The request hash and the idempotency key are kept as
+// keyed digests, as newErasure keeps a request's.
 func (s *Server) newBatch(p batchParams, subjects []batchSubject, duplicates int, key, hash string) (
 	registry.NewBatch, workflows.BatchInput, []workflows.BatchChunk, error) {
 	id := uuid.NewString()
@@ -161,10 +177,8 @@ func (s *Server) newBatch(p batchParams, subjects []batchSubject, duplicates int
 	if key != "" {
 		key = s.digester.Sum("idempotency_key", key)
 	}
-	n := (len(subjects) + workflows.ChunkSize - 1) / workflows.ChunkSize
 	in := registry.NewBatch{
 		ID:             id,
-		Chunks:         make([]registry.BatchChunkRef, n),
 		Subjects:       make([]registry.NewBatchSubject, len(subjects)),
 		Duplicates:     duplicates,
 		Reason:         p.Reason,
@@ -176,16 +190,19 @@ func (s *Server) newBatch(p batchParams, subjects []batchSubject, duplicates int
 		Deadline:       deadline,
 		WorkflowID:     workflows.BatchWorkflowID(id),
 	}
-	chunks := make([]workflows.BatchChunk, n)
-	for c := range chunks {
-		chunkID := uuid.NewString()
-		in.Chunks[c] = registry.BatchChunkRef{Chunk: c, ID: chunkID}
-		size := min(workflows.ChunkSize, len(subjects)-c*workflows.ChunkSize)
-		chunks[c] = workflows.BatchChunk{Chunk: c, ChunkID: chunkID, Subjects: make([]workflows.BatchSubject, 0, size)}
-	}
+	var chunks []workflows.BatchChunk
+	size := 0
 	types := map[string]bool{}
 	for i, sub := range subjects {
-		c := i / workflows.ChunkSize
+		b := chunkBytes(sub)
+		if n := len(chunks); n == 0 || len(chunks[n-1].Subjects) == workflows.ChunkSize || size+b > maxChunkBytes {
+			chunkID := uuid.NewString()
+			in.Chunks = append(in.Chunks, registry.BatchChunkRef{Chunk: n, ID: chunkID})
+			chunks = append(chunks, workflows.BatchChunk{Chunk: n, ChunkID: chunkID})
+			size = 0
+		}
+		size += b
+		c := len(chunks) - 1
 		itemID := uuid.NewString()
 		digests := make([]lethe.SubjectDigest, len(sub.ids))
 		for j, idf := range sub.ids {
@@ -195,6 +212,7 @@ func (s *Server) newBatch(p batchParams, subjects []batchSubject, duplicates int
 		in.Subjects[i] = registry.NewBatchSubject{Item: i, ItemID: itemID, Chunk: c, Digests: digests}
 		chunks[c].Subjects = append(chunks[c].Subjects, workflows.BatchSubject{Item: i, ItemID: itemID, Identifiers: sub.ids})
 	}
+	n := len(chunks)
 	in.SubjectTypes = slices.Sorted(maps.Keys(types))
 	input := workflows.BatchInput{
 		BatchID:   id,

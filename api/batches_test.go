@@ -224,8 +224,8 @@ func TestCreateBatchJSON(t *testing.T) {
 	}
 }
 
-// TestCreateBatchChunks: subjects are cut into chunks of ChunkSize in item
-// order, handed to the engine in chunk order.
+// TestCreateBatchChunks: short subjects are cut into chunks of ChunkSize in
+// item order, handed to the engine in chunk order.
 func TestCreateBatchChunks(t *testing.T) {
 	h := newHarness(t)
 	const n = 2*workflows.ChunkSize + 500
@@ -252,6 +252,42 @@ func TestCreateBatchChunks(t *testing.T) {
 		if s.Item != i || s.Chunk != i/workflows.ChunkSize {
 			t.Fatalf("subject %d is item %d of chunk %d", i, s.Item, s.Chunk)
 		}
+	}
+}
+
+// TestCreateBatchChunksBoundedInBytes: subjects with long values are cut
+// into smaller chunks, so that no chunk's payload nears Temporal's limit.
+func TestCreateBatchChunksBoundedInBytes(t *testing.T) {
+	h := newHarness(t)
+	long := strings.Repeat("v", 1000)
+	const n = 600
+	var body strings.Builder
+	for i := range n {
+		fmt.Fprintf(&body, "{\"subject\":{\"user_id\":\"%s-%d\",\"email\":\"%s-%d@example.com\"}}\n", long, i, long, i)
+	}
+	h.createBatch(t, body.String())
+	st := h.engine.batchStarts[0]
+	if len(st.chunks) < 2 {
+		t.Fatalf("%d subjects of 4 KB each went into %d chunk", n, len(st.chunks))
+	}
+	seen := 0
+	for c, ch := range st.chunks {
+		b, err := json.Marshal(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > api.MaxChunkBytes {
+			t.Errorf("chunk %d encodes to %d bytes, over %d", c, len(b), api.MaxChunkBytes)
+		}
+		for _, sub := range ch.Subjects {
+			if sub.Item != seen {
+				t.Fatalf("chunk %d holds item %d, want %d: items must stay in order", c, sub.Item, seen)
+			}
+			seen++
+		}
+	}
+	if seen != n {
+		t.Errorf("the chunks hold %d subjects, want %d", seen, n)
 	}
 }
 
