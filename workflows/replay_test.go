@@ -80,3 +80,35 @@ func historyRevision(t *testing.T, file string) int {
 	}
 	return in.Revision
 }
+
+// batchHistoriesDir holds recorded histories of BatchWorkflow (batch-*)
+// and BatchChunkWorkflow (chunk-*), recorded by internal/e2e's
+// TestRecordBatchHistories.
+const batchHistoriesDir = historiesDir + "/batch"
+
+// TestReplayBatchHistories replays the recorded histories of the bulk
+// erasure's workflows against today's code, as TestReplayHistories does
+// the erasure workflow's: a change that would take a running batch down
+// another path fails here.
+func TestReplayBatchHistories(t *testing.T) {
+	logger := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	for _, kind := range []string{"batch", "chunk"} {
+		files, err := filepath.Glob(filepath.Join(batchHistoriesDir, kind+"-*.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) == 0 {
+			t.Errorf("no recorded %s history in %s: record them as docs/operating.md says", kind, batchHistoriesDir)
+		}
+		for _, file := range files {
+			name := filepath.Base(file)
+			t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+				r := worker.NewWorkflowReplayer()
+				registerWorkflow(r)
+				if err := r.ReplayWorkflowHistoryFromJSONFile(logger, file); err != nil {
+					t.Errorf("replay %s: %v", name, err)
+				}
+			})
+		}
+	}
+}

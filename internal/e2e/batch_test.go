@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"github.com/lethe-dev/lethe/certificate"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/wire"
+	"github.com/lethe-dev/lethe/workflows"
 )
 
 // batchMarker is in every identifier value of the bulk test, so that the
@@ -324,5 +327,74 @@ func (s *stack) batchSubjects(id, status string) []lethe.BatchSubject {
 			return out
 		}
 		cursor = page.NextCursor
+	}
+}
+
+// batchHistoriesDir holds recorded histories of BatchWorkflow (batch-*)
+// and BatchChunkWorkflow (chunk-*), which workflows.TestReplayBatchHistories
+// replays.
+const batchHistoriesDir = historiesDir + "/batch"
+
+// TestRecordBatchHistories records the histories of a small batch that
+// takes every path a chunk has: a batch command and single commands, a
+// revealed identifier followed to a third system, a legal hold, a failure
+// and the retry that mends it. Like TestRecordHistories it is a tool, run
+// with LETHE_RECORD_HISTORIES=1 when the batch workflows' behaviour changes.
+func TestRecordBatchHistories(t *testing.T) {
+	if os.Getenv(recordEnv) != "1" {
+		t.Skipf("records histories only with %s=1 (a tool, not a test; workflows.TestReplayBatchHistories replays them)", recordEnv)
+	}
+	if err := os.MkdirAll(batchHistoriesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{Plaintext: true})
+	s.putSystem(lethe.System{Name: "warehouse", Identifiers: []string{"email"}, Produces: []string{"account_id"}, Batch: true})
+	s.putSystem(lethe.System{Name: "crm", Identifiers: []string{"user_id"}})
+	s.putSystem(lethe.System{Name: "billing", Identifiers: []string{"account_id"}, Batch: true})
+	s.runConnector("warehouse", &warehouse{seen: map[string]int{}})
+	var mended atomic.Bool
+	s.runConnector("crm", connectors.HandlerFunc(func(_ context.Context, req connectors.Request) (connectors.Result, error) {
+		if req.Values("user_id")[0] == bulkUserID(1) && !mended.Load() {
+			return connectors.Result{Outcome: wire.OutcomeFailed, Detail: "account locked"}, nil
+		}
+		return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
+	}))
+	s.runConnector("billing", connectors.HandlerFunc(func(context.Context, connectors.Request) (connectors.Result, error) {
+		return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
+	}))
+	hold := map[string]any{"subject": map[string]string{"user_id": bulkUserID(3)}, "basis": "litigation", "system": "crm"}
+	if r := s.do(http.MethodPut, "/v1/holds/case-3", hold); r.Status != http.StatusCreated {
+		t.Fatalf("PUT hold = %d %s", r.Status, r.Body)
+	}
+	var body strings.Builder
+	for i := range 4 {
+		fmt.Fprintf(&body, "{\"subject\": {\"email\": %q, \"user_id\": %q}}\n", bulkEmail(i), bulkUserID(i))
+	}
+	r := s.doRaw(http.MethodPost, "/v1/erasure-batches", body.String(), "application/x-ndjson")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
+	}
+	var b lethe.Batch
+	r.Decode(t, &b)
+	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestFailed {
+		t.Fatalf("batch = %s, want failed before the retry", b.Status)
+	}
+	mended.Store(true)
+	if r := s.do(http.MethodPost, "/v1/erasure-batches/"+b.ID+"/retry", nil); r.Status != http.StatusAccepted {
+		t.Fatalf("retry = %d %s", r.Status, r.Body)
+	}
+	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestCompleted {
+		t.Fatalf("batch = %s, want completed after the retry", b.Status)
+	}
+	var chunkID string
+	if err := s.DB.QueryRowContext(s.ctx, `SELECT id FROM batch_chunks WHERE batch_id = $1`, b.ID).Scan(&chunkID); err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range map[string]string{"batch-retry": workflows.BatchWorkflowID(b.ID), "chunk-retry": workflows.ErasureWorkflowID(chunkID)} {
+		runs := s.histories(id)
+		if len(runs) != 1 {
+			t.Fatalf("%s ran %d times, want once", name, len(runs))
+		}
+		writeHistory(t, filepath.Join(batchHistoriesDir, name+".json"), runs[0])
 	}
 }
