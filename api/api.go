@@ -389,6 +389,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/erasure-batches/{id}/subjects/{digest}/proof", auth.CertificatesRead, false, s.getBatchProof},
 		s.openRoute("GET /v1/keys", s.listKeys),
 		s.openRoute("GET /v1/openapi.json", s.openAPI),
+		s.openRoute("GET /v1/schemas/{name}", s.getSchema),
 		s.openRoute("GET /healthz", s.healthz),
 		s.openRoute("GET /readyz", s.readyz),
 	}

@@ -15,6 +15,7 @@ import (
 // values, and gives the body a write needs to get past decoding.
 func examplePath(pattern string) (method, path, body string) {
 	method, path, _ = strings.Cut(pattern, " ")
+	path = strings.ReplaceAll(path, "/v1/schemas/{name}", "/v1/schemas/erasure.command.v1.json")
 	path = strings.ReplaceAll(path, "{name}", "orders")
 	path = strings.ReplaceAll(path, "{id}", "6f1c2c1e-8a9b-4c1d-9e2f-0a1b2c3d4e5f")
 	path = strings.ReplaceAll(path, "{digest}", strings.Repeat("ab", 32))
@@ -85,8 +86,9 @@ func TestEveryRouteRefusesBadCredentials(t *testing.T) {
 	}
 }
 
-// TestOpenRoutesNeedNoCredential checks the four routes the contract leaves
-// open, and that they are the only ones.
+// TestOpenRoutesNeedNoCredential checks the routes left open (health, the
+// signing keys, the OpenAPI document and the wire schemas), and that they
+// are the only ones.
 func TestOpenRoutesNeedNoCredential(t *testing.T) {
 	h := newHarness(t)
 	var open []string
@@ -96,7 +98,7 @@ func TestOpenRoutesNeedNoCredential(t *testing.T) {
 		}
 	}
 	slices.Sort(open)
-	want := []string{"GET /healthz", "GET /readyz", "GET /v1/keys", "GET /v1/openapi.json"}
+	want := []string{"GET /healthz", "GET /readyz", "GET /v1/keys", "GET /v1/openapi.json", "GET /v1/schemas/{name}"}
 	if !slices.Equal(open, want) {
 		t.Fatalf("open routes = %v, want %v", open, want)
 	}
