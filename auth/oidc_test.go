@@ -100,7 +100,19 @@ func TestOIDCKeyRotation(t *testing.T) {
 		t.Errorf("key set fetched %d times within KeyRefresh, want still 1", n)
 	}
 	clk.Advance(time.Second)
-	if _, err := v.Verify(t.Context(), rotated); err != nil {
+	// go-oidc shares one fetch among the verifications that ask while it
+	// runs, and clears it on a goroutine of its own: on a loaded machine
+	// the first call may still join the throttled fetch just before, so a
+	// few tries are allowed. The fetch count below still says that only
+	// one more fetch went out.
+	var err error
+	for try := 0; try < 50; try++ {
+		if _, err = v.Verify(t.Context(), rotated); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
 		t.Fatalf("Verify with the rotated key: %v", err)
 	}
 	if n := iss.JWKSFetches(); n != 2 {
