@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -147,6 +148,40 @@ func TestParseKs(t *testing.T) {
 		got, err := parseKs(tc.in)
 		if (err == nil) != tc.ok || !slices.Equal(got, tc.want) {
 			t.Errorf("parseKs(%q) = %v, %v; want %v (ok %v)", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestParseBenchBulk: --bulk N with one --k sets the bulk measurement
+// next to the per-request one at that K; without --bulk the configuration
+// is the one the bench always had; a --bulk that cannot work is refused
+// before anything starts.
+func TestParseBenchBulk(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"LETHE_DATABASE_URL": "postgres://db/x"}[k]
+	}
+	opts, err := parseBench([]string{"--bulk", "10000", "--k", "5", "--json"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := opts.cfg; c.Bulk != 10000 || !slices.Equal(c.Ks, []int{5}) || !opts.json || c.DatabaseURL != "postgres://db/x" || c.Validate() != nil {
+		t.Errorf("--bulk 10000 --k 5 --json: bulk %d, Ks %v, json %v, database %q, valid %v", c.Bulk, c.Ks, opts.json, c.DatabaseURL, c.Validate())
+	}
+	opts, err = parseBench([]string{"--n", "7"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := opts.cfg; c.Bulk != 0 || !slices.Equal(c.Ks, []int{1, 5, 20}) || c.N != 7 || opts.json {
+		t.Errorf("without --bulk: bulk %d, Ks %v, n %d, json %v; want the bench's defaults", c.Bulk, c.Ks, c.N, opts.json)
+	}
+	for _, args := range [][]string{
+		{"--bulk", "100"},
+		{"--bulk", "100", "--k", "1,5"},
+		{"--bulk", "-1", "--k", "5"},
+		{"--bulk", "100001", "--k", "5"},
+	} {
+		if _, err := parseBench(args, env, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
 		}
 	}
 }

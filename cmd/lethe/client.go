@@ -28,7 +28,8 @@ const (
 	exitRefused = 2
 	// exitUnavailable: no answer from the API, or a 5xx answer.
 	exitUnavailable = 3
-	// exitRequestFailed: --wait saw the request end failed or canceled.
+	// exitRequestFailed: --wait saw the request or the batch end failed
+	// or canceled.
 	exitRequestFailed = 4
 )
 
@@ -37,10 +38,11 @@ func exitCode(err error) int {
 	var apiErr *apiclient.Error
 	var unreachable *apiclient.UnreachableError
 	var ended *requestEndedError
+	var batchEnded *batchEndedError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ended):
+	case errors.As(err, &ended), errors.As(err, &batchEnded):
 		return exitRequestFailed
 	case errors.As(err, &unreachable):
 		return exitUnavailable

@@ -37,12 +37,14 @@ Commands:
   version   print the version
 
 API client (reads $LETHE_API_URL, default http://127.0.0.1:8080, and $LETHE_TOKEN):
-  erasures  lethe erasures <create|get|list|cancel|extend>: submit and follow erasure requests
+  erasures  lethe erasures <create|get|list|cancel|extend|retry>: submit and follow erasure requests
+  batches   lethe batches <submit|get|list|subjects|cancel|retry>: bulk erasures of up to
+            100,000 subjects from a file of one JSON subject per line, with progress and ETA
   systems   lethe systems <list|get|stats|put|retire>: the registry of systems and their health
   holds     lethe holds <list|get|put|lift>: legal holds
   Tables by default, the API's JSON with --json. Exit status: 0 ok; 1 bad
   command line; 2 the API refused the call (4xx); 3 the API is unreachable
-  or failing (5xx); 4 --wait saw the request end failed or canceled.
+  or failing (5xx); 4 --wait saw the request or batch end failed or canceled.
 
 Run 'lethe <command> -h' for a command's flags. Every flag mirrors an
 environment variable: the README's Configuration section lists them all.
@@ -107,6 +109,8 @@ func runRole(ctx context.Context, args []string, env func(string) string, stdout
 		return runToken(ctx, rest, env, stdout, stderr)
 	case "erasures":
 		return runErasures(ctx, rest, env, stdout, stderr)
+	case "batches":
+		return runBatches(ctx, rest, env, os.Stdin, stdout, stderr)
 	case "systems":
 		return runSystems(ctx, rest, env, stdout, stderr)
 	case "holds":

@@ -101,7 +101,19 @@ type Config struct {
 	// DefaultRounds, keeping each round at least twice Concurrency long, so
 	// that ramping up and down at the round's ends weighs little.
 	Rounds int
+	// Bulk, when above zero, adds the bulk measurement: one bulk erasure
+	// of Bulk subjects to the one fan-out of Ks, whose systems then take
+	// batch commands, next to the per-request measurement at the same
+	// fan-out (see bencher.bulk). At most lethe.MaxBatchSubjects.
+	Bulk int
+	// BulkTimeout bounds the wait for the bulk erasure to end; default
+	// DefaultBulkTimeout.
+	BulkTimeout time.Duration
 }
+
+// DefaultBulkTimeout bounds a bulk erasure of the benchmark: 100,000
+// subjects at a few hundred a second, on a loaded laptop, with room.
+const DefaultBulkTimeout = time.Hour
 
 // DefaultRounds is the most rounds Config.Rounds picks by itself.
 const DefaultRounds = 4
@@ -138,6 +150,9 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.BulkTimeout == 0 {
+		c.BulkTimeout = DefaultBulkTimeout
+	}
 	return c
 }
 
@@ -157,6 +172,14 @@ func (c Config) Validate() error {
 		return errors.New("bench: request timeout is negative")
 	case c.Rounds < 0:
 		return errors.New("bench: rounds is negative")
+	case c.Bulk < 0:
+		return errors.New("bench: the bulk erasure's subjects are negative")
+	case c.Bulk > lethe.MaxBatchSubjects:
+		return fmt.Errorf("bench: a bulk erasure takes at most %d subjects", lethe.MaxBatchSubjects)
+	case c.Bulk > 0 && len(c.Ks) != 1:
+		return errors.New("bench: the bulk measurement is of one fan-out: give one K")
+	case c.BulkTimeout < 0:
+		return errors.New("bench: bulk timeout is negative")
 	case c.URL != "" && len(c.KafkaBrokers) == 0:
 		return errors.New("bench: a running Lethe (URL) needs the Kafka brokers its connectors read")
 	case c.URL == "" && c.DatabaseURL == "":
@@ -212,6 +235,10 @@ type bencher struct {
 	seq     atomic.Int64
 	fail    func(error)
 	workers *baselineWorker
+	// batch registers the systems as taking batch commands: in a run
+	// with the bulk measurement, the per-request one uses the same
+	// systems.
+	batch bool
 }
 
 func measure(ctx context.Context, cfg Config, st *stack, p *progress, fail func(error)) (*Report, error) {
@@ -227,6 +254,7 @@ func measure(ctx context.Context, cfg Config, st *stack, p *progress, fail func(
 		writer: kafkax.NewWriter(st.brokers),
 		runID:  runID[:8],
 		fail:   fail,
+		batch:  cfg.Bulk > 0,
 	}
 	defer b.api.close()
 	defer b.writer.Close()
@@ -242,6 +270,20 @@ func measure(ctx context.Context, cfg Config, st *stack, p *progress, fail func(
 		report.Notes = append(report.Notes, "the empty and naive workflow baselines need the Temporal server in this process: "+
 			"they are skipped against a running Lethe, and so are the ratios to them")
 	}
+	// The bulk erasure runs first, so that the peak RSS it reports is
+	// that of the stack and the bulk erasure, before the per-request
+	// measurement adds its own.
+	if cfg.Bulk > 0 {
+		bulk, notes, err := b.bulk(ctx, cfg.Ks[0])
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, err) {
+				err = fmt.Errorf("%w (%v)", err, cause)
+			}
+			return nil, fmt.Errorf("bulk K=%d: %w", cfg.Ks[0], err)
+		}
+		report.Bulk = bulk
+		report.Notes = append(report.Notes, notes...)
+	}
 	for _, k := range cfg.Ks {
 		run, notes, err := b.run(ctx, k)
 		if err != nil {
@@ -252,6 +294,9 @@ func measure(ctx context.Context, cfg Config, st *stack, p *progress, fail func(
 		}
 		report.Runs = append(report.Runs, run)
 		report.Notes = append(report.Notes, notes...)
+	}
+	if report.Bulk != nil {
+		report.Bulk.compare(report.Runs[0])
 	}
 	rss, err := PeakRSS()
 	if err != nil {
@@ -443,7 +488,7 @@ func (b *bencher) prepareSystems(ctx context.Context, k int) ([]string, []string
 		}
 	}
 	for _, name := range names {
-		if err := b.api.putSystem(ctx, name, IdentifierType); err != nil {
+		if err := b.api.putSystem(ctx, name, IdentifierType, b.batch); err != nil {
 			return nil, nil, fmt.Errorf("register %s: %w", name, err)
 		}
 	}
@@ -451,18 +496,38 @@ func (b *bencher) prepareSystems(ctx context.Context, k int) ([]string, []string
 }
 
 // startConnectors runs one connector per system in g, as its service
-// would, with a handler that erases nothing, counts the command and
-// confirms at once: the cheapest service there is, so that the benchmark
-// measures Lethe.
+// would, with a handler that erases nothing, counts the command (or each
+// item of a batch command) and confirms at once: the cheapest service
+// there is, so that the benchmark measures Lethe.
 func (b *bencher) startConnectors(g *group, names []string, handled *atomic.Int64) {
-	h := connectors.HandlerFunc(func(context.Context, connectors.Request) (connectors.Result, error) {
-		handled.Add(1)
-		return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
-	})
+	h := instantHandler{handled: handled}
 	for _, name := range names {
 		cfg := connectors.Config{Brokers: b.st.brokers, System: name, Logger: b.cfg.Logger}
 		g.run("connector "+name, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
 	}
+}
+
+// instantHandler is the benchmark's service: every subject erased, one
+// record each, at once, whether it comes alone or in a batch command.
+type instantHandler struct {
+	handled *atomic.Int64
+}
+
+var _ connectors.BatchHandler = instantHandler{}
+
+func (h instantHandler) Erase(context.Context, connectors.Request) (connectors.Result, error) {
+	h.handled.Add(1)
+	return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
+}
+
+// EraseBatch confirms every item of the command in one answer.
+func (h instantHandler) EraseBatch(_ context.Context, req connectors.BatchRequest) ([]connectors.ItemResult, error) {
+	out := make([]connectors.ItemResult, len(req.Items))
+	for i, it := range req.Items {
+		out[i] = connectors.ItemResult{ItemID: it.ItemID, Result: connectors.Result{Outcome: wire.OutcomeErased, Records: 1}}
+	}
+	h.handled.Add(int64(len(out)))
+	return out, nil
 }
 
 // pollInterval is how often a request is polled on a running Lethe: the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,7 +21,14 @@ type apiClient struct {
 	base  string
 	token string
 	http  *http.Client
+	// upload sends a bulk erasure's subjects, which with the API
+	// recording them before it answers takes longer than http allows.
+	upload *http.Client
 }
+
+// uploadTimeout bounds one bulk submission: streaming up to
+// lethe.MaxBatchSubjects subjects and the API recording them.
+const uploadTimeout = 10 * time.Minute
 
 // newAPIClient returns a client for the API at base whose connection pool
 // holds enough idle connections for inFlight callers; with the default of
@@ -29,7 +37,8 @@ func newAPIClient(base, token string, inFlight int) *apiClient {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = inFlight + 16
 	tr.MaxIdleConnsPerHost = inFlight + 16
-	return &apiClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Transport: tr, Timeout: time.Minute}}
+	return &apiClient{base: strings.TrimRight(base, "/"), token: token,
+		http: &http.Client{Transport: tr, Timeout: time.Minute}, upload: &http.Client{Transport: tr, Timeout: uploadTimeout}}
 }
 
 func (c *apiClient) close() { c.http.CloseIdleConnections() }
@@ -71,13 +80,20 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(c.http, req, out, header)
+}
+
+// send sends req with hc, with the credential and the header pairs, and
+// decodes a 2xx answer into out (when not nil).
+func (c *apiClient) send(hc *http.Client, req *http.Request, out any, header []string) error {
+	method, path := req.Method, strings.TrimPrefix(req.URL.String(), c.base)
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -98,12 +114,17 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any, 
 	return nil
 }
 
-// putSystem registers (or replaces) a system erasing by identifier type idType.
-func (c *apiClient) putSystem(ctx context.Context, name, idType string) error {
+// putSystem registers (or replaces) a system erasing by identifier type
+// idType; batch declares that it takes the batch commands of a bulk
+// erasure, and is sent only when set.
+func (c *apiClient) putSystem(ctx context.Context, name, idType string, batch bool) error {
 	body := map[string]any{
 		"identifiers": []string{idType},
 		"owner":       "lethe-bench",
 		"description": "synthetic system of lethe bench; confirms every command at once",
+	}
+	if batch {
+		body["batch"] = true
 	}
 	return c.do(ctx, http.MethodPut, "/v1/systems/"+name, body, nil)
 }
@@ -139,4 +160,42 @@ func (c *apiClient) erasure(ctx context.Context, id string) (lethe.Erasure, erro
 		return c.do(ctx, http.MethodGet, "/v1/erasures/"+id, nil, &e)
 	})
 	return e, err
+}
+
+// submitBatch posts a bulk erasure whose NDJSON body write produces as it
+// is sent, through a pipe: the benchmark never holds the subjects in
+// memory, as a client submitting 100,000 of them should not. A transient
+// refusal is answered as submit answers it, by sending the same subjects
+// again, written anew, under the same Idempotency-Key.
+func (c *apiClient) submitBatch(ctx context.Context, key string, write func(io.Writer) error) (lethe.Batch, error) {
+	q := url.Values{"reason": {"gdpr_art17"}, "requested_by": {"lethe-bench"}}
+	var b lethe.Batch
+	err := retry(ctx, transientHTTP, func(ctx context.Context) error {
+		pr, pw := io.Pipe()
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			pw.CloseWithError(write(pw))
+		}()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/erasure-batches?"+q.Encode(), pr)
+		if err == nil {
+			req.ContentLength = -1
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			req.Header.Set("Expect", "100-continue")
+			err = c.send(c.upload, req, &b, []string{"Idempotency-Key", key})
+		}
+		// A call that ended before the body did stops the writer.
+		pr.CloseWithError(errors.New("the call ended"))
+		<-written
+		return err
+	})
+	return b, err
+}
+
+func (c *apiClient) batch(ctx context.Context, id string) (lethe.Batch, error) {
+	var b lethe.Batch
+	err := retry(ctx, transientHTTP, func(ctx context.Context) error {
+		return c.do(ctx, http.MethodGet, "/v1/erasure-batches/"+id, nil, &b)
+	})
+	return b, err
 }

@@ -19,9 +19,46 @@ type Report struct {
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	// LoadBefore and LoadAfter are the machine's load averages (1, 5, 15
 	// minutes) when the run started and ended.
-	LoadBefore string   `json:"load_average_before"`
-	LoadAfter  string   `json:"load_average_after"`
-	Notes      []string `json:"notes,omitempty"`
+	LoadBefore string `json:"load_average_before"`
+	LoadAfter  string `json:"load_average_after"`
+	// Bulk is the bulk measurement, in a run that asked for it.
+	Bulk  *BulkFigures `json:"bulk,omitempty"`
+	Notes []string     `json:"notes,omitempty"`
+}
+
+// BulkFigures are one bulk erasure's figures, set against the per-request
+// figures measured in the same run at the same fan-out: how much faster
+// Lethe erases many subjects in one batch than one request each.
+type BulkFigures struct {
+	// Subjects were submitted in one batch to K systems that take batch
+	// commands.
+	Subjects int `json:"subjects"`
+	K        int `json:"k"`
+	// Seconds run from the submission's first byte to the batch seen
+	// final; AcceptSeconds to the API's answer, which comes once the
+	// subjects are recorded.
+	Seconds       float64 `json:"seconds"`
+	AcceptSeconds float64 `json:"accept_seconds"`
+	// SubjectsPerSecond is Subjects ÷ Seconds.
+	SubjectsPerSecond float64 `json:"subjects_per_second"`
+	// SingleErasuresPerSecond is the per-request measurement's completed
+	// erasures/s at the same K, and RatioToSingle SubjectsPerSecond ÷ it.
+	SingleErasuresPerSecond float64 `json:"single_erasures_per_second"`
+	RatioToSingle           float64 `json:"ratio_to_single"`
+	// PeakRSSMiB is the process's peak RSS once the batch ended: the
+	// stack's and the bulk erasure's, before the per-request measurement.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// LoadBefore and LoadAfter are the machine's load averages when the
+	// batch was submitted and when it ended.
+	LoadBefore string `json:"load_average_before"`
+	LoadAfter  string `json:"load_average_after"`
+}
+
+// compare sets the bulk figures against single, the per-request
+// measurement at the same fan-out.
+func (f *BulkFigures) compare(single FanOut) {
+	f.SingleErasuresPerSecond = single.Lethe.CompletedPerSecond
+	f.RatioToSingle = Ratio(f.SubjectsPerSecond, f.SingleErasuresPerSecond)
 }
 
 // FanOut is one fan-out K: Lethe's figures and, measured right after on the
@@ -174,6 +211,12 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			fmt.Fprintf(&b, "  target %s %s: %.2f, %s\n", c.Figure, c.Target, c.Value, verdict)
 		}
+	}
+	if f := r.Bulk; f != nil {
+		fmt.Fprintf(&b, "\nbulk: %d subjects in one batch to K=%d systems taking batch commands\n", f.Subjects, f.K)
+		fmt.Fprintf(&b, "  %.1f subjects/s: submitted to final in %.1f s (accepted after %.1f s)\n", f.SubjectsPerSecond, f.Seconds, f.AcceptSeconds)
+		fmt.Fprintf(&b, "  one request per subject at K=%d in the same run: %.1f erasures/s; bulk ÷ single %.2f\n", f.K, f.SingleErasuresPerSecond, f.RatioToSingle)
+		fmt.Fprintf(&b, "  peak RSS once the batch ended: %.0f MiB; load average %s at its submission, %s at its end\n", f.PeakRSSMiB, f.LoadBefore, f.LoadAfter)
 	}
 	fmt.Fprintf(&b, "\npeak RSS of this process: %.0f MiB\n", float64(r.PeakRSSBytes)/(1<<20))
 	for _, n := range r.Notes {
