@@ -216,7 +216,11 @@ func TestClientCommandsAgainstAPI(t *testing.T) {
 	if got := field(t, res.stdout, "TOPIC"); got != "lethe.erasure.crm" {
 		t.Errorf("systems put: TOPIC %q, want the default lethe.erasure.crm", got)
 	}
-	wantOK(t, "systems put", r.lethe(admin, "systems", "put", "billing", "--identifiers", "account_id"))
+	res = r.lethe(admin, "systems", "put", "billing", "--identifiers", "account_id", "--batch")
+	wantOK(t, "systems put", res)
+	if got := field(t, res.stdout, "BATCH"); got != "true" {
+		t.Errorf("systems put --batch: BATCH %q, want true", got)
+	}
 	res = r.lethe(admin, "systems", "list")
 	wantOK(t, "systems list", res)
 	cols := []string{"NAME", "IDENTIFIERS", "PRODUCES", "TOPIC", "OWNER", "CONFIRM WITHIN"}

@@ -21,7 +21,7 @@ const systemsUsage = `Usage: lethe systems <list|get|stats|put|retire> [flags]
   stats NAME
            the health alone (with --json, the API's stats answer)
   put NAME --identifiers TYPE,... [--produces TYPE,...] [--topic T]
-           [--owner TEAM] [--description TEXT] [--confirm-within 72h]
+           [--owner TEAM] [--description TEXT] [--confirm-within 72h] [--batch]
            register a system, or replace it whole (flags left out take the
            API's defaults, not the old values)
   retire NAME
@@ -138,6 +138,7 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 	fs.StringVar(&owner, "owner", "", "the team that runs the system")
 	fs.StringVar(&description, "description", "", "what the system holds")
 	fs.StringVar(&confirmWithin, "confirm-within", "", "how long to wait for a confirmation before dispatching again, such as 72h (default: the API's)")
+	batch := fs.Bool("batch", false, "the system takes batch commands for the subjects of bulk erasures")
 	pos, err := parseArgs(fs, args, 1, "the system's name")
 	if err != nil {
 		return err
@@ -146,7 +147,8 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 	if len(ids) == 0 {
 		return errors.New("systems put: --identifiers is required, such as --identifiers email,user_id")
 	}
-	body := map[string]any{"identifiers": ids, "topic": topic, "owner": owner, "description": description, "confirm_within": confirmWithin}
+	body := map[string]any{"identifiers": ids, "topic": topic, "owner": owner, "description": description,
+		"confirm_within": confirmWithin, "batch": *batch}
 	if p := splitList(produces); len(p) > 0 {
 		body["produces"] = p
 	}
@@ -189,6 +191,7 @@ func systemRows(s lethe.System) [][2]string {
 		{"OWNER", s.Owner},
 		{"DESCRIPTION", s.Description},
 		{"CONFIRM WITHIN", s.ConfirmWithin.String()},
+		{"BATCH", strconv.FormatBool(s.Batch)},
 		{"CREATED", timeOrDash(&s.CreatedAt)},
 		{"UPDATED", timeOrDash(&s.UpdatedAt)},
 	}
