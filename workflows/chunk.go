@@ -565,12 +565,15 @@ func (c *chunk) step(ctx workflow.Context) error {
 	}
 applied:
 	for _, name := range sortedKeys(tally) {
-		kind := lethe.AuditConfirmed
-		if tally[name]["rejected"] > 0 && len(tally[name]) == 1 {
-			kind = lethe.AuditConfirmationRejected
+		if n := tally[name]["rejected"]; n > 0 {
+			delete(tally[name], "rejected")
+			c.event(now, lethe.AuditEvent{Kind: lethe.AuditConfirmationRejected, System: name,
+				Detail: fmt.Sprintf("chunk %d: %d confirmations of no command this chunk issued to the system", c.in.Chunk, n)})
 		}
-		c.event(now, lethe.AuditEvent{Kind: kind, System: name,
-			Detail: fmt.Sprintf("chunk %d: %s", c.in.Chunk, tallyText(tally[name]))})
+		if len(tally[name]) > 0 {
+			c.event(now, lethe.AuditEvent{Kind: lethe.AuditConfirmed, System: name,
+				Detail: fmt.Sprintf("chunk %d: %s", c.in.Chunk, tallyText(tally[name]))})
+		}
 	}
 	c.applyRetries(now)
 	if err := c.expand(ctx); err != nil {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -398,5 +399,57 @@ func TestChunkOutOfAttempts(t *testing.T) {
 			!strings.Contains(outcomes[item]["bulk"].Detail, "no confirmation after 3 attempts") {
 			t.Errorf("subject %d: %s, %+v", item, statuses[item], outcomes[item]["bulk"])
 		}
+	}
+}
+
+// TestChunkRejectsWhatItDidNotIssue ignores a batch confirmation of an
+// unknown command, one naming another system, a single confirmation
+// posing as a batch command's, and items the command did not carry; it
+// audits them and still completes on the genuine answer.
+func TestChunkRejectsWhatItDidNotIssue(t *testing.T) {
+	bulk := activities.Target{System: "bulk", Topic: wire.DefaultTopic("bulk"), Types: []string{"email"},
+		ConfirmWithin: time.Hour, Batch: true}
+	w := newChunkWorld(t, bulk)
+	in := chunkInput()
+	in.Subjects = chunkSubjects[:2]
+	s0, s1 := chunkSubjects[0].ItemID, chunkSubjects[1].ItemID
+	w.env.RegisterDelayedCallback(func() {
+		real := w.batchCommands("bulk")[0]
+		forged := real
+		forged.CommandID = unknownCmdID
+		w.signalBatch(forged, wire.ItemOutcome{ItemID: s0, Outcome: wire.OutcomeErased})
+		other := real
+		other.System = "crm"
+		w.signalBatch(other, wire.ItemOutcome{ItemID: s0, Outcome: wire.OutcomeErased})
+		w.signalSingle(wire.Command{CommandID: real.CommandID, RequestID: testChunkID, System: "bulk"}, wire.OutcomeErased, "", false)
+		w.signalBatch(real, wire.ItemOutcome{ItemID: chunkSubjects[2].ItemID, Outcome: wire.OutcomeErased})
+	}, time.Minute)
+	w.env.RegisterDelayedCallback(func() {
+		if _, statuses, _ := w.ledger(); statuses[0] != lethe.RequestRunning || statuses[1] != lethe.RequestRunning {
+			t.Errorf("statuses after forged answers = %v, want both still running", statuses)
+		}
+		w.signalBatch(w.batchCommands("bulk")[0],
+			wire.ItemOutcome{ItemID: s0, Outcome: wire.OutcomeErased}, wire.ItemOutcome{ItemID: s1, Outcome: wire.OutcomeNotFound})
+	}, 2*time.Minute)
+	w.env.ExecuteWorkflow(BatchChunkWorkflow, in)
+	if err := w.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	_, statuses, events := w.ledger()
+	if statuses[0] != lethe.RequestCompleted || statuses[1] != lethe.RequestCompleted {
+		t.Errorf("statuses = %v, want both completed on the genuine answer", statuses)
+	}
+	rejected := map[string]int{}
+	for _, e := range events {
+		var chunk, n int
+		if e.Kind == lethe.AuditConfirmationRejected {
+			if _, err := fmt.Sscanf(e.Detail, "chunk %d: %d confirmations", &chunk, &n); err != nil {
+				t.Errorf("rejected event detail %q: %v", e.Detail, err)
+			}
+			rejected[e.System] += n
+		}
+	}
+	if rejected["bulk"] != 2 || rejected["crm"] != 1 {
+		t.Errorf("rejected = %v: want bulk's two forged confirmations and crm's one audited", rejected)
 	}
 }
