@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/lib/pq"
@@ -43,20 +42,10 @@ func (s *Store) ListBatches(ctx context.Context, f BatchFilter) (items []lethe.B
 		args = append(args, f.Status)
 		conds = append(conds, fmt.Sprintf("status = $%d", len(args)))
 	}
-	if f.Cursor != "" {
-		at, id, ok := decodeCursor(f.Cursor)
-		if !ok {
-			return nil, "", lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is not one this API issued")
-		}
-		args = append(args, at, id)
-		conds = append(conds, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+	query, args, err := newestFirst(`SELECT `+batchColumns+` FROM erasure_batches`, conds, args, f.Cursor, limit)
+	if err != nil {
+		return nil, "", err
 	}
-	query := `SELECT ` + batchColumns + ` FROM erasure_batches`
-	if len(conds) > 0 {
-		query += ` WHERE ` + strings.Join(conds, " AND ")
-	}
-	args = append(args, limit+1)
-	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
 
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {

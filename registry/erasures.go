@@ -284,20 +284,10 @@ func (s *Store) ListErasures(ctx context.Context, f ErasureFilter) (items []leth
 	if f.Overdue {
 		conds = append(conds, "overdue")
 	}
-	if f.Cursor != "" {
-		at, id, ok := decodeCursor(f.Cursor)
-		if !ok {
-			return nil, "", lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is not one this API issued")
-		}
-		args = append(args, at, id)
-		conds = append(conds, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+	query, args, err := newestFirst(`SELECT `+erasureColumns+` FROM erasure_requests`, conds, args, f.Cursor, limit)
+	if err != nil {
+		return nil, "", err
 	}
-	query := `SELECT ` + erasureColumns + ` FROM erasure_requests`
-	if len(conds) > 0 {
-		query += ` WHERE ` + strings.Join(conds, " AND ")
-	}
-	args = append(args, limit+1)
-	query += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
 
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -496,4 +486,24 @@ func decodeCursor(c string) (time.Time, uuid.UUID, bool) {
 		return time.Time{}, uuid.UUID{}, false
 	}
 	return at, id, true
+}
+
+// newestFirst completes a listing's query, newest first, from the
+// conditions gathered so far: the cursor's position, the order, and one row
+// more than limit, which tells whether there is a next page.
+func newestFirst(base string, conds []string, args []any, cursor string, limit int) (string, []any, error) {
+	if cursor != "" {
+		at, id, ok := decodeCursor(cursor)
+		if !ok {
+			return "", nil, lethe.Errorf(lethe.KindInvalid, "invalid_cursor", "the cursor is not one this API issued")
+		}
+		args = append(args, at, id)
+		conds = append(conds, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	query := base
+	if len(conds) > 0 {
+		query += ` WHERE ` + strings.Join(conds, " AND ")
+	}
+	args = append(args, limit+1)
+	return query + fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args, nil
 }
