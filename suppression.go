@@ -8,8 +8,9 @@ import "time"
 // back; it digests its own identifiers with the same key, finds them here
 // and erases them again, without Lethe ever handing out a value.
 type Suppression struct {
-	// RequestID is the erasure request that erased the subject, so that the
-	// erasure done again after a restore can name the request it restores.
+	// RequestID is the erasure request, or the bulk erasure (batch), that
+	// erased the subject, so that the erasure done again after a restore
+	// can name the request it restores.
 	RequestID string `json:"request_id"`
 	// Type and Digest are one identifier of the subject, as package digest
 	// computes it: hex HMAC-SHA256 under LETHE_SUBJECT_KEY.
