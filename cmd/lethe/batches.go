@@ -336,27 +336,12 @@ func statusArg(status string) string {
 // showOrWaitBatch prints the batch the API answered with, or first
 // follows it to its end when --wait asks.
 func showOrWaitBatch(ctx context.Context, c *apiclient.Client, cf *clientFlags, wf waitFlags, b []byte, stdout, stderr io.Writer) error {
-	var bt lethe.Batch
-	if err := decodeAnswer(b, &bt); err != nil {
-		return err
-	}
-	if wf.wait {
-		var err error
-		if b, bt, err = waitBatch(ctx, c, b, bt, wf.interval, stderr, isTerminal(stderr)); err != nil {
-			return err
+	return showOrWaitFor(ctx, c, cf, wf, b, stdout, stderr, waitBatch, printBatch, func(bt lethe.Batch) error {
+		if bt.Status == lethe.RequestCompleted {
+			return nil
 		}
-	}
-	if cf.json {
-		if err := printJSON(stdout, b); err != nil {
-			return err
-		}
-	} else if err := printBatch(stdout, bt); err != nil {
-		return err
-	}
-	if wf.wait && bt.Status != lethe.RequestCompleted {
 		return &batchEndedError{id: bt.ID, status: bt.Status, counts: bt.Counts, total: bt.Total}
-	}
-	return nil
+	})
 }
 
 // batchEndedError is a batch that --wait saw end other than completed.

@@ -156,13 +156,27 @@ func runErasureGet(ctx context.Context, args []string, env func(string) string, 
 // showOrWait prints the request the API answered with, or first follows
 // it to its end when --wait asks.
 func showOrWait(ctx context.Context, c *apiclient.Client, cf *clientFlags, wf waitFlags, b []byte, stdout, stderr io.Writer) error {
-	var e lethe.Erasure
-	if err := decodeAnswer(b, &e); err != nil {
+	return showOrWaitFor(ctx, c, cf, wf, b, stdout, stderr, waitErasure, printErasure, func(e lethe.Erasure) error {
+		if e.Status == lethe.RequestCompleted {
+			return nil
+		}
+		return &requestEndedError{id: e.ID, status: e.Status, failed: countStatus(e, lethe.SystemFailed), total: len(e.Systems)}
+	})
+}
+
+// showOrWaitFor prints what the API answered with, a request or a batch,
+// or first follows it to its end with wait when --wait asks; ended then
+// gives the error of one that did not complete.
+func showOrWaitFor[T any](ctx context.Context, c *apiclient.Client, cf *clientFlags, wf waitFlags, b []byte, stdout, stderr io.Writer,
+	wait func(context.Context, *apiclient.Client, []byte, T, time.Duration, io.Writer, bool) ([]byte, T, error),
+	print func(io.Writer, T) error, ended func(T) error) error {
+	var v T
+	if err := decodeAnswer(b, &v); err != nil {
 		return err
 	}
 	if wf.wait {
 		var err error
-		if b, e, err = waitErasure(ctx, c, b, e, wf.interval, stderr, isTerminal(stderr)); err != nil {
+		if b, v, err = wait(ctx, c, b, v, wf.interval, stderr, isTerminal(stderr)); err != nil {
 			return err
 		}
 	}
@@ -170,11 +184,11 @@ func showOrWait(ctx context.Context, c *apiclient.Client, cf *clientFlags, wf wa
 		if err := printJSON(stdout, b); err != nil {
 			return err
 		}
-	} else if err := printErasure(stdout, e); err != nil {
+	} else if err := print(stdout, v); err != nil {
 		return err
 	}
-	if wf.wait && e.Status != lethe.RequestCompleted {
-		return &requestEndedError{id: e.ID, status: e.Status, failed: countStatus(e, lethe.SystemFailed), total: len(e.Systems)}
+	if wf.wait {
+		return ended(v)
 	}
 	return nil
 }
