@@ -398,3 +398,51 @@ func TestRecordBatchHistories(t *testing.T) {
 		writeHistory(t, filepath.Join(batchHistoriesDir, name+".json"), runs[0])
 	}
 }
+
+// TestBulkCancel cancels a batch whose system has not answered: its
+// workflows stop, its subjects end canceled, and the ledger says so.
+func TestBulkCancel(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.putSystem(lethe.System{Name: "slow", Identifiers: []string{"email"}, Batch: true})
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var got atomic.Int64
+	s.runConnector("slow", connectors.HandlerFunc(func(ctx context.Context, req connectors.Request) (connectors.Result, error) {
+		got.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return connectors.Result{}, ctx.Err()
+	}))
+	var body strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&body, "{\"subject\": {\"email\": %q}}\n", bulkEmail(i))
+	}
+	r := s.doRaw(http.MethodPost, "/v1/erasure-batches", body.String(), "application/x-ndjson")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
+	}
+	var b lethe.Batch
+	r.Decode(t, &b)
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the connector never received the batch command")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := s.do(http.MethodPost, "/v1/erasure-batches/"+b.ID+"/cancel", nil); r.Status != http.StatusOK {
+		t.Fatalf("cancel = %d %s", r.Status, r.Body)
+	}
+	b = s.awaitBatch(b.ID, time.Minute)
+	if b.Status != lethe.RequestCanceled || b.Counts.Canceled != 30 {
+		t.Fatalf("batch = %s %+v, want canceled with its 30 subjects", b.Status, b.Counts)
+	}
+	if subs := s.batchSubjects(b.ID, "canceled"); len(subs) != 30 {
+		t.Errorf("%d subjects listed canceled, want 30", len(subs))
+	}
+	if r := s.do(http.MethodPost, "/v1/erasure-batches/"+b.ID+"/cancel", nil); r.Status != http.StatusConflict {
+		t.Errorf("a second cancel = %d %s, want 409", r.Status, r.Body)
+	}
+}
