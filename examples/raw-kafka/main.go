@@ -18,6 +18,8 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
+const system = "newsletter"
+
 // command is the part of erasure.command.v1 this connector reads.
 type command struct {
 	Schema      string `json:"schema"`
@@ -45,6 +47,16 @@ type confirmation struct {
 	ConfirmedAt time.Time `json:"confirmed_at"`
 }
 
+// reader and writer are the parts of kafka-go's Reader and Writer used.
+type reader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+type writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -52,48 +64,66 @@ func main() {
 	if brokers[0] == "" {
 		brokers = []string{"127.0.0.1:9092"}
 	}
-	const system = "newsletter"
 	// 1. Read your own topic in a consumer group; commit by hand.
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "lethe-connector-" + system, Topic: "lethe.erasure." + system})
 	defer r.Close()
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
 	defer w.Close()
+	run(ctx, r, w, time.Second)
+}
+
+// run serves commands until ctx ends. A message is committed only once its
+// answer (a confirmation, or the message parked on the dead-letter topic)
+// is acknowledged; until then the same message is handled again, every
+// pause: committing a later message first would commit past it, and the
+// command would never be answered (rule 4 of the wire format).
+func run(ctx context.Context, r reader, w writer, pause time.Duration) {
 	seen := map[string]confirmation{} // use a durable store in production
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			return // context canceled
 		}
-		var c command
-		if err := json.Unmarshal(m.Value, &c); err != nil || c.Schema != "erasure.command.v1" || c.System != system {
-			// 2. Park what you cannot read on <topic>.dlq with a reason, then commit.
-			dlq := kafka.Message{Topic: m.Topic + ".dlq", Key: m.Key, Value: m.Value,
-				Headers: append(m.Headers, kafka.Header{Key: "lethe-dlq-reason", Value: []byte("not an erasure.command.v1 for " + system)})}
-			if err := w.WriteMessages(ctx, dlq); err != nil {
-				log.Printf("dead-letter: %v", err)
-				continue // not committed: redelivered after a restart or rebalance
+		for {
+			err := handle(ctx, w, m, seen)
+			if err == nil {
+				err = r.CommitMessages(ctx, m)
 			}
-			r.CommitMessages(ctx, m)
-			continue
-		}
-		// 3. A repeated command_id is the same command: answer it the same way.
-		conf, ok := seen[c.CommandID]
-		if !ok {
-			// 4. Erase (or, on dry_run, only count) by the identifiers given.
-			conf = confirmation{Schema: "erasure.confirmation.v1", CommandID: c.CommandID, RequestID: c.RequestID,
-				System: system, Outcome: "not_found", ConfirmedAt: time.Now().UTC()}
-			seen[c.CommandID] = conf
-		}
-		// 5. Confirm on lethe.erasure.confirmations, keyed by request id, then commit.
-		body, _ := json.Marshal(conf)
-		reply := kafka.Message{Topic: "lethe.erasure.confirmations", Key: []byte(c.RequestID), Value: body,
-			Headers: []kafka.Header{{Key: "lethe-schema", Value: []byte(conf.Schema)}}}
-		if err := w.WriteMessages(ctx, reply); err != nil {
-			log.Printf("confirm: %v", err)
-			continue
-		}
-		if err := r.CommitMessages(ctx, m); err != nil {
-			log.Printf("commit: %v", err)
+			if err == nil {
+				break
+			}
+			log.Printf("offset %d not answered yet, trying again: %v", m.Offset, err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
 		}
 	}
+}
+
+// handle answers one message and returns once the answer is acknowledged.
+func handle(ctx context.Context, w writer, m kafka.Message, seen map[string]confirmation) error {
+	var c command
+	if err := json.Unmarshal(m.Value, &c); err != nil || c.Schema != "erasure.command.v1" || c.System != system {
+		// 2. Park what you cannot read on <topic>.dlq with a reason.
+		dlq := kafka.Message{Topic: m.Topic + ".dlq", Key: m.Key, Value: m.Value,
+			Headers: append(m.Headers, kafka.Header{Key: "lethe-dlq-reason", Value: []byte("not an erasure.command.v1 for " + system)})}
+		return w.WriteMessages(ctx, dlq)
+	}
+	// 3. A repeated command_id is the same command: answer it the same way.
+	conf, ok := seen[c.CommandID]
+	if !ok {
+		// 4. Erase (or, on dry_run, only count) by the identifiers given.
+		conf = confirmation{Schema: "erasure.confirmation.v1", CommandID: c.CommandID, RequestID: c.RequestID,
+			System: system, Outcome: "not_found", ConfirmedAt: time.Now().UTC()}
+		seen[c.CommandID] = conf
+	}
+	// 5. Confirm on lethe.erasure.confirmations, keyed by request id.
+	body, err := json.Marshal(conf)
+	if err != nil {
+		return err
+	}
+	return w.WriteMessages(ctx, kafka.Message{Topic: "lethe.erasure.confirmations", Key: []byte(c.RequestID), Value: body,
+		Headers: []kafka.Header{{Key: "lethe-schema", Value: []byte(conf.Schema)}}})
 }
