@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,7 +252,7 @@ func TestBatchCertificateAndProof(t *testing.T) {
 func TestBatchCertificateWithoutSigningKey(t *testing.T) {
 	h := newHarness(t)
 	b := h.createBatch(t, `{"subject":{"user_id":"u"}}`)
-	h.store.finishBatch(b.ID, lethe.RequestFailed, testNow)
+	h.store.finishBatch(b.ID, lethe.RequestCompleted, testNow)
 	path := batchesPath + "/" + b.ID + "/certificate"
 	if res := h.do(t, req{method: "GET", path: path}); res.status != http.StatusServiceUnavailable || res.errorCode(t) != "signing_key_missing" {
 		t.Errorf("certificate without a key = %s, want 503 signing_key_missing", describe(res))
@@ -259,5 +260,42 @@ func TestBatchCertificateWithoutSigningKey(t *testing.T) {
 	h.store.batchCerts[b.ID] = []byte("{\"stored\":true}\n")
 	if res := h.do(t, req{method: "GET", path: path}); res.status != http.StatusOK || string(res.body) != "{\"stored\":true}\n" {
 		t.Errorf("stored certificate without a key = %s", describe(res))
+	}
+}
+
+// TestBatchCertifiedOnlyOnceSettled: a batch that failed can still be
+// retried until its deadline, which would change the leaves a stored
+// certificate signs; neither its certificate nor a proof is given until
+// then.
+func TestBatchCertifiedOnlyOnceSettled(t *testing.T) {
+	var mu sync.Mutex
+	now := testNow
+	h := newHarnessWith(t, func(c *api.Config) {
+		c.Signer = signerFor(t, 3)
+		c.Now = func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return now
+		}
+	})
+	b := h.createBatch(t, `{"subject":{"user_id":"u"}}`)
+	h.store.finishBatch(b.ID, lethe.RequestFailed, testNow)
+	digest := h.digester.Sum("user_id", "u")
+	paths := []string{batchesPath + "/" + b.ID + "/certificate", batchesPath + "/" + b.ID + "/subjects/" + digest + "/proof"}
+	for _, path := range paths {
+		if res := h.do(t, req{method: "GET", path: path}); res.status != http.StatusConflict || res.errorCode(t) != "still_retryable" {
+			t.Errorf("GET %s of a failed batch before its deadline = %s, want 409 still_retryable", path, describe(res))
+		}
+	}
+	if len(h.store.batchCerts) != 0 {
+		t.Errorf("a certificate was stored: %v", h.store.batchCerts)
+	}
+	mu.Lock()
+	now = b.Deadline.Add(time.Second)
+	mu.Unlock()
+	for _, path := range paths {
+		if res := h.do(t, req{method: "GET", path: path}); res.status != http.StatusOK {
+			t.Errorf("GET %s after the deadline = %s, want 200", path, describe(res))
+		}
 	}
 }

@@ -379,6 +379,13 @@ func (s *Server) batchCertificate(ctx context.Context, id string) ([]byte, error
 	if err != nil || found {
 		return doc, err
 	}
+	b, err := s.store.GetBatch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.settled(b); err != nil {
+		return nil, err
+	}
 	facts, err := s.store.BatchCertificateFacts(ctx, id)
 	if err != nil {
 		return nil, err
@@ -406,6 +413,24 @@ func (s *Server) batchCertificate(ctx context.Context, id string) ([]byte, error
 		return nil, fmt.Errorf("batch certificate of %s not found once stored", id)
 	}
 	return stored, nil
+}
+
+// settled refuses to certify a batch that may still change: one not
+// finished, and one that failed while a retry can still change its
+// subjects' outcomes (until its deadline, when its workflows end). A
+// certificate is stored as first issued, and proofs are made from the
+// ledger as it stands: both must describe the same, final, batch.
+func (s *Server) settled(b lethe.Batch) error {
+	switch {
+	case !b.Status.Final():
+		return lethe.Errorf(lethe.KindConflict, "not_finished",
+			"the batch has not finished (status %s); its certificate and proofs are given once it has", b.Status)
+	case b.Status == lethe.RequestFailed && s.now().Before(b.Deadline):
+		return lethe.Errorf(lethe.KindConflict, "still_retryable",
+			"the batch failed and can be retried until its deadline, %s; its certificate and proofs are given once it completes, or after that",
+			b.Deadline.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // getBatchProof answers the inclusion proof of one subject of a finished
@@ -438,9 +463,8 @@ func (s *Server) batchProof(ctx context.Context, id, digest string) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if !b.Status.Final() {
-		return nil, lethe.Errorf(lethe.KindConflict, "not_finished",
-			"the batch has not finished (status %s); a proof is given once it has", b.Status)
+	if err := s.settled(b); err != nil {
+		return nil, err
 	}
 	item, err := s.store.BatchSubjectByDigest(ctx, id, digest)
 	if err != nil {
