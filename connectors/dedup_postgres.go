@@ -68,7 +68,7 @@ func NewPostgresDedup(ctx context.Context, db *sql.DB, table string) (DedupStore
 		putPending: `INSERT INTO ` + pending + ` (command_id, state) VALUES ($1, $2::jsonb)
 			ON CONFLICT (command_id) DO UPDATE SET state = EXCLUDED.state, recorded_at = now()`,
 		deletePending: `DELETE FROM ` + pending + ` WHERE command_id = $1`,
-		get: `SELECT confirmation FROM ` + quoted + ` WHERE command_id = $1`,
+		get:           `SELECT confirmation FROM ` + quoted + ` WHERE command_id = $1`,
 		insertSQL: `INSERT INTO ` + quoted + ` (command_id, confirmation) VALUES ($1, $2::jsonb)
 			ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
 		prune:      `DELETE FROM ` + quoted + ` WHERE recorded_at < now() - $1 * interval '1 second'`,
@@ -107,7 +107,7 @@ type postgresDedup struct {
 	// pendingSQL is the quoted name of the table of pending states, the
 	// dedup table's name with _pending; the others are its statements.
 	pendingSQL, getPending, putPending, deletePending string
-	get, insertSQL, prune string
+	get, insertSQL, prune                             string
 	// getManySQL and insertManySQL serve the items of a batch command.
 	getManySQL, insertManySQL string
 	pruneMu                   sync.Mutex
@@ -115,7 +115,7 @@ type postgresDedup struct {
 }
 
 var (
-	_ DedupStore  = (*postgresDedup)(nil)
+	_ DedupStore   = (*postgresDedup)(nil)
 	_ firstKeeper  = (*postgresDedup)(nil)
 	_ PendingStore = (*postgresDedup)(nil)
 )

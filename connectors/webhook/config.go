@@ -104,9 +104,9 @@ const (
 	DefaultMaxDelay     = 10 * time.Second
 	// MaxAttemptsLimit keeps one command from occupying the connector for
 	// long: past it, Lethe's own re-dispatch is the better retry.
-	MaxAttemptsLimit = 20
-	DefaultPollInitial  = 30 * time.Second
-	DefaultPollMax      = time.Hour
+	MaxAttemptsLimit   = 20
+	DefaultPollInitial = 30 * time.Second
+	DefaultPollMax     = time.Hour
 	// DefaultBrokers is the contract's default of LETHE_KAFKA_BROKERS.
 	DefaultBrokers = "127.0.0.1:9092"
 	// BrokersEnv is the variable Main reads when the file names no brokers.
