@@ -68,6 +68,7 @@ func NewPostgresDedup(ctx context.Context, db *sql.DB, table string) (DedupStore
 		putPending: `INSERT INTO ` + pending + ` (command_id, state) VALUES ($1, $2::jsonb)
 			ON CONFLICT (command_id) DO UPDATE SET state = EXCLUDED.state, recorded_at = now()`,
 		deletePending: `DELETE FROM ` + pending + ` WHERE command_id = $1`,
+		prunePending:  `DELETE FROM ` + pending + ` WHERE recorded_at < now() - $1 * interval '1 second'`,
 		get:           `SELECT confirmation FROM ` + quoted + ` WHERE command_id = $1`,
 		insertSQL: `INSERT INTO ` + quoted + ` (command_id, confirmation) VALUES ($1, $2::jsonb)
 			ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
@@ -106,8 +107,8 @@ type postgresDedup struct {
 	db *sql.DB
 	// pendingSQL is the quoted name of the table of pending states, the
 	// dedup table's name with _pending; the others are its statements.
-	pendingSQL, getPending, putPending, deletePending string
-	get, insertSQL, prune                             string
+	pendingSQL, getPending, putPending, deletePending, prunePending string
+	get, insertSQL, prune                                           string
 	// getManySQL and insertManySQL serve the items of a batch command.
 	getManySQL, insertManySQL string
 	pruneMu                   sync.Mutex
@@ -227,6 +228,9 @@ func (s *postgresDedup) maybePrune(ctx context.Context) {
 	s.pruneMu.Unlock()
 	if due {
 		_, _ = s.db.ExecContext(ctx, s.prune, int64(DedupRetention/time.Second))
+		// A pending state its handler never finished (the command was
+		// never delivered again) expires alike.
+		_, _ = s.db.ExecContext(ctx, s.prunePending, int64(DedupRetention/time.Second))
 	}
 }
 

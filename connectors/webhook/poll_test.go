@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,5 +275,46 @@ func TestPollSurvivesARestart(t *testing.T) {
 	}
 	if _, found, _ := store.GetPending(ctx, cmd.CommandID); found {
 		t.Errorf("the poll is still recorded after its final answer")
+	}
+}
+
+func TestStillWorkingMovesThePoll(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var paths []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/erase":
+			w.Header().Set("Location", "status/a") // relative to /erase
+			w.WriteHeader(http.StatusAccepted)
+		case "/status/a":
+			w.Header().Set("Location", "/status/b")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusAccepted)
+		case "/status/b":
+			io.WriteString(w, `{"outcome":"not_found"}`)
+		}
+	}))
+	defer srv.Close()
+
+	start := time.Now()
+	got, err := newConnector(t, pollConfig(srv.URL+"/erase")).Erase(ctx, newRequest())
+	if err != nil {
+		t.Fatalf("Erase: %v", err)
+	}
+	if got.Outcome != wire.OutcomeNotFound {
+		t.Errorf("Erase = %+v, want not_found, the answer at the moved status url", got)
+	}
+	want := []string{"POST /erase", "GET /status/a", "GET /status/b"}
+	if strings.Join(paths, ", ") != strings.Join(want, ", ") {
+		t.Errorf("requests %v, want %v", paths, want)
+	}
+	// Retry-After 1s is above poll.max (20ms): the cap wins.
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("the polls took %s; a Retry-After must not wait past poll.max", d)
 	}
 }
