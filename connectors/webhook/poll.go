@@ -41,13 +41,7 @@ type pendingPoll struct {
 // Location header, else the body's status_url. Without a usable one the
 // answer is a failure, since nothing would ever confirm the command.
 func (c *Connector) accepted(base *url.URL, h http.Header, body []byte) delivery {
-	raw := strings.TrimSpace(h.Get("Location"))
-	if raw == "" {
-		var b acceptedBody
-		if len(body) <= MaxBodyBytes && json.Unmarshal(body, &b) == nil {
-			raw = strings.TrimSpace(b.StatusURL)
-		}
-	}
+	raw := statusURLOf(h, body)
 	if raw == "" {
 		return rejected(http.StatusAccepted, "endpoint answered HTTP 202 without a status url (Location or status_url)")
 	}
@@ -56,6 +50,18 @@ func (c *Connector) accepted(base *url.URL, h http.Header, body []byte) delivery
 		return rejected(http.StatusAccepted, "endpoint answered HTTP 202 with a status url that "+problem)
 	}
 	return delivery{accepted: true, status: http.StatusAccepted, statusURL: u, retryAfter: retryAfter(h, c.cfg.Now())}
+}
+
+// statusURLOf is the status URL a 202 answer names, "" when none.
+func statusURLOf(h http.Header, body []byte) string {
+	if raw := strings.TrimSpace(h.Get("Location")); raw != "" {
+		return raw
+	}
+	var b acceptedBody
+	if len(body) <= MaxBodyBytes && json.Unmarshal(body, &b) == nil {
+		return strings.TrimSpace(b.StatusURL)
+	}
+	return ""
 }
 
 // statusURL resolves raw against base and checks it; problem, when not
@@ -187,6 +193,10 @@ func (c *Connector) poll(ctx context.Context, req connectors.Request, statusURL 
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
 	if err != nil {
 		return transient(resp.StatusCode, "reading the answer: "+transportProblem(err), 0)
+	}
+	if resp.StatusCode == http.StatusAccepted && statusURLOf(resp.Header, answer) == "" {
+		// Still working, and the status URL stays where it is.
+		return delivery{accepted: true, status: resp.StatusCode, statusURL: statusURL, retryAfter: retryAfter(resp.Header, c.cfg.Now())}
 	}
 	return c.interpret(hreq.URL, resp.StatusCode, resp.Header, answer)
 }

@@ -35,6 +35,7 @@ type slowVendor struct {
 	inBody        bool
 	polled        chan int32   // each poll's number, when not nil
 	badSignatures atomic.Int32 // of the POSTs
+	bare          bool         // polls answer still working without a status URL
 }
 
 func newSlowVendor(t *testing.T, doneAt int32, where string) *slowVendor {
@@ -55,11 +56,14 @@ func newSlowVendor(t *testing.T, doneAt int32, where string) *slowVendor {
 			if v.polled != nil {
 				v.polled <- n
 			}
-			if n == v.doneAt {
+			switch {
+			case n == v.doneAt:
 				io.WriteString(w, `{"outcome":"erased","records":3}`)
-				return
+			case v.bare:
+				w.WriteHeader(http.StatusAccepted)
+			default:
+				v.accept(w)
 			}
-			v.accept(w)
 		default:
 			w.WriteHeader(http.StatusNotFound)
 		}
@@ -88,6 +92,7 @@ func TestAcceptedIsPolledUntilDone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	v := newSlowVendor(t, 3, "/status/job-1")
+	v.bare = true // a bare 202 keeps polling the same URL
 	cfg := pollConfig(v.srv.URL + "/lethe/erase")
 	store := connectors.NewMemoryDedup(0).(connectors.PendingStore)
 	cfg.Store = store
