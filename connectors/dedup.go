@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"sync"
@@ -25,6 +26,25 @@ type DedupStore interface {
 	// an earlier confirmation; a store shared by replicas should keep the
 	// first, which another replica may have published already.
 	Put(ctx context.Context, c wire.Confirmation) error
+}
+
+// PendingStore is a DedupStore that also keeps, by command id, the state of
+// work a handler has started and finishes later: a vendor that accepted an
+// erasure and is polled for days, say. A handler that records its state
+// there before it waits finds it again when the command is delivered again,
+// after a restart or on another replica, and resumes instead of starting
+// the work twice. The state is the handler's own JSON document; like a
+// confirmation's detail it must never hold identifier values. Both stores
+// of the SDK (NewMemoryDedup, NewPostgresDedup) implement it.
+type PendingStore interface {
+	DedupStore
+	// GetPending returns the state recorded for commandID, if any.
+	GetPending(ctx context.Context, commandID string) (state []byte, found bool, err error)
+	// PutPending records state for commandID, replacing an earlier one.
+	PutPending(ctx context.Context, commandID string, state []byte) error
+	// DeletePending forgets the state of commandID; forgetting what is
+	// not recorded is no error.
+	DeletePending(ctx context.Context, commandID string) error
 }
 
 // firstKeeper is a DedupStore shared by replicas that keeps the first
@@ -58,7 +78,7 @@ func NewMemoryDedup(size int) DedupStore {
 	if size < 1 {
 		size = DefaultDedupSize
 	}
-	return &memoryDedup{size: size, order: list.New(), byID: make(map[string]*list.Element)}
+	return &memoryDedup{size: size, order: list.New(), byID: make(map[string]*list.Element), pending: make(map[string][]byte)}
 }
 
 type memoryDedup struct {
@@ -66,6 +86,32 @@ type memoryDedup struct {
 	size  int
 	order *list.List // of wire.Confirmation, most recently used first
 	byID  map[string]*list.Element
+	// pending is never evicted: it holds only work in progress, which its
+	// handler deletes when done.
+	pending map[string][]byte
+}
+
+var _ PendingStore = (*memoryDedup)(nil)
+
+func (d *memoryDedup) GetPending(_ context.Context, commandID string) ([]byte, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	state, ok := d.pending[commandID]
+	return bytes.Clone(state), ok, nil
+}
+
+func (d *memoryDedup) PutPending(_ context.Context, commandID string, state []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending[commandID] = bytes.Clone(state)
+	return nil
+}
+
+func (d *memoryDedup) DeletePending(_ context.Context, commandID string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.pending, commandID)
+	return nil
 }
 
 func (d *memoryDedup) Get(_ context.Context, commandID string) (wire.Confirmation, bool, error) {

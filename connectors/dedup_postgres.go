@@ -60,9 +60,16 @@ func NewPostgresDedup(ctx context.Context, db *sql.DB, table string) (DedupStore
 	if err != nil {
 		return nil, err
 	}
+	pending := strings.TrimSuffix(quoted, `"`) + `_pending"`
 	s := &postgresDedup{
-		db:  db,
-		get: `SELECT confirmation FROM ` + quoted + ` WHERE command_id = $1`,
+		db:         db,
+		pendingSQL: pending,
+		getPending: `SELECT state FROM ` + pending + ` WHERE command_id = $1`,
+		putPending: `INSERT INTO ` + pending + ` (command_id, state) VALUES ($1, $2::jsonb)
+			ON CONFLICT (command_id) DO UPDATE SET state = EXCLUDED.state, recorded_at = now()`,
+		deletePending: `DELETE FROM ` + pending + ` WHERE command_id = $1`,
+		prunePending:  `DELETE FROM ` + pending + ` WHERE recorded_at < now() - $1 * interval '1 second'`,
+		get:           `SELECT confirmation FROM ` + quoted + ` WHERE command_id = $1`,
 		insertSQL: `INSERT INTO ` + quoted + ` (command_id, confirmation) VALUES ($1, $2::jsonb)
 			ON CONFLICT (command_id) DO NOTHING RETURNING command_id`,
 		prune:      `DELETE FROM ` + quoted + ` WHERE recorded_at < now() - $1 * interval '1 second'`,
@@ -97,8 +104,11 @@ func quoteDedupTable(table string) (quoted, index string, err error) {
 }
 
 type postgresDedup struct {
-	db                    *sql.DB
-	get, insertSQL, prune string
+	db *sql.DB
+	// pendingSQL is the quoted name of the table of pending states, the
+	// dedup table's name with _pending; the others are its statements.
+	pendingSQL, getPending, putPending, deletePending, prunePending string
+	get, insertSQL, prune                                           string
 	// getManySQL and insertManySQL serve the items of a batch command.
 	getManySQL, insertManySQL string
 	pruneMu                   sync.Mutex
@@ -106,8 +116,9 @@ type postgresDedup struct {
 }
 
 var (
-	_ DedupStore  = (*postgresDedup)(nil)
-	_ firstKeeper = (*postgresDedup)(nil)
+	_ DedupStore   = (*postgresDedup)(nil)
+	_ firstKeeper  = (*postgresDedup)(nil)
+	_ PendingStore = (*postgresDedup)(nil)
 )
 
 // create makes the table and its index. Replicas that start together would
@@ -131,6 +142,15 @@ func (s *postgresDedup) create(ctx context.Context, table, quoted, index string)
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS `+index+` ON `+quoted+` (recorded_at)`); err != nil {
+		return err
+	}
+	// The pending states of work in progress: a row per command until its
+	// handler finishes. Created with the dedup table, by the same lock.
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.pendingSQL+` (
+		command_id  text PRIMARY KEY,
+		state       jsonb NOT NULL,
+		recorded_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -208,7 +228,40 @@ func (s *postgresDedup) maybePrune(ctx context.Context) {
 	s.pruneMu.Unlock()
 	if due {
 		_, _ = s.db.ExecContext(ctx, s.prune, int64(DedupRetention/time.Second))
+		// A pending state its handler never finished (the command was
+		// never delivered again) expires alike.
+		_, _ = s.db.ExecContext(ctx, s.prunePending, int64(DedupRetention/time.Second))
 	}
+}
+
+// GetPending returns the state recorded for commandID, if any.
+func (s *postgresDedup) GetPending(ctx context.Context, commandID string) ([]byte, bool, error) {
+	var state []byte
+	err := s.db.QueryRowContext(ctx, s.getPending, commandID).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres dedup: get pending: %w", err)
+	}
+	return state, true, nil
+}
+
+// PutPending records state for commandID, replacing an earlier one. The
+// column is jsonb, so state must be JSON.
+func (s *postgresDedup) PutPending(ctx context.Context, commandID string, state []byte) error {
+	if _, err := s.db.ExecContext(ctx, s.putPending, commandID, string(state)); err != nil {
+		return fmt.Errorf("postgres dedup: put pending: %w", err)
+	}
+	return nil
+}
+
+// DeletePending forgets the state of commandID.
+func (s *postgresDedup) DeletePending(ctx context.Context, commandID string) error {
+	if _, err := s.db.ExecContext(ctx, s.deletePending, commandID); err != nil {
+		return fmt.Errorf("postgres dedup: delete pending: %w", err)
+	}
+	return nil
 }
 
 var _ manyStore = (*postgresDedup)(nil)

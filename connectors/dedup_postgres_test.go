@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,5 +155,33 @@ func TestPostgresDedupPrunesExpiredRows(t *testing.T) {
 	}
 	if _, found, err := fresh.Get(ctx, kept.CommandID); err != nil || !found {
 		t.Errorf("fresh confirmation found=%v (%v), want it kept", found, err)
+	}
+}
+
+func TestPostgresDedupKeepsPendingState(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	db := openPostgres(t)
+	d, err := connectors.NewPostgresDedup(ctx, db, "public.my_dedup")
+	if err != nil {
+		t.Fatalf("NewPostgresDedup: %v", err)
+	}
+	s, ok := d.(connectors.PendingStore)
+	if !ok {
+		t.Fatal("the PostgreSQL store is not a PendingStore")
+	}
+	pendingStoreContract(t, s)
+	// Another replica, or the same service after a restart, sees the state.
+	if err := s.PutPending(ctx, "c", []byte(`{"attempt":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := connectors.NewPostgresDedup(ctx, db, "public.my_dedup")
+	if err != nil {
+		t.Fatalf("NewPostgresDedup again: %v", err)
+	}
+	state, found, err := again.(connectors.PendingStore).GetPending(ctx, "c")
+	if err != nil || !found || !strings.Contains(strings.ReplaceAll(string(state), " ", ""), `"attempt":3`) {
+		t.Errorf("a new store on the table: GetPending = %s, %v, %v; want the recorded state", state, found, err)
 	}
 }

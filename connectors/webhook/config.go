@@ -49,7 +49,16 @@ type Config struct {
 	// endpoint that wants its own credentials. The protocol's headers cannot
 	// be overridden.
 	Headers map[string]string `yaml:"headers"`
+	// Poll says how the connector follows an endpoint that answers 202
+	// Accepted with a status URL: a vendor that takes days to erase.
+	Poll PollConfig `yaml:"poll"`
 
+	// Store is the SDK's dedup store, which also keeps the polls of status
+	// URLs in progress so that they survive a restart: Main passes it to
+	// connectors.Run as its Dedup. Default an in-memory store; a connector
+	// that must resume its polls after a restart, or runs several
+	// replicas, uses connectors.NewPostgresDedup's.
+	Store connectors.PendingStore `yaml:"-"`
 	// Logger receives the connector's logs, which never carry identifier
 	// values or response bodies; default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
@@ -70,6 +79,23 @@ type RetryConfig struct {
 	Max time.Duration `yaml:"max"`
 }
 
+// PollConfig is how a status URL is polled: a capped exponential backoff
+// with jitter between polls, and the hosts a status URL may name.
+type PollConfig struct {
+	// Initial is the wait before the first poll; it doubles after each
+	// poll that answers "still working".
+	Initial time.Duration `yaml:"initial"`
+	// Max caps the wait between polls, a Retry-After included; default
+	// DefaultPollMax, or Initial when that is longer.
+	Max time.Duration `yaml:"max"`
+	// AllowHosts names the hosts (as in a URL: "status.vendor.example" or
+	// "status.vendor.example:8443") a status URL may name besides the
+	// configured url's own. A status URL on any other host is refused, so
+	// that an endpoint cannot send the connector's signed requests
+	// anywhere it likes.
+	AllowHosts []string `yaml:"allow_hosts"`
+}
+
 // Defaults of Config's optional fields.
 const (
 	DefaultTimeout      = 10 * time.Second
@@ -78,7 +104,9 @@ const (
 	DefaultMaxDelay     = 10 * time.Second
 	// MaxAttemptsLimit keeps one command from occupying the connector for
 	// long: past it, Lethe's own re-dispatch is the better retry.
-	MaxAttemptsLimit = 20
+	MaxAttemptsLimit   = 20
+	DefaultPollInitial = 30 * time.Second
+	DefaultPollMax     = time.Hour
 	// DefaultBrokers is the contract's default of LETHE_KAFKA_BROKERS.
 	DefaultBrokers = "127.0.0.1:9092"
 	// BrokersEnv is the variable Main reads when the file names no brokers.
@@ -147,9 +175,21 @@ func (c Config) Validate() error {
 		return errors.New("webhook: config: retries.initial is negative")
 	case c.Retries.Max < 0:
 		return errors.New("webhook: config: retries.max is negative")
+	case c.Poll.Initial < 0:
+		return errors.New("webhook: config: poll.initial is negative")
+	case c.Poll.Max < 0:
+		return errors.New("webhook: config: poll.max is negative")
 	}
 	if r := c.withDefaults().Retries; r.Initial > r.Max {
 		return fmt.Errorf("webhook: config: retries.initial (%s) is above retries.max (%s)", r.Initial, r.Max)
+	}
+	if p := c.withDefaults().Poll; p.Initial > p.Max {
+		return fmt.Errorf("webhook: config: poll.initial (%s) is above poll.max (%s)", p.Initial, p.Max)
+	}
+	for _, h := range c.Poll.AllowHosts {
+		if h == "" || strings.ContainsAny(h, "/@?# ") {
+			return fmt.Errorf("webhook: config: poll.allow_hosts: %q is not a host", h)
+		}
 	}
 	if err := validURL(c.URL); err != nil {
 		return fmt.Errorf("webhook: config: url: %w", err)
@@ -217,6 +257,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Retries.Max == 0 {
 		c.Retries.Max = max(DefaultMaxDelay, c.Retries.Initial)
+	}
+	if c.Poll.Initial == 0 {
+		c.Poll.Initial = DefaultPollInitial
+	}
+	if c.Poll.Max == 0 {
+		c.Poll.Max = max(DefaultPollMax, c.Poll.Initial)
+	}
+	if c.Store == nil {
+		c.Store = connectors.NewMemoryDedup(connectors.DefaultDedupSize).(connectors.PendingStore)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

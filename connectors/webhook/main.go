@@ -72,6 +72,7 @@ func MainWithMetrics(ctx context.Context, configPath string, env func(string) st
 		"max_attempts", conn.cfg.Retries.MaxAttempts, "timeout", conn.cfg.Timeout)
 	return connectors.Run(ctx, connectors.Config{
 		Observer: observer,
+		Dedup:    conn.store,
 		Brokers:  brokers,
 		System:   cfg.System,
 		Topic:    conn.cfg.Topic,

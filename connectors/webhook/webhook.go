@@ -79,6 +79,11 @@ type Connector struct {
 	secret []byte
 	client *http.Client
 	log    *slog.Logger
+	// store keeps the polls of status URLs in progress (cfg.Store).
+	store connectors.PendingStore
+	// endpointHost is the configured url's host, the one status URLs may
+	// name without poll.allow_hosts.
+	endpointHost string
 }
 
 var _ connectors.Handler = (*Connector)(nil)
@@ -101,13 +106,16 @@ func New(cfg Config, secret []byte, client *http.Client) (*Connector, error) {
 		c = *client
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	u, _ := url.Parse(cfg.URL)
 	conn := &Connector{
-		cfg:    cfg,
-		secret: bytes.Clone(secret),
-		client: &c,
-		log:    cfg.Logger.With("system", cfg.System),
+		cfg:          cfg,
+		secret:       bytes.Clone(secret),
+		client:       &c,
+		log:          cfg.Logger.With("system", cfg.System),
+		store:        cfg.Store,
+		endpointHost: u.Host,
 	}
-	if u, _ := url.Parse(cfg.URL); u.Scheme == "http" && !loopback(u.Hostname()) {
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
 		conn.log.Warn("the endpoint is plain http: identifiers cross the network unencrypted; use https")
 	}
 	return conn, nil
@@ -126,8 +134,18 @@ func loopback(host string) bool {
 // jittered exponential backoff, at most Retries.MaxAttempts times in all;
 // after the last one Erase returns an error wrapping ErrUnavailable. When ctx
 // ends it stops at once and returns ctx's error.
+//
+// An endpoint that answers 202 Accepted with a status URL is polled instead
+// (see follow); a command delivered again while its poll is recorded resumes
+// the poll without calling the endpoint again.
 func (c *Connector) Erase(ctx context.Context, req connectors.Request) (connectors.Result, error) {
 	log := c.log.With("request_id", req.RequestID, "attempt", req.Attempt)
+	if p, found, err := c.loadPoll(ctx, req.CommandID); err != nil {
+		return connectors.Result{}, fmt.Errorf("webhook: %w", err)
+	} else if found {
+		log.Info("resuming the poll of the endpoint's status url", "polls", p.Attempt)
+		return c.follow(ctx, req, log, p, 0)
+	}
 	var last string
 	for try := 1; ; try++ {
 		out := c.deliver(ctx, req)
@@ -137,6 +155,9 @@ func (c *Connector) Erase(ctx context.Context, req connectors.Request) (connecto
 		if out.final {
 			c.logFinal(log, out)
 			return out.result, nil
+		}
+		if out.accepted {
+			return c.follow(ctx, req, log, pendingPoll{StatusURL: out.statusURL}, out.retryAfter)
 		}
 		last = out.reason
 		if try >= c.cfg.Retries.MaxAttempts {
@@ -193,6 +214,10 @@ type delivery struct {
 	status     int
 	reason     string // of a transient failure; never quotes a body
 	retryAfter time.Duration
+	// accepted says the endpoint answered 202 with statusURL, resolved
+	// and checked: the answer comes later, from polling it.
+	accepted  bool
+	statusURL string
 }
 
 func (c *Connector) deliver(ctx context.Context, req connectors.Request) delivery {
@@ -234,13 +259,15 @@ func (c *Connector) deliver(ctx context.Context, req connectors.Request) deliver
 	if err != nil {
 		return transient(resp.StatusCode, "reading the answer: "+transportProblem(err), 0)
 	}
-	return c.interpret(resp.StatusCode, resp.Header, answer)
+	return c.interpret(hreq.URL, resp.StatusCode, resp.Header, answer)
 }
 
-// interpret maps one HTTP answer to a delivery; the table is in the package
-// documentation.
-func (c *Connector) interpret(status int, h http.Header, body []byte) delivery {
+// interpret maps one HTTP answer to a request of base to a delivery; the
+// table is in the package documentation.
+func (c *Connector) interpret(base *url.URL, status int, h http.Header, body []byte) delivery {
 	switch {
+	case status == http.StatusAccepted:
+		return c.accepted(base, h, body)
 	case status == http.StatusOK:
 		res, problem := decodeAnswer(body)
 		if problem != "" {
