@@ -82,6 +82,13 @@ type RetryConfig struct {
 // PollConfig is how a status URL is polled: a capped exponential backoff
 // with jitter between polls, and the hosts a status URL may name.
 type PollConfig struct {
+	// Enabled follows an endpoint's 202 Accepted to its status URL; off,
+	// a 202 is confirmed failed, as any answer the protocol does not
+	// define. While it polls, the connector holds the command's Kafka
+	// message uncommitted, and with it the next messages of its batch:
+	// turn it on for endpoints that finish within minutes or hours, not
+	// days.
+	Enabled bool `yaml:"enabled"`
 	// Initial is the wait before the first poll; it doubles after each
 	// poll that answers "still working".
 	Initial time.Duration `yaml:"initial"`

@@ -84,7 +84,7 @@ func (v *slowVendor) accept(w http.ResponseWriter) {
 
 func pollConfig(url string) webhook.Config {
 	cfg := testConfig(url, io.Discard)
-	cfg.Poll = webhook.PollConfig{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+	cfg.Poll = webhook.PollConfig{Enabled: true, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
 	return cfg
 }
 
@@ -224,7 +224,7 @@ func TestPollSurvivesARestart(t *testing.T) {
 
 	run := func() (stop func()) {
 		cfg := pollConfig(v.srv.URL + "/lethe/erase")
-		cfg.Poll = webhook.PollConfig{Initial: 300 * time.Millisecond, Max: 600 * time.Millisecond}
+		cfg.Poll = webhook.PollConfig{Enabled: true, Initial: 300 * time.Millisecond, Max: 600 * time.Millisecond}
 		cfg.Store = store
 		conn := newConnector(t, cfg)
 		runCtx, stopRun := context.WithCancel(ctx)
@@ -321,5 +321,26 @@ func TestStillWorkingMovesThePoll(t *testing.T) {
 	// Retry-After 1s is above poll.max (20ms): the cap wins.
 	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Errorf("the polls took %s; a Retry-After must not wait past poll.max", d)
+	}
+}
+
+// TestAcceptedIsRefusedUnlessPollingIsOn: by default a 202 is an answer the
+// protocol does not define, confirmed failed once, and no status URL is
+// requested.
+func TestAcceptedIsRefusedUnlessPollingIsOn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	v := newSlowVendor(t, 3, "/status/job-1")
+	cfg := pollConfig(v.srv.URL + "/lethe/erase")
+	cfg.Poll.Enabled = false
+	got, err := newConnector(t, cfg).Erase(ctx, newRequest())
+	if err != nil {
+		t.Fatalf("Erase: %v", err)
+	}
+	if got.Outcome != wire.OutcomeFailed || got.Retryable || !strings.Contains(got.Detail, "poll.enabled") {
+		t.Errorf("Erase = %+v, want failed, not retryable, naming poll.enabled", got)
+	}
+	if p, g := v.posts.Load(), v.polls.Load(); p != 1 || g != 0 {
+		t.Errorf("the vendor saw %d POSTs and %d polls, want 1 and none", p, g)
 	}
 }

@@ -266,8 +266,10 @@ func (c *Connector) deliver(ctx context.Context, req connectors.Request) deliver
 // table is in the package documentation.
 func (c *Connector) interpret(base *url.URL, status int, h http.Header, body []byte) delivery {
 	switch {
-	case status == http.StatusAccepted:
+	case status == http.StatusAccepted && c.cfg.Poll.Enabled:
 		return c.accepted(base, h, body)
+	case status == http.StatusAccepted:
+		return rejected(status, "endpoint answered HTTP 202; set poll.enabled to follow it to its status URL")
 	case status == http.StatusOK:
 		res, problem := decodeAnswer(body)
 		if problem != "" {
