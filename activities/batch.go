@@ -22,7 +22,9 @@ type BatchLedger interface {
 	// the transaction that creates it to end (as RequestChecker does).
 	BatchRecorded(ctx context.Context, id string) (bool, error)
 	MatchBatch(ctx context.Context, types []string, digests []lethe.SubjectDigest, at time.Time) ([]lethe.System, []registry.BatchHold, error)
-	ApplyBatchLedger(ctx context.Context, d registry.BatchDelta) error
+	// ApplyBatchLedger writes one delta once, reporting whether this call
+	// wrote it.
+	ApplyBatchLedger(ctx context.Context, d registry.BatchDelta) (bool, error)
 }
 
 // BeginBatchInput opens a batch's run.
@@ -55,10 +57,24 @@ func (a *Activities) BeginBatch(ctx context.Context, in BeginBatchInput) error {
 	})
 }
 
-// WriteBatchLedger writes one delta of a batch in one transaction.
+// WriteBatchLedger writes one delta of a batch in one transaction and,
+// with an Outcomes observer, counts the final outcomes it wrote, once: a
+// delta written again counts nothing. A subject's outcome counts as one
+// command of its system; the confirmation-time histogram is left to
+// single commands, whose dispatch time the delta does not carry.
 func (a *Activities) WriteBatchLedger(ctx context.Context, d registry.BatchDelta) error {
-	if err := a.Batches.ApplyBatchLedger(ctx, d); err != nil {
+	applied, err := a.Batches.ApplyBatchLedger(ctx, d)
+	if err != nil {
 		return classify("apply batch ledger", err)
+	}
+	if applied && a.Outcomes != nil {
+		for _, g := range d.Outcomes {
+			if g.Status.Final() {
+				for range g.Items {
+					a.Outcomes.CommandFinished(g.System, g.Status, false, 0)
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -133,28 +133,30 @@ type BatchDigest struct {
 // (nothing more when it was written before), then the subjects' outcomes,
 // statuses and learned digests, each in one statement, then the batch's
 // row, and the audit last, holding the chain's lock only until the commit.
-func (s *Store) ApplyBatchLedger(ctx context.Context, d BatchDelta) error {
+// It reports whether it wrote d, false when an earlier call had, so that
+// what d changed is counted once.
+func (s *Store) ApplyBatchLedger(ctx context.Context, d BatchDelta) (bool, error) {
 	id, err := uuid.Parse(d.BatchID)
 	if err != nil {
-		return batchNotFound()
+		return false, batchNotFound()
 	}
 	if d.Status != "" && !d.Status.Valid() {
-		return lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown batch status %q", d.Status)
+		return false, lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown batch status %q", d.Status)
 	}
 	for _, g := range d.Outcomes {
 		if !validSystemStatus(g.Status) {
-			return lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown system status %q", g.Status)
+			return false, lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown system status %q", g.Status)
 		}
 	}
 	for _, g := range d.Subjects {
 		if !g.Status.Valid() {
-			return lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown subject status %q", g.Status)
+			return false, lethe.Errorf(lethe.KindInvalid, "invalid_status", "unknown subject status %q", g.Status)
 		}
 	}
 	now := s.now()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return s.fail("apply batch ledger", err)
+		return false, s.fail("apply batch ledger", err)
 	}
 	defer tx.Rollback()
 	var inserted bool
@@ -165,23 +167,23 @@ func (s *Store) ApplyBatchLedger(ctx context.Context, d BatchDelta) error {
 			ON CONFLICT DO NOTHING RETURNING 1)
 		SELECT EXISTS (SELECT 1 FROM ins)`, id, d.Name).Scan(&inserted)
 	if err != nil {
-		return s.fail("apply batch ledger: record delta", err)
+		return false, s.fail("apply batch ledger: record delta", err)
 	}
 	if !inserted {
 		var known bool
 		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM erasure_batches WHERE id = $1)`, id).Scan(&known); err != nil {
-			return s.fail("apply batch ledger", err)
+			return false, s.fail("apply batch ledger", err)
 		}
 		if !known {
-			return batchNotFound()
+			return false, batchNotFound()
 		}
-		return nil // written before
+		return false, nil // written before
 	}
 	if err := upsertOutcomes(ctx, tx, id, d.Outcomes, now); err != nil {
-		return s.fail("apply batch ledger: outcomes", err)
+		return false, s.fail("apply batch ledger: outcomes", err)
 	}
 	if err := updateSubjects(ctx, tx, id, d.Subjects, now); err != nil {
-		return s.fail("apply batch ledger: subjects", err)
+		return false, s.fail("apply batch ledger: subjects", err)
 	}
 	if len(d.Learned) > 0 {
 		items := make([]int64, len(d.Learned))
@@ -194,7 +196,7 @@ func (s *Store) ApplyBatchLedger(ctx context.Context, d BatchDelta) error {
 			INSERT INTO batch_subject_digests (batch_id, item, id_type, digest, derived)
 			SELECT $1, u.item, u.t, u.d, true FROM unnest($2::int[], $3::text[], $4::text[]) AS u (item, t, d)
 			ON CONFLICT DO NOTHING`, id, pq.Array(items), pq.Array(types), pq.Array(digests)); err != nil {
-			return s.fail("apply batch ledger: learned digests", err)
+			return false, s.fail("apply batch ledger: learned digests", err)
 		}
 	}
 	if d.Status != "" || d.Overdue {
@@ -217,7 +219,7 @@ func (s *Store) ApplyBatchLedger(ctx context.Context, d BatchDelta) error {
 				overdue = overdue OR $4,
 				updated_at = $5
 			WHERE id = $1`, id, string(d.Status), completed, d.Overdue, now); err != nil {
-			return s.fail("apply batch ledger: batch", err)
+			return false, s.fail("apply batch ledger: batch", err)
 		}
 	}
 	events := make([]lethe.AuditEvent, len(d.Events))
@@ -226,12 +228,12 @@ func (s *Store) ApplyBatchLedger(ctx context.Context, d BatchDelta) error {
 		events[i] = e
 	}
 	if err := insertAudit(ctx, tx, events, now); err != nil {
-		return s.fail("apply batch ledger: audit", err)
+		return false, s.fail("apply batch ledger: audit", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return s.fail("apply batch ledger: commit", err)
+		return false, s.fail("apply batch ledger: commit", err)
 	}
-	return nil
+	return true, nil
 }
 
 // upsertOutcomes writes every subject-system row of groups in one statement.

@@ -35,14 +35,14 @@ func TestApplyBatchLedger(t *testing.T) {
 			Events: []lethe.AuditEvent{{Kind: lethe.AuditFailed, Detail: "2 completed, 1 failed, 0 canceled", At: confirmed}}},
 	}
 	for _, d := range steps {
-		if err := s.ApplyBatchLedger(ctx, d); err != nil {
+		if applied, err := s.ApplyBatchLedger(ctx, d); err != nil || !applied {
 			t.Fatalf("apply %s: %v", d.Name, err)
 		}
 	}
 	// A delta written again changes nothing and adds no event.
 	events := queryCount(t, s, `SELECT count(*) FROM audit_events WHERE request_id = $1`, in.ID)
-	if err := s.ApplyBatchLedger(ctx, steps[1]); err != nil {
-		t.Fatal(err)
+	if applied, err := s.ApplyBatchLedger(ctx, steps[1]); err != nil || applied {
+		t.Fatalf("a delta written again: applied %v, %v; want false", applied, err)
 	}
 	if again := queryCount(t, s, `SELECT count(*) FROM audit_events WHERE request_id = $1`, in.ID); again != events {
 		t.Errorf("a delta written again added %d events", again-events)
@@ -67,7 +67,7 @@ func TestApplyBatchLedger(t *testing.T) {
 		t.Errorf("%d learned digests recorded, want 1", n)
 	}
 	// A retry reopens it: the next final status stamps it anew.
-	if err := s.ApplyBatchLedger(ctx, registry.BatchDelta{BatchID: in.ID, Name: "reopen", Status: lethe.RequestRunning}); err != nil {
+	if _, err := s.ApplyBatchLedger(ctx, registry.BatchDelta{BatchID: in.ID, Name: "reopen", Status: lethe.RequestRunning}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := s.GetBatch(ctx, in.ID); b.Status != lethe.RequestRunning || b.CompletedAt != nil {
@@ -96,7 +96,7 @@ func TestApplyBatchLedgerRefusals(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			if err := s.ApplyBatchLedger(ctx, c.d); lethe.ErrorCode(err) != c.code {
+			if _, err := s.ApplyBatchLedger(ctx, c.d); lethe.ErrorCode(err) != c.code {
 				t.Errorf("ApplyBatchLedger = %v, want %s", err, c.code)
 			}
 		})
