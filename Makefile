@@ -26,14 +26,17 @@ run: postgres build
 ## test: the whole test suite, as CI runs it
 test: postgres test-setup fmt-check vet openapi-lint unit e2e-secure race fuzz-short helm
 
-## test-setup: the tools the tests drive (kcat and openssl, and Python with confluent-kafka, play services without the SDK; chromium opens the Web UI)
+## test-setup: the tools the tests drive (kcat and openssl, Python with confluent-kafka and Node with kafkajs play services without the SDK; chromium opens the Web UI)
 test-setup:
 	@missing=""; for t in kcat openssl chromium; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	/usr/bin/python3 -c 'import confluent_kafka' >/dev/null 2>&1 || missing="$$missing python3-confluent-kafka"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian's packages..." >&2; \
 		apt-get update -qq && apt-get install -y -qq$$missing >/dev/null; \
 	fi
+	@[ -d examples/node-connector/node_modules/kafkajs ] || \
+		(cd examples/node-connector && npm ci --no-audit --no-fund --loglevel=error)
 
 build:
 	$(GO) build -o $(BIN) ./cmd/lethe

@@ -18,10 +18,7 @@ import (
 
 // TestPythonConnector runs examples/python-connector, a connector written
 // in Python against the wire format alone with confluent-kafka
-// (librdkafka), on the real stack: signed commands and confirmations, a
-// single request and a batch of three subjects (one it holds nothing of).
-// The broker stays plaintext, as for kcat: librdkafka cannot log in to
-// kfake's SASL.
+// (librdkafka); see runForeignConnector.
 func TestPythonConnector(t *testing.T) {
 	// Debian's package installs confluent_kafka for Debian's Python,
 	// whatever other python3 comes first on the PATH.
@@ -32,13 +29,34 @@ func TestPythonConnector(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
 		t.Fatalf("Python's confluent_kafka is not installed: run `make test-setup` (apt-get install -y python3-confluent-kafka): %s", out)
 	}
+	runForeignConnector(t, "pyshop", python, "../../examples/python-connector/connector.py")
+}
+
+// TestNodeConnector runs examples/node-connector, a connector written in
+// Node.js against the wire format alone with kafkajs; see
+// runForeignConnector.
+func TestNodeConnector(t *testing.T) {
+	node := tool(t, "node")
+	dir := "../../examples/node-connector"
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
+		t.Fatalf("kafkajs is not installed: run `make test-setup` (npm ci in %s)", dir)
+	}
+	runForeignConnector(t, "nodeshop", node, filepath.Join(dir, "connector.js"))
+}
+
+// runForeignConnector runs a connector written in another language on the
+// real stack: signed commands and confirmations, a single request and a
+// batch of three subjects (one it holds nothing of). The broker stays
+// plaintext, as for kcat: librdkafka and kafkajs cannot log in to kfake's
+// SASL.
+func runForeignConnector(t *testing.T, system, interpreter, program string) {
 	master, err := credential.New(bytes.Repeat([]byte{13}, credential.MinMasterKeyBytes))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := newStack(t, stackOptions{SystemKey: master, Plaintext: true})
-	s.putSystem(lethe.System{Name: "pyshop", Identifiers: []string{"user_id"}, Batch: true})
-	cred := s.issueCredential("pyshop")
+	s.putSystem(lethe.System{Name: system, Identifiers: []string{"user_id"}, Batch: true})
+	cred := s.issueCredential(system)
 
 	data := filepath.Join(t.TempDir(), "shop.json")
 	if err := os.WriteFile(data, []byte(`{"py-u1": 3, "py-u2": 1, "py-u3": 2}`), 0o600); err != nil {
@@ -46,8 +64,8 @@ func TestPythonConnector(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, python, "../../examples/python-connector/connector.py")
-	cmd.Env = append(os.Environ(), "LETHE_SYSTEM=pyshop", "LETHE_KAFKA_BROKERS="+strings.Join(s.Brokers, ","),
+	cmd := exec.CommandContext(ctx, interpreter, program)
+	cmd.Env = append(os.Environ(), "LETHE_SYSTEM="+system, "LETHE_KAFKA_BROKERS="+strings.Join(s.Brokers, ","),
 		"SHOP_DATA="+data, "LETHE_CONNECTOR_KEY_ID="+cred.KeyID, "LETHE_CONNECTOR_SECRET="+cred.Secret)
 	cmd.Stderr = &stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -65,8 +83,8 @@ func TestPythonConnector(t *testing.T) {
 
 	e := s.submit(map[string]string{"user_id": "py-u1"})
 	done := s.await(e.ID, 2*time.Minute)
-	if p := systemByName(t, done, "pyshop"); done.Status != lethe.RequestCompleted || p.Status != lethe.SystemErased || p.Records != 3 {
-		t.Fatalf("request = %s, pyshop %+v; want completed, erased with 3 records", done.Status, p)
+	if p := systemByName(t, done, system); done.Status != lethe.RequestCompleted || p.Status != lethe.SystemErased || p.Records != 3 {
+		t.Fatalf("request = %s, %s %+v; want completed, erased with 3 records", done.Status, system, p)
 	}
 
 	body := `{"subject":{"user_id":"py-u2"}}` + "\n" + `{"subject":{"user_id":"py-u3"}}` + "\n" + `{"subject":{"user_id":"py-nobody"}}` + "\n"
