@@ -107,7 +107,8 @@ func TestApplyLedgerOutcomesInOneDelta(t *testing.T) {
 }
 
 // CountErasures counts requests by status, the open ones, and the open
-// ones past their deadline, marked overdue or not yet.
+// ones past their deadline, marked overdue or not yet; and the open
+// batches, and those past their deadline.
 func TestCountErasures(t *testing.T) {
 	t.Parallel()
 	s, c := newStore(t)
@@ -125,6 +126,12 @@ func TestCountErasures(t *testing.T) {
 	apply(marked.ID, lethe.LedgerDelta{Status: lethe.RequestRunning, Overdue: true})
 	apply(fresh.ID, lethe.LedgerDelta{Status: lethe.RequestRunning})
 	apply(done.ID, lethe.LedgerDelta{Status: lethe.RequestCompleted, Overdue: true})
+	lateBatch, openBatch, doneBatch := newBatch(t0, "count-late", 1), newBatch(t0, "count-open", 1), newBatch(t0, "count-done", 1)
+	lateBatch.Deadline = t0.Add(time.Hour)
+	for _, b := range []registry.NewBatch{lateBatch, openBatch, doneBatch} {
+		createBatch(t, s, b)
+	}
+	finishBatch(t, s, doneBatch.ID, lethe.RequestCompleted, t0)
 	c.Advance(2 * time.Hour)
 
 	got, err := s.CountErasures(ctx)
@@ -134,7 +141,7 @@ func TestCountErasures(t *testing.T) {
 	want := registry.ErasureCounts{
 		ByStatus: map[lethe.RequestStatus]int64{lethe.RequestPending: 1, lethe.RequestRunning: 2,
 			lethe.RequestCompleted: 1, lethe.RequestFailed: 0, lethe.RequestCanceled: 0},
-		Open: 3, Overdue: 2,
+		Open: 3, Overdue: 2, BatchesOpen: 2, BatchesOverdue: 1,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("CountErasures = %+v, want %+v", got, want)

@@ -66,9 +66,14 @@ type ErasureCounts struct {
 	// Overdue counts the open requests past their deadline, whether or
 	// not their workflow has marked them overdue yet.
 	Overdue int64
+	// BatchesOpen and BatchesOverdue count the bulk erasures still
+	// pending or running, and those of them past their deadline.
+	BatchesOpen    int64
+	BatchesOverdue int64
 }
 
-// CountErasures reads the ledger's totals in one statement.
+// CountErasures reads the ledger's totals: the requests' in one
+// statement, the open batches' in another.
 func (s *Store) CountErasures(ctx context.Context) (ErasureCounts, error) {
 	c := ErasureCounts{ByStatus: map[lethe.RequestStatus]int64{}}
 	for _, st := range []lethe.RequestStatus{lethe.RequestPending, lethe.RequestRunning,
@@ -99,6 +104,11 @@ func (s *Store) CountErasures(ctx context.Context) (ErasureCounts, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return ErasureCounts{}, s.fail("count erasures", err)
+	}
+	if err := s.db.QueryRowContext(ctx, `
+		SELECT count(*), count(*) FILTER (WHERE overdue OR deadline < $1)
+		FROM erasure_batches WHERE status IN ('pending', 'running')`, s.now()).Scan(&c.BatchesOpen, &c.BatchesOverdue); err != nil {
+		return ErasureCounts{}, s.fail("count batches", err)
 	}
 	return c, nil
 }

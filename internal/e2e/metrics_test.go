@@ -60,6 +60,8 @@ func TestMetricsMove(t *testing.T) {
 		{"lethe_erasures_total", []string{"status", "completed"}, 1},
 		{"lethe_erasures_open", nil, 0},
 		{"lethe_erasures_overdue", nil, 0},
+		{"lethe_batches_open", nil, 0},
+		{"lethe_batches_overdue", nil, 0},
 		{"lethe_dlq_messages_total", []string{"reason", "malformed"}, 0},
 	} {
 		if got, ok := f.Value(c.name, c.labels...); !ok || got != c.want {

@@ -40,6 +40,7 @@ type ledgerCollector struct {
 	now func() time.Time
 
 	total, open, overdue, silent *prometheus.Desc
+	batchesOpen, batchesOverdue  *prometheus.Desc
 
 	mu     sync.Mutex
 	at     time.Time
@@ -54,7 +55,8 @@ type ledgerCounts struct {
 }
 
 // CollectLedger adds lethe_erasures_total{status}, lethe_erasures_open,
-// lethe_erasures_overdue and lethe_system_commands_silent{system}, read
+// lethe_erasures_overdue, lethe_batches_open, lethe_batches_overdue and
+// lethe_system_commands_silent{system}, read
 // from src at scrape time. The API role calls
 // it: every replica reports the same ledger, so alerts take max(), not
 // sum(). A failed read is logged and reported as a failed family for that
@@ -72,6 +74,10 @@ func (m *Metrics) CollectLedger(src LedgerCounter, log *slog.Logger) error {
 			"Erasure requests still pending or running.", nil, nil),
 		overdue: prometheus.NewDesc("lethe_erasures_overdue",
 			"Open erasure requests past their deadline.", nil, nil),
+		batchesOpen: prometheus.NewDesc("lethe_batches_open",
+			"Bulk erasures (batches) still pending or running.", nil, nil),
+		batchesOverdue: prometheus.NewDesc("lethe_batches_overdue",
+			"Open bulk erasures (batches) past their deadline.", nil, nil),
 		silent: prometheus.NewDesc("lethe_system_commands_silent",
 			"Commands of open erasure requests that their system has left unanswered for longer than its confirm_within, by system.",
 			[]string{"system"}, nil),
@@ -84,12 +90,15 @@ func (m *Metrics) CollectLedger(src LedgerCounter, log *slog.Logger) error {
 	return err
 }
 
-// Describe sends the four families' descriptions.
+// Describe sends the families' descriptions.
 func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.total
-	ch <- c.open
-	ch <- c.overdue
-	ch <- c.silent
+	for _, d := range c.descs() {
+		ch <- d
+	}
+}
+
+func (c *ledgerCollector) descs() []*prometheus.Desc {
+	return []*prometheus.Desc{c.total, c.open, c.overdue, c.silent, c.batchesOpen, c.batchesOverdue}
 }
 
 // Collect reads the totals, or serves the cached ones while fresh.
@@ -97,7 +106,7 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	read, err := c.read()
 	if err != nil {
 		c.log.Warn("metrics: could not read the ledger's totals", "error", err.Error())
-		for _, d := range []*prometheus.Desc{c.total, c.open, c.overdue, c.silent} {
+		for _, d := range c.descs() {
 			ch <- prometheus.NewInvalidMetric(d, err)
 		}
 		return
@@ -109,6 +118,8 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(counts.Open))
 	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, float64(counts.Overdue))
+	ch <- prometheus.MustNewConstMetric(c.batchesOpen, prometheus.GaugeValue, float64(counts.BatchesOpen))
+	ch <- prometheus.MustNewConstMetric(c.batchesOverdue, prometheus.GaugeValue, float64(counts.BatchesOverdue))
 	for system, n := range read.silent {
 		ch <- prometheus.MustNewConstMetric(c.silent, prometheus.GaugeValue, float64(n), system)
 	}

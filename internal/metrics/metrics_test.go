@@ -26,7 +26,7 @@ func TestExpositionParses(t *testing.T) {
 	m.ObserveRequest("GET /v1/erasures/{id}", 200, 20*time.Millisecond)
 	if err := m.CollectLedger(fakeLedger{counts: registry.ErasureCounts{
 		ByStatus: map[lethe.RequestStatus]int64{lethe.RequestRunning: 4, lethe.RequestCompleted: 9},
-		Open:     4, Overdue: 1,
+		Open:     4, Overdue: 1, BatchesOpen: 2, BatchesOverdue: 1,
 	}, silent: map[string]int64{"crm": 2, "billing": 0}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestExpositionParses(t *testing.T) {
 		"lethe_escalations_total", "lethe_system_commands_total", "lethe_confirmation_seconds",
 		"lethe_dlq_messages_total", "lethe_relay_lag_messages", "lethe_http_request_duration_seconds",
 		"lethe_erasures_total", "lethe_erasures_open", "lethe_erasures_overdue", "lethe_system_commands_silent",
-		"lethe_reconciler_actions_total")
+		"lethe_batches_open", "lethe_batches_overdue", "lethe_reconciler_actions_total")
 	for _, tc := range []struct {
 		name   string
 		labels []string
@@ -55,6 +55,8 @@ func TestExpositionParses(t *testing.T) {
 		{"lethe_erasures_total", []string{"status", "failed"}, 0},
 		{"lethe_erasures_open", nil, 4},
 		{"lethe_erasures_overdue", nil, 1},
+		{"lethe_batches_open", nil, 2},
+		{"lethe_batches_overdue", nil, 1},
 		{"lethe_system_commands_silent", []string{"system", "crm"}, 2},
 		{"lethe_reconciler_actions_total", []string{"action", "restarted"}, 1},
 		// Shown at zero before it happens, so that an alert on an increase
