@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/lib/pq"
@@ -47,29 +48,13 @@ func (s *Store) ListBatches(ctx context.Context, f BatchFilter) (items []lethe.B
 		return nil, "", err
 	}
 
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	items, nextCursor, err = newestFirstPage(ctx, s.db, query, args, limit, func(r scanner) (lethe.Batch, error) {
+		b, err := scanBatch(r)
+		b.Systems = []lethe.BatchSystemCounts{}
+		return b, err
+	}, func(b lethe.Batch) (time.Time, string) { return b.CreatedAt, b.ID })
 	if err != nil {
 		return nil, "", s.fail("list batches", err)
-	}
-	defer rows.Close()
-	items = []lethe.Batch{}
-	for rows.Next() {
-		b, err := scanBatch(rows)
-		if err != nil {
-			return nil, "", s.fail("list batches", err)
-		}
-		b.Systems = []lethe.BatchSystemCounts{}
-		items = append(items, b)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", s.fail("list batches", err)
-	}
-	rows.Close()
-
-	if len(items) > limit {
-		items = items[:limit]
-		last := items[len(items)-1]
-		nextCursor = encodeCursor(last.CreatedAt, last.ID)
 	}
 	ids := make([]string, len(items))
 	for i, b := range items {

@@ -289,28 +289,11 @@ func (s *Store) ListErasures(ctx context.Context, f ErasureFilter) (items []leth
 		return nil, "", err
 	}
 
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	items, nextCursor, err = newestFirstPage(ctx, s.db, query, args, limit,
+		func(r scanner) (lethe.Erasure, error) { return scanErasure(r) },
+		func(e lethe.Erasure) (time.Time, string) { return e.CreatedAt, e.ID })
 	if err != nil {
 		return nil, "", s.fail("list erasures", err)
-	}
-	defer rows.Close()
-	items = []lethe.Erasure{}
-	for rows.Next() {
-		e, err := scanErasure(rows)
-		if err != nil {
-			return nil, "", s.fail("list erasures", err)
-		}
-		items = append(items, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", s.fail("list erasures", err)
-	}
-	rows.Close()
-
-	if len(items) > limit {
-		items = items[:limit]
-		last := items[len(items)-1]
-		nextCursor = encodeCursor(last.CreatedAt, last.ID)
 	}
 	ids := make([]string, len(items))
 	for i, e := range items {
@@ -506,4 +489,34 @@ func newestFirst(base string, conds []string, args []any, cursor string, limit i
 	}
 	args = append(args, limit+1)
 	return query + fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args, nil
+}
+
+// newestFirstPage runs a listing's query from newestFirst and cuts its
+// page: the rows scanned in order and, when the query found one more than
+// limit, the cursor after the last one kept.
+func newestFirstPage[T any](ctx context.Context, q querier, query string, args []any, limit int,
+	scan func(scanner) (T, error), key func(T) (time.Time, string)) ([]T, string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	items := []T{}
+	for rows.Next() {
+		it, err := scan(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		at, id := key(items[len(items)-1])
+		next = encodeCursor(at, id)
+	}
+	return items, next, nil
 }
