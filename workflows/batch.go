@@ -52,6 +52,7 @@ func BatchWorkflow(ctx workflow.Context, in BatchInput) (BatchResult, error) {
 		if err != nil {
 			return BatchResult{}, err
 		}
+		upsertStatus(ctx, lethe.RequestRunning)
 	}
 	b.chunks = workflow.GetSignalChannel(ctx, SignalBatchChunk)
 	b.reports = workflow.GetSignalChannel(ctx, SignalChunkDone)
@@ -225,14 +226,19 @@ func (b *batch) result() BatchResult {
 		n.Failed += d.Counts.Failed
 		n.Canceled += d.Counts.Canceled
 	}
-	status := lethe.RequestCompleted
+	return BatchResult{Status: string(n.status()), Counts: n}
+}
+
+// status is what counts of final subjects make of a chunk or a batch:
+// canceled if any subject was, else failed if any failed, else completed.
+func (n ChunkCounts) status() lethe.RequestStatus {
 	switch {
 	case n.Canceled > 0:
-		status = lethe.RequestCanceled
+		return lethe.RequestCanceled
 	case n.Failed > 0:
-		status = lethe.RequestFailed
+		return lethe.RequestFailed
 	}
-	return BatchResult{Status: string(status), Counts: n}
+	return lethe.RequestCompleted
 }
 
 // write records the batch's final status for the latest reports.
@@ -260,7 +266,17 @@ func (b *batch) write(ctx workflow.Context, res BatchResult, now time.Time) erro
 		return err
 	}
 	b.written = true
+	upsertStatus(ctx, lethe.RequestStatus(res.Status))
 	return nil
+}
+
+// upsertStatus shows a batch's or a chunk's status in the Temporal UI's
+// list (LetheStatus), as a request's workflow does; a failure to write it
+// changes nothing else.
+func upsertStatus(ctx workflow.Context, status lethe.RequestStatus) {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchStatus.ValueSet(string(status))); err != nil {
+		workflow.GetLogger(ctx).Warn("search attribute not written", "error", err)
+	}
 }
 
 // cancel asks every chunk still running to stop, waits a while for their

@@ -173,6 +173,7 @@ func (c *chunk) run(ctx workflow.Context) (ChunkCounts, error) {
 	if err := c.plan(ctx, all, nil); err != nil {
 		return c.stop(ctx, err)
 	}
+	upsertStatus(ctx, lethe.RequestRunning)
 	for {
 		if err := c.flush(ctx); err != nil {
 			return c.stop(ctx, err)
@@ -849,6 +850,7 @@ func (c *chunk) counts() ChunkCounts {
 // longer running misses nothing: the ledger has every subject.
 func (c *chunk) report(ctx workflow.Context) (ChunkCounts, error) {
 	n := c.counts()
+	upsertStatus(ctx, n.status())
 	err := workflow.SignalExternalWorkflow(ctx, c.in.ParentID, "", SignalChunkDone,
 		ChunkDone{Chunk: c.in.Chunk, Round: c.round, Counts: n}).Get(ctx, nil)
 	if err != nil && ctx.Err() == nil {
