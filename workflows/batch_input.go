@@ -121,9 +121,8 @@ type BatchState struct {
 	// is in the ledger.
 	Written bool `json:"written,omitempty"`
 	// Retries are retry orders received and not yet passed to the chunks.
-	Retries  []RetrySignal `json:"retries,omitempty"`
-	Overdue  bool          `json:"overdue,omitempty"`
-	Canceled bool          `json:"canceled,omitempty"`
+	Retries []RetrySignal `json:"retries,omitempty"`
+	Overdue bool          `json:"overdue,omitempty"`
 }
 
 // StartedChunk is a chunk whose workflow the batch's workflow started.

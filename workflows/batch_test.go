@@ -31,7 +31,6 @@ type batchWorld struct {
 	deltas   []registry.BatchDelta
 	children []ChunkInput
 	retried  []string
-	canceled []string
 }
 
 func newBatchWorld(t *testing.T) *batchWorld {
@@ -71,7 +70,6 @@ func newBatchWorld(t *testing.T) *batchWorld {
 				return ChunkCounts{}, nil
 			}
 			if err != nil {
-				w.canceled = append(w.canceled, ErasureWorkflowID(in.ChunkID))
 				return ChunkCounts{}, ctx.Err()
 			}
 			w.retried = append(w.retried, ErasureWorkflowID(in.ChunkID))
