@@ -105,7 +105,12 @@ type System struct {
 	// Batch says the system takes batch commands (many subjects in one
 	// message, wire.SchemaBatchCommand) for the subjects of a bulk
 	// erasure; without it each subject gets a command of its own.
-	Batch     bool      `json:"batch"`
+	Batch bool `json:"batch"`
+	// After names the systems this one is erased after: Lethe dispatches
+	// to it only once each of them that the request targets has reached a
+	// final outcome, so that, say, an index is erased after the store it
+	// indexes. Sorted, without duplicates; never nil in an answer.
+	After     []string  `json:"after"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

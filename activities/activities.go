@@ -132,6 +132,9 @@ type Target struct {
 	// Batch says the system takes batch commands (lethe.System.Batch);
 	// only the chunks of a bulk erasure read it.
 	Batch bool `json:"batch,omitempty"`
+	// After are the systems this one is erased after (lethe.System.After);
+	// workflows from RevisionOrdered on wait for those they target.
+	After []string `json:"after,omitempty"`
 }
 
 // PlanResult lists the targets, ordered by system name.

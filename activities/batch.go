@@ -180,6 +180,7 @@ func targetOf(s lethe.System, hold *lethe.Hold) Target {
 		ConfirmWithin: within,
 		Hold:          hold,
 		Batch:         s.Batch,
+		After:         slices.Clone(s.After),
 	}
 }
 

@@ -34,6 +34,10 @@ type Store interface {
 	SystemStats(ctx context.Context, name string) (lethe.SystemStats, error)
 	ListSystems(ctx context.Context) ([]lethe.System, error)
 	RetireSystem(ctx context.Context, name, actor string) error
+	// PlanErasure previews what a request for a subject with these
+	// identifier types (and, when given, these digests, for the legal
+	// holds) would dispatch; it writes nothing.
+	PlanErasure(ctx context.Context, types []string, subject []lethe.SubjectDigest, at time.Time) (lethe.ErasurePlan, error)
 	// CreateErasure records a new request, calling start before it commits
 	// so that a request is never in the ledger without its workflow. With an
 	// idempotency key already used for the same body it returns the existing
@@ -373,6 +377,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/erasures/{id}/extend", auth.ErasuresAdmin, false, s.extendErasure},
 		{"POST /v1/erasures/{id}/retry", auth.ErasuresAdmin, false, s.retryErasure},
 		{"POST /v1/erasures/retry", auth.ErasuresAdmin, false, s.bulkRetry},
+		{"POST /v1/erasures/plan", auth.ErasuresRead, false, s.planErasure},
 		{"PUT /v1/holds/{id}", auth.HoldsWrite, false, s.putHold},
 		{"GET /v1/holds/{id}", auth.HoldsRead, false, s.getHold},
 		{"DELETE /v1/holds/{id}", auth.HoldsWrite, false, s.liftHold},

@@ -128,6 +128,7 @@ func TestScopesOfTheContract(t *testing.T) {
 		"POST /v1/erasures/{id}/extend":       auth.ErasuresAdmin,
 		"POST /v1/erasures/{id}/retry":        auth.ErasuresAdmin,
 		"POST /v1/erasures/retry":             auth.ErasuresAdmin,
+		"POST /v1/erasures/plan":              auth.ErasuresRead,
 		"PUT /v1/holds/{id}":                  auth.HoldsWrite,
 		"GET /v1/holds/{id}":                  auth.HoldsRead,
 		"DELETE /v1/holds/{id}":               auth.HoldsWrite,

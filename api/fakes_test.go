@@ -67,6 +67,8 @@ type fakeStore struct {
 	batchCerts             map[string][]byte
 	batchCertPuts          int
 	lastBatchSubjectFilter registry.BatchSubjectFilter
+	// planDigests are the subject digests PlanErasure was given.
+	planDigests []lethe.SubjectDigest
 }
 
 // fakeBatchRetry is one RetryBatch call that got past the store's checks.
@@ -152,6 +154,20 @@ func (s *fakeStore) ListSystems(ctx context.Context) ([]lethe.System, error) {
 	}
 	slices.SortFunc(out, func(a, b lethe.System) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// PlanErasure plans over the fake's systems, with no hold, and records the
+// digests it was given: the holds are the registry's
+// (registry.TestPlanErasureHolds); the API's part is the route.
+func (s *fakeStore) PlanErasure(ctx context.Context, types []string, subject []lethe.SubjectDigest, at time.Time) (lethe.ErasurePlan, error) {
+	systems, err := s.ListSystems(ctx)
+	if err != nil {
+		return lethe.ErasurePlan{}, err
+	}
+	s.mu.Lock()
+	s.planDigests = append(s.planDigests, subject...)
+	s.mu.Unlock()
+	return lethe.PlanErasure(types, systems, nil), nil
 }
 
 func (s *fakeStore) RetireSystem(ctx context.Context, name, actor string) error {

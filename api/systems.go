@@ -41,6 +41,8 @@ type systemRequest struct {
 	ConfirmWithin string   `json:"confirm_within"`
 	// Batch asks for batch commands for the subjects of bulk erasures.
 	Batch bool `json:"batch"`
+	// After names the systems this one is erased after.
+	After []string `json:"after"`
 }
 
 // systemList is the body of GET /v1/systems.
@@ -85,6 +87,10 @@ func (req systemRequest) toSystem(name string) (lethe.System, error) {
 	if err := maxChars("description", req.Description, MaxTextChars); err != nil {
 		return lethe.System{}, err
 	}
+	after, err := afterSystems(req.After)
+	if err != nil {
+		return lethe.System{}, err
+	}
 	return lethe.System{
 		Name:          name,
 		Identifiers:   ids,
@@ -94,7 +100,29 @@ func (req systemRequest) toSystem(name string) (lethe.System, error) {
 		Description:   req.Description,
 		ConfirmWithin: lethe.Duration(within),
 		Batch:         req.Batch,
+		After:         after,
 	}, nil
+}
+
+// afterSystems checks, deduplicates and sorts the names of after; the
+// store checks that they are registered and close no cycle.
+func afterSystems(in []string) ([]string, error) {
+	if len(in) > lethe.MaxAfter {
+		return nil, invalid("invalid_after", "after names more than %d systems", lethe.MaxAfter)
+	}
+	out := make([]string, 0, len(in))
+	for i, name := range in {
+		if !lethe.ValidSystemName(name) {
+			return nil, invalid("invalid_after", "after[%d] is not a system name; names must match ^[a-z][a-z0-9_-]{0,62}$", i)
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 func invalidName() error {
@@ -146,6 +174,9 @@ func showSystem(sys lethe.System) lethe.System {
 	}
 	if sys.Produces == nil {
 		sys.Produces = []string{}
+	}
+	if sys.After == nil {
+		sys.After = []string{}
 	}
 	return sys
 }

@@ -53,7 +53,7 @@ var wantTables = []string{
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 15
+const wantVersions = 16
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()

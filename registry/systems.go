@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -14,7 +16,7 @@ import (
 )
 
 const systemColumns = `name, identifiers, produces, topic, owner, description,
-	confirm_within_ms, batch, created_at, updated_at`
+	confirm_within_ms, batch, after_systems, created_at, updated_at`
 
 // SystemWrite says who changes the registry and what they may change.
 type SystemWrite struct {
@@ -49,7 +51,7 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 	args := []any{
 		sys.Name, pq.Array(nonNil(sys.Identifiers)), pq.Array(nonNil(sys.Produces)),
 		sys.Topic, sys.Owner, sys.Description,
-		time.Duration(sys.ConfirmWithin).Milliseconds(), now, sys.Batch,
+		time.Duration(sys.ConfirmWithin).Milliseconds(), now, sys.Batch, pq.Array(nonNil(sys.After)),
 	}
 
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -57,14 +59,20 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 		return lethe.System{}, false, s.fail("put system", err)
 	}
 	defer tx.Rollback()
+	if err := checkAfter(ctx, tx, sys); err != nil {
+		if lethe.ErrorKind(err) != lethe.KindInternal {
+			return lethe.System{}, false, err
+		}
+		return lethe.System{}, false, s.fail("put system", err)
+	}
 
 	// A new name inserts; an existing row (active or retired) makes the
 	// insert do nothing, after waiting for a concurrent creator to finish.
 	var event lethe.AuditEvent
 	stored, err = scanSystem(tx.QueryRowContext(ctx, `
 		INSERT INTO systems (name, identifiers, produces, topic, owner, description,
-			confirm_within_ms, batch, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8)
+			confirm_within_ms, batch, after_systems, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $8, $8)
 		ON CONFLICT (name) DO NOTHING
 		RETURNING `+systemColumns, args...))
 	switch {
@@ -89,7 +97,7 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 		}
 		stored, err = scanSystem(tx.QueryRowContext(ctx, `
 			UPDATE systems SET identifiers = $2, produces = $3, topic = $4, owner = $5,
-				description = $6, confirm_within_ms = $7, batch = $9, updated_at = $8,
+				description = $6, confirm_within_ms = $7, batch = $9, after_systems = $10, updated_at = $8,
 				created_at = CASE WHEN retired_at IS NULL THEN created_at ELSE $8 END,
 				retired_at = NULL
 			WHERE name = $1
@@ -119,6 +127,61 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 		return lethe.System{}, false, s.fail("put system", err)
 	}
 	return stored, created, nil
+}
+
+// systemsLockClass is the one key of the advisory lock that PutSystem
+// takes, in its transaction, when a system names others in After: two
+// registrations that would close a cycle between them only together take
+// turns, and the second sees the first.
+const systemsLockClass int32 = 0x73797374 // "syst"
+
+// checkAfter refuses, within tx, a system whose After names a system not
+// active in the registry (400 unknown_dependency) or closes a cycle with
+// the Afters of the others (409 dependency_cycle, naming it).
+func checkAfter(ctx context.Context, tx *sql.Tx, sys lethe.System) error {
+	if len(sys.After) == 0 {
+		return nil
+	}
+	// Two keys, unlike the migrator's one-key lock, which it never meets.
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, systemsLockClass); err != nil {
+		return fmt.Errorf("lock the dependency graph: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name, after_systems, retired_at IS NULL FROM systems`)
+	if err != nil {
+		return fmt.Errorf("read the dependency graph: %w", err)
+	}
+	defer rows.Close()
+	graph := map[string][]string{}
+	active := map[string]bool{}
+	for rows.Next() {
+		var (
+			name  string
+			after []string
+			live  bool
+		)
+		if err := rows.Scan(&name, pq.Array(&after), &live); err != nil {
+			return fmt.Errorf("read the dependency graph: %w", err)
+		}
+		active[name] = live
+		if live {
+			graph[name] = after
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the dependency graph: %w", err)
+	}
+	for _, d := range sys.After {
+		if !active[d] && d != sys.Name {
+			return lethe.Errorf(lethe.KindInvalid, "unknown_dependency",
+				"after names %q, which is not a system in the registry; register it first", d)
+		}
+	}
+	if cycle := lethe.AfterCycle(sys.Name, sys.After, graph); cycle != nil {
+		return lethe.Errorf(lethe.KindConflict, "dependency_cycle",
+			"after would close the cycle %s: each system there would wait for the next forever",
+			strings.Join(cycle, " → "))
+	}
+	return nil
 }
 
 // systemChange is the detail of an audit event that replaced a system.
@@ -240,12 +303,16 @@ func scanSystem(r scanner) (lethe.System, error) {
 		confirmMS int64
 	)
 	err := r.Scan(&sys.Name, pq.Array(&sys.Identifiers), pq.Array(&sys.Produces),
-		&sys.Topic, &sys.Owner, &sys.Description, &confirmMS, &sys.Batch, &sys.CreatedAt, &sys.UpdatedAt)
+		&sys.Topic, &sys.Owner, &sys.Description, &confirmMS, &sys.Batch, pq.Array(&sys.After),
+		&sys.CreatedAt, &sys.UpdatedAt)
 	if err != nil {
 		return lethe.System{}, err
 	}
 	sys.Identifiers = nonNil(sys.Identifiers)
 	sys.Produces = nonNil(sys.Produces)
+	if len(sys.After) == 0 {
+		sys.After = nil // the API shows [], as for the other lists
+	}
 	sys.ConfirmWithin = lethe.Duration(time.Duration(confirmMS) * time.Millisecond)
 	sys.CreatedAt = sys.CreatedAt.UTC()
 	sys.UpdatedAt = sys.UpdatedAt.UTC()
@@ -268,4 +335,55 @@ func nonNil(s []string) []string {
 func ErrTopicChangeForbidden() error {
 	return lethe.Errorf(lethe.KindForbidden, "insufficient_scope",
 		"changing the topic of an existing system needs the systems:admin scope")
+}
+
+// PlanErasure previews, without dispatching or recording anything, what a
+// request for a subject with these identifier types would dispatch (see
+// lethe.PlanErasure). subject, the keyed digests of the subject's values
+// when the caller gave them, finds the legal holds that would keep systems
+// at time at, as MatchTargets does for a real request.
+func (s *Store) PlanErasure(ctx context.Context, types []string, subject []lethe.SubjectDigest, at time.Time) (lethe.ErasurePlan, error) {
+	systems, err := s.ListSystems(ctx)
+	if err != nil {
+		return lethe.ErasurePlan{}, err
+	}
+	held := map[string]*lethe.Hold{}
+	if len(subject) > 0 {
+		dtypes, digests := splitDigests(subject)
+		// Longest first, as MatchTargets chooses: the first hold found
+		// for a system is the one that keeps it.
+		rows, err := s.db.QueryContext(ctx, `
+			SELECT h.id, h.basis, h.expires_at, COALESCE(h.system, '')
+			FROM legal_holds h
+			WHERE h.lifted_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > $3)
+				AND EXISTS (
+					SELECT 1 FROM legal_hold_subjects hs
+					JOIN unnest($1::text[], $2::text[]) AS u (t, d) ON hs.id_type = u.t AND hs.digest = u.d
+					WHERE hs.hold_id = h.id)
+			ORDER BY h.expires_at DESC NULLS FIRST, h.id`, pq.Array(dtypes), pq.Array(digests), at)
+		if err != nil {
+			return lethe.ErasurePlan{}, s.fail("plan erasure", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				h       lethe.Hold
+				expires sql.NullTime
+				system  string
+			)
+			if err := rows.Scan(&h.ID, &h.Basis, &expires, &system); err != nil {
+				return lethe.ErasurePlan{}, s.fail("plan erasure", err)
+			}
+			h.ExpiresAt, h.Active, h.System = utcPtr(expires), true, system
+			for _, sys := range systems {
+				if held[sys.Name] == nil && (system == "" || system == sys.Name) {
+					held[sys.Name] = &h
+				}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return lethe.ErasurePlan{}, s.fail("plan erasure", err)
+		}
+	}
+	return lethe.PlanErasure(types, systems, held), nil
 }

@@ -48,6 +48,7 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 	if err != nil {
 		return err
 	}
+	var created []*CommandState
 	for i, p := range wave {
 		within := p.target.ConfirmWithin
 		if within <= 0 {
@@ -71,9 +72,18 @@ func (w *erasure) dispatchNew(ctx workflow.Context, targets []activities.Target)
 			ChangedAt:     now,
 		}
 		w.add(cmd)
+		if w.features.ordered {
+			// Decided once the whole wave is known: a system may wait for
+			// one that sorts after it.
+			created = append(created, cmd)
+			continue
+		}
 		w.publish(cmd)
 		w.event(now, lethe.AuditEvent{Kind: lethe.AuditDispatched, System: cmd.System, Attempt: 1,
 			Detail: "identifier types: " + strings.Join(identifierTypes(cmd.Identifiers), ", ")})
+	}
+	for _, cmd := range created {
+		w.dispatchOrWait(now, cmd)
 	}
 	return nil
 }
@@ -148,7 +158,7 @@ func (w *erasure) unsent(t activities.Target) []wire.Identifier {
 // or give up on it after the last attempt.
 func (w *erasure) fireDue(now time.Time) {
 	for _, cmd := range w.commands {
-		if cmd.Status.Final() || cmd.Held || cmd.Due.After(now) {
+		if cmd.Status.Final() || cmd.Held || cmd.Waiting || cmd.Due.After(now) {
 			continue
 		}
 		switch {

@@ -335,6 +335,9 @@ func (w *erasure) run(ctx workflow.Context, fresh bool) error {
 	}
 	for {
 		w.applyRetries(ctx)
+		if w.features.ordered {
+			w.releaseWaiting(workflow.Now(ctx).UTC())
+		}
 		if w.allFinal() {
 			// The last step's changes go out with the final status, in one Sync.
 			if err := w.finish(ctx); err != nil {
@@ -431,7 +434,7 @@ func (w *erasure) step(ctx workflow.Context) error {
 
 func (w *erasure) allFinal() bool {
 	for _, cmd := range w.commands {
-		if cmd.open() {
+		if cmd.open() && !w.stuck(cmd) {
 			return false
 		}
 	}
@@ -443,7 +446,7 @@ func (w *erasure) allFinal() bool {
 func (w *erasure) nextDue() time.Time {
 	var next time.Time
 	for _, cmd := range w.commands {
-		if cmd.open() && (next.IsZero() || cmd.Due.Before(next)) {
+		if cmd.open() && !cmd.Waiting && (next.IsZero() || cmd.Due.Before(next)) {
 			next = cmd.Due
 		}
 	}

@@ -188,6 +188,10 @@ func TestFeaturesOfRevision(t *testing.T) {
 			regularRetries: true, partialDispatch: true,
 			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true, stableNames: true,
 			wakeCarriedHolds: true, retry: true}},
+		{RevisionOrdered, features{settledSearch: true, overdueAfterHold: true, settledLedger: true,
+			regularRetries: true, partialDispatch: true,
+			drainAll: true, awaitEscalations: true, failedLedger: true, receiveAsync: true, stableNames: true,
+			wakeCarriedHolds: true, retry: true, ordered: true}},
 	}
 	for _, tt := range tests {
 		if got := featuresOf(tt.revision); got != tt.want {

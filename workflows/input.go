@@ -120,10 +120,16 @@ const (
 	// workflow had closed is started again at this revision, its input
 	// carrying the order (ErasureInput.Retry).
 	RevisionRetry = 8
+	// RevisionOrdered honours lethe.System.After: a system's command waits
+	// (CommandState.Waiting), shown pending, until every system it is
+	// erased after that the request targets has reached a final outcome;
+	// a failed one keeps it waiting, and the request ends failed, until a
+	// retry of that system succeeds.
+	RevisionOrdered = 9
 	// CurrentRevision is the revision the API starts workflows with. A
 	// worker refuses a workflow of a later revision (see ErasureWorkflow),
 	// so workers roll out before the API that starts it.
-	CurrentRevision = RevisionRetry
+	CurrentRevision = RevisionOrdered
 )
 
 // Policy bounds how hard a request tries. It travels in the input so that a
@@ -262,6 +268,11 @@ type CommandState struct {
 	Undelivered int  `json:"undelivered,omitempty"`
 	Held        bool `json:"held,omitempty"`
 	Superseded  bool `json:"superseded,omitempty"`
+	// Waiting, under RevisionOrdered, marks a command not dispatched yet
+	// because its system is erased after others the request targets that
+	// have not all reached a final outcome; its Status is pending, its
+	// Detail names them, and it has no Due.
+	Waiting bool `json:"waiting,omitempty"`
 }
 
 // open reports whether the request must still wait for this command.

@@ -44,6 +44,9 @@ type features struct {
 	wakeCarriedHolds bool
 	// retry takes SignalRetry and ErasureInput.Retry (RevisionRetry).
 	retry bool
+	// ordered holds a system's commands until the systems it is erased
+	// after are final (RevisionOrdered).
+	ordered bool
 }
 
 // featuresOf resolves a revision into the behaviours it turns on: each
@@ -62,6 +65,7 @@ func featuresOf(revision int) features {
 		stableNames:      revision >= RevisionStableNames,
 		wakeCarriedHolds: revision >= RevisionWakeCarriedHolds,
 		retry:            revision >= RevisionRetry,
+		ordered:          revision >= RevisionOrdered,
 	}
 }
 

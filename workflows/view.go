@@ -99,11 +99,13 @@ func (w *erasure) progress(system string) lethe.SystemProgress {
 	p := lethe.SystemProgress{Name: system, Status: lethe.SystemPending}
 	seen := map[lethe.SystemStatus]bool{}
 	var detailAt time.Time
+	waiting := false
 	for _, cmd := range w.bySystem[system] {
 		if cmd.Superseded {
 			continue
 		}
 		seen[cmd.Status] = true
+		waiting = waiting || cmd.Waiting
 		p.Records += cmd.Records
 		p.Attempts = max(p.Attempts, cmd.Attempt)
 		if cmd.ConfirmedAt != nil && (p.ConfirmedAt == nil || cmd.ConfirmedAt.After(*p.ConfirmedAt)) {
@@ -114,6 +116,11 @@ func (w *erasure) progress(system string) lethe.SystemProgress {
 			p.Detail = cmd.Detail
 			detailAt = cmd.ChangedAt
 		}
+	}
+	if waiting {
+		// Under RevisionOrdered: what it still waits for matters more
+		// than what earlier commands of it reached.
+		return p
 	}
 	for _, s := range []lethe.SystemStatus{lethe.SystemDispatched, lethe.SystemFailed, lethe.SystemErased,
 		lethe.SystemRetained, lethe.SystemNotFound} {

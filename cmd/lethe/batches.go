@@ -278,7 +278,7 @@ func runBatchCancel(ctx context.Context, args []string, env func(string) string,
 
 func runBatchRetry(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("batches retry", env, stderr, true)
-	var systems systemsFlag
+	var systems repeatedFlag
 	var wf waitFlags
 	fs.Var(&systems, "system", "retry only this system (repeatable; default: every system that failed)")
 	wf.register(fs)

@@ -216,10 +216,24 @@ func TestClientCommandsAgainstAPI(t *testing.T) {
 	if got := field(t, res.stdout, "TOPIC"); got != "lethe.erasure.crm" {
 		t.Errorf("systems put: TOPIC %q, want the default lethe.erasure.crm", got)
 	}
-	res = r.lethe(admin, "systems", "put", "billing", "--identifiers", "account_id", "--batch")
+	res = r.lethe(admin, "systems", "put", "billing", "--identifiers", "account_id", "--batch", "--after", "crm")
 	wantOK(t, "systems put", res)
 	if got := field(t, res.stdout, "BATCH"); got != "true" {
 		t.Errorf("systems put --batch: BATCH %q, want true", got)
+	}
+	if got := field(t, res.stdout, "AFTER"); got != "crm" {
+		t.Errorf("systems put --after crm: AFTER %q, want crm", got)
+	}
+	res = r.lethe(admin, "erasures", "plan", "--type", "email", "--type", "account_id")
+	wantOK(t, "erasures plan", res)
+	planCols := []string{"WAVE", "SYSTEM", "IDENTIFIERS", "AFTER"}
+	if got, want := tableRow(t, res.stdout, "2", planCols...), []string{"2", "billing", "account_id", "crm"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("erasures plan row = %q, want %q\n%s", got, want, res.stdout)
+	}
+	res = r.lethe(admin, "erasures", "plan", "--subject", "email="+email, "--json")
+	wantOK(t, "erasures plan --json", res)
+	if strings.Contains(res.stdout, email) || !strings.Contains(res.stdout, `"waves"`) {
+		t.Errorf("erasures plan --json = %s, want the plan without the value", res.stdout)
 	}
 	res = r.lethe(admin, "systems", "list")
 	wantOK(t, "systems list", res)

@@ -19,12 +19,15 @@ import (
 	"github.com/lethe-dev/lethe/internal/apiclient"
 )
 
-const erasuresUsage = `Usage: lethe erasures <create|get|list|cancel|extend|retry> [flags]
+const erasuresUsage = `Usage: lethe erasures <create|plan|get|list|cancel|extend|retry> [flags]
 
   create --subject TYPE=VALUE [--subject TYPE=VALUE]... --reason TEXT
          [--requested-by REF] [--policy NAME] [--dry-run]
          [--idempotency-key KEY] [--wait [--poll-interval 1s]]
            submit an erasure request; --wait follows it until it ends
+  plan (--subject TYPE=VALUE... | --type TYPE...)
+           preview which systems a request would reach, in which waves
+           (after, derived identifiers, legal holds); dispatches nothing
   get ID [--wait [--poll-interval 1s]]
            show a request and each system's progress
   list [--status S] [--overdue] [--limit N] [--cursor C]
@@ -51,12 +54,14 @@ failed or canceled.
 func runErasures(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, erasuresUsage)
-		return errors.New("erasures: name a subcommand: create, get, list, cancel, extend or retry")
+		return errors.New("erasures: name a subcommand: create, plan, get, list, cancel, extend or retry")
 	}
 	rest := args[1:]
 	switch args[0] {
 	case "create":
 		return runErasureCreate(ctx, rest, env, stdout, stderr)
+	case "plan":
+		return runErasurePlan(ctx, rest, env, stdout, stderr)
 	case "get":
 		return runErasureGet(ctx, rest, env, stdout, stderr)
 	case "list":
@@ -129,6 +134,53 @@ func runErasureCreate(ctx context.Context, args []string, env func(string) strin
 		return err
 	}
 	return showOrWait(ctx, c, cf, wf, b, stdout, stderr)
+}
+
+// runErasurePlan previews a request (POST /v1/erasures/plan).
+func runErasurePlan(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs, cf := newClientFlagSet("erasures plan", env, stderr, true)
+	var subjects subjectFlag
+	var types repeatedFlag
+	fs.Var(&subjects, "subject", "an identifier of the subject as type=value; its value only finds legal holds (repeatable)")
+	fs.Var(&types, "type", "an identifier type of the subject, such as email, when no value is to be sent (repeatable)")
+	if _, err := parseArgs(fs, args, 0, ""); err != nil {
+		return err
+	}
+	var body map[string]any
+	switch {
+	case len(subjects) > 0 && len(types) > 0:
+		return errors.New("erasures plan: give --subject or --type, not both")
+	case len(subjects) > 0:
+		subject, err := subjects.subject()
+		if err != nil {
+			return fmt.Errorf("erasures plan: %w", err)
+		}
+		body = map[string]any{"subject": subject}
+	case len(types) > 0:
+		body = map[string]any{"identifier_types": []string(types)}
+	default:
+		return errors.New("erasures plan: give --subject TYPE=VALUE or --type TYPE")
+	}
+	return clientCall(ctx, cf, stdout, http.MethodPost, "/v1/erasures/plan", body, func(b []byte) error {
+		var p lethe.ErasurePlan
+		if err := decodeAnswer(b, &p); err != nil {
+			return err
+		}
+		tw := table(stdout)
+		fmt.Fprintln(tw, "WAVE\tSYSTEM\tIDENTIFIERS\tAFTER\tNOTE")
+		for _, s := range p.Systems {
+			wave, note := strconv.Itoa(s.Wave), ""
+			switch {
+			case s.Hold != nil:
+				wave, note = "-", "held: "+s.Hold.ID+" ("+s.Hold.Basis+")"
+			case s.Derived:
+				note = "derived, revealed by " + strings.Join(s.RevealedBy, ",")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", wave, s.Name, strings.Join(s.Identifiers, ","),
+				dashIfEmpty(strings.Join(s.After, ",")), note)
+		}
+		return tw.Flush()
+	})
 }
 
 func runErasureGet(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -441,4 +493,12 @@ func erasurePrinter(w io.Writer) func([]byte) error {
 		}
 		return printErasure(w, e)
 	}
+}
+
+// dashIfEmpty shows an empty cell as "-".
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

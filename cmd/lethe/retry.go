@@ -17,7 +17,7 @@ import (
 // --all, every request a filter chooses, page after page of the API's cap.
 func runErasureRetry(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("erasures retry", env, stderr, true)
-	var systems systemsFlag
+	var systems repeatedFlag
 	var all bool
 	var status, since, key string
 	var limit int
@@ -125,12 +125,12 @@ func runErasureRetry(ctx context.Context, args []string, env func(string) string
 	return tw.Flush()
 }
 
-// systemsFlag collects repeated --system flags.
-type systemsFlag []string
+// repeatedFlag collects a flag given several times, such as --system.
+type repeatedFlag []string
 
-func (s *systemsFlag) String() string { return "" }
+func (s *repeatedFlag) String() string { return "" }
 
-func (s *systemsFlag) Set(v string) error {
+func (s *repeatedFlag) Set(v string) error {
 	*s = append(*s, v)
 	return nil
 }

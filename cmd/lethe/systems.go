@@ -22,6 +22,7 @@ const systemsUsage = `Usage: lethe systems <list|get|stats|put|retire> [flags]
            the health alone (with --json, the API's stats answer)
   put NAME --identifiers TYPE,... [--produces TYPE,...] [--topic T]
            [--owner TEAM] [--description TEXT] [--confirm-within 72h] [--batch]
+           [--after SYSTEM,...]
            register a system, or replace it whole (flags left out take the
            API's defaults, not the old values)
   retire NAME
@@ -139,6 +140,8 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 	fs.StringVar(&description, "description", "", "what the system holds")
 	fs.StringVar(&confirmWithin, "confirm-within", "", "how long to wait for a confirmation before dispatching again, such as 72h (default: the API's)")
 	batch := fs.Bool("batch", false, "the system takes batch commands for the subjects of bulk erasures")
+	var after string
+	fs.StringVar(&after, "after", "", "comma-separated systems this one is erased after: its commands wait until they are final")
 	pos, err := parseArgs(fs, args, 1, "the system's name")
 	if err != nil {
 		return err
@@ -151,6 +154,9 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 		"confirm_within": confirmWithin, "batch": *batch}
 	if p := splitList(produces); len(p) > 0 {
 		body["produces"] = p
+	}
+	if a := splitList(after); len(a) > 0 {
+		body["after"] = a
 	}
 	return clientCall(ctx, cf, stdout, http.MethodPut, "/v1/systems/"+escape(pos[0]), body, systemPrinter(stdout))
 }
@@ -192,6 +198,7 @@ func systemRows(s lethe.System) [][2]string {
 		{"DESCRIPTION", s.Description},
 		{"CONFIRM WITHIN", s.ConfirmWithin.String()},
 		{"BATCH", strconv.FormatBool(s.Batch)},
+		{"AFTER", strings.Join(s.After, ",")},
 		{"CREATED", timeOrDash(&s.CreatedAt)},
 		{"UPDATED", timeOrDash(&s.UpdatedAt)},
 	}

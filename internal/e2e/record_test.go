@@ -79,6 +79,7 @@ var recordPaths = []recordPath{
 	{name: "not-dispatched", since: workflows.RevisionRegularRetries, secure: true, drive: recordNotDispatched},
 	{name: "retry-running", since: workflows.RevisionRetry, drive: recordRetryRunning},
 	{name: "retry-closed", since: workflows.RevisionRetry, drive: recordRetryClosed},
+	{name: "ordered", since: workflows.RevisionOrdered, drive: recordOrdered},
 }
 
 // TestRecordHistories records real histories of ErasureWorkflow, one per
@@ -531,6 +532,32 @@ func recordRetryClosed(t *testing.T, s *stack) string {
 	if p := systemByName(t, done, "rec-fine"); p.Attempts != 1 {
 		t.Fatalf("fine, erased before the retry, has %d attempts, want 1", p.Attempts)
 	}
+	return e.ID
+}
+
+// recordOrdered: a chain rec-first ← rec-second ← rec-third (each erased
+// after the one before); rec-first fails, holding the others, until an
+// operator retries it while the request still runs (rec-side keeps it
+// open), and the chain completes in order.
+func recordOrdered(t *testing.T, s *stack) string {
+	gate := make(chan struct{})
+	broken := &mending{}
+	s.recordSystem("rec-first", []string{"email"})
+	s.putSystem(lethe.System{Name: "rec-second", Identifiers: []string{"email"}, After: []string{"rec-first"}})
+	s.putSystem(lethe.System{Name: "rec-third", Identifiers: []string{"email"}, After: []string{"rec-second"}})
+	s.recordSystem("rec-side", []string{"email"})
+	s.runConnector("rec-first", broken)
+	s.runConnector("rec-second", erase())
+	s.runConnector("rec-third", erase())
+	s.runConnector("rec-side", gated(gate))
+	e := s.submit(recordSubject)
+	s.inLedger(e.ID, "failed on rec-first", systemIs("rec-first", lethe.SystemFailed))
+	broken.mend()
+	s.retry(t, e.ID)
+	s.live(e.ID, "erased on rec-third", systemIs("rec-third", lethe.SystemErased))
+	close(gate)
+	done := s.await(e.ID, time.Minute)
+	expect(t, done, lethe.RequestCompleted)
 	return e.ID
 }
 

@@ -345,6 +345,9 @@ func (s *stack) putSystem(sys lethe.System) {
 	if sys.Batch {
 		body["batch"] = true
 	}
+	if len(sys.After) > 0 {
+		body["after"] = sys.After
+	}
 	r := s.do(http.MethodPut, "/v1/systems/"+sys.Name, body)
 	if r.Status != http.StatusCreated && r.Status != http.StatusOK {
 		s.t.Fatalf("PUT /v1/systems/%s = %d %s", sys.Name, r.Status, r.Body)
@@ -424,3 +427,30 @@ func newKeyring(t testing.TB) *codec.Keyring {
 }
 
 func silentLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// assertNoValue fails t when any of the identifier values (or markers in
+// them) is in a PostgreSQL table of the stack, its logs, or an answer of
+// its API.
+func (s *stack) assertNoValue(t *testing.T, values ...string) {
+	t.Helper()
+	for _, table := range allTables(t, s) {
+		var dump string
+		q := fmt.Sprintf(`SELECT coalesce(string_agg(t::text, E'\n'), '') FROM %s t`, table)
+		if err := s.DB.QueryRowContext(s.ctx, q).Scan(&dump); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values {
+			if strings.Contains(dump, v) {
+				t.Errorf("table %s holds an identifier value", table)
+			}
+		}
+	}
+	for _, v := range values {
+		if strings.Contains(s.Logs.String(), v) {
+			t.Error("the logs hold an identifier value")
+		}
+		if strings.Contains(s.Responses.String(), v) {
+			t.Error("an API answer holds an identifier value")
+		}
+	}
+}
