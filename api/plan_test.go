@@ -21,7 +21,7 @@ func TestPutSystemAfterIsCheckedAndSorted(t *testing.T) {
 		t.Errorf("after = %v, want [a c], sorted and deduplicated", got.After)
 	}
 	res = h.putSystem(t, "d", `{"identifiers":["email"]}`)
-	if !strings.Contains(res.body, `"after":[]`) {
+	if !strings.Contains(string(res.body), `"after":[]`) {
 		t.Errorf("a system with no after answers %s, want \"after\":[]", res.body)
 	}
 	writes := h.store.writes
@@ -60,7 +60,7 @@ func TestPlanErasure(t *testing.T) {
 	if res.status != http.StatusOK {
 		t.Fatalf("plan = %s, want 200", describe(res))
 	}
-	if strings.Contains(res.body, "ada@example.com") || strings.Contains(res.body, "u-1") {
+	if strings.Contains(string(res.body), "ada@example.com") || strings.Contains(string(res.body), "u-1") {
 		t.Errorf("the plan shows an identifier value: %s", res.body)
 	}
 	var plan lethe.ErasurePlan
