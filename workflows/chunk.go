@@ -95,8 +95,13 @@ type outcomeKey struct {
 // chunkOutcome is one system's progress for one subject, derived from the
 // commands that carried the subject there (recompute).
 type chunkOutcome struct {
-	cmds        []*chunkCommand
-	hold        *lethe.Hold
+	cmds []*chunkCommand
+	hold *lethe.Hold
+	// wait, while the subject's identifiers wait for the systems this one
+	// is erased after, says for whom; stuck is set when only a retry of a
+	// failed one can free them (see chunkOrder).
+	wait        string
+	stuck       bool
 	status      lethe.SystemStatus
 	attempts    int
 	records     int64
@@ -240,6 +245,12 @@ func (c *chunk) plan(ctx workflow.Context, locals []int, types map[int][]string)
 	}
 	tally := map[string]int{}
 	heldTally := map[string]int{}
+	type wave struct {
+		t     activities.Target
+		items []int
+	}
+	var waves []wave
+	planned := map[outcomeKey]bool{}
 	for _, t := range res.Targets {
 		c.targets[t.System] = t
 		var items []int
@@ -264,10 +275,22 @@ func (c *chunk) plan(ctx workflow.Context, locals []int, types map[int][]string)
 		if len(items) == 0 {
 			continue
 		}
-		if err := c.dispatch(now, t, items); err != nil {
+		for _, l := range items {
+			planned[outcomeKey{l, t.System}] = true
+		}
+		waves = append(waves, wave{t, items})
+	}
+	// Decided once the whole wave is known: a system may wait for one
+	// that sorts after it.
+	for _, w := range waves {
+		items := c.holdBack(now, w.t, w.items, planned)
+		if len(items) == 0 {
+			continue
+		}
+		if err := c.dispatch(now, w.t, items); err != nil {
 			return err
 		}
-		tally[t.System] += len(items)
+		tally[w.t.System] += len(items)
 	}
 	for _, l := range locals {
 		c.subjects[l].newTypes = nil
@@ -435,6 +458,7 @@ func (c *chunk) recompute(k outcomeKey) {
 		o.status = final
 	default:
 		o.status = lethe.SystemPending
+		o.detail = o.wait
 	}
 	c.dirtyOutcomes[k] = true
 	c.touchSubject(k.local)
@@ -471,10 +495,12 @@ func (c *chunk) touchSubject(local int) {
 		if o == nil {
 			continue
 		}
-		switch o.status {
-		case lethe.SystemDispatched, lethe.SystemPending:
+		switch {
+		case o.status == lethe.SystemPending && o.stuck:
+			// Only a retry of what it waits for frees it.
+		case o.status == lethe.SystemDispatched, o.status == lethe.SystemPending:
 			status = lethe.RequestRunning
-		case lethe.SystemFailed:
+		case o.status == lethe.SystemFailed:
 			if status != lethe.RequestRunning {
 				status = lethe.RequestFailed
 			}
@@ -581,7 +607,7 @@ applied:
 		return err
 	}
 	c.fireDue(workflow.Now(ctx).UTC())
-	return nil
+	return c.release(workflow.Now(ctx).UTC())
 }
 
 // tallyText writes counts as "erased 990, not_found 10", sorted by name.

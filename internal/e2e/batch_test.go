@@ -374,13 +374,63 @@ func TestRecordBatchHistories(t *testing.T) {
 	if err := s.DB.QueryRowContext(s.ctx, `SELECT id FROM batch_chunks WHERE batch_id = $1`, b.ID).Scan(&chunkID); err != nil {
 		t.Fatal(err)
 	}
-	for name, id := range map[string]string{"batch-retry": workflows.BatchWorkflowID(b.ID), "chunk-retry": workflows.ErasureWorkflowID(chunkID)} {
+	ordered := recordOrderedBatch(t, s)
+	for name, id := range map[string]string{"batch-retry": workflows.BatchWorkflowID(b.ID), "chunk-retry": workflows.ErasureWorkflowID(chunkID),
+		"chunk-ordered": workflows.ErasureWorkflowID(ordered)} {
+		file := filepath.Join(batchHistoriesDir, name+".json")
+		if _, err := os.Stat(file); err == nil {
+			t.Logf("%s is recorded; delete it to record it again", file)
+			continue
+		}
 		runs := s.histories(id)
 		if len(runs) != 1 {
 			t.Fatalf("%s ran %d times, want once", name, len(runs))
 		}
-		writeHistory(t, filepath.Join(batchHistoriesDir, name+".json"), runs[0])
+		writeHistory(t, file, runs[0])
 	}
+}
+
+// recordOrderedBatch runs a batch of three subjects over ord-first and
+// ord-second, which is erased after it: ord-first fails one subject until
+// a retry, which holds that subject at ord-second meanwhile. It returns
+// the chunk's id.
+func recordOrderedBatch(t *testing.T, s *stack) string {
+	t.Helper()
+	s.putSystem(lethe.System{Name: "ord-first", Identifiers: []string{"member_id"}, Batch: true})
+	s.putSystem(lethe.System{Name: "ord-second", Identifiers: []string{"member_id"}, After: []string{"ord-first"}})
+	var mended atomic.Bool
+	s.runConnector("ord-first", connectors.HandlerFunc(func(_ context.Context, req connectors.Request) (connectors.Result, error) {
+		if req.Values("member_id")[0] == "m1-"+batchMarker && !mended.Load() {
+			return connectors.Result{Outcome: wire.OutcomeFailed, Detail: "account locked"}, nil
+		}
+		return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
+	}))
+	s.runConnector("ord-second", erase())
+	var body strings.Builder
+	for i := range 3 {
+		fmt.Fprintf(&body, "{\"subject\": {\"member_id\": \"m%d-%s\"}}\n", i, batchMarker)
+	}
+	r := s.doRaw(http.MethodPost, "/v1/erasure-batches", body.String(), "application/x-ndjson")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
+	}
+	var b lethe.Batch
+	r.Decode(t, &b)
+	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestFailed {
+		t.Fatalf("ordered batch = %s, want failed before the retry", b.Status)
+	}
+	mended.Store(true)
+	if r := s.do(http.MethodPost, "/v1/erasure-batches/"+b.ID+"/retry", nil); r.Status != http.StatusAccepted {
+		t.Fatalf("retry = %d %s", r.Status, r.Body)
+	}
+	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestCompleted {
+		t.Fatalf("ordered batch = %s, want completed after the retry", b.Status)
+	}
+	var chunkID string
+	if err := s.DB.QueryRowContext(s.ctx, `SELECT id FROM batch_chunks WHERE batch_id = $1`, b.ID).Scan(&chunkID); err != nil {
+		t.Fatal(err)
+	}
+	return chunkID
 }
 
 // TestBulkCancel cancels a batch whose system has not answered: its
