@@ -442,4 +442,3 @@ func (c *counting) running() int {
 	defer c.mu.Unlock()
 	return c.inFlight
 }
-
