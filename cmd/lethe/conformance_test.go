@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/internal/conformance"
@@ -105,6 +107,68 @@ func (r *conformanceRig) start(t *testing.T, shop *fileShop, signed bool) {
 	})
 }
 
+// startLax runs shop as a connector that signs its confirmations with the
+// rig's credential but never checks a command's signature: the forgery
+// signed_messages must catch. It dead-letters what it cannot decode, as the
+// wire format asks. With remember it answers a repeated command_id as it
+// did the first time; without, it erases again.
+func (r *conformanceRig) startLax(t *testing.T, shop *fileShop, remember bool) {
+	t.Helper()
+	shop.path = r.data
+	secret, err := hex.DecodeString(r.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := wire.DefaultTopic("shop")
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := connectors.EnsureTopics(ctx, r.brokers, connectors.DefaultPartitions, topic, wire.DLQTopic(topic)); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	rd := connectors.NewReader(r.brokers, "lethe-connector-shop", topic, log)
+	w := connectors.NewWriter(r.brokers)
+	done := make(chan struct{})
+	answered := map[string]connectors.Result{}
+	go func() {
+		defer close(done)
+		for {
+			m, err := rd.FetchMessage(ctx)
+			if err != nil {
+				return
+			}
+			out := connectors.DeadLetter(m, "malformed")
+			if cmd, err := wire.DecodeCommand(m.Value); err == nil {
+				res, seen := answered[cmd.CommandID]
+				if !seen || !remember {
+					if res, err = shop.Erase(ctx, connectors.Request{CommandID: cmd.CommandID, Identifiers: cmd.Identifiers, DryRun: cmd.DryRun}); err != nil {
+						return
+					}
+					answered[cmd.CommandID] = res
+				}
+				if out, err = connectors.EncodeConfirmation(connectors.NewConfirmation(cmd, res, time.Now())); err != nil {
+					return
+				}
+				signWithSecret(&out, r.keyID, secret)
+			}
+			if connectors.WriteAll(ctx, w, log, out) != nil || rd.CommitMessages(ctx, m) != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		rd.Close()
+		w.Close()
+	})
+}
+
+// signWithSecret adds the signature headers to m.
+func signWithSecret(m *kafka.Message, keyID string, secret []byte) {
+	m.Headers = append(m.Headers, kafka.Header{Key: wire.HeaderKeyID, Value: []byte(keyID)},
+		kafka.Header{Key: wire.HeaderSignature, Value: []byte(wire.Sign(secret, m.Value))})
+}
+
 // conformance runs the command with the rig's brokers, its seed command
 // and, when withSecret, its credential (from the environment, as the Go
 // SDK reads it).
@@ -172,6 +236,12 @@ func TestConformancePassesConformantConnector(t *testing.T) {
 	}
 }
 
+// The connectors of startLax.
+const (
+	laxRemembers = 1 + iota
+	laxForgets
+)
+
 func TestConformanceFailsBrokenConnectors(t *testing.T) {
 	t.Parallel()
 	all := connectortest.WireChecks
@@ -182,18 +252,23 @@ func TestConformanceFailsBrokenConnectors(t *testing.T) {
 		name   string
 		shop   *fileShop
 		signed bool
+		lax    int // 0: the SDK; laxRemembers or laxForgets: startLax
 		pass   []string
 		fail   map[string]string
 	}{
-		{"erases on dry run", &fileShop{eraseOnDryRun: true}, true, without(connectortest.CheckDryRun),
+		{"erases on dry run", &fileShop{eraseOnDryRun: true}, true, 0, without(connectortest.CheckDryRun),
 			map[string]string{connectortest.CheckDryRun: "a dry run changed the service's data (a later erasure of it found 0 records)"}},
-		{"keeps the data it reports erased", &fileShop{keepData: true}, true,
+		{"keeps the data it reports erased", &fileShop{keepData: true}, true, 0,
 			[]string{connectortest.CheckUnknownType, connectortest.CheckMalformed},
 			map[string]string{
 				connectortest.CheckEraseLeavesNothing: "a fresh command for a subject already confirmed erased was answered erased with 2 records",
 				connectortest.CheckDryRun:             "a fresh command for a subject already confirmed erased was answered erased",
 			}},
-		{"ignores its credential", &fileShop{}, false, nil,
+		{"accepts forged commands", &fileShop{}, true, laxRemembers, without(connectortest.CheckSignedMessages),
+			map[string]string{connectortest.CheckSignedMessages: "an unsigned command was confirmed; it must be dead-lettered and never confirmed"}},
+		{"runs a repeated command again", &fileShop{}, true, laxForgets, []string{connectortest.CheckEraseLeavesNothing, connectortest.CheckDryRun},
+			map[string]string{connectortest.CheckRepeatedCommand: "was confirmed not_found with 0 records after erased with 2"}},
+		{"ignores its credential", &fileShop{}, false, 0, nil,
 			map[string]string{
 				connectortest.CheckSignedMessages:     "signature that does not verify",
 				connectortest.CheckEraseLeavesNothing: "signature that does not verify",
@@ -203,7 +278,11 @@ func TestConformanceFailsBrokenConnectors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := newConformanceRig(t)
-			r.start(t, tc.shop, tc.signed)
+			if tc.lax != 0 {
+				r.startLax(t, tc.shop, tc.lax == laxRemembers)
+			} else {
+				r.start(t, tc.shop, tc.signed)
+			}
 			out, err := r.conformance(t, true, true)
 			if err == nil || !strings.Contains(err.Error(), "checks failed for system shop") {
 				t.Errorf("lethe conformance = %v, want it to fail", err)

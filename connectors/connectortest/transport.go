@@ -211,15 +211,12 @@ type tail struct {
 
 func startTail(ctx context.Context, l *link, topic string, fn func(kafka.Message)) (*tail, error) {
 	client := &kafka.Client{Addr: kafka.TCP(l.brokers...), Transport: l.sec.Transport()}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	partitions, err := topicPartitions(ctx, client, topic)
 	if err != nil {
-		return nil, fmt.Errorf("read the metadata of %s: %w", topic, err)
-	}
-	if len(md.Topics) != 1 || md.Topics[0].Error != nil || len(md.Topics[0].Partitions) == 0 {
-		return nil, fmt.Errorf("the topic %s has no partitions", topic)
+		return nil, err
 	}
 	var reqs []kafka.OffsetRequest
-	for _, p := range md.Topics[0].Partitions {
+	for _, p := range partitions {
 		reqs = append(reqs, kafka.LastOffsetOf(p.ID))
 	}
 	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
@@ -255,6 +252,26 @@ func startTail(ctx context.Context, l *link, topic string, fn func(kafka.Message
 		go t.read(rctx, r, fn)
 	}
 	return t, nil
+}
+
+// topicPartitions returns topic's partitions, waiting while the cluster
+// reports none: a topic someone else is creating at the same moment (a
+// connector starting) shows up without partitions for a while.
+func topicPartitions(ctx context.Context, client *kafka.Client, topic string) ([]kafka.Partition, error) {
+	for {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			return nil, fmt.Errorf("read the metadata of %s: %w", topic, err)
+		}
+		if len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
+			return md.Topics[0].Partitions, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the topic %s has no partitions", topic)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (t *tail) read(ctx context.Context, r *kafka.Reader, fn func(kafka.Message)) {
