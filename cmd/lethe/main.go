@@ -33,6 +33,9 @@ Commands:
             lethe certificate verify (--public-key KEY | --keys-url URL) [--proof PROOF]... FILE:
             check a certificate of erasure, or a batch's and its subjects' inclusion proofs, offline
   connector run a reference connector: lethe connector <postgres|webhook> --config FILE
+  conformance
+            lethe conformance --system NAME [--seed CMD] [--key-id ID]: check a running
+            connector of any language over Kafka; PASS/FAIL per check, non-zero on a failure
   bench     measure end-to-end erasures next to raw Temporal and Kafka baselines
   version   print the version
 
@@ -117,6 +120,8 @@ func runRole(ctx context.Context, args []string, env func(string) string, stdout
 		return runHolds(ctx, rest, env, stdout, stderr)
 	case "certificate":
 		return runCertificate(ctx, rest, stdout, stderr)
+	case "conformance":
+		return runConformance(ctx, rest, env, stdout, stderr)
 	case "connector":
 		err := runConnectorRole(ctx, rest, env, stderr)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {

@@ -24,13 +24,13 @@ const batchSize = 3
 // seededBatch returns batchSize fresh subjects with data in the service (or,
 // at the positions in unknown, subjects never seeded), a batch command for
 // them, and what Remaining counts for each.
-func (e *env) seededBatch(ctx context.Context, dryRun bool, unknown ...int) ([]Subject, wire.BatchCommand, []int64, error) {
+func (k *checker) seededBatch(ctx context.Context, dryRun bool, unknown ...int) ([]Subject, wire.BatchCommand, []int64, error) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	bc := wire.BatchCommand{
 		Schema:    wire.SchemaBatchCommand,
 		CommandID: uuid.NewString(),
 		BatchID:   uuid.NewString(),
-		System:    e.cfg.System,
+		System:    k.t.system(),
 		Attempt:   1,
 		IssuedAt:  now,
 		ConfirmBy: now.Add(72 * time.Hour),
@@ -40,13 +40,13 @@ func (e *env) seededBatch(ctx context.Context, dryRun bool, unknown ...int) ([]S
 	held := make([]int64, batchSize)
 	for i := range subjects {
 		if slices.Contains(unknown, i) {
-			s, _, err := e.subject(dryRun)
+			s, _, err := k.subject(dryRun)
 			if err != nil {
 				return nil, wire.BatchCommand{}, nil, err
 			}
 			subjects[i] = s
 		} else {
-			s, _, n, err := e.seeded(ctx, dryRun)
+			s, _, n, err := k.seeded(ctx, dryRun)
 			if err != nil {
 				return nil, wire.BatchCommand{}, nil, err
 			}
@@ -64,15 +64,15 @@ func (e *env) seededBatch(ctx context.Context, dryRun bool, unknown ...int) ([]S
 // confirmation answering it (n counts from 1), checking that it answers
 // every item in order.
 func (c *connector) confirmBatch(ctx context.Context, bc wire.BatchCommand, n int) (wire.BatchConfirmation, error) {
-	c.e.feed.expectBatch(bc.CommandID)
+	c.e.l.feed.expectBatch(bc.CommandID)
 	msg, err := connectors.EncodeBatchCommand(c.topic, bc)
 	if err != nil {
 		return wire.BatchConfirmation{}, fmt.Errorf("encode a batch command: %w", err)
 	}
-	if err := connectors.WriteAll(ctx, c.e.w, c.e.log, msg); err != nil {
+	if err := connectors.WriteAll(ctx, c.e.l.w, c.e.l.log, msg); err != nil {
 		return wire.BatchConfirmation{}, fmt.Errorf("send a batch command: %w", err)
 	}
-	confs, err := c.e.feed.waitBatch(ctx, bc.CommandID, n, c.done)
+	confs, err := c.e.l.feed.waitBatch(ctx, bc.CommandID, n, c.done)
 	if err != nil {
 		if ctx.Err() != nil {
 			return wire.BatchConfirmation{}, fmt.Errorf("no batch confirmation within %s: the handler did not finish the batch command's items in time (the SDK gives them to EraseBatch at once, or to Erase one by one)", c.e.cfg.Timeout)
@@ -101,13 +101,14 @@ func wantItemErased(it wire.ItemOutcome, i int, what string) error {
 		i, what, it.Outcome, it.Records, it.Detail)
 }
 
-func checkBatchPartialFailure(ctx context.Context, e *env) error {
-	c, err := e.startConnector(ctx)
+func checkBatchPartialFailure(ctx context.Context, k *checker) error {
+	e := k.t.(*env)
+	c, err := e.startConnector(ctx, "", nil)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	subjects, bc, held, err := e.seededBatch(ctx, false)
+	defer c.close()
+	subjects, bc, held, err := k.seededBatch(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func checkBatchPartialFailure(ctx context.Context, e *env) error {
 		if err := wantItemErased(conf.Items[i], i, "a batch whose item 1 failed"); err != nil {
 			return fmt.Errorf("%w. One item's failure must not fail the others: report each item's outcome in its own ItemResult", err)
 		}
-		if err := e.wantNothingLeft(ctx, subjects[i]); err != nil {
+		if err := k.wantNothingLeft(ctx, c, subjects[i]); err != nil {
 			return err
 		}
 	}
@@ -146,16 +147,17 @@ func checkBatchPartialFailure(ctx context.Context, e *env) error {
 	if err := wantItemErased(conf2.Items[1], 1, "the batch command's new attempt"); err != nil {
 		return err
 	}
-	return e.wantNothingLeft(ctx, subjects[1])
+	return k.wantNothingLeft(ctx, c, subjects[1])
 }
 
-func checkBatchRepeated(ctx context.Context, e *env) error {
-	c, err := e.startConnector(ctx)
+func checkBatchRepeated(ctx context.Context, k *checker) error {
+	e := k.t.(*env)
+	c, err := e.startConnector(ctx, "", nil)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	subjects, bc, _, err := e.seededBatch(ctx, false)
+	defer c.close()
+	subjects, bc, _, err := k.seededBatch(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -180,7 +182,7 @@ func checkBatchRepeated(ctx context.Context, e *env) error {
 		}
 	}
 	for _, s := range subjects {
-		if err := e.wantNothingLeft(ctx, s); err != nil {
+		if err := k.wantNothingLeft(ctx, c, s); err != nil {
 			return err
 		}
 	}
@@ -189,7 +191,7 @@ func checkBatchRepeated(ctx context.Context, e *env) error {
 		return nil // Erase's own repeats are repeated_command_id's to check
 	}
 	// Past the SDK, as EraseBatch meets a repeat the store did not answer.
-	subjects, bc, _, err = e.seededBatch(ctx, false)
+	subjects, bc, _, err = k.seededBatch(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -215,20 +217,21 @@ func checkBatchRepeated(ctx context.Context, e *env) error {
 		}
 	}
 	for _, s := range subjects {
-		if err := e.wantNothingLeft(ctx, s); err != nil {
+		if err := k.wantNothingLeft(ctx, c, s); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkBatchDryRun(ctx context.Context, e *env) error {
-	c, err := e.startConnector(ctx)
+func checkBatchDryRun(ctx context.Context, k *checker) error {
+	e := k.t.(*env)
+	c, err := e.startConnector(ctx, "", nil)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	subjects, dry, held, err := e.seededBatch(ctx, true, 2)
+	defer c.close()
+	subjects, dry, held, err := k.seededBatch(ctx, true, 2)
 	if err != nil {
 		return err
 	}
@@ -266,7 +269,7 @@ func checkBatchDryRun(ctx context.Context, e *env) error {
 		}
 	}
 	for _, s := range subjects {
-		if err := e.wantNothingLeft(ctx, s); err != nil {
+		if err := k.wantNothingLeft(ctx, c, s); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/wire"
 )
@@ -15,24 +17,32 @@ import (
 // The checks. Each returns what the service must fix, worded for the
 // service's team: what the kit saw, then what the handler has to do.
 
-func checkEraseLeavesNothing(ctx context.Context, e *env) error {
-	c, err := e.startConnector(ctx)
+func checkEraseLeavesNothing(ctx context.Context, k *checker) error {
+	c, err := k.t.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	s, cmd, _, err := e.seeded(ctx, false)
+	defer c.close()
+	s, cmd, _, err := k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
-	conf, err := c.confirm(ctx, cmd, 1)
+	conf, err := confirm(ctx, c, cmd, 1)
 	if err != nil {
 		return err
 	}
-	if err := c.wantErased(conf, "a seeded subject"); err != nil {
+	if err := wantErased(c, conf, "a seeded subject"); err != nil {
 		return err
 	}
-	return e.wantNothingLeft(ctx, s)
+	return k.wantNothingLeft(ctx, c, s)
+}
+
+// confirm sends cmd and returns its n-th confirmation (n counts from 1).
+func confirm(ctx context.Context, c session, cmd wire.Command, n int) (wire.Confirmation, error) {
+	if err := c.send(ctx, cmd, signAsLethe); err != nil {
+		return wire.Confirmation{}, err
+	}
+	return c.await(ctx, cmd.CommandID, n)
 }
 
 // fixRepeat is what a service whose handler runs a command twice must do.
@@ -42,45 +52,53 @@ const fixRepeat = "A repeated command_id is the same command, and it reaches the
 	"Remember each command_id Erase carried out, with its outcome and records, in the same transaction " +
 	"as the erasure, and answer a repeat with them"
 
-func checkRepeatedCommand(ctx context.Context, e *env) error {
-	// Through the SDK, as Lethe's re-dispatch reaches the service.
-	c, err := e.startConnector(ctx)
+func checkRepeatedCommand(ctx context.Context, k *checker) error {
+	// Over the wire, as Lethe's re-dispatch reaches the service.
+	c, err := k.t.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	s, cmd, _, err := e.seeded(ctx, false)
+	defer c.close()
+	s, cmd, _, err := k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
-	first, err := c.confirm(ctx, cmd, 1)
+	first, err := confirm(ctx, c, cmd, 1)
 	if err != nil {
 		return err
 	}
-	if err := c.wantErased(first, "a seeded subject"); err != nil {
+	if err := wantErased(c, first, "a seeded subject"); err != nil {
 		return err
 	}
 	again := cmd
 	again.Attempt = 2
-	second, err := c.confirm(ctx, again, 2)
+	second, err := confirm(ctx, c, again, 2)
 	if err != nil {
 		return err
 	}
 	if second.Outcome != first.Outcome || second.Records != first.Records {
-		return fmt.Errorf("the command delivered again (same command_id, attempt 2) was confirmed %s with %d records after %s with %d (Erase was called %d times for it). %s",
-			second.Outcome, second.Records, first.Outcome, first.Records, c.h.calls(cmd.CommandID), fixRepeat)
+		calls := ""
+		if n, ok := c.calls(cmd.CommandID); ok {
+			calls = fmt.Sprintf(" (Erase was called %d times for it)", n)
+		}
+		return fmt.Errorf("the command delivered again (same command_id, attempt 2) was confirmed %s with %d records after %s with %d%s. %s",
+			second.Outcome, second.Records, first.Outcome, first.Records, calls, fixRepeat)
 	}
-	if err := e.wantNothingLeft(ctx, s); err != nil {
+	if err := k.wantNothingLeft(ctx, c, s); err != nil {
 		return err
 	}
 
 	// Past the SDK, as the handler meets a repeat the store did not answer.
-	s, cmd, _, err = e.seeded(ctx, false)
+	d, ok := k.t.(directEraser)
+	if !ok {
+		return nil
+	}
+	s, cmd, _, err = k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
 	req := request(cmd)
-	r1, err := e.erase(ctx, req)
+	r1, err := d.erase(ctx, req)
 	if err != nil {
 		return fmt.Errorf("called directly, Erase of a seeded subject failed: %w", err)
 	}
@@ -89,7 +107,7 @@ func checkRepeatedCommand(ctx context.Context, e *env) error {
 			r1.Outcome, r1.Records, r1.Detail)
 	}
 	req.Attempt = 2
-	r2, err := e.erase(ctx, req)
+	r2, err := d.erase(ctx, req)
 	if err != nil {
 		return fmt.Errorf("called again with the same command_id (attempt 2), Erase failed: %w. %s", err, fixRepeat)
 	}
@@ -97,24 +115,24 @@ func checkRepeatedCommand(ctx context.Context, e *env) error {
 		return fmt.Errorf("called again with the same command_id (attempt 2), Erase answered %s with %d records after %s with %d: it ran the command again instead of recognising it. %s",
 			r2.Outcome, r2.Records, r1.Outcome, r1.Records, fixRepeat)
 	}
-	return e.wantNothingLeft(ctx, s)
+	return k.wantNothingLeft(ctx, c, s)
 }
 
-func checkUnknownSubject(ctx context.Context, e *env) error {
-	c, err := e.startConnector(ctx)
+func checkUnknownSubject(ctx context.Context, k *checker) error {
+	c, err := k.t.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	bystander, _, before, err := e.seeded(ctx, false)
+	defer c.close()
+	bystander, _, before, err := k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
-	_, cmd, err := e.subject(false)
+	_, cmd, err := k.subject(false)
 	if err != nil {
 		return err
 	}
-	conf, err := c.confirm(ctx, cmd, 1)
+	conf, err := confirm(ctx, c, cmd, 1)
 	if err != nil {
 		return err
 	}
@@ -122,68 +140,169 @@ func checkUnknownSubject(ctx context.Context, e *env) error {
 		return fmt.Errorf("a subject the service never held was confirmed %s with %d records (detail %q)%s: when nothing matches the command's identifiers, Erase must report outcome not_found with 0 records",
 			conf.Outcome, conf.Records, conf.Detail, c.cause(cmd.CommandID))
 	}
-	after, err := e.remaining(ctx, bystander)
+	after, intact, err := k.held(ctx, c, bystander, before)
 	if err != nil {
 		return err
 	}
-	if after != before {
-		return fmt.Errorf("erasing a subject the service never held changed another subject's data (Remaining went from %d to %d): Erase must touch only what matches the command's identifiers",
-			before, after)
+	if !intact {
+		return fmt.Errorf("erasing a subject the service never held changed another subject's data (%s): Erase must touch only what matches the command's identifiers",
+			change(before, after))
 	}
 	return nil
 }
 
-func checkDryRun(ctx context.Context, e *env) error {
-	c, err := e.startConnector(ctx)
+func checkDryRun(ctx context.Context, k *checker) error {
+	c, err := k.t.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	s, dry, before, err := e.seeded(ctx, true)
+	defer c.close()
+	s, dry, before, err := k.seeded(ctx, true)
 	if err != nil {
 		return err
 	}
-	planned, err := c.confirm(ctx, dry, 1)
+	planned, err := confirm(ctx, c, dry, 1)
 	if err != nil {
 		return err
 	}
-	after, err := e.remaining(ctx, s)
-	if err != nil {
-		return err
-	}
-	if after != before {
-		return fmt.Errorf("a dry run changed the service's data (Remaining went from %d to %d): when the command's dry_run is set, Erase must change nothing and only report what it would erase",
-			before, after)
+	const fixDry = "when the command's dry_run is set, Erase must change nothing and only report what it would erase"
+	if before != uncounted {
+		after, _, err := k.t.count(ctx, s)
+		if err != nil {
+			return err
+		}
+		if after != before {
+			return fmt.Errorf("a dry run changed the service's data (%s): %s", change(before, after), fixDry)
+		}
 	}
 	if planned.Outcome != wire.OutcomeErased || planned.Records < 1 {
 		return fmt.Errorf("a dry run of a seeded subject was confirmed %s with %d records (detail %q)%s: with dry_run, Erase must report outcome erased and the number of records it would erase",
 			planned.Outcome, planned.Records, planned.Detail, c.cause(dry.CommandID))
 	}
-	cmd, err := e.command(s, false)
+	cmd, err := k.command(s, false)
 	if err != nil {
 		return err
 	}
-	done, err := c.confirm(ctx, cmd, 1)
+	done, err := confirm(ctx, c, cmd, 1)
 	if err != nil {
 		return err
 	}
-	if err := c.wantErased(done, "a subject after its dry run"); err != nil {
+	if before == uncounted && done.Outcome == wire.OutcomeNotFound {
+		return fmt.Errorf("a dry run changed the service's data (%s): %s", change(before, done.Records), fixDry)
+	}
+	if err := wantErased(c, done, "a subject after its dry run"); err != nil {
 		return err
 	}
 	if done.Records != planned.Records {
 		return fmt.Errorf("the dry run reported %d records but the erasure that followed removed %d: a dry run must report exactly what the erasure would remove",
 			planned.Records, done.Records)
 	}
-	return e.wantNothingLeft(ctx, s)
+	return k.wantNothingLeft(ctx, c, s)
+}
+
+// unknownType is an identifier type no system declares.
+const unknownType = "lethe_conformance_unknown"
+
+func checkUnknownType(ctx context.Context, k *checker) error {
+	c, err := k.t.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	cmd, err := k.command(Subject{Identifiers: []wire.Identifier{{Type: unknownType, Value: "x-" + uuid.NewString()}}}, false)
+	if err != nil {
+		return err
+	}
+	conf, err := confirm(ctx, c, cmd, 1)
+	if err != nil {
+		return err
+	}
+	switch {
+	case conf.Outcome == wire.OutcomeNotFound && conf.Records == 0:
+	case conf.Outcome == wire.OutcomeFailed && !conf.Retryable:
+	default:
+		return fmt.Errorf("a command whose only identifier is of a type the service does not know (%s) was confirmed %s with %d records (retryable %t)%s: answer it not_found with 0 records (nothing is held under a type you do not erase by), or failed and not retryable, naming the type in detail",
+			unknownType, conf.Outcome, conf.Records, conf.Retryable, c.cause(cmd.CommandID))
+	}
+	return nil
+}
+
+// malformedCommand is a command's message cut short: not JSON.
+const malformedCommand = `{"schema":"erasure.command.v1","command_id":`
+
+func checkMalformed(ctx context.Context, k *checker) error {
+	c, err := k.t.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	key := uuid.NewString()
+	if err := c.sendRaw(ctx, key, []byte(malformedCommand)); err != nil {
+		return err
+	}
+	dl, err := c.deadLetter(ctx, key)
+	if err != nil {
+		return fmt.Errorf("a message on the command topic that is not JSON did not reach the dead-letter topic (<topic>%s) within the check's time: put what you cannot decode there, with its key, value and headers and a %s header saying why, then commit it",
+			wire.DLQSuffix, wire.HeaderDLQReason)
+	}
+	if dl.reason == "" {
+		return fmt.Errorf("the dead letter of a message that is not JSON has no %s header: add one saying why, never quoting the value", wire.HeaderDLQReason)
+	}
+	if string(dl.value) != malformedCommand {
+		return errors.New("the dead letter of a message that is not JSON does not keep the original value: keep the key, value and headers as they were")
+	}
+	// The connector must go on after it.
+	_, cmd, err := k.subject(false)
+	if err != nil {
+		return err
+	}
+	if _, err := confirm(ctx, c, cmd, 1); err != nil {
+		return fmt.Errorf("after dead-lettering a malformed message, the connector did not answer the next command: %w", err)
+	}
+	return nil
+}
+
+func checkDerived(ctx context.Context, k *checker) error {
+	c, err := k.t.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	s, cmd, _, err := k.seeded(ctx, false)
+	if err != nil {
+		return err
+	}
+	if len(s.Derived) == 0 {
+		return errors.New("RevealsDerived is set but NewSubject returned a subject without Derived identifiers: give each subject the identifiers the handler should reveal, or unset RevealsDerived")
+	}
+	conf, err := confirm(ctx, c, cmd, 1)
+	if err != nil {
+		return err
+	}
+	if err := wantErased(c, conf, "a seeded subject"); err != nil {
+		return err
+	}
+	var missing []string
+	for _, d := range s.Derived {
+		if !slices.Contains(conf.DerivedIdentifiers, d) {
+			missing = append(missing, d.Type)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the confirmation of a seeded subject lacks its derived identifier(s) of type %s (it carried %d derived identifier(s)%s): put in Result.Derived the further identifiers of the same subject that the service holds, so that Lethe reaches the systems that erase by them",
+			strings.Join(missing, ", "), len(conf.DerivedIdentifiers), typesOf(conf.DerivedIdentifiers))
+	}
+	return nil
 }
 
 // cancelSoon is how long after its start the kit cancels a running Erase.
 // Whether Erase has done much by then does not matter: only that it returns.
 const cancelSoon = 10 * time.Millisecond
 
-func checkCancellation(ctx context.Context, e *env) error {
+func checkCancellation(ctx context.Context, k *checker) error {
+	e := k.t.(*env)
 	// A context canceled before the call: nothing may happen.
-	s, cmd, before, err := e.seeded(ctx, false)
+	s, cmd, before, err := k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -207,7 +326,7 @@ func checkCancellation(ctx context.Context, e *env) error {
 	}
 
 	// A context canceled while Erase runs: it must return.
-	_, cmd, _, err = e.seeded(ctx, false)
+	_, cmd, _, err = k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -225,69 +344,6 @@ func checkCancellation(ctx context.Context, e *env) error {
 	grace = e.graceLeft(ctx)
 	if _, returned := waitFor(ctx, done, grace); !returned {
 		return notReturned(grace)
-	}
-	return nil
-}
-
-func checkDerived(ctx context.Context, e *env) error {
-	c, err := e.startConnector(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.stop()
-	s, cmd, _, err := e.seeded(ctx, false)
-	if err != nil {
-		return err
-	}
-	if len(s.Derived) == 0 {
-		return errors.New("RevealsDerived is set but NewSubject returned a subject without Derived identifiers: give each subject the identifiers the handler should reveal, or unset RevealsDerived")
-	}
-	conf, err := c.confirm(ctx, cmd, 1)
-	if err != nil {
-		return err
-	}
-	if err := c.wantErased(conf, "a seeded subject"); err != nil {
-		return err
-	}
-	var missing []string
-	for _, d := range s.Derived {
-		if !slices.Contains(conf.DerivedIdentifiers, d) {
-			missing = append(missing, d.Type)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("the confirmation of a seeded subject lacks its derived identifier(s) of type %s (it carried %d derived identifier(s)%s): put in Result.Derived the further identifiers of the same subject that the service holds, so that Lethe reaches the systems that erase by them",
-			strings.Join(missing, ", "), len(conf.DerivedIdentifiers), typesOf(conf.DerivedIdentifiers))
-	}
-	return nil
-}
-
-// wantErased reports a confirmation that does not say a seeded subject was
-// erased.
-func (c *connector) wantErased(conf wire.Confirmation, what string) error {
-	if conf.Outcome == wire.OutcomeErased && conf.Records > 0 {
-		return nil
-	}
-	return fmt.Errorf("%s was confirmed %s with %d records (detail %q)%s: Erase must remove what the service holds under the command's identifiers and report outcome erased with the number of records removed",
-		what, conf.Outcome, conf.Records, conf.Detail, c.cause(conf.CommandID))
-}
-
-// cause quotes the error Erase returned for a command, which the SDK
-// replaced by a fixed detail in the confirmation.
-func (c *connector) cause(commandID string) string {
-	if err := c.h.err(commandID); err != nil {
-		return fmt.Sprintf("; Erase returned the error %q", err.Error())
-	}
-	return ""
-}
-
-func (e *env) wantNothingLeft(ctx context.Context, s Subject) error {
-	left, err := e.remaining(ctx, s)
-	if err != nil {
-		return err
-	}
-	if left != 0 {
-		return fmt.Errorf("%d record(s) remain after the subject was confirmed erased: Erase must remove everything the service holds under the command's identifiers (what Remaining counts) before it reports erased", left)
 	}
 	return nil
 }

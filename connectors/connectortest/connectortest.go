@@ -30,6 +30,12 @@
 //     not_found with no records, and another seeded subject keeps all its data.
 //   - dry_run: a dry run of a seeded subject changes nothing yet reports
 //     erased with the number of records the real erasure then removes.
+//   - unknown_identifier_type: a command whose only identifier is of a type
+//     no system declares is answered not_found with no records, or failed
+//     and not retryable.
+//   - malformed_command: a message on the command topic that is not JSON
+//     goes to the dead-letter topic, keeping its value, with a reason; the
+//     connector then answers the next command.
 //   - cancellation: Erase, called directly with a canceled context, returns
 //     promptly without erasing; called with a context canceled just after it
 //     starts, it returns promptly.
@@ -51,6 +57,10 @@
 //     held).
 //   - derived_identifier (only with Config.RevealsDerived): the confirmation
 //     of a seeded subject carries the subject's derived identifiers.
+//
+// The same checks, but for cancellation and the batch and derived ones,
+// drive a connector of any language already running, over the wire alone:
+// see CheckWire, which `lethe conformance` runs.
 //
 // Every check that goes through the SDK runs its own connector
 // (connectors.Run with the handler, on a command topic and consumer group of
@@ -82,6 +92,8 @@ const (
 	CheckRepeatedCommand    = "repeated_command_id"
 	CheckUnknownSubject     = "unknown_subject"
 	CheckDryRun             = "dry_run"
+	CheckUnknownType        = "unknown_identifier_type"
+	CheckMalformed          = "malformed_command"
 	CheckCancellation       = "cancellation"
 	CheckSignedMessages     = "signed_messages"
 	CheckDerived            = "derived_identifier"
@@ -192,9 +204,9 @@ func Check(ctx context.Context, cfg Config) []Failure {
 	}
 	defer e.close()
 	var failures []Failure
-	for _, c := range e.checks() {
-		if f := e.run(ctx, c); f != nil {
-			failures = append(failures, *f)
+	for _, r := range e.checker().runAll(ctx, e.checks()) {
+		if !r.Passed() {
+			failures = append(failures, Failure{Check: r.Check, Problem: r.Problem})
 		}
 	}
 	return failures
@@ -213,10 +225,11 @@ func Run(t *testing.T, cfg Config) {
 		t.Fatalf("connectortest: %v", err)
 	}
 	defer e.close()
+	k := e.checker()
 	for _, c := range e.checks() {
 		t.Run(c.name, func(t *testing.T) {
-			if f := e.run(t.Context(), c); f != nil {
-				t.Error(f.Problem)
+			if r := k.run(t.Context(), c); !r.Passed() {
+				t.Error(r.Problem)
 			}
 		})
 	}

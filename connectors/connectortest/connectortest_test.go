@@ -214,6 +214,8 @@ func TestHandlerThatNeverReturnsFails(t *testing.T) {
 		connectortest.CheckRepeatedCommand:    "no confirmation within 2s",
 		connectortest.CheckUnknownSubject:     "no confirmation within 2s",
 		connectortest.CheckDryRun:             "no confirmation within 2s",
+		connectortest.CheckUnknownType:        "no confirmation within 2s",
+		connectortest.CheckMalformed:          "did not answer the next command: no confirmation within 2s",
 		connectortest.CheckCancellation:       "Erase must return when its context is canceled",
 		connectortest.CheckSignedMessages:     "no confirmation within 2s",
 		connectortest.CheckDerived:            "no confirmation within 2s",

@@ -2,6 +2,7 @@ package connectortest
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/internal/kafkasec"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -39,15 +41,14 @@ const (
 	cleanupTimeout = 10 * time.Second
 )
 
-// env is one run of the kit: the broker, the reader of the confirmations
-// topic, and the writer of commands that every check shares.
+// env is one run of the kit: the broker and the link to it that every
+// check shares. It is the kit's target: a handler run in process through
+// the SDK, one connector per check.
 type env struct {
 	cfg     Config
 	brokers []string
 	cluster *kfake.Cluster // the kit's own broker; nil on a real cluster
-	log     *slog.Logger
-	w       *kafka.Writer
-	feed    *feed
+	l       *link
 	runID   string // names this run's topics and groups
 	seq     atomic.Int64
 
@@ -55,13 +56,18 @@ type env struct {
 	topics []string // created on a real cluster, deleted by close
 }
 
+var (
+	_ target       = (*env)(nil)
+	_ directEraser = (*env)(nil)
+	_ session      = (*connector)(nil)
+)
+
 func start(ctx context.Context, cfg Config) (_ *env, err error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	e := &env{
 		cfg:     cfg,
 		brokers: cfg.Brokers,
-		log:     slog.New(slog.DiscardHandler),
 		runID:   uuid.NewString()[:8],
 	}
 	defer func() {
@@ -76,24 +82,15 @@ func start(ctx context.Context, cfg Config) (_ *env, err error) {
 		}
 		e.brokers = e.cluster.ListenAddrs()
 	}
-	// Lethe owns the confirmations topic; on the kit's own broker nobody
-	// else creates it.
-	if err := connectors.EnsureTopics(ctx, e.brokers, connectors.DefaultPartitions, wire.ConfirmationsTopic); err != nil {
-		return nil, fmt.Errorf("set up the confirmations topic: %w", err)
-	}
-	e.w = connectors.NewWriter(e.brokers)
-	if e.feed, err = startFeed(ctx, e.brokers); err != nil {
+	if e.l, err = dial(ctx, e.brokers, kafkasec.Security{}, slog.New(slog.DiscardHandler)); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
 func (e *env) close() {
-	if e.feed != nil {
-		e.feed.close()
-	}
-	if e.w != nil {
-		e.w.Close()
+	if e.l != nil {
+		e.l.close()
 	}
 	if e.cluster != nil {
 		e.cluster.Close()
@@ -112,11 +109,7 @@ func (e *env) close() {
 	}
 }
 
-// check is one named check; run returns what the service must fix, or nil.
-type check struct {
-	name string
-	run  func(ctx context.Context, e *env) error
-}
+func (e *env) checker() *checker { return &checker{t: e, timeout: e.cfg.Timeout} }
 
 func (e *env) checks() []check {
 	cs := []check{
@@ -124,6 +117,8 @@ func (e *env) checks() []check {
 		{CheckRepeatedCommand, checkRepeatedCommand},
 		{CheckUnknownSubject, checkUnknownSubject},
 		{CheckDryRun, checkDryRun},
+		{CheckUnknownType, checkUnknownType},
+		{CheckMalformed, checkMalformed},
 		{CheckCancellation, checkCancellation},
 		{CheckSignedMessages, checkSignedMessages},
 	}
@@ -137,96 +132,20 @@ func (e *env) checks() []check {
 	return cs
 }
 
-// run runs c within the configured timeout. The checks wait on nothing but
-// their context, so they end soon after it; should one still hang, it is
-// abandoned rather than allowed to hang the test.
-func (e *env) run(ctx context.Context, c check) *Failure {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- fmt.Errorf("the check panicked: %v", p)
-			}
-		}()
-		done <- c.run(ctx, e)
-	}()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		t := time.NewTimer(abandonGrace)
-		defer t.Stop()
-		select {
-		case err = <-done:
-		case <-t.C:
-			err = fmt.Errorf("the check did not finish within %s: Erase, Seed or Remaining does not return when its context is canceled", e.cfg.Timeout)
-		}
-	}
-	if err == nil {
-		return nil
-	}
-	return &Failure{Check: c.name, Problem: err.Error()}
-}
+func (e *env) system() string { return e.cfg.System }
 
-// subject returns a fresh subject and a command for it, checking that the
-// subject can travel on the wire.
-func (e *env) subject(dryRun bool) (Subject, wire.Command, error) {
-	s := e.cfg.NewSubject()
-	cmd, err := e.command(s, dryRun)
-	return s, cmd, err
-}
-
-// command builds a command for s as Lethe's dispatch would: new random ids,
-// attempt 1, a deadline three days out.
-func (e *env) command(s Subject, dryRun bool) (wire.Command, error) {
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	cmd := wire.Command{
-		Schema:      wire.SchemaCommand,
-		CommandID:   uuid.NewString(),
-		RequestID:   uuid.NewString(),
-		System:      e.cfg.System,
-		Attempt:     1,
-		Identifiers: slices.Clone(s.Identifiers),
-		IssuedAt:    now,
-		ConfirmBy:   now.Add(72 * time.Hour),
-		DryRun:      dryRun,
-	}
-	if err := cmd.Validate(); err != nil {
-		return wire.Command{}, fmt.Errorf("NewSubject returned a subject no command can carry (%w): give it at least one identifier of a valid type with a non-empty value", err)
-	}
-	return cmd, nil
-}
-
-// seeded returns a fresh subject with data in the service, a command to
-// erase it, and how many records Remaining counts for it.
-func (e *env) seeded(ctx context.Context, dryRun bool) (Subject, wire.Command, int64, error) {
-	s, cmd, err := e.subject(dryRun)
-	if err != nil {
-		return Subject{}, wire.Command{}, 0, err
-	}
-	if err := e.seed(ctx, s); err != nil {
-		return Subject{}, wire.Command{}, 0, err
-	}
-	n, err := e.remaining(ctx, s)
-	if err != nil {
-		return Subject{}, wire.Command{}, 0, err
-	}
-	if n < 1 {
-		return Subject{}, wire.Command{}, 0, errors.New("Remaining counts nothing for a subject Seed has just stored: Seed must store data under the subject's identifiers, and Remaining count it")
-	}
-	return s, cmd, n, nil
-}
+func (e *env) newSubject() Subject { return e.cfg.NewSubject() }
 
 func (e *env) seed(ctx context.Context, s Subject) error {
 	_, err := call(ctx, "Seed", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, e.cfg.Seed(ctx, s)
 	})
-	if err != nil {
-		return fmt.Errorf("seed a subject: %w", err)
-	}
-	return nil
+	return err
+}
+
+func (e *env) count(ctx context.Context, s Subject) (int64, bool, error) {
+	n, err := e.remaining(ctx, s)
+	return n, true, err
 }
 
 func (e *env) remaining(ctx context.Context, s Subject) (int64, error) {
@@ -237,6 +156,19 @@ func (e *env) remaining(ctx context.Context, s Subject) (int64, error) {
 		return 0, fmt.Errorf("count what remains of a subject: %w", err)
 	}
 	return n, nil
+}
+
+// open starts a connector of its own for one check, with a fresh signing
+// credential when signed.
+func (e *env) open(ctx context.Context, signed bool) (session, error) {
+	if !signed {
+		return e.startConnector(ctx, "", nil)
+	}
+	keyID, secret, err := newCredential()
+	if err != nil {
+		return nil, err
+	}
+	return e.startConnector(ctx, keyID, secret)
 }
 
 // errNoReturn says a callback was still running when its context ended.
@@ -291,28 +223,22 @@ func (e *env) erase(ctx context.Context, req connectors.Request) (connectors.Res
 }
 
 // connector is one connectors.Run of the handler, on a command topic and
-// consumer group of its own.
+// consumer group of its own: the kit's session.
 type connector struct {
+	*kafkaSession
 	e      *env
-	topic  string
 	h      *counting
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // Run's result, once done is closed
 }
 
-// startConnector creates a fresh command topic and runs the SDK on it. The
-// topic is created here rather than by Run so that commands can be written
-// before Run has started; a new consumer group starts at the topic's
-// beginning, so none is missed.
-func (e *env) startConnector(ctx context.Context) (*connector, error) {
-	return e.startSignedConnector(ctx, "", "")
-}
-
-// startSignedConnector is startConnector with a signing credential: the
-// key id and hex secret the connector checks commands and signs
-// confirmations with; both empty for none.
-func (e *env) startSignedConnector(ctx context.Context, keyID, secret string) (*connector, error) {
+// startConnector creates a fresh command topic and runs the SDK on it with
+// the signing credential keyID and secret (none when empty). The topic is
+// created here rather than by Run so that commands can be written before
+// Run has started; a new consumer group starts at the topic's beginning, so
+// none is missed.
+func (e *env) startConnector(ctx context.Context, keyID string, secret []byte) (*connector, error) {
 	n := e.seq.Add(1)
 	topic := fmt.Sprintf("lethe.conformance.%s.%s.%d", e.cfg.System, e.runID, n)
 	if err := connectors.EnsureTopics(ctx, e.brokers, connectors.DefaultPartitions, topic, wire.DLQTopic(topic)); err != nil {
@@ -323,16 +249,21 @@ func (e *env) startSignedConnector(ctx context.Context, keyID, secret string) (*
 		e.topics = append(e.topics, topic, wire.DLQTopic(topic))
 		e.mu.Unlock()
 	}
+	ks, err := e.l.session(ctx, topic, keyID, secret)
+	if err != nil {
+		return nil, err
+	}
 	rctx, cancel := context.WithCancel(ctx)
-	c := &connector{e: e, topic: topic, h: newCounting(e.cfg.Handler), cancel: cancel, done: make(chan struct{})}
+	c := &connector{kafkaSession: ks, e: e, h: newCounting(e.cfg.Handler), cancel: cancel, done: make(chan struct{})}
 	cfg := connectors.Config{
 		Brokers: e.brokers,
 		System:  e.cfg.System,
 		Topic:   topic,
 		GroupID: fmt.Sprintf("lethe-conformance-%s-%s-%d", e.cfg.System, e.runID, n),
-		Logger:  e.log,
-		KeyID:   keyID,
-		Secret:  secret,
+		Logger:  e.l.log,
+	}
+	if secret != nil {
+		cfg.KeyID, cfg.Secret = keyID, hex.EncodeToString(secret)
 	}
 	var h connectors.Handler = c.h
 	if _, ok := e.cfg.Handler.(connectors.BatchHandler); ok {
@@ -345,10 +276,10 @@ func (e *env) startSignedConnector(ctx context.Context, keyID, secret string) (*
 	return c, nil
 }
 
-// stop ends the connector and waits a little for it. A connector stuck in
+// close ends the connector and waits a little for it. A connector stuck in
 // a handler that ignores its context cannot be stopped; it is left behind,
 // and waited for only briefly so that the next check is not held up.
-func (c *connector) stop() {
+func (c *connector) close() {
 	c.cancel()
 	grace := stopGrace
 	if c.h.running() > 0 {
@@ -360,38 +291,13 @@ func (c *connector) stop() {
 	case <-c.done:
 	case <-t.C:
 	}
-}
-
-// confirm sends cmd to the connector and returns the n-th confirmation
-// answering it (n counts from 1).
-func (c *connector) confirm(ctx context.Context, cmd wire.Command, n int) (wire.Confirmation, error) {
-	if err := c.send(ctx, cmd, nil); err != nil {
-		return wire.Confirmation{}, err
-	}
-	return c.await(ctx, cmd.CommandID, n)
-}
-
-// send writes cmd to the connector's topic, after sign (when not nil) has
-// added headers to its message.
-func (c *connector) send(ctx context.Context, cmd wire.Command, sign func(*kafka.Message)) error {
-	c.e.feed.expect(cmd.CommandID)
-	msg, err := connectors.EncodeCommand(c.topic, cmd)
-	if err != nil {
-		return fmt.Errorf("encode a command: %w", err)
-	}
-	if sign != nil {
-		sign(&msg)
-	}
-	if err := connectors.WriteAll(ctx, c.e.w, c.e.log, msg); err != nil {
-		return fmt.Errorf("send a command: %w", err)
-	}
-	return nil
+	c.kafkaSession.close()
 }
 
 func (c *connector) await(ctx context.Context, commandID string, n int) (wire.Confirmation, error) {
-	confs, err := c.e.feed.wait(ctx, commandID, n, c.done)
-	if err == nil {
-		return confs[n-1], nil
+	conf, err := c.confirmation(ctx, commandID, n, c.done)
+	if se := (*signatureError)(nil); err == nil || errors.As(err, &se) {
+		return conf, err
 	}
 	if ctx.Err() == nil {
 		// The wait ended on the connector's own stop, with ctx still live.
@@ -409,6 +315,17 @@ func (c *connector) await(ctx context.Context, commandID string, n int) (wire.Co
 	default:
 		return wire.Confirmation{}, fmt.Errorf("Erase returned but no confirmation arrived within %s%s", c.e.cfg.Timeout, c.cause(commandID))
 	}
+}
+
+func (c *connector) calls(commandID string) (int, bool) { return c.h.calls(commandID), true }
+
+// cause quotes the error Erase returned for a command, which the SDK
+// replaced by a fixed detail in the confirmation.
+func (c *connector) cause(commandID string) string {
+	if err := c.h.err(commandID); err != nil {
+		return fmt.Sprintf("; Erase returned the error %q", err.Error())
+	}
+	return ""
 }
 
 // counting wraps the handler under test to see what the SDK asks of it. It
@@ -524,184 +441,4 @@ func (c *counting) running() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.inFlight
-}
-
-// feed reads the confirmations topic from where it ended when the kit
-// started, keeping the confirmations of the commands the kit sent. Reading
-// each partition from an offset taken before any command was sent, rather
-// than joining a consumer group at the topic's end, means no confirmation
-// can slip by before the reader is assigned its partitions.
-type feed struct {
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	byCmd   map[string][]wire.Confirmation      // only the commands expected
-	batches map[string][]wire.BatchConfirmation // likewise, of batch commands
-	raw     map[string][]kafka.Message          // their messages, headers included
-	arrived chan struct{}                       // closed and replaced at each arrival
-}
-
-func startFeed(ctx context.Context, brokers []string) (*feed, error) {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{wire.ConfirmationsTopic}})
-	if err != nil {
-		return nil, fmt.Errorf("read the confirmations topic's metadata: %w", err)
-	}
-	if len(md.Topics) != 1 || md.Topics[0].Error != nil || len(md.Topics[0].Partitions) == 0 {
-		return nil, fmt.Errorf("the confirmations topic %s has no partitions", wire.ConfirmationsTopic)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, p := range md.Topics[0].Partitions {
-		reqs = append(reqs, kafka.LastOffsetOf(p.ID))
-	}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{wire.ConfirmationsTopic: reqs}})
-	if err != nil {
-		return nil, fmt.Errorf("read the confirmations topic's offsets: %w", err)
-	}
-	offsets := res.Topics[wire.ConfirmationsTopic]
-	if len(offsets) != len(reqs) {
-		return nil, fmt.Errorf("read the confirmations topic's offsets: %d partitions answered of %d", len(offsets), len(reqs))
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	f := &feed{cancel: cancel, byCmd: make(map[string][]wire.Confirmation), raw: make(map[string][]kafka.Message),
-		batches: make(map[string][]wire.BatchConfirmation), arrived: make(chan struct{})}
-	for _, po := range offsets {
-		if po.Error != nil {
-			f.close()
-			return nil, fmt.Errorf("read the confirmations topic's offsets: %w", po.Error)
-		}
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers:   brokers,
-			Topic:     wire.ConfirmationsTopic,
-			Partition: po.Partition,
-			MinBytes:  1,
-			MaxBytes:  10 << 20,
-			MaxWait:   250 * time.Millisecond,
-		})
-		if err := r.SetOffset(po.LastOffset); err != nil {
-			r.Close()
-			f.close()
-			return nil, fmt.Errorf("position a confirmations reader: %w", err)
-		}
-		f.wg.Add(1)
-		go f.read(rctx, r)
-	}
-	return f, nil
-}
-
-func (f *feed) read(ctx context.Context, r *kafka.Reader) {
-	defer f.wg.Done()
-	defer r.Close()
-	for {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			// kafka-go retries the connection itself; pause so a
-			// persistent error does not spin.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		if bc, err := wire.DecodeBatchConfirmation(m.Value); err == nil {
-			f.mu.Lock()
-			if confs, ok := f.batches[bc.CommandID]; ok {
-				f.batches[bc.CommandID] = append(confs, bc)
-				close(f.arrived)
-				f.arrived = make(chan struct{})
-			}
-			f.mu.Unlock()
-			continue
-		}
-		conf, err := wire.DecodeConfirmation(m.Value)
-		if err != nil {
-			continue // not one of ours: the SDK sends only valid ones
-		}
-		f.mu.Lock()
-		if confs, ok := f.byCmd[conf.CommandID]; ok {
-			f.byCmd[conf.CommandID] = append(confs, conf)
-			f.raw[conf.CommandID] = append(f.raw[conf.CommandID], m)
-			close(f.arrived)
-			f.arrived = make(chan struct{})
-		}
-		f.mu.Unlock()
-	}
-}
-
-func (f *feed) close() {
-	f.cancel()
-	f.wg.Wait()
-}
-
-// expect makes the feed keep the confirmations of commandID; it must be
-// called before the command is sent.
-func (f *feed) expect(commandID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.byCmd[commandID]; !ok {
-		f.byCmd[commandID] = nil
-	}
-}
-
-// expectBatch is expect for a batch command.
-func (f *feed) expectBatch(commandID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.batches[commandID]; !ok {
-		f.batches[commandID] = nil
-	}
-}
-
-// waitBatch returns the batch confirmations of commandID once there are at
-// least n, or an error when ctx ends or stop is closed first. The kit's
-// batches are small enough for one confirmation each.
-func (f *feed) waitBatch(ctx context.Context, commandID string, n int, stop <-chan struct{}) ([]wire.BatchConfirmation, error) {
-	for {
-		f.mu.Lock()
-		confs, arrived := f.batches[commandID], f.arrived
-		f.mu.Unlock()
-		if len(confs) >= n {
-			return slices.Clone(confs), nil
-		}
-		select {
-		case <-arrived:
-		case <-stop:
-			return nil, errors.New("connector stopped")
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
-// messages returns the messages of commandID's confirmations so far.
-func (f *feed) messages(commandID string) []kafka.Message {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.raw[commandID])
-}
-
-// wait returns the confirmations of commandID once there are at least n,
-// or an error when ctx ends or stop is closed first.
-func (f *feed) wait(ctx context.Context, commandID string, n int, stop <-chan struct{}) ([]wire.Confirmation, error) {
-	for {
-		f.mu.Lock()
-		confs, arrived := f.byCmd[commandID], f.arrived
-		f.mu.Unlock()
-		if len(confs) >= n {
-			return slices.Clone(confs), nil
-		}
-		select {
-		case <-arrived:
-		case <-stop:
-			return nil, errors.New("connector stopped")
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }

@@ -8,57 +8,50 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/wire"
 )
 
 // fixSigned is what a service whose connector mishandles signatures must do.
-const fixSigned = "Run the handler through connectors.Run with the credential Lethe issued " +
-	"(Config.KeyID and Config.Secret, or LETHE_CONNECTOR_KEY_ID and LETHE_CONNECTOR_SECRET), " +
-	"and do not send confirmations of your own"
+const fixSigned = "With the credential Lethe issued, check the signature of every command and " +
+	"dead-letter, unhandled, one unsigned or signed with another key or secret; sign every confirmation " +
+	"(docs/connectors.md, Signed messages). The Go SDK does both given Config.KeyID and Config.Secret, " +
+	"or LETHE_CONNECTOR_KEY_ID and LETHE_CONNECTOR_SECRET; do not send confirmations of your own"
 
-// checkSignedMessages runs a connector with a fresh credential and sends it,
-// for one request so that they are handled in this order, an unsigned
-// command, a command signed with another secret under the connector's key
-// id, and a correctly signed one. Once the last is confirmed, the first two
-// must have been dead-lettered without calling the handler, their subjects
-// untouched; the confirmation must carry the key id and a signature over
-// its value bytes.
-func checkSignedMessages(ctx context.Context, e *env) error {
-	keyID, secret, err := newCredential()
+// checkSignedMessages sends a connector that holds a signing credential, for
+// one request so that they are handled in this order, an unsigned command,
+// a command signed with another secret under the connector's key id, and a
+// correctly signed one. Once the last is confirmed, the first two must have
+// been refused: never confirmed, the handler not called (where the kit can
+// see it), their subjects' data intact. Every confirmation of the session
+// must carry the key id and a signature over its value bytes (the
+// session's await checks it).
+func checkSignedMessages(ctx context.Context, k *checker) error {
+	c, err := k.t.open(ctx, true)
 	if err != nil {
 		return err
 	}
-	_, forger, err := newCredential()
-	if err != nil {
-		return err
-	}
-	c, err := e.startSignedConnector(ctx, keyID, hex.EncodeToString(secret))
-	if err != nil {
-		return err
-	}
-	defer c.stop()
+	defer c.close()
 
-	unsignedSubject, unsigned, unsignedCount, err := e.seeded(ctx, false)
+	unsignedSubject, unsigned, unsignedCount, err := k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
-	forgedSubject, forged, forgedCount, err := e.seeded(ctx, false)
+	forgedSubject, forged, forgedCount, err := k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
-	_, good, _, err := e.seeded(ctx, false)
+	_, good, _, err := k.seeded(ctx, false)
 	if err != nil {
 		return err
 	}
 	forged.RequestID, good.RequestID = unsigned.RequestID, unsigned.RequestID
-	if err := c.send(ctx, unsigned, nil); err != nil {
+	if err := c.send(ctx, unsigned, signNone); err != nil {
 		return err
 	}
-	if err := c.send(ctx, forged, signWith(keyID, forger)); err != nil {
+	if err := c.send(ctx, forged, signForged); err != nil {
 		return err
 	}
-	if err := c.send(ctx, good, signWith(keyID, secret)); err != nil {
+	if err := c.send(ctx, good, signAsLethe); err != nil {
 		return err
 	}
 	if _, err := c.await(ctx, good.CommandID, 1); err != nil {
@@ -70,29 +63,19 @@ func checkSignedMessages(ctx context.Context, e *env) error {
 		subject Subject
 		count   int64
 	}{{"an unsigned command", unsigned, unsignedSubject, unsignedCount}, {"a command signed with another secret", forged, forgedSubject, forgedCount}} {
-		if n := c.h.calls(refused.cmd.CommandID); n != 0 {
+		if n, known := c.calls(refused.cmd.CommandID); known && n != 0 {
 			return fmt.Errorf("the connector with a signing credential called Erase %d times for %s; it must dead-letter it unhandled. %s", n, refused.what, fixSigned)
 		}
-		if len(c.e.feed.messages(refused.cmd.CommandID)) != 0 {
+		if c.confirmed(refused.cmd.CommandID) != 0 {
 			return fmt.Errorf("%s was confirmed; it must be dead-lettered and never confirmed. %s", refused.what, fixSigned)
 		}
-		left, err := e.remaining(ctx, refused.subject)
+		after, intact, err := k.held(ctx, c, refused.subject, refused.count)
 		if err != nil {
 			return err
 		}
-		if left != refused.count {
-			return fmt.Errorf("after %s, Remaining counts %d records of its subject instead of %d: the data changed although the command must not be carried out. %s", refused.what, left, refused.count, fixSigned)
+		if !intact {
+			return fmt.Errorf("after %s, its subject's data changed (%s) although the command must not be carried out. %s", refused.what, change(refused.count, after), fixSigned)
 		}
-	}
-	msgs := c.e.feed.messages(good.CommandID)
-	if len(msgs) == 0 {
-		return fmt.Errorf("the confirmation of a correctly signed command was seen decoded but not as a message")
-	}
-	gotKey, _ := connectors.Header(msgs[0], wire.HeaderKeyID)
-	sig, _ := connectors.Header(msgs[0], wire.HeaderSignature)
-	if gotKey != keyID || !wire.Verify(secret, msgs[0].Value, sig) {
-		return fmt.Errorf("the confirmation of a correctly signed command carries %s %q and a signature that does not verify; it must be signed with the connector's credential over its value bytes. %s",
-			wire.HeaderKeyID, gotKey, fixSigned)
 	}
 	return nil
 }

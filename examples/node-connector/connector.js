@@ -14,6 +14,10 @@
 //
 // LETHE_CONNECTOR_KEY_ID and LETHE_CONNECTOR_SECRET (64 hex characters),
 // when set, make it verify commands and sign confirmations.
+//
+// `node connector.js seed` stores two records under $LETHE_SEED_VALUE, for
+// `lethe conformance --seed 'node connector.js seed'` (docs/connectors.md,
+// "Conformance").
 'use strict';
 
 const crypto = require('crypto');
@@ -46,18 +50,31 @@ function refusal(headers, value) {
   return null;
 }
 
+const load = () => JSON.parse(fs.readFileSync(DATA, 'utf8'));
+
+function save(data) {
+  fs.writeFileSync(`${DATA}.tmp`, JSON.stringify(data));
+  fs.renameSync(`${DATA}.tmp`, DATA);
+}
+
 // erase removes what the data file holds under the identifiers and
 // returns how many records that was.
 function erase(identifiers, dryRun) {
-  const data = JSON.parse(fs.readFileSync(DATA, 'utf8'));
+  const data = load();
   let records = 0;
   for (const id of identifiers) records += data[id.value] || 0;
   if (!dryRun) {
     for (const id of identifiers) delete data[id.value];
-    fs.writeFileSync(`${DATA}.tmp`, JSON.stringify(data));
-    fs.renameSync(`${DATA}.tmp`, DATA);
+    save(data);
   }
   return records;
+}
+
+// seed stores two records under value, as the service's users would.
+function seed(value) {
+  const data = load();
+  data[value] = (data[value] || 0) + 2;
+  save(data);
 }
 
 const outcome = (records) => (records > 0 ? 'erased' : 'not_found');
@@ -87,6 +104,7 @@ function answer(cmd) {
 }
 
 async function main() {
+  if (!SYSTEM) throw new Error('LETHE_SYSTEM is not set');
   const kafka = new Kafka({ clientId: `lethe-connector-${SYSTEM}`, brokers: BROKERS, logLevel: logLevel.WARN });
   const consumer = kafka.consumer({ groupId: `lethe-connector-${SYSTEM}` });
   const producer = kafka.producer();
@@ -149,7 +167,11 @@ async function main() {
   console.error(`connector ${SYSTEM} reading ${TOPIC}`);
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (process.argv[2] === 'seed') {
+  seed(process.env.LETHE_SEED_VALUE);
+} else {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

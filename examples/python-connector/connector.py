@@ -16,6 +16,10 @@ records the service holds under it, a stand-in for a real database:
 
 LETHE_CONNECTOR_KEY_ID and LETHE_CONNECTOR_SECRET (64 hex characters), when
 set, make it verify commands and sign confirmations.
+
+`connector.py seed` stores two records under $LETHE_SEED_VALUE, for
+`lethe conformance --seed 'python3 connector.py seed'` (docs/connectors.md,
+"Conformance").
 """
 
 import datetime
@@ -29,7 +33,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
-SYSTEM = os.environ["LETHE_SYSTEM"]
+SYSTEM = os.environ.get("LETHE_SYSTEM", "")
 BROKERS = os.environ.get("LETHE_KAFKA_BROKERS", "127.0.0.1:9092")
 TOPIC = os.environ.get("LETHE_TOPIC", "lethe.erasure." + SYSTEM)
 DATA = os.environ["SHOP_DATA"]
@@ -65,18 +69,33 @@ def refusal(headers, value):
     return None
 
 
+def load():
+    with open(DATA) as f:
+        return json.load(f)
+
+
+def save(data):
+    with open(DATA + ".tmp", "w") as f:
+        json.dump(data, f)
+    os.replace(DATA + ".tmp", DATA)
+
+
 def erase(identifiers, dry_run):
     """Erases what the data file holds under the identifiers; returns the count."""
-    with open(DATA) as f:
-        data = json.load(f)
+    data = load()
     records = sum(data.get(i["value"], 0) for i in identifiers)
     if not dry_run:
         for i in identifiers:
             data.pop(i["value"], None)
-        with open(DATA + ".tmp", "w") as f:
-            json.dump(data, f)
-        os.replace(DATA + ".tmp", DATA)
+        save(data)
     return records
+
+
+def seed(value):
+    """Stores two records under value, as the service's users would."""
+    data = load()
+    data[value] = data.get(value, 0) + 2
+    save(data)
 
 
 def outcome(records):
@@ -122,6 +141,8 @@ def send(producer, topic, key, value, headers):
 
 
 def main():
+    if not SYSTEM:
+        sys.exit("LETHE_SYSTEM is not set")
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     consumer = Consumer({"bootstrap.servers": BROKERS, "group.id": "lethe-connector-" + SYSTEM,
@@ -174,4 +195,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["seed"]:
+        seed(os.environ["LETHE_SEED_VALUE"])
+    else:
+        main()

@@ -16,10 +16,8 @@ import (
 	"github.com/lethe-dev/lethe/credential"
 )
 
-// TestPythonConnector runs examples/python-connector, a connector written
-// in Python against the wire format alone with confluent-kafka
-// (librdkafka); see runForeignConnector.
-func TestPythonConnector(t *testing.T) {
+// python is the Python that has confluent_kafka, for the example connector.
+func python(t *testing.T) string {
 	// Debian's package installs confluent_kafka for Debian's Python,
 	// whatever other python3 comes first on the PATH.
 	python := "/usr/bin/python3"
@@ -29,19 +27,59 @@ func TestPythonConnector(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
 		t.Fatalf("Python's confluent_kafka is not installed: run `make test-setup` (apt-get install -y python3-confluent-kafka): %s", out)
 	}
-	runForeignConnector(t, "pyshop", python, "../../examples/python-connector/connector.py")
+	return python
+}
+
+// node is Node.js, with kafkajs installed for the example connector.
+func node(t *testing.T) string {
+	node := tool(t, "node")
+	if _, err := os.Stat(filepath.Join(nodeConnector, "node_modules", "kafkajs")); err != nil {
+		t.Fatalf("kafkajs is not installed: run `make test-setup` (npm ci in %s)", nodeConnector)
+	}
+	return node
+}
+
+// The example connectors, from this package's folder.
+const (
+	pythonConnector = "../../examples/python-connector/connector.py"
+	nodeConnector   = "../../examples/node-connector"
+)
+
+// startForeign runs program with interpreter and env added to the
+// environment until the test ends, showing its stderr if the test failed.
+func startForeign(t *testing.T, interpreter, program string, env ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, interpreter, program)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = &stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("connector's stderr:\n%s", stderr.String())
+		}
+	})
+}
+
+// TestPythonConnector runs examples/python-connector, a connector written
+// in Python against the wire format alone with confluent-kafka
+// (librdkafka); see runForeignConnector.
+func TestPythonConnector(t *testing.T) {
+	runForeignConnector(t, "pyshop", python(t), pythonConnector)
 }
 
 // TestNodeConnector runs examples/node-connector, a connector written in
 // Node.js against the wire format alone with kafkajs; see
 // runForeignConnector.
 func TestNodeConnector(t *testing.T) {
-	node := tool(t, "node")
-	dir := "../../examples/node-connector"
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
-		t.Fatalf("kafkajs is not installed: run `make test-setup` (npm ci in %s)", dir)
-	}
-	runForeignConnector(t, "nodeshop", node, filepath.Join(dir, "connector.js"))
+	runForeignConnector(t, "nodeshop", node(t), filepath.Join(nodeConnector, "connector.js"))
 }
 
 // runForeignConnector runs a connector written in another language on the
@@ -62,24 +100,8 @@ func runForeignConnector(t *testing.T, system, interpreter, program string) {
 	if err := os.WriteFile(data, []byte(`{"py-u1": 3, "py-u2": 1, "py-u3": 2}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, interpreter, program)
-	cmd.Env = append(os.Environ(), "LETHE_SYSTEM="+system, "LETHE_KAFKA_BROKERS="+strings.Join(s.Brokers, ","),
+	startForeign(t, interpreter, program, "LETHE_SYSTEM="+system, "LETHE_KAFKA_BROKERS="+strings.Join(s.Brokers, ","),
 		"SHOP_DATA="+data, "LETHE_CONNECTOR_KEY_ID="+cred.KeyID, "LETHE_CONNECTOR_SECRET="+cred.Secret)
-	cmd.Stderr = &stderr
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("connector's stderr:\n%s", stderr.String())
-		}
-	})
 
 	e := s.submit(map[string]string{"user_id": "py-u1"})
 	done := s.await(e.ID, 2*time.Minute)
