@@ -375,21 +375,7 @@ func (f *feed) expectBatch(commandID string) {
 // least n, or an error when ctx ends or stop is closed first. The kit's
 // batches are small enough for one confirmation each.
 func (f *feed) waitBatch(ctx context.Context, commandID string, n int, stop <-chan struct{}) ([]wire.BatchConfirmation, error) {
-	for {
-		f.mu.Lock()
-		confs, arrived := f.batches[commandID], f.arrived
-		f.mu.Unlock()
-		if len(confs) >= n {
-			return slices.Clone(confs), nil
-		}
-		select {
-		case <-arrived:
-		case <-stop:
-			return nil, errors.New("connector stopped")
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return awaitFeed(ctx, f, func() []wire.BatchConfirmation { return f.batches[commandID] }, n, stop)
 }
 
 // messages returns the messages of commandID's confirmations so far.
@@ -402,12 +388,18 @@ func (f *feed) messages(commandID string) []kafka.Message {
 // wait returns the confirmations of commandID once there are at least n,
 // or an error when ctx ends or stop is closed first.
 func (f *feed) wait(ctx context.Context, commandID string, n int, stop <-chan struct{}) ([]wire.Confirmation, error) {
+	return awaitFeed(ctx, f, func() []wire.Confirmation { return f.byCmd[commandID] }, n, stop)
+}
+
+// awaitFeed waits until pick, read under f's lock, returns at least n
+// messages, and returns a copy of them.
+func awaitFeed[T any](ctx context.Context, f *feed, pick func() []T, n int, stop <-chan struct{}) ([]T, error) {
 	for {
 		f.mu.Lock()
-		confs, arrived := f.byCmd[commandID], f.arrived
+		got, arrived := pick(), f.arrived
 		f.mu.Unlock()
-		if len(confs) >= n {
-			return slices.Clone(confs), nil
+		if len(got) >= n {
+			return slices.Clone(got), nil
 		}
 		select {
 		case <-arrived:
