@@ -41,6 +41,8 @@ type systemRequest struct {
 	ConfirmWithin string   `json:"confirm_within"`
 	// Batch asks for batch commands for the subjects of bulk erasures.
 	Batch bool `json:"batch"`
+	// Mode is "kafka" (the default) or "pull".
+	Mode string `json:"mode"`
 }
 
 // systemList is the body of GET /v1/systems.
@@ -79,6 +81,17 @@ func (req systemRequest) toSystem(name string) (lethe.System, error) {
 		}
 		within = d
 	}
+	mode := lethe.ModeKafka
+	if req.Mode != "" {
+		mode = lethe.Mode(req.Mode)
+	}
+	switch {
+	case !mode.Valid():
+		return lethe.System{}, invalid("invalid_mode", "mode must be %q or %q", lethe.ModeKafka, lethe.ModePull)
+	case mode == lethe.ModePull && req.Batch:
+		return lethe.System{}, invalid("invalid_mode",
+			"a pull-mode system leases single commands: batch must be false")
+	}
 	if err := maxChars("owner", req.Owner, MaxTextChars); err != nil {
 		return lethe.System{}, err
 	}
@@ -94,6 +107,7 @@ func (req systemRequest) toSystem(name string) (lethe.System, error) {
 		Description:   req.Description,
 		ConfirmWithin: lethe.Duration(within),
 		Batch:         req.Batch,
+		Mode:          mode,
 	}, nil
 }
 
@@ -146,6 +160,9 @@ func showSystem(sys lethe.System) lethe.System {
 	}
 	if sys.Produces == nil {
 		sys.Produces = []string{}
+	}
+	if sys.Mode == "" {
+		sys.Mode = lethe.ModeKafka
 	}
 	return sys
 }

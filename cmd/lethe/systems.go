@@ -139,6 +139,7 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 	fs.StringVar(&description, "description", "", "what the system holds")
 	fs.StringVar(&confirmWithin, "confirm-within", "", "how long to wait for a confirmation before dispatching again, such as 72h (default: the API's)")
 	batch := fs.Bool("batch", false, "the system takes batch commands for the subjects of bulk erasures")
+	mode := fs.String("mode", "", "kafka (the default) or pull: the system leases its commands over HTTP (docs/connectors.md, Pull mode)")
 	pos, err := parseArgs(fs, args, 1, "the system's name")
 	if err != nil {
 		return err
@@ -149,6 +150,9 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 	}
 	body := map[string]any{"identifiers": ids, "topic": topic, "owner": owner, "description": description,
 		"confirm_within": confirmWithin, "batch": *batch}
+	if *mode != "" {
+		body["mode"] = *mode
+	}
 	if p := splitList(produces); len(p) > 0 {
 		body["produces"] = p
 	}
