@@ -228,3 +228,38 @@ func (s *Store) PullDue(ctx context.Context, system string, now time.Time) (bool
 	}
 	return due, nil
 }
+
+// PullCounts is a pull-mode system's queue at one moment: commands due for
+// a lease (never leased since their dispatch, or their lease ran out) and
+// commands leased to a connector.
+type PullCounts struct {
+	Queued int64
+	Leased int64
+}
+
+// CountPullCommands counts the pull queue by system, for
+// lethe_pull_commands; a system with nothing queued is absent.
+func (s *Store) CountPullCommands(ctx context.Context) (map[string]PullCounts, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT system,
+			count(*) FILTER (WHERE leased_until IS NULL OR leased_until <= $1),
+			count(*) FILTER (WHERE leased_until > $1)
+		FROM pull_commands GROUP BY system`, s.now())
+	if err != nil {
+		return nil, s.fail("count pull commands", err)
+	}
+	defer rows.Close()
+	out := map[string]PullCounts{}
+	for rows.Next() {
+		var name string
+		var c PullCounts
+		if err := rows.Scan(&name, &c.Queued, &c.Leased); err != nil {
+			return nil, s.fail("count pull commands", err)
+		}
+		out[name] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("count pull commands", err)
+	}
+	return out, nil
+}

@@ -55,6 +55,9 @@ func TestPullQueue(t *testing.T) {
 		t.Fatalf("first lease = %+v", got[0])
 	}
 	lease(0) // leased: not offered again within its lease
+	if counts, err := s.CountPullCommands(ctx); err != nil || counts["pulled"] != (registry.PullCounts{Leased: 1}) {
+		t.Fatalf("CountPullCommands = %v, %v; want pulled with one leased", counts, err)
+	}
 	if err := s.EnqueuePull(ctx, []registry.PullCommand{cmd}); err != nil {
 		t.Fatal(err)
 	}
