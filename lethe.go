@@ -110,10 +110,28 @@ type System struct {
 	// to it only once each of them that the request targets has reached a
 	// final outcome, so that, say, an index is erased after the store it
 	// indexes. Sorted, without duplicates; never nil in an answer.
-	After     []string  `json:"after"`
+	After []string `json:"after"`
+	// Mode says how the system receives its commands: ModeKafka on its
+	// topic, or ModePull by leasing them over HTTP, for a service that
+	// cannot reach Kafka.
+	Mode      Mode      `json:"mode"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// Mode is how a system receives its commands.
+type Mode string
+
+// The modes of a system. A pull-mode system's commands are never produced
+// to Kafka: its connector leases them from GET /v1/systems/{name}/commands
+// and answers on POST /v1/systems/{name}/confirmations.
+const (
+	ModeKafka Mode = "kafka"
+	ModePull  Mode = "pull"
+)
+
+// Valid reports whether m is one of the modes.
+func (m Mode) Valid() bool { return m == ModeKafka || m == ModePull }
 
 // SystemStats is a system's recent health, from the ledger: what an
 // operator asks before chasing a service's team (GET

@@ -94,6 +94,9 @@ type Activities struct {
 	// Topics re-creates a command topic found missing; nil creates none,
 	// and the publish is retried until an operator creates it.
 	Topics TopicEnsurer
+	// Pull queues the commands of pull-mode systems instead of producing
+	// them (registry.Store); nil produces every command to Kafka.
+	Pull PullQueue
 	// Batches is the ledger of bulk erasures (registry.Store); the batch
 	// activities need it.
 	Batches BatchLedger

@@ -213,16 +213,33 @@ type SyncChunkInput struct {
 // claims a dispatch Kafka has not acknowledged, and a retry publishes the
 // same command_ids again, which connectors treat as the same commands. A
 // topic missing and not created fails the step, to be retried.
+//
+// Single commands to pull-mode systems are queued for their connectors to
+// lease (see divert) rather than published.
 func (a *Activities) SyncChunk(ctx context.Context, in SyncChunkInput) error {
-	msgs := make([]kafka.Message, 0, len(in.Commands))
-	systems := make([]string, 0, len(in.Commands))
+	all := make([]kafka.Message, 0, len(in.Commands))
+	names := make([]string, 0, len(in.Commands))
+	singles := make([]*wire.Command, len(in.Commands))
 	for i, o := range in.Commands {
 		msg, system, err := chunkMessage(in.ChunkID, o)
 		if err != nil {
 			return classify(fmt.Sprintf("command %d", i), err)
 		}
-		msgs = append(msgs, msg)
-		systems = append(systems, system)
+		all = append(all, msg)
+		names = append(names, system)
+		singles[i] = o.Single
+	}
+	queued, err := a.divert(ctx, singles)
+	if err != nil {
+		return classify("queue pull commands", err)
+	}
+	msgs := make([]kafka.Message, 0, len(all))
+	systems := make([]string, 0, len(all))
+	for i, msg := range all {
+		if !queued[i] {
+			msgs = append(msgs, msg)
+			systems = append(systems, names[i])
+		}
 	}
 	if err := a.sign(ctx, msgs, systems); err != nil {
 		return classify("sign commands", err)
@@ -246,7 +263,7 @@ func (a *Activities) SyncChunk(ctx context.Context, in SyncChunkInput) error {
 		return err
 	}
 	activity.GetLogger(ctx).Info("synced chunk", "batch_id", d.BatchID, "chunk_id", in.ChunkID,
-		"published", len(msgs), "events", len(d.Events))
+		"published", len(msgs), "queued", len(queued), "events", len(d.Events))
 	return nil
 }
 

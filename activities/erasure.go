@@ -85,16 +85,34 @@ func (a *Activities) digests(ids []wire.Identifier) []lethe.SubjectDigest {
 // The order matters: the ledger must never claim a dispatch that Kafka has not
 // acknowledged, while a retry after a ledger failure only publishes the same
 // command_ids again, which connectors treat as the same commands.
+//
+// Commands of pull-mode systems are queued for their connectors to lease
+// (see divert) rather than published; they count as published.
 func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error) {
-	msgs := make([]kafka.Message, 0, len(in.Commands))
-	systems := make([]string, 0, len(in.Commands))
+	all := make([]kafka.Message, 0, len(in.Commands))
+	singles := make([]*wire.Command, len(in.Commands))
 	for i, o := range in.Commands {
 		msg, err := commandMessage(in.RequestID, o)
 		if err != nil {
 			return SyncResult{}, classify(fmt.Sprintf("command %d", i), err)
 		}
-		msgs = append(msgs, msg)
-		systems = append(systems, o.Command.System)
+		all = append(all, msg)
+		singles[i] = &in.Commands[i].Command
+	}
+	queued, err := a.divert(ctx, singles)
+	if err != nil {
+		return SyncResult{}, classify("queue pull commands", err)
+	}
+	// at maps each message left to publish to its command in in.Commands.
+	msgs := make([]kafka.Message, 0, len(all))
+	systems := make([]string, 0, len(all))
+	at := make([]int, 0, len(all))
+	for i, msg := range all {
+		if !queued[i] {
+			msgs = append(msgs, msg)
+			systems = append(systems, in.Commands[i].Command.System)
+			at = append(at, i)
+		}
 	}
 	if err := a.sign(ctx, msgs, systems); err != nil {
 		return SyncResult{}, classify("sign commands", err)
@@ -117,7 +135,7 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 			return failed(classify("publish commands", cause))
 		}
 		for _, i := range stuck {
-			c := in.Commands[i]
+			c := in.Commands[at[i]]
 			undelivered = append(undelivered, Undelivered{CommandID: c.Command.CommandID, System: c.Command.System,
 				Reason: cause.Error()})
 		}
@@ -127,7 +145,7 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 		// workflow corrects its delta and writes it in its next Sync.
 		logger.Warn("commands not dispatched; the workflow will try again", "request_id", in.RequestID,
 			"commands", len(undelivered), "systems", len(undeliveredSystems(undelivered)), "error", undelivered[0].Reason)
-		return SyncResult{Published: len(msgs) - len(undelivered), Undelivered: undelivered}, nil
+		return SyncResult{Published: len(in.Commands) - len(undelivered), Undelivered: undelivered}, nil
 	}
 	if !in.Ledger.Empty() {
 		if err := a.applyLedger(ctx, in.RequestID, in.Ledger); err != nil {
@@ -135,9 +153,9 @@ func (a *Activities) Sync(ctx context.Context, in SyncInput) (SyncResult, error)
 		}
 	}
 	activity.GetLogger(ctx).Info("synced erasure",
-		"request_id", in.RequestID, "published", len(msgs),
+		"request_id", in.RequestID, "published", len(msgs), "queued", len(queued),
 		"systems", len(in.Ledger.Systems), "events", len(in.Ledger.Events))
-	return SyncResult{Published: len(msgs)}, nil
+	return SyncResult{Published: len(in.Commands)}, nil
 }
 
 // applyLedger writes d and, with an Outcomes observer and a ledger that

@@ -218,6 +218,9 @@ type Config struct {
 	CredentialOverlap time.Duration
 	// Requests, when set, observes every answer for /metrics.
 	Requests RequestObserver
+	// RequireSignatures refuses unsigned pull-mode confirmations of every
+	// system, as the relay does on Kafka (LETHE_REQUIRE_SIGNATURES).
+	RequireSignatures bool
 }
 
 // RequestObserver records how long the API took to answer, by route
@@ -284,6 +287,12 @@ type Server struct {
 	systemKey *credential.Master
 	overlap   time.Duration
 	requests  RequestObserver
+
+	// pullStore and pullEngine serve pull mode when the Store and the
+	// Engine implement them; requireSigs is Config.RequireSignatures.
+	pullStore   PullStore
+	pullEngine  PullEngine
+	requireSigs bool
 }
 
 // New builds a Server from cfg, filling in the optional settings.
@@ -311,7 +320,11 @@ func New(cfg Config) (*Server, error) {
 		systemKey: cfg.SystemKey,
 		overlap:   cfg.CredentialOverlap,
 		requests:  cfg.Requests,
+
+		requireSigs: cfg.RequireSignatures,
 	}
+	s.pullStore, _ = cfg.Store.(PullStore)
+	s.pullEngine, _ = cfg.Engine.(PullEngine)
 	for _, h := range cfg.AllowedHosts {
 		s.hosts = append(s.hosts, strings.ToLower(h))
 	}
@@ -370,6 +383,8 @@ func (s *Server) routes() []route {
 		{"DELETE /v1/systems/{name}", auth.SystemsWrite, false, s.deleteSystem},
 		{"GET /v1/systems", auth.SystemsRead, false, s.listSystems},
 		{"POST /v1/systems/{name}/credentials", auth.SystemsWrite, false, s.issueCredential},
+		{"GET /v1/systems/{name}/commands", connectorScope, false, s.leaseCommands},
+		{"POST /v1/systems/{name}/confirmations", connectorScope, false, s.postConfirmations},
 		{"POST /v1/erasures", auth.ErasuresWrite, false, s.createErasure},
 		{"GET /v1/erasures/{id}", auth.ErasuresRead, false, s.getErasure},
 		{"GET /v1/erasures", auth.ErasuresRead, false, s.listErasures},

@@ -74,7 +74,11 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, rt route) (*http.
 			return nil, p.Subject
 		}
 	}
-	if !p.Has(rt.scope) {
+	allowed := p.Has(rt.scope)
+	if rt.scope == connectorScope {
+		allowed = pullAllowed(p, r)
+	}
+	if !allowed {
 		challenge(w, fmt.Sprintf(`error="insufficient_scope", scope=%q`, rt.scope))
 		writeErrorBody(w, http.StatusForbidden, "insufficient_scope",
 			fmt.Sprintf("this route needs the %s scope", rt.scope))

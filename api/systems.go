@@ -43,6 +43,8 @@ type systemRequest struct {
 	Batch bool `json:"batch"`
 	// After names the systems this one is erased after.
 	After []string `json:"after"`
+	// Mode is "kafka" (the default) or "pull".
+	Mode string `json:"mode"`
 }
 
 // systemList is the body of GET /v1/systems.
@@ -81,6 +83,17 @@ func (req systemRequest) toSystem(name string) (lethe.System, error) {
 		}
 		within = d
 	}
+	mode := lethe.ModeKafka
+	if req.Mode != "" {
+		mode = lethe.Mode(req.Mode)
+	}
+	switch {
+	case !mode.Valid():
+		return lethe.System{}, invalid("invalid_mode", "mode must be %q or %q", lethe.ModeKafka, lethe.ModePull)
+	case mode == lethe.ModePull && req.Batch:
+		return lethe.System{}, invalid("invalid_mode",
+			"a pull-mode system leases single commands: batch must be false")
+	}
 	if err := maxChars("owner", req.Owner, MaxTextChars); err != nil {
 		return lethe.System{}, err
 	}
@@ -101,6 +114,7 @@ func (req systemRequest) toSystem(name string) (lethe.System, error) {
 		ConfirmWithin: lethe.Duration(within),
 		Batch:         req.Batch,
 		After:         after,
+		Mode:          mode,
 	}, nil
 }
 
@@ -177,6 +191,9 @@ func showSystem(sys lethe.System) lethe.System {
 	}
 	if sys.After == nil {
 		sys.After = []string{}
+	}
+	if sys.Mode == "" {
+		sys.Mode = lethe.ModeKafka
 	}
 	return sys
 }

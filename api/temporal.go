@@ -15,6 +15,7 @@ import (
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/internal/resume"
 	"github.com/lethe-dev/lethe/registry"
+	"github.com/lethe-dev/lethe/wire"
 	"github.com/lethe-dev/lethe/workflows"
 )
 
@@ -263,4 +264,32 @@ func temporalError(op string, err error) error {
 			"the workflow engine is unavailable; try again later"), err)
 	}
 	return joinKind(&lethe.Error{Kind: lethe.KindInternal, Code: "internal", Message: op}, err)
+}
+
+// OpenCommand asks the workflow of requestID (a request's, or a chunk's)
+// for its open command commandID (workflows.QueryCommand). A workflow
+// Temporal no longer knows has none.
+func (e *temporalEngine) OpenCommand(ctx context.Context, requestID, commandID string) (wire.Command, bool, error) {
+	v, err := e.c.QueryWorkflow(ctx, workflows.ErasureWorkflowID(requestID), "", workflows.QueryCommand, commandID)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return wire.Command{}, false, nil
+	}
+	if err != nil {
+		return wire.Command{}, false, temporalError("query open command", err)
+	}
+	var open workflows.OpenCommand
+	if err := v.Get(&open); err != nil {
+		return wire.Command{}, false, temporalError("read open command", err)
+	}
+	if open.Command == nil {
+		return wire.Command{}, false, nil
+	}
+	return *open.Command, true, nil
+}
+
+// SignalWorkflow hands a signal to a workflow, as the relay does with the
+// confirmations of Kafka systems (relay.Signaler).
+func (e *temporalEngine) SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error {
+	return e.c.SignalWorkflow(ctx, workflowID, runID, signalName, arg)
 }

@@ -146,6 +146,10 @@ func (s *Store) applyLedger(ctx context.Context, requestID string, d lethe.Ledge
 		}
 	}
 
+	if err := dropPull(ctx, tx, id.String(), d); err != nil {
+		return nil, s.fail("apply ledger: drop pull commands", err)
+	}
+
 	if len(d.Events) > 0 {
 		events := make([]lethe.AuditEvent, len(d.Events))
 		for i, e := range d.Events {
@@ -442,4 +446,30 @@ func insertBatchAudit(ctx context.Context, q querier, events []lethe.AuditEvent,
 // bad status is reported as the caller's mistake rather than a failed insert.
 func validSystemStatus(st lethe.SystemStatus) bool {
 	return st == lethe.SystemPending || st == lethe.SystemDispatched || st.Final()
+}
+
+// dropPull takes out of the pull queue the commands that d closed: every
+// command of a request reaching a final status, and those of systems that
+// reached one. A command dispatched again later is queued again.
+func dropPull(ctx context.Context, tx *sql.Tx, requestID string, d lethe.LedgerDelta) error {
+	if d.Status.Final() {
+		_, err := tx.ExecContext(ctx, `DELETE FROM pull_commands WHERE request_id = $1`, requestID)
+		return err
+	}
+	final := map[string]bool{}
+	for _, p := range d.Systems {
+		final[p.Name] = p.Status.Final() // a system's later entry wins
+	}
+	var systems []string
+	for name, done := range final {
+		if done {
+			systems = append(systems, name)
+		}
+	}
+	if len(systems) == 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM pull_commands WHERE request_id = $1 AND system = ANY($2::text[])`,
+		requestID, pq.Array(systems))
+	return err
 }

@@ -49,11 +49,11 @@ func schema(t *testing.T, ctx context.Context, db *sql.DB) (tables []string, ver
 var wantTables = []string{
 	"api_tokens", "audit_chain_head", "audit_events", "batch_certificates", "batch_chunks", "batch_ledger_writes", "batch_outcomes",
 	"batch_subject_digests", "batch_subjects", "bulk_retries", "erasure_batches", "erasure_certificates", "erasure_requests", "erasure_systems",
-	"ledger_batches", "legal_hold_subjects", "legal_holds", "request_holds", "request_subjects", "schema_migrations", "system_credentials", "systems",
+	"ledger_batches", "legal_hold_subjects", "legal_holds", "pull_commands", "request_holds", "request_subjects", "schema_migrations", "system_credentials", "systems",
 }
 
 // wantVersions is how many migrations are embedded.
-const wantVersions = 16
+const wantVersions = 17
 
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()

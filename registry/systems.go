@@ -16,7 +16,7 @@ import (
 )
 
 const systemColumns = `name, identifiers, produces, topic, owner, description,
-	confirm_within_ms, batch, after_systems, created_at, updated_at`
+	confirm_within_ms, batch, after_systems, mode, created_at, updated_at`
 
 // SystemWrite says who changes the registry and what they may change.
 type SystemWrite struct {
@@ -47,11 +47,14 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 	if sys.ConfirmWithin <= 0 {
 		sys.ConfirmWithin = lethe.Duration(lethe.DefaultConfirmWithin)
 	}
+	if sys.Mode == "" {
+		sys.Mode = lethe.ModeKafka
+	}
 	now := s.now()
 	args := []any{
 		sys.Name, pq.Array(nonNil(sys.Identifiers)), pq.Array(nonNil(sys.Produces)),
 		sys.Topic, sys.Owner, sys.Description,
-		time.Duration(sys.ConfirmWithin).Milliseconds(), now, sys.Batch, pq.Array(nonNil(sys.After)),
+		time.Duration(sys.ConfirmWithin).Milliseconds(), now, sys.Batch, pq.Array(nonNil(sys.After)), sys.Mode,
 	}
 
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -71,8 +74,8 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 	var event lethe.AuditEvent
 	stored, err = scanSystem(tx.QueryRowContext(ctx, `
 		INSERT INTO systems (name, identifiers, produces, topic, owner, description,
-			confirm_within_ms, batch, after_systems, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $8, $8)
+			confirm_within_ms, batch, after_systems, mode, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $8, $8)
 		ON CONFLICT (name) DO NOTHING
 		RETURNING `+systemColumns, args...))
 	switch {
@@ -97,7 +100,7 @@ func (s *Store) PutSystem(ctx context.Context, sys lethe.System, w SystemWrite) 
 		}
 		stored, err = scanSystem(tx.QueryRowContext(ctx, `
 			UPDATE systems SET identifiers = $2, produces = $3, topic = $4, owner = $5,
-				description = $6, confirm_within_ms = $7, batch = $9, after_systems = $10, updated_at = $8,
+				description = $6, confirm_within_ms = $7, batch = $9, after_systems = $10, mode = $11, updated_at = $8,
 				created_at = CASE WHEN retired_at IS NULL THEN created_at ELSE $8 END,
 				retired_at = NULL
 			WHERE name = $1
@@ -303,7 +306,7 @@ func scanSystem(r scanner) (lethe.System, error) {
 		confirmMS int64
 	)
 	err := r.Scan(&sys.Name, pq.Array(&sys.Identifiers), pq.Array(&sys.Produces),
-		&sys.Topic, &sys.Owner, &sys.Description, &confirmMS, &sys.Batch, pq.Array(&sys.After),
+		&sys.Topic, &sys.Owner, &sys.Description, &confirmMS, &sys.Batch, pq.Array(&sys.After), &sys.Mode,
 		&sys.CreatedAt, &sys.UpdatedAt)
 	if err != nil {
 		return lethe.System{}, err

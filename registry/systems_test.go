@@ -30,6 +30,7 @@ func TestPutSystem(t *testing.T) {
 		Owner:         "team-orders",
 		Description:   "orders and invoices",
 		ConfirmWithin: lethe.Duration(72 * time.Hour),
+		Mode:          lethe.ModeKafka,
 	}
 
 	t.Run("create", func(t *testing.T) {

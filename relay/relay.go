@@ -348,12 +348,8 @@ func (r *Relay) handle(ctx context.Context, w *kafka.Writer, msgs []kafka.Messag
 func (r *Relay) send(ctx context.Context, id string, s *signal) error {
 	late := false
 	err := kafkax.Retry(ctx, r.log, "signal workflow", func(ctx context.Context) error {
-		err := r.sig.SignalWorkflow(ctx, workflows.ErasureWorkflowID(id), "", s.name(), s.payload())
-		var notFound *serviceerror.NotFound
-		if errors.As(err, &notFound) {
-			late = true
-			return nil
-		}
+		var err error
+		late, err = signalOnce(ctx, r.sig, id, s)
 		return err
 	})
 	if err != nil {
@@ -402,4 +398,59 @@ func lateEvents(s *signal, at time.Time) []lethe.AuditEvent {
 		})
 	}
 	return events
+}
+
+// signalOnce delivers one signal to the workflow of id; late is true when
+// no such workflow runs.
+func signalOnce(ctx context.Context, sig Signaler, id string, s *signal) (late bool, err error) {
+	err = sig.SignalWorkflow(ctx, workflows.ErasureWorkflowID(id), "", s.name(), s.payload())
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+// SignalConfirmations delivers confirmations that passed their checks to
+// their workflows as the relay does: one signal per request, in order, as
+// few as the signal size allows. It tries each signal once, so that a
+// caller who can answer its own client (the API, in pull mode) reports an
+// outage rather than waiting it out; a request whose workflow no longer
+// runs is no error, and its confirmations come back in late, to be audited
+// with LateEvents. A confirmation that cannot be encoded is an error
+// wrapping wire.ErrMalformed.
+func SignalConfirmations(ctx context.Context, sig Signaler, confs []wire.Confirmation) (late []wire.Confirmation, err error) {
+	var targets []*target
+	byID := map[string]*target{}
+	for _, c := range confs {
+		size, err := encodedSize(c)
+		if err != nil {
+			return nil, err
+		}
+		t := byID[c.RequestID]
+		if t == nil {
+			t = &target{id: c.RequestID}
+			byID[t.id] = t
+			targets = append(targets, t)
+		}
+		t.add(decoded{conf: c, size: size})
+	}
+	for _, t := range targets {
+		for _, s := range t.signals {
+			gone, err := signalOnce(ctx, sig, t.id, s)
+			if err != nil {
+				return nil, err
+			}
+			if gone {
+				late = append(late, s.confirmations...)
+			}
+		}
+	}
+	return late, nil
+}
+
+// LateEvents are the audit events of confirmations that found no running
+// workflow (confirmation_late), one each, as the relay writes them.
+func LateEvents(confs []wire.Confirmation, at time.Time) []lethe.AuditEvent {
+	return lateEvents(&signal{confirmations: confs}, at)
 }

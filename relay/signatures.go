@@ -79,34 +79,58 @@ func (r *Relay) checkSignatures(ctx context.Context, in []decoded) (ok []decoded
 	return ok, refused, nil
 }
 
-// signatureProblem says which check d fails, or "" when it counts. The
-// text names headers and key ids, never the message's content.
+// signatureProblem says which check d fails, or "" when it counts.
 func (r *Relay) signatureProblem(d decoded, creds map[string][]string) string {
-	valid, hasCreds := creds[d.system()]
-	if !hasCreds && !r.cfg.RequireSignatures {
-		return "" // a system that never had a credential still works unsigned
-	}
 	keyID, okKey := header(d.msg, wire.HeaderKeyID)
 	signature, okSig := header(d.msg, wire.HeaderSignature)
+	return SignatureProblem(Signed{System: d.system(), Value: d.msg.Value, KeyID: keyID, Signature: signature,
+		Present: okKey && okSig}, creds, r.cfg.SystemKey, r.cfg.RequireSignatures)
+}
+
+// Signed is a confirmation as its signature is checked: the bytes signed
+// and the lethe-key-id and lethe-signature that came with them, from
+// Kafka headers or from HTTP headers (pull mode).
+type Signed struct {
+	System    string
+	Value     []byte
+	KeyID     string
+	Signature string
+	// Present is false when the message lacks one of the two, or carries
+	// one twice, which is as good as unsigned.
+	Present bool
+}
+
+// SignatureProblem says which check s fails, or "" when it counts, by the
+// one set of rules of every confirmation, from Kafka or over HTTP: s must
+// be signed when its system was ever issued a credential (creds, see
+// Credentials.SystemCredentials), or always with require; it then counts
+// only when its key id is a current key of that very system and its
+// signature matches its value bytes under master. The text names headers
+// and key ids, never the message's content.
+func SignatureProblem(s Signed, creds map[string][]string, master *credential.Master, require bool) string {
+	valid, hasCreds := creds[s.System]
+	if !hasCreds && !require {
+		return "" // a system that never had a credential still works unsigned
+	}
 	switch {
-	case !okKey || !okSig:
+	case !s.Present:
 		return fmt.Sprintf("unsigned: no single %s and %s header", wire.HeaderKeyID, wire.HeaderSignature)
 	case !hasCreds:
 		return "system has no credential and signatures are required"
-	case !credential.ValidKeyID(keyID):
+	case !credential.ValidKeyID(s.KeyID):
 		return "key id is malformed"
 	}
 	current := false
 	for _, id := range valid {
-		current = current || id == keyID
+		current = current || id == s.KeyID
 	}
 	switch {
 	case !current:
-		return fmt.Sprintf("key %s is not a current key of system %s", keyID, d.system())
-	case r.cfg.SystemKey == nil:
-		return "the relay has no system key (LETHE_SYSTEM_KEY) to check signatures with"
-	case !wire.Verify(r.cfg.SystemKey.Secret(keyID), d.msg.Value, signature):
-		return fmt.Sprintf("signature does not match the value under key %s", keyID)
+		return fmt.Sprintf("key %s is not a current key of system %s", s.KeyID, s.System)
+	case master == nil:
+		return "no system key (LETHE_SYSTEM_KEY) to check signatures with"
+	case !wire.Verify(master.Secret(s.KeyID), s.Value, s.Signature):
+		return fmt.Sprintf("signature does not match the value under key %s", s.KeyID)
 	}
 	return ""
 }

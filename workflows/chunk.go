@@ -41,6 +41,11 @@ func BatchChunkWorkflow(ctx workflow.Context, in ChunkInput) (ChunkCounts, error
 	c.confirms = workflow.GetSignalChannel(ctx, SignalConfirm)
 	c.batchConfirms = workflow.GetSignalChannel(ctx, SignalBatchConfirm)
 	c.retries = workflow.GetSignalChannel(ctx, SignalRetry)
+	if err := workflow.SetQueryHandler(ctx, QueryCommand, func(id string) (OpenCommand, error) {
+		return c.openCommand(id), nil
+	}); err != nil {
+		return ChunkCounts{}, fmt.Errorf("set command query handler: %w", err)
+	}
 	return c.run(ctx)
 }
 
@@ -396,11 +401,25 @@ func (c *chunk) send(cmd *chunkCommand, items []int) {
 		c.outbox = append(c.outbox, activities.ChunkOutbound{Topic: cmd.topic, Batch: bc})
 		return
 	}
-	l := items[0]
-	c.outbox = append(c.outbox, activities.ChunkOutbound{Topic: cmd.topic, Single: &wire.Command{
+	c.outbox = append(c.outbox, activities.ChunkOutbound{Topic: cmd.topic, Single: c.single(cmd, items[0])})
+}
+
+// single is a single command for item l as the contract sends it.
+func (c *chunk) single(cmd *chunkCommand, l int) *wire.Command {
+	return &wire.Command{
 		Schema: wire.SchemaCommand, CommandID: cmd.id, RequestID: c.in.ChunkID, System: cmd.system,
 		Attempt: cmd.attempt, Identifiers: cmd.idents[l], IssuedAt: cmd.issuedAt, ConfirmBy: cmd.confirmBy,
-		DryRun: c.in.DryRun}})
+		DryRun: c.in.DryRun}
+}
+
+// openCommand answers QueryCommand: the single command with this id while
+// its one item waits for a confirmation. Batch commands are never leased.
+func (c *chunk) openCommand(id string) OpenCommand {
+	cmd := c.byID[id]
+	if cmd == nil || cmd.batch || len(cmd.items) != 1 || !cmd.open[cmd.items[0]] {
+		return OpenCommand{}
+	}
+	return OpenCommand{Command: c.single(cmd, cmd.items[0])}
 }
 
 // newCommandID derives the chunk's next command id from the batch's seed:

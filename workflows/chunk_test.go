@@ -453,3 +453,52 @@ func TestChunkRejectsWhatItDidNotIssue(t *testing.T) {
 		t.Errorf("rejected = %v: want bulk's two forged confirmations and crm's one audited", rejected)
 	}
 }
+
+// TestChunkAnswersOpenCommands checks QueryCommand on a chunk: a single
+// command waiting for its answer is returned as it was sent, identifiers
+// included; a batch command, a confirmed one and an unknown id are not.
+func TestChunkAnswersOpenCommands(t *testing.T) {
+	bulk := activities.Target{System: "bulk", Topic: wire.DefaultTopic("bulk"), Types: []string{"email"},
+		ConfirmWithin: time.Hour, Batch: true}
+	legacy := target("legacy", time.Hour, "user_id")
+	w := newChunkWorld(t, bulk, legacy)
+	in := chunkInput()
+	in.Subjects = chunkSubjects[:1]
+	query := func(id string) *wire.Command {
+		t.Helper()
+		v, err := w.env.QueryWorkflow(QueryCommand, id)
+		if err != nil {
+			t.Fatalf("query %s: %v", id, err)
+		}
+		var open OpenCommand
+		if err := v.Get(&open); err != nil {
+			t.Fatal(err)
+		}
+		return open.Command
+	}
+	w.env.RegisterDelayedCallback(func() {
+		single := w.singleCommands("legacy")[0]
+		got := query(single.CommandID)
+		if got == nil || got.CommandID != single.CommandID || got.Attempt != single.Attempt ||
+			len(got.Identifiers) != 1 || got.Identifiers[0] != single.Identifiers[0] {
+			t.Errorf("open single command = %+v, want %+v", got, single)
+		}
+		if got := query(w.batchCommands("bulk")[0].CommandID); got != nil {
+			t.Errorf("a batch command was answered: %+v", got)
+		}
+		if got := query(unknownCmdID); got != nil {
+			t.Errorf("an unknown command was answered: %+v", got)
+		}
+		w.signalSingle(single, wire.OutcomeErased, "", false)
+		w.signalBatch(w.batchCommands("bulk")[0], wire.ItemOutcome{ItemID: chunkSubjects[0].ItemID, Outcome: wire.OutcomeErased})
+	}, time.Minute)
+	w.env.RegisterDelayedCallback(func() {
+		if got := query(w.singleCommands("legacy")[0].CommandID); got != nil {
+			t.Errorf("a confirmed command is still answered: %+v", got)
+		}
+	}, 2*time.Minute)
+	w.env.ExecuteWorkflow(BatchChunkWorkflow, in)
+	if err := w.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}

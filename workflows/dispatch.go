@@ -221,21 +221,34 @@ func (w *erasure) add(cmd *CommandState) {
 }
 
 func (w *erasure) publish(cmd *CommandState) {
-	w.out.commands = append(w.out.commands, activities.Outbound{
-		Topic: cmd.Topic,
-		Command: wire.Command{
-			Schema:      wire.SchemaCommand,
-			CommandID:   cmd.ID,
-			RequestID:   w.in.RequestID,
-			System:      cmd.System,
-			Attempt:     cmd.Attempt,
-			Identifiers: slices.Clone(cmd.Identifiers),
-			IssuedAt:    cmd.IssuedAt,
-			ConfirmBy:   cmd.ConfirmBy,
-			DryRun:      w.in.DryRun,
-		},
-	})
+	w.out.commands = append(w.out.commands, activities.Outbound{Topic: cmd.Topic, Command: w.wireCommand(cmd)})
 	w.touch(cmd.System)
+}
+
+// wireCommand is cmd as the contract sends it, at its current attempt.
+func (w *erasure) wireCommand(cmd *CommandState) wire.Command {
+	return wire.Command{
+		Schema:      wire.SchemaCommand,
+		CommandID:   cmd.ID,
+		RequestID:   w.in.RequestID,
+		System:      cmd.System,
+		Attempt:     cmd.Attempt,
+		Identifiers: slices.Clone(cmd.Identifiers),
+		IssuedAt:    cmd.IssuedAt,
+		ConfirmBy:   cmd.ConfirmBy,
+		DryRun:      w.in.DryRun,
+	}
+}
+
+// openCommand answers QueryCommand: the command with this id while it
+// waits for its system's confirmation.
+func (w *erasure) openCommand(id string) OpenCommand {
+	cmd := w.byID[id]
+	if cmd == nil || cmd.Status != lethe.SystemDispatched || cmd.Held {
+		return OpenCommand{}
+	}
+	c := w.wireCommand(cmd)
+	return OpenCommand{Command: &c}
 }
 
 func (w *erasure) planTargets(ctx workflow.Context, types []string) ([]activities.Target, error) {

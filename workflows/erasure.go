@@ -223,6 +223,11 @@ func (w *erasure) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("set carry query handler: %w", err)
 	}
+	if err := workflow.SetQueryHandler(ctx, QueryCommand, func(id string) (OpenCommand, error) {
+		return w.openCommand(id), nil
+	}); err != nil {
+		return fmt.Errorf("set command query handler: %w", err)
+	}
 	w.confirms = workflow.GetSignalChannel(ctx, SignalConfirm)
 	w.extends = workflow.GetSignalChannel(ctx, SignalExtend)
 	w.holds = workflow.GetSignalChannel(ctx, SignalHolds)

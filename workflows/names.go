@@ -6,6 +6,8 @@ package workflows
 import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/lethe-dev/lethe/wire"
 )
 
 // Names shared by the workflow, the worker that hosts it, the API that starts
@@ -35,7 +37,20 @@ const (
 	// request again in a new run; it holds identifier values, and so never
 	// leaves Lethe's processes.
 	QueryCarry = "carry"
+	// QueryCommand answers an OpenCommand: the open single command with
+	// the command_id given, identifiers included, of a request's or a
+	// chunk's workflow. The API asks it when a pull-mode connector leases
+	// the command, so that identifier values stay in Temporal and never
+	// in PostgreSQL. Like every query it writes nothing to the history.
+	QueryCommand = "command"
 )
+
+// OpenCommand is the answer to QueryCommand: the command, or nil when the
+// workflow has no such command waiting for a confirmation (confirmed,
+// failed, held, never issued, or its workflow ended).
+type OpenCommand struct {
+	Command *wire.Command `json:"command,omitempty"`
+}
 
 // ErasureWorkflowID is the workflow ID of a request. Every caller derives it
 // here, so the API, the relay and the Temporal UI agree on it.

@@ -166,7 +166,7 @@ func (c *config) settings() []setting {
 		{"LETHE_CREDENTIAL_OVERLAP", "credential-overlap", "24h", "how long a system's older credentials stay valid once a new one is issued", &c.CredentialOverlap},
 		{"LETHE_RECONCILE_INTERVAL", "reconcile-interval", "5m", "how often the worker looks for open requests without a running workflow (0: never)", &c.ReconcileInterval},
 		{"LETHE_RECONCILE_GRACE", "reconcile-grace", "10m", "how long a request must go unchanged in the ledger before the reconciler looks at it", &c.ReconcileGrace},
-		{"LETHE_REQUIRE_SIGNATURES", "require-signatures", "false", "true: the relay refuses unsigned confirmations of every system, even those without credentials", &c.RequireSignatures},
+		{"LETHE_REQUIRE_SIGNATURES", "require-signatures", "false", "true: the relay and the API (pull mode) refuse unsigned confirmations of every system, even those without credentials", &c.RequireSignatures},
 		{"LETHE_KAFKA_SESSION_TIMEOUT", "kafka-session-timeout", kafkasec.DefaultSessionTimeout.String(), "relay: how long the consumer group waits for a replica's heartbeat before giving its partitions to the others", &c.KafkaSessionTimeout},
 		{"LETHE_KAFKA_HEARTBEAT_INTERVAL", "kafka-heartbeat-interval", kafkasec.DefaultHeartbeatInterval.String(), "relay: how often a replica heartbeats to its consumer group (at most a third of the session timeout)", &c.KafkaHeartbeat},
 		{"LETHE_KAFKA_REBALANCE_TIMEOUT", "kafka-rebalance-timeout", kafkasec.DefaultRebalanceTimeout.String(), "relay: how long the consumer group waits for its replicas to rejoin when partitions move", &c.KafkaRebalanceTimeout},

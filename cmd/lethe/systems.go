@@ -22,7 +22,7 @@ const systemsUsage = `Usage: lethe systems <list|get|stats|put|retire> [flags]
            the health alone (with --json, the API's stats answer)
   put NAME --identifiers TYPE,... [--produces TYPE,...] [--topic T]
            [--owner TEAM] [--description TEXT] [--confirm-within 72h] [--batch]
-           [--after SYSTEM,...]
+           [--after SYSTEM,...] [--mode kafka|pull]
            register a system, or replace it whole (flags left out take the
            API's defaults, not the old values)
   retire NAME
@@ -142,6 +142,7 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 	batch := fs.Bool("batch", false, "the system takes batch commands for the subjects of bulk erasures")
 	var after string
 	fs.StringVar(&after, "after", "", "comma-separated systems this one is erased after: its commands wait until they are final")
+	mode := fs.String("mode", "", "kafka (the default) or pull: the system leases its commands over HTTP (docs/connectors.md, Pull mode)")
 	pos, err := parseArgs(fs, args, 1, "the system's name")
 	if err != nil {
 		return err
@@ -152,6 +153,9 @@ func runSystemPut(ctx context.Context, args []string, env func(string) string, s
 	}
 	body := map[string]any{"identifiers": ids, "topic": topic, "owner": owner, "description": description,
 		"confirm_within": confirmWithin, "batch": *batch}
+	if *mode != "" {
+		body["mode"] = *mode
+	}
 	if p := splitList(produces); len(p) > 0 {
 		body["produces"] = p
 	}
@@ -199,6 +203,7 @@ func systemRows(s lethe.System) [][2]string {
 		{"CONFIRM WITHIN", s.ConfirmWithin.String()},
 		{"BATCH", strconv.FormatBool(s.Batch)},
 		{"AFTER", strings.Join(s.After, ",")},
+		{"MODE", string(s.Mode)},
 		{"CREATED", timeOrDash(&s.CreatedAt)},
 		{"UPDATED", timeOrDash(&s.UpdatedAt)},
 	}

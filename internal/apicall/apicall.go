@@ -22,6 +22,9 @@ const Timeout = 30 * time.Second
 type Response struct {
 	Status int
 	Body   []byte
+	// Header is the answer's header, for the checks that read one (the
+	// signature of a pull-mode lease).
+	Header http.Header
 }
 
 // Decode unmarshals the body into v and fails t when it does not fit.
@@ -87,5 +90,5 @@ func Do(ctx context.Context, base, method, path string, body io.Reader, contentT
 	if err != nil {
 		return Response{}, err
 	}
-	return Response{Status: resp.StatusCode, Body: b}, nil
+	return Response{Status: resp.StatusCode, Body: b, Header: resp.Header}, nil
 }

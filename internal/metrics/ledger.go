@@ -19,6 +19,9 @@ type LedgerCounter interface {
 	// CountSilentCommands counts, by system name, the open commands
 	// unanswered for longer than their system's confirm_within.
 	CountSilentCommands(ctx context.Context) (map[string]int64, error)
+	// CountPullCommands counts the queue of pull-mode commands by system:
+	// due for a lease, and leased.
+	CountPullCommands(ctx context.Context) (map[string]registry.PullCounts, error)
 }
 
 // Ledger query bounds: a scrape waits at most ledgerTimeout for PostgreSQL,
@@ -41,6 +44,7 @@ type ledgerCollector struct {
 
 	total, open, overdue, silent *prometheus.Desc
 	batchesOpen, batchesOverdue  *prometheus.Desc
+	pull                         *prometheus.Desc
 
 	mu     sync.Mutex
 	at     time.Time
@@ -52,11 +56,13 @@ type ledgerCollector struct {
 type ledgerCounts struct {
 	erasures registry.ErasureCounts
 	silent   map[string]int64
+	pull     map[string]registry.PullCounts
 }
 
 // CollectLedger adds lethe_erasures_total{status}, lethe_erasures_open,
-// lethe_erasures_overdue, lethe_batches_open, lethe_batches_overdue and
-// lethe_system_commands_silent{system}, read
+// lethe_erasures_overdue, lethe_batches_open, lethe_batches_overdue,
+// lethe_system_commands_silent{system} and lethe_pull_commands{system,state},
+// read
 // from src at scrape time. The API role calls
 // it: every replica reports the same ledger, so alerts take max(), not
 // sum(). A failed read is logged and reported as a failed family for that
@@ -81,6 +87,9 @@ func (m *Metrics) CollectLedger(src LedgerCounter, log *slog.Logger) error {
 		silent: prometheus.NewDesc("lethe_system_commands_silent",
 			"Commands of open erasure requests that their system has left unanswered for longer than its confirm_within, by system.",
 			[]string{"system"}, nil),
+		pull: prometheus.NewDesc("lethe_pull_commands",
+			"Commands of pull-mode systems waiting for a lease (state queued) or leased to a connector (state leased), by system.",
+			[]string{"system", "state"}, nil),
 	})
 	// A second API over the same registry reads the same ledger.
 	var are prometheus.AlreadyRegisteredError
@@ -98,7 +107,7 @@ func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *ledgerCollector) descs() []*prometheus.Desc {
-	return []*prometheus.Desc{c.total, c.open, c.overdue, c.silent, c.batchesOpen, c.batchesOverdue}
+	return []*prometheus.Desc{c.total, c.open, c.overdue, c.silent, c.batchesOpen, c.batchesOverdue, c.pull}
 }
 
 // Collect reads the totals, or serves the cached ones while fresh.
@@ -123,9 +132,13 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	for system, n := range read.silent {
 		ch <- prometheus.MustNewConstMetric(c.silent, prometheus.GaugeValue, float64(n), system)
 	}
+	for system, n := range read.pull {
+		ch <- prometheus.MustNewConstMetric(c.pull, prometheus.GaugeValue, float64(n.Queued), system, "queued")
+		ch <- prometheus.MustNewConstMetric(c.pull, prometheus.GaugeValue, float64(n.Leased), system, "leased")
+	}
 }
 
-// read returns the cached counts while fresh, or reads both queries
+// read returns the cached counts while fresh, or reads every query
 // within one timeout.
 func (c *ledgerCollector) read() (ledgerCounts, error) {
 	c.mu.Lock()
@@ -144,6 +157,10 @@ func (c *ledgerCollector) read() (ledgerCounts, error) {
 	if err != nil {
 		return ledgerCounts{}, err
 	}
-	c.at, c.counts = now, ledgerCounts{erasures: erasures, silent: silent}
+	pull, err := c.src.CountPullCommands(ctx)
+	if err != nil {
+		return ledgerCounts{}, err
+	}
+	c.at, c.counts = now, ledgerCounts{erasures: erasures, silent: silent, pull: pull}
 	return c.counts, nil
 }

@@ -27,7 +27,8 @@ func TestExpositionParses(t *testing.T) {
 	if err := m.CollectLedger(fakeLedger{counts: registry.ErasureCounts{
 		ByStatus: map[lethe.RequestStatus]int64{lethe.RequestRunning: 4, lethe.RequestCompleted: 9},
 		Open:     4, Overdue: 1, BatchesOpen: 2, BatchesOverdue: 1,
-	}, silent: map[string]int64{"crm": 2, "billing": 0}}, nil); err != nil {
+	}, silent: map[string]int64{"crm": 2, "billing": 0},
+		pull: map[string]registry.PullCounts{"ledger": {Queued: 3, Leased: 5}}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	f := metricstest.Scrape(t, m.Handler())
@@ -63,6 +64,8 @@ func TestExpositionParses(t *testing.T) {
 		// sees the first one.
 		{"lethe_reconciler_actions_total", []string{"action", "failed"}, 0},
 		{"lethe_system_commands_silent", []string{"system", "billing"}, 0},
+		{"lethe_pull_commands", []string{"system", "ledger", "state", "queued"}, 3},
+		{"lethe_pull_commands", []string{"system", "ledger", "state", "leased"}, 5},
 	} {
 		if got, ok := f.Value(tc.name, tc.labels...); !ok || got != tc.want {
 			t.Errorf("%s%v = %v (found %v), want %v", tc.name, tc.labels, got, ok, tc.want)
@@ -76,6 +79,7 @@ func TestExpositionParses(t *testing.T) {
 type fakeLedger struct {
 	counts registry.ErasureCounts
 	silent map[string]int64
+	pull   map[string]registry.PullCounts
 	err    error
 	// silentErr fails the second query only.
 	silentErr error
@@ -96,6 +100,13 @@ func (f fakeLedger) CountSilentCommands(context.Context) (map[string]int64, erro
 	return f.silent, f.silentErr
 }
 
+func (f fakeLedger) CountPullCommands(context.Context) (map[string]registry.PullCounts, error) {
+	if f.calls != nil {
+		*f.calls++
+	}
+	return f.pull, nil
+}
+
 // Scrapes within the cache's life read the ledger once.
 func TestLedgerTotalsAreCached(t *testing.T) {
 	m := metrics.New()
@@ -106,8 +117,8 @@ func TestLedgerTotalsAreCached(t *testing.T) {
 	for range 3 {
 		metricstest.Scrape(t, m.Handler())
 	}
-	if calls != 2 {
-		t.Errorf("three scrapes made %d ledger queries, want the two of one read", calls)
+	if calls != 3 {
+		t.Errorf("three scrapes made %d ledger queries, want the three of one read", calls)
 	}
 }
 

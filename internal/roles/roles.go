@@ -262,6 +262,7 @@ func APIHandler(d Deps) (http.Handler, error) {
 
 		SystemKey:         d.Settings.SystemKey,
 		CredentialOverlap: d.Settings.CredentialOverlap,
+		RequireSignatures: d.Settings.RequireSignatures,
 	}
 	if d.Metrics != nil {
 		cfg.Requests = d.Metrics
@@ -318,7 +319,7 @@ func RunWorker(ctx context.Context, d Deps) error {
 	w := worker.New(d.Temporal, workflows.TaskQueue, WorkerOptions(d.Settings.Failover))
 	acts := &activities.Activities{Registry: d.Store, Ledger: d.Store, Publisher: writer,
 		Digester: d.Digester, Escalations: d.Settings.Escalations,
-		Credentials: d.Store, SystemKey: d.Settings.SystemKey, Batches: d.Store,
+		Credentials: d.Store, SystemKey: d.Settings.SystemKey, Batches: d.Store, Pull: d.Store,
 		Topics: Topics{Brokers: d.Brokers, Security: d.KafkaSecurity, Partitions: d.Partitions}}
 	if d.Metrics != nil {
 		acts.Metrics, acts.Outcomes = d.Metrics, d.Metrics
