@@ -196,6 +196,7 @@ func systemRows(s lethe.System) [][2]string {
 		{"DESCRIPTION", s.Description},
 		{"CONFIRM WITHIN", s.ConfirmWithin.String()},
 		{"BATCH", strconv.FormatBool(s.Batch)},
+		{"MODE", string(s.Mode)},
 		{"CREATED", timeOrDash(&s.CreatedAt)},
 		{"UPDATED", timeOrDash(&s.UpdatedAt)},
 	}
