@@ -118,6 +118,32 @@ func TestPullModeCompletesOverHTTP(t *testing.T) {
 	if r := s.pull(http.MethodPost, "/v1/systems/pullsys/confirmations", conn, wrong); r.Status != http.StatusBadRequest || r.ErrorCode() != "system_mismatch" {
 		t.Errorf("confirmation naming another system = %d %s, want 400 system_mismatch", r.Status, r.Body)
 	}
+	// A command_id never issued to the system is rejected and audited,
+	// and counts for nothing.
+	forged := again[0]
+	forged.CommandID = "0b5c0000-0000-4000-8000-000000000000"
+	if r := s.pull(http.MethodPost, "/v1/systems/pullsys/confirmations", conn, confirmation(forged)); r.Status != http.StatusAccepted {
+		t.Fatalf("POST a forged confirmation = %d %s", r.Status, r.Body)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var rejected int
+		if err := s.DB.QueryRowContext(s.ctx, `SELECT count(*) FROM audit_events WHERE request_id = $1 AND kind = $2`,
+			e.ID, lethe.AuditConfirmationRejected).Scan(&rejected); err != nil {
+			t.Fatal(err)
+		}
+		if rejected > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the forged confirmation was not audited as %s", lethe.AuditConfirmationRejected)
+		}
+	}
+	var running lethe.Erasure
+	s.do(http.MethodGet, "/v1/erasures/"+e.ID, nil).Decode(t, &running)
+	if systemByName(t, running, "pullsys").Status != lethe.SystemDispatched {
+		t.Fatalf("after a forged confirmation: %s", describe(running))
+	}
+
 	body := "[" + confirmation(again[0]) + "," + confirmation(again[0]) + "]" // a repeat is harmless
 	if r := s.pull(http.MethodPost, "/v1/systems/pullsys/confirmations", conn, body); r.Status != http.StatusAccepted {
 		t.Fatalf("POST confirmations = %d %s", r.Status, r.Body)
