@@ -232,3 +232,50 @@ func TestPullModeSigned(t *testing.T) {
 		t.Fatalf("request after the signed confirmation: %s", describe(done))
 	}
 }
+
+// TestPullModeBulkErasure runs a bulk erasure whose subjects a pull-mode
+// system erases: each subject's single command comes from its chunk's
+// workflow through the lease, and the confirmations posted complete the
+// batch.
+func TestPullModeBulkErasure(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.putPullSystem("bulkpull", "user_id")
+	conn := testenv.Token(t, s.Store, "bulkpull-connector", auth.Scope("connector:bulkpull"))
+	const n = 3
+	var body strings.Builder
+	for i := range n {
+		fmt.Fprintf(&body, `{"subject": {"user_id": "u-bulk-pull-%d"}}`+"\n", i)
+	}
+	r := s.doRaw(http.MethodPost, "/v1/erasure-batches?reason=retention&requested_by=e2e", body.String(), "application/x-ndjson")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
+	}
+	var b lethe.Batch
+	r.Decode(t, &b)
+
+	var cmds []wire.Command
+	for deadline := time.Now().Add(60 * time.Second); len(cmds) < n; {
+		cmds = append(cmds, leased(t, s.pull(http.MethodGet, "/v1/systems/bulkpull/commands?wait=10s", conn, ""))...)
+		if time.Now().After(deadline) {
+			t.Fatalf("leased %d commands in a minute, want %d", len(cmds), n)
+		}
+	}
+	values := map[string]bool{}
+	var confs []string
+	for _, c := range cmds {
+		if len(c.Identifiers) != 1 || c.System != "bulkpull" || c.Validate() != nil {
+			t.Fatalf("leased %+v, want one user_id of the batch", c)
+		}
+		values[c.Identifiers[0].Value] = true
+		confs = append(confs, confirmation(c))
+	}
+	if len(values) != n {
+		t.Fatalf("leased commands name %d subjects, want %d", len(values), n)
+	}
+	if r := s.pull(http.MethodPost, "/v1/systems/bulkpull/confirmations", conn, "["+strings.Join(confs, ",")+"]"); r.Status != http.StatusAccepted {
+		t.Fatalf("POST confirmations = %d %s", r.Status, r.Body)
+	}
+	if done := s.awaitBatch(b.ID, time.Minute); done.Status != lethe.RequestCompleted || done.Counts.Completed != n {
+		t.Fatalf("batch = %s %+v, want completed", done.Status, done.Counts)
+	}
+}
