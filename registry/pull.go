@@ -216,19 +216,6 @@ func (s *Store) FinishPull(ctx context.Context, keys []PullKey) (map[PullKey]boo
 	return found, nil
 }
 
-// PullDue reports whether system has a command due now, for a long poll
-// waiting for one: a cheap read on the queue's index.
-func (s *Store) PullDue(ctx context.Context, system string, now time.Time) (bool, error) {
-	var due bool
-	err := s.db.QueryRowContext(ctx, `
-		SELECT EXISTS (SELECT 1 FROM pull_commands
-			WHERE system = $1 AND (leased_until IS NULL OR leased_until <= $2))`, system, now).Scan(&due)
-	if err != nil {
-		return false, s.fail("read pull queue", err)
-	}
-	return due, nil
-}
-
 // PullCounts is a pull-mode system's queue at one moment: commands due for
 // a lease (never leased since their dispatch, or their lease ran out) and
 // commands leased to a connector.

@@ -235,6 +235,11 @@ func TestClientCommandsAgainstAPI(t *testing.T) {
 	if strings.Contains(res.stdout, email) || !strings.Contains(res.stdout, `"waves"`) {
 		t.Errorf("erasures plan --json = %s, want the plan without the value", res.stdout)
 	}
+	res = r.lethe(admin, "systems", "put", "ledger", "--identifiers", "ledger_id", "--mode", "pull")
+	wantOK(t, "systems put --mode pull", res)
+	if got := field(t, res.stdout, "MODE"); got != "pull" {
+		t.Errorf("systems put --mode pull: MODE %q, want pull", got)
+	}
 	res = r.lethe(admin, "systems", "list")
 	wantOK(t, "systems list", res)
 	cols := []string{"NAME", "IDENTIFIERS", "PRODUCES", "TOPIC", "OWNER", "CONFIRM WITHIN"}

@@ -118,6 +118,32 @@ func TestPullModeCompletesOverHTTP(t *testing.T) {
 	if r := s.pull(http.MethodPost, "/v1/systems/pullsys/confirmations", conn, wrong); r.Status != http.StatusBadRequest || r.ErrorCode() != "system_mismatch" {
 		t.Errorf("confirmation naming another system = %d %s, want 400 system_mismatch", r.Status, r.Body)
 	}
+	// A command_id never issued to the system is rejected and audited,
+	// and counts for nothing.
+	forged := again[0]
+	forged.CommandID = "0b5c0000-0000-4000-8000-000000000000"
+	if r := s.pull(http.MethodPost, "/v1/systems/pullsys/confirmations", conn, confirmation(forged)); r.Status != http.StatusAccepted {
+		t.Fatalf("POST a forged confirmation = %d %s", r.Status, r.Body)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var rejected int
+		if err := s.DB.QueryRowContext(s.ctx, `SELECT count(*) FROM audit_events WHERE request_id = $1 AND kind = $2`,
+			e.ID, lethe.AuditConfirmationRejected).Scan(&rejected); err != nil {
+			t.Fatal(err)
+		}
+		if rejected > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the forged confirmation was not audited as %s", lethe.AuditConfirmationRejected)
+		}
+	}
+	var running lethe.Erasure
+	s.do(http.MethodGet, "/v1/erasures/"+e.ID, nil).Decode(t, &running)
+	if systemByName(t, running, "pullsys").Status != lethe.SystemDispatched {
+		t.Fatalf("after a forged confirmation: %s", describe(running))
+	}
+
 	body := "[" + confirmation(again[0]) + "," + confirmation(again[0]) + "]" // a repeat is harmless
 	if r := s.pull(http.MethodPost, "/v1/systems/pullsys/confirmations", conn, body); r.Status != http.StatusAccepted {
 		t.Fatalf("POST confirmations = %d %s", r.Status, r.Body)
@@ -204,5 +230,52 @@ func TestPullModeSigned(t *testing.T) {
 	}
 	if done := s.await(e.ID, 30*time.Second); done.Status != lethe.RequestCompleted {
 		t.Fatalf("request after the signed confirmation: %s", describe(done))
+	}
+}
+
+// TestPullModeBulkErasure runs a bulk erasure whose subjects a pull-mode
+// system erases: each subject's single command comes from its chunk's
+// workflow through the lease, and the confirmations posted complete the
+// batch.
+func TestPullModeBulkErasure(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.putPullSystem("bulkpull", "user_id")
+	conn := testenv.Token(t, s.Store, "bulkpull-connector", auth.Scope("connector:bulkpull"))
+	const n = 3
+	var body strings.Builder
+	for i := range n {
+		fmt.Fprintf(&body, `{"subject": {"user_id": "u-bulk-pull-%d"}}`+"\n", i)
+	}
+	r := s.doRaw(http.MethodPost, "/v1/erasure-batches?reason=retention&requested_by=e2e", body.String(), "application/x-ndjson")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
+	}
+	var b lethe.Batch
+	r.Decode(t, &b)
+
+	var cmds []wire.Command
+	for deadline := time.Now().Add(60 * time.Second); len(cmds) < n; {
+		cmds = append(cmds, leased(t, s.pull(http.MethodGet, "/v1/systems/bulkpull/commands?wait=10s", conn, ""))...)
+		if time.Now().After(deadline) {
+			t.Fatalf("leased %d commands in a minute, want %d", len(cmds), n)
+		}
+	}
+	values := map[string]bool{}
+	var confs []string
+	for _, c := range cmds {
+		if len(c.Identifiers) != 1 || c.System != "bulkpull" || c.Validate() != nil {
+			t.Fatalf("leased %+v, want one user_id of the batch", c)
+		}
+		values[c.Identifiers[0].Value] = true
+		confs = append(confs, confirmation(c))
+	}
+	if len(values) != n {
+		t.Fatalf("leased commands name %d subjects, want %d", len(values), n)
+	}
+	if r := s.pull(http.MethodPost, "/v1/systems/bulkpull/confirmations", conn, "["+strings.Join(confs, ",")+"]"); r.Status != http.StatusAccepted {
+		t.Fatalf("POST confirmations = %d %s", r.Status, r.Body)
+	}
+	if done := s.awaitBatch(b.ID, time.Minute); done.Status != lethe.RequestCompleted || done.Counts.Completed != n {
+		t.Fatalf("batch = %s %+v, want completed", done.Status, done.Counts)
 	}
 }
