@@ -81,4 +81,7 @@ type Result struct {
 	// Derived are further identifiers of the same subject the handler found,
 	// which Lethe sends on to the systems that erase by their types.
 	Derived []wire.Identifier
+
+	// later, set by Later, says the handler has not finished.
+	later *later
 }
