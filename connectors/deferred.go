@@ -96,6 +96,15 @@ func Later(state []byte, due time.Time) Result {
 	return Result{later: &later{state: json.RawMessage(state), due: due}}
 }
 
+// Pending reports whether r is a Later, with its state and due time: for a
+// handler's tests, which cannot otherwise see them.
+func (r Result) Pending() (state []byte, due time.Time, ok bool) {
+	if r.later == nil {
+		return nil, time.Time{}, false
+	}
+	return r.later.state, r.later.due, true
+}
+
 type canDeferKey struct{}
 
 // CanDefer reports whether the Erase call of ctx may return Later: the
