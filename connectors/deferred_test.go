@@ -160,4 +160,3 @@ func TestRunFinishesDeferredCommandFromOutside(t *testing.T) {
 		t.Errorf("finish of an unknown command = %v, want ErrNotDeferred", err)
 	}
 }
-

@@ -82,8 +82,8 @@ func webhookConnector(t *testing.T, s *stack, system string, v *slowVendor, stor
 	t.Helper()
 	cfg := webhook.Config{
 		System: system, URL: v.srv.URL + "/erase", SecretEnv: "UNUSED_IN_TESTS",
-		Poll:   webhook.PollConfig{Enabled: callbackSecretFile == "", Initial: 200 * time.Millisecond, Max: 400 * time.Millisecond},
-		Store:  store, Logger: s.Log.With("connector", system),
+		Poll:  webhook.PollConfig{Enabled: callbackSecretFile == "", Initial: 200 * time.Millisecond, Max: 400 * time.Millisecond},
+		Store: store, Logger: s.Log.With("connector", system),
 	}
 	if callbackSecretFile != "" {
 		cfg.Callback = &webhook.CallbackConfig{Listen: "127.0.0.1:0", SecretFile: callbackSecretFile}
