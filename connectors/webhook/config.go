@@ -64,11 +64,12 @@ type Config struct {
 	// is ignored when Store is set.
 	StoreDB *StoreConfig `yaml:"store"`
 
-	// Store is the SDK's dedup store, which also keeps the polls of status
-	// URLs in progress so that they survive a restart: Main passes it to
-	// connectors.Run as its Dedup. Default an in-memory store; a connector
-	// that must resume its polls after a restart, or runs several
-	// replicas, uses connectors.NewPostgresDedup's.
+	// Store is the SDK's dedup store, which also keeps the commands
+	// waiting for the endpoint's final answer so that they survive a
+	// restart: Main passes it to connectors.Run as its Dedup. Default an
+	// in-memory store; a connector that must resume them after a restart,
+	// or runs several replicas, uses connectors.NewPostgresDedup's (Main
+	// opens one when the file has store).
 	Store connectors.PendingStore `yaml:"-"`
 	// Logger receives the connector's logs, which never carry identifier
 	// values or response bodies; default slog.Default().

@@ -110,12 +110,14 @@ func (c *Connector) allowedHost(host string) bool {
 	return false
 }
 
-// follow polls p's status URL for req's answer until the endpoint gives a
-// final one or req.ConfirmBy passes; then it forgets the poll and returns
-// the result. The poll is recorded in the store before the first wait and
-// after each poll, so a connector stopped in between (ctx ends: follow
-// returns ctx's error and the command stays uncommitted) resumes it when the
-// command is delivered again, with no second call of the endpoint.
+// follow polls p's status URL for req's answer within Erase, for a command
+// that cannot be deferred (an item of a batch command, or Erase called
+// outside connectors.Run), until the endpoint gives a final answer or
+// req.ConfirmBy passes; then it forgets the poll and returns the result.
+// The poll is recorded in the store before the first wait and after each
+// poll, so a connector stopped in between (ctx ends: follow returns ctx's
+// error and the command stays uncommitted) resumes it when the command is
+// delivered again, with no second call of the endpoint.
 //
 // Polls wait a capped exponential backoff with jitter (poll.initial doubling
 // up to poll.max); a Retry-After of the endpoint is honoured within that
