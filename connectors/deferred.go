@@ -314,7 +314,15 @@ func (c *consumer) finish(ctx context.Context, commandID string, res Result) err
 	case !claimed:
 		return ErrDeferredBusy
 	}
-	if err := c.finishDeferred(ctx, d, res); err != nil {
+	// The caller's end (a callback's client gone) must not cut the write
+	// short, and a failure releases the claim at once, so that the caller
+	// can try again.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalCommitTimeout)
+	defer cancel()
+	if err := c.finishDeferred(wctx, d, res); err != nil {
+		if rerr := c.ds.putDeferred(wctx, d); rerr != nil {
+			c.log.Warn("release deferred command", "request_id", d.RequestID, "error_type", errorType(rerr))
+		}
 		return fmt.Errorf("connectors: confirm deferred command: %w", err)
 	}
 	return nil

@@ -777,16 +777,18 @@ func (c *consumer) settle(ctx context.Context, batch []kafka.Message, results []
 	}
 	var commit []kafka.Message
 	stopped := make(map[int]bool)
+	abandoned := 0
 	for i, m := range batch {
 		if !results[i].done {
 			stopped[m.Partition] = true
+			abandoned++
 		}
 		if !stopped[m.Partition] {
 			commit = append(commit, m)
 		}
 	}
 	if len(stopped) > 0 {
-		c.log.Info("commands abandoned at shutdown; they will be delivered again", "abandoned", len(batch)-len(out))
+		c.log.Info("commands abandoned at shutdown; they will be delivered again", "abandoned", abandoned)
 	}
 	if len(commit) == 0 {
 		return true
