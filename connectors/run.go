@@ -269,6 +269,12 @@ func (c Config) withDefaults() Config {
 // not fail, and only the failed ones are erased again. The Observer hears of
 // each item as of a command.
 //
+// A Resumer's command that its Erase deferred (Later) is recorded in
+// Config.Dedup and committed without a confirmation; Run resumes it in the
+// background, from the store, so after a restart too, and confirms it once
+// Resume answers (see Resumer). This needs a store of the SDK; with another
+// one, CanDefer is false and the handler finishes within Erase.
+//
 // Run creates its command topic and the dead-letter topic when they are
 // missing; the confirmations topic is Lethe's and must exist.
 func Run(ctx context.Context, cfg Config, h Handler) error {
