@@ -189,7 +189,7 @@ func (c *consumer) answerItems(ctx, hctx, dctx context.Context, bc *wire.BatchCo
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			conf, ok := c.answer(ctx, hctx, dctx, itemCommand(bc, it), twins)
+			conf, _, ok := c.answer(ctx, hctx, dctx, itemCommand(bc, it), twins, false)
 			if !ok {
 				abandoned.Store(true)
 				return

@@ -78,7 +78,7 @@ func NewMemoryDedup(size int) DedupStore {
 	if size < 1 {
 		size = DefaultDedupSize
 	}
-	return &memoryDedup{size: size, order: list.New(), byID: make(map[string]*list.Element), pending: make(map[string][]byte)}
+	return &memoryDedup{size: size, order: list.New(), byID: make(map[string]*list.Element), pending: make(map[string][]byte), deferred: make(map[string]memoryDeferred)}
 }
 
 type memoryDedup struct {
@@ -89,6 +89,9 @@ type memoryDedup struct {
 	// pending is never evicted: it holds only work in progress, which its
 	// handler deletes when done.
 	pending map[string][]byte
+	// deferred holds the commands whose handler finishes later (see
+	// Resumer); never evicted either.
+	deferred map[string]memoryDeferred
 }
 
 var _ PendingStore = (*memoryDedup)(nil)

@@ -62,9 +62,11 @@ func NewPostgresDedup(ctx context.Context, db *sql.DB, table string) (DedupStore
 	}
 	pending := strings.TrimSuffix(quoted, `"`) + `_pending"`
 	s := &postgresDedup{
-		db:         db,
-		pendingSQL: pending,
-		getPending: `SELECT state FROM ` + pending + ` WHERE command_id = $1`,
+		db:            db,
+		pendingSQL:    pending,
+		deferredSQL:   strings.TrimSuffix(quoted, `"`) + `_deferred"`,
+		deferredIndex: strings.TrimSuffix(index, `_recorded_at"`) + `_deferred_due"`,
+		getPending:    `SELECT state FROM ` + pending + ` WHERE command_id = $1`,
 		putPending: `INSERT INTO ` + pending + ` (command_id, state) VALUES ($1, $2::jsonb)
 			ON CONFLICT (command_id) DO UPDATE SET state = EXCLUDED.state, recorded_at = now()`,
 		deletePending: `DELETE FROM ` + pending + ` WHERE command_id = $1`,
@@ -108,7 +110,10 @@ type postgresDedup struct {
 	// pendingSQL is the quoted name of the table of pending states, the
 	// dedup table's name with _pending; the others are its statements.
 	pendingSQL, getPending, putPending, deletePending, prunePending string
-	get, insertSQL, prune                                           string
+	// deferredSQL is the quoted name of the table of deferred commands,
+	// the dedup table's name with _deferred, and deferredIndex its index.
+	deferredSQL, deferredIndex string
+	get, insertSQL, prune      string
 	// getManySQL and insertManySQL serve the items of a batch command.
 	getManySQL, insertManySQL string
 	pruneMu                   sync.Mutex
@@ -151,6 +156,9 @@ func (s *postgresDedup) create(ctx context.Context, table, quoted, index string)
 		state       jsonb NOT NULL,
 		recorded_at timestamptz NOT NULL DEFAULT now()
 	)`); err != nil {
+		return err
+	}
+	if err := s.createDeferred(ctx, tx); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -11,7 +11,9 @@
 // recovered panics; dead letters for malformed commands; bounded
 // concurrency that keeps each request's commands in order; graceful
 // shutdown; TLS and SASL; logs free of identifier values; and an Observer
-// for metrics.
+// for metrics. A handler whose work outlives a call (a vendor that answers
+// days later) implements Resumer: its command is committed at once and
+// resumed in the background, so it holds up no other command.
 //
 // A service that restores a backup uses a SuppressionList to find the
 // restored subjects Lethe had erased, and ReErase to erase them again
@@ -81,4 +83,7 @@ type Result struct {
 	// Derived are further identifiers of the same subject the handler found,
 	// which Lethe sends on to the systems that erase by their types.
 	Derived []wire.Identifier
+
+	// later, set by Later, says the handler has not finished.
+	later *later
 }

@@ -100,6 +100,13 @@ type Config struct {
 	Observer Observer
 	// Now stamps confirmations; default time.Now.
 	Now func() time.Time
+	// DeferredCheck is how often Run looks for deferred commands that are
+	// due (see Resumer); default DefaultDeferredCheck.
+	DeferredCheck time.Duration
+	// DeferredLease is how long a replica holds a deferred command it
+	// resumes before another may take it over; Resume gets half of it.
+	// Default DefaultDeferredLease.
+	DeferredLease time.Duration
 
 	// afterRecord, set only by tests, runs once a confirmation is recorded
 	// in Dedup and before it is published: the window in which a consumer
@@ -144,6 +151,10 @@ func (c Config) Validate() error {
 		return errors.New("connectors: config: batch wait is negative")
 	case c.Concurrency < 0:
 		return errors.New("connectors: config: concurrency is negative")
+	case c.DeferredCheck < 0:
+		return errors.New("connectors: config: deferred check interval is negative")
+	case c.DeferredLease < 0:
+		return errors.New("connectors: config: deferred lease is negative")
 	}
 	for _, b := range c.Brokers {
 		if b == "" {
@@ -195,6 +206,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.DeferredCheck == 0 {
+		c.DeferredCheck = DefaultDeferredCheck
+	}
+	if c.DeferredLease == 0 {
+		c.DeferredLease = DefaultDeferredLease
 	}
 	return c
 }
@@ -252,6 +269,12 @@ func (c Config) withDefaults() Config {
 // not fail, and only the failed ones are erased again. The Observer hears of
 // each item as of a command.
 //
+// A Resumer's command that its Erase deferred (Later) is recorded in
+// Config.Dedup and committed without a confirmation; Run resumes it in the
+// background, from the store, so after a restart too, and confirms it once
+// Resume answers (see Resumer). This needs a store of the SDK; with another
+// one, CanDefer is false and the handler finishes within Erase.
+//
 // Run creates its command topic and the dead-letter topic when they are
 // missing; the confirmations topic is Lethe's and must exist.
 func Run(ctx context.Context, cfg Config, h Handler) error {
@@ -284,10 +307,23 @@ func Run(ctx context.Context, cfg Config, h Handler) error {
 		r:   kafkasec.NewReader(cfg.Brokers, cfg.GroupID, cfg.Topic, cfg.Logger, sec, cfg.groupTimeouts(), cfg.tuneReader),
 		w:   kafkasec.NewWriter(cfg.Brokers, sec),
 		sg:  sg,
+		ds:  deferrer(cfg, h),
 	}
 	defer c.close()
-	c.log.Info("connector started", "group", cfg.GroupID, "concurrency", cfg.Concurrency, "signed", sg != nil)
+	c.log.Info("connector started", "group", cfg.GroupID, "concurrency", cfg.Concurrency, "signed", sg != nil, "defers", c.ds != nil)
+	var wg sync.WaitGroup
+	if c.ds != nil {
+		if f, ok := h.(Finisher); ok {
+			f.AttachFinish(c.finish)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.resumeLoop(ctx)
+		}()
+	}
 	c.run(ctx)
+	wg.Wait()
 	c.log.Info("connector stopped")
 	return nil
 }
@@ -300,6 +336,9 @@ type consumer struct {
 	w   *kafka.Writer
 	// sg checks commands and signs confirmations; nil without a credential.
 	sg *signer
+	// ds keeps deferred commands; nil when h is no Resumer or the store
+	// cannot keep them.
+	ds deferStore
 }
 
 func (c *consumer) close() {
@@ -373,6 +412,9 @@ type result struct {
 	// one message.
 	more []kafka.Message
 	done bool
+	// none says there is nothing to publish: the command was deferred,
+	// and its confirmation comes later.
+	none bool
 }
 
 // keyed is the commands of one request (or batch commands of one bulk
@@ -484,11 +526,15 @@ func (c *consumer) handleRequest(ctx, hctx, dctx context.Context, batch []kafka.
 			results[g.at[j]] = r
 			continue
 		}
-		conf, ok := c.answer(ctx, hctx, dctx, cmd, twins)
+		conf, deferred, ok := c.answer(ctx, hctx, dctx, cmd, twins, c.ds != nil)
 		if !ok {
 			return
 		}
 		i := g.at[j]
+		if deferred {
+			results[i] = result{done: true, none: true}
+			continue
+		}
 		msg, err := EncodeConfirmation(conf)
 		switch {
 		case err != nil:
@@ -501,9 +547,11 @@ func (c *consumer) handleRequest(ctx, hctx, dctx context.Context, batch []kafka.
 }
 
 // answer returns cmd's confirmation: a recorded one if there is, else the
-// handler's, recorded before it is returned. ok is false when cmd was
-// abandoned at shutdown.
-func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twins *twinMap) (conf wire.Confirmation, ok bool) {
+// handler's, recorded before it is returned. deferred says there is none
+// yet: the handler deferred its work (see Resumer), now or at an earlier
+// delivery; only when mayDefer, which the items of a batch command are not.
+// ok is false when cmd was abandoned at shutdown.
+func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twins *twinMap, mayDefer bool) (conf wire.Confirmation, deferred, ok bool) {
 	conf, found := twins.get(cmd.CommandID)
 	if !found {
 		conf, found = c.recorded(hctx, cmd)
@@ -511,17 +559,25 @@ func (c *consumer) answer(ctx, hctx, dctx context.Context, cmd wire.Command, twi
 	if found {
 		c.cfg.Observer.CommandDuplicate(c.cfg.System)
 		c.log.Debug("command answered with its recorded confirmation", "request_id", cmd.RequestID, "attempt", cmd.Attempt)
-		return conf, true
+		return conf, false, true
 	}
-	conf, ok = c.erase(ctx, hctx, cmd)
+	if mayDefer && c.isDeferred(hctx, cmd) {
+		c.cfg.Observer.CommandDuplicate(c.cfg.System)
+		c.log.Debug("command is deferred already; its confirmation comes when it is resumed", "request_id", cmd.RequestID, "attempt", cmd.Attempt)
+		return wire.Confirmation{}, true, true
+	}
+	conf, l, ok := c.erase(ctx, hctx, cmd, mayDefer)
 	if !ok {
-		return wire.Confirmation{}, false
+		return wire.Confirmation{}, false, false
+	}
+	if l != nil {
+		return wire.Confirmation{}, true, c.deferCommand(dctx, cmd, l)
 	}
 	if replayable(conf) {
 		conf = c.record(dctx, cmd, conf)
 		twins.put(conf)
 	}
-	return conf, true
+	return conf, false, true
 }
 
 // twinMap holds the replayable confirmations given within one request's
@@ -601,10 +657,11 @@ func (c *consumer) deadLetter(m kafka.Message, kind, reason string) kafka.Messag
 }
 
 // erase calls the handler under hctx, retrying its errors, and builds the
-// confirmation. ok is false when the command was abandoned, since a handler
-// cut short by shutdown did not fail: hctx ended during a call that failed,
-// or ctx (Run's) ended before a retry, which is a new call.
-func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire.Confirmation, ok bool) {
+// confirmation, or returns l when the handler deferred its work. ok is
+// false when the command was abandoned, since a handler cut short by
+// shutdown did not fail: hctx ended during a call that failed, or ctx
+// (Run's) ended before a retry, which is a new call.
+func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command, mayDefer bool) (conf wire.Confirmation, l *later, ok bool) {
 	req := Request{
 		CommandID:   cmd.CommandID,
 		RequestID:   cmd.RequestID,
@@ -615,6 +672,9 @@ func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire
 		IssuedAt:    cmd.IssuedAt,
 		ConfirmBy:   cmd.ConfirmBy,
 	}
+	if mayDefer {
+		hctx = context.WithValue(hctx, canDeferKey{}, true)
+	}
 	start := time.Now()
 	res, calls, ok, err := callHandler(ctx, hctx, c.h, req, c.cfg.Retry, func(calls int, delay time.Duration, err error) {
 		c.log.Warn("handler failed; retrying", "request_id", cmd.RequestID, "attempt", cmd.Attempt,
@@ -622,9 +682,14 @@ func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire
 		c.cfg.Observer.HandlerRetried(c.cfg.System)
 	})
 	if !ok {
-		return wire.Confirmation{}, false
+		return wire.Confirmation{}, nil, false
 	}
 	switch {
+	case err == nil && res.later != nil && mayDefer:
+		return wire.Confirmation{}, res.later, true
+	case err == nil && res.later != nil:
+		c.log.Error("handler returned Later, which Run cannot keep here (see CanDefer)", "request_id", cmd.RequestID)
+		conf = NewConfirmation(cmd, Result{Outcome: wire.OutcomeFailed, Detail: detailInvalidResult + "deferred where it cannot be"}, c.cfg.Now())
 	case err == nil:
 		conf = NewConfirmation(cmd, res, c.cfg.Now())
 		if conf.Detail == detailInvalidOutcome || strings.HasPrefix(conf.Detail, detailInvalidResult) {
@@ -641,7 +706,7 @@ func (c *consumer) erase(ctx, hctx context.Context, cmd wire.Command) (conf wire
 	c.cfg.Observer.CommandHandled(c.cfg.System, conf.Outcome, calls, d)
 	c.log.Debug("command handled", "request_id", cmd.RequestID, "attempt", cmd.Attempt,
 		"outcome", string(conf.Outcome), "records", conf.Records, "calls", calls, "duration", d)
-	return conf, true
+	return conf, nil, true
 }
 
 // callHandler calls h with req under hctx until it succeeds, fails for good
@@ -701,7 +766,7 @@ func call(ctx context.Context, h Handler, req Request) (res Result, err error) {
 func (c *consumer) settle(ctx context.Context, batch []kafka.Message, results []result) bool {
 	var out []kafka.Message
 	for _, r := range results {
-		if r.done {
+		if r.done && !r.none {
 			out = append(out, r.msg)
 			out = append(out, r.more...)
 		}
@@ -718,16 +783,18 @@ func (c *consumer) settle(ctx context.Context, batch []kafka.Message, results []
 	}
 	var commit []kafka.Message
 	stopped := make(map[int]bool)
+	abandoned := 0
 	for i, m := range batch {
 		if !results[i].done {
 			stopped[m.Partition] = true
+			abandoned++
 		}
 		if !stopped[m.Partition] {
 			commit = append(commit, m)
 		}
 	}
 	if len(stopped) > 0 {
-		c.log.Info("commands abandoned at shutdown; they will be delivered again", "abandoned", len(batch)-len(out))
+		c.log.Info("commands abandoned at shutdown; they will be delivered again", "abandoned", abandoned)
 	}
 	if len(commit) == 0 {
 		return true

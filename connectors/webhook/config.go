@@ -1,10 +1,12 @@
 package webhook
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -52,12 +54,22 @@ type Config struct {
 	// Poll says how the connector follows an endpoint that answers 202
 	// Accepted with a status URL: a vendor that takes days to erase.
 	Poll PollConfig `yaml:"poll"`
+	// Callback, when set, lets the endpoint post the final answer of a
+	// command it accepted with 202 to the connector, instead of or besides
+	// being polled.
+	Callback *CallbackConfig `yaml:"callback"`
+	// StoreDB, when set, keeps the SDK's dedup store, and with it the
+	// commands waiting for the endpoint's answer, in PostgreSQL, so that
+	// they survive restarts and replicas share them. Main opens it; it
+	// is ignored when Store is set.
+	StoreDB *StoreConfig `yaml:"store"`
 
-	// Store is the SDK's dedup store, which also keeps the polls of status
-	// URLs in progress so that they survive a restart: Main passes it to
-	// connectors.Run as its Dedup. Default an in-memory store; a connector
-	// that must resume its polls after a restart, or runs several
-	// replicas, uses connectors.NewPostgresDedup's.
+	// Store is the SDK's dedup store, which also keeps the commands
+	// waiting for the endpoint's final answer so that they survive a
+	// restart: Main passes it to connectors.Run as its Dedup. Default an
+	// in-memory store; a connector that must resume them after a restart,
+	// or runs several replicas, uses connectors.NewPostgresDedup's (Main
+	// opens one when the file has store).
 	Store connectors.PendingStore `yaml:"-"`
 	// Logger receives the connector's logs, which never carry identifier
 	// values or response bodies; default slog.Default().
@@ -82,12 +94,11 @@ type RetryConfig struct {
 // PollConfig is how a status URL is polled: a capped exponential backoff
 // with jitter between polls, and the hosts a status URL may name.
 type PollConfig struct {
-	// Enabled follows an endpoint's 202 Accepted to its status URL; off,
-	// a 202 is confirmed failed, as any answer the protocol does not
-	// define. While it polls, the connector holds the command's Kafka
-	// message uncommitted, and with it the next messages of its batch:
-	// turn it on for endpoints that finish within minutes or hours, not
-	// days.
+	// Enabled follows an endpoint's 202 Accepted to its status URL; off
+	// (and without a callback), a 202 is confirmed failed, as any answer
+	// the protocol does not define. The command's offset is committed
+	// once the poll is recorded, so a slow endpoint holds up no other
+	// command.
 	Enabled bool `yaml:"enabled"`
 	// Initial is the wait before the first poll; it doubles after each
 	// poll that answers "still working".
@@ -102,6 +113,47 @@ type PollConfig struct {
 	// anywhere it likes.
 	AllowHosts []string `yaml:"allow_hosts"`
 }
+
+// CallbackConfig is where the connector listens for the endpoint's
+// callbacks and the secret that signs them.
+type CallbackConfig struct {
+	// Listen is the address (host:port) of the callback server, which
+	// serves POST /callbacks/{command_id}.
+	Listen string `yaml:"listen"`
+	// SecretFile holds the secret that signs callbacks, at least
+	// MinSecretBytes long; surrounding white space is ignored. It is not
+	// the endpoint's secret_env, so that each direction can be rotated on
+	// its own.
+	SecretFile string `yaml:"secret_file"`
+}
+
+// StoreConfig names the PostgreSQL database of the connector's store
+// (connectors.NewPostgresDedup), which creates its tables there.
+type StoreConfig struct {
+	// DatabaseURLEnv names the environment variable that holds the
+	// database's URL (lib/pq syntax), which may carry a password.
+	DatabaseURLEnv string `yaml:"database_url_env"`
+	// Table is the store's table, optionally schema-qualified; default
+	// connectors.DefaultDedupTable.
+	Table string `yaml:"table"`
+}
+
+func (sc *StoreConfig) validate() error {
+	switch {
+	case sc == nil:
+		return nil
+	case sc.DatabaseURLEnv == "":
+		return errors.New("webhook: config: store.database_url_env is missing")
+	case !connectors.ValidEnvName(sc.DatabaseURLEnv):
+		return fmt.Errorf("webhook: config: store.database_url_env %q is not an environment variable name", sc.DatabaseURLEnv)
+	case sc.Table != "" && !storeTableRe.MatchString(sc.Table):
+		return fmt.Errorf("webhook: config: store.table %q is not a table name (lower-case letters, digits and _, optionally schema.table)", sc.Table)
+	}
+	return nil
+}
+
+// storeTableRe is what NewPostgresDedup accepts as a table name.
+var storeTableRe = regexp.MustCompile(`^([a-z_][a-z0-9_]{0,47}\.)?[a-z_][a-z0-9_]{0,47}$`)
 
 // Defaults of Config's optional fields.
 const (
@@ -193,6 +245,12 @@ func (c Config) Validate() error {
 	if p := c.withDefaults().Poll; p.Initial > p.Max {
 		return fmt.Errorf("webhook: config: poll.initial (%s) is above poll.max (%s)", p.Initial, p.Max)
 	}
+	if err := c.Callback.validate(); err != nil {
+		return err
+	}
+	if err := c.StoreDB.validate(); err != nil {
+		return err
+	}
 	for _, h := range c.Poll.AllowHosts {
 		if h == "" || strings.ContainsAny(h, "/@?# ") {
 			return fmt.Errorf("webhook: config: poll.allow_hosts: %q is not a host", h)
@@ -223,6 +281,36 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (cb *CallbackConfig) validate() error {
+	if cb == nil {
+		return nil
+	}
+	if cb.Listen == "" {
+		return errors.New("webhook: config: callback.listen is missing")
+	}
+	if _, port, err := net.SplitHostPort(cb.Listen); err != nil || port == "" {
+		return fmt.Errorf("webhook: config: callback.listen %q is not host:port", cb.Listen)
+	}
+	if cb.SecretFile == "" {
+		return errors.New("webhook: config: callback.secret_file is missing")
+	}
+	return nil
+}
+
+// readCallbackSecret reads the callback secret from its file and checks its
+// length; errors name the file, never its content.
+func readCallbackSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: callback.secret_file: %w", err)
+	}
+	secret := bytes.TrimSpace(b)
+	if len(secret) < MinSecretBytes {
+		return nil, fmt.Errorf("webhook: callback.secret_file %s holds %d bytes; the callback secret needs at least %d", path, len(secret), MinSecretBytes)
+	}
+	return secret, nil
 }
 
 func validURL(raw string) error {

@@ -76,6 +76,15 @@ func TestLoadConfig(t *testing.T) {
 		{"unknown sasl", minimal + "kafka: {sasl: {mechanism: GSSAPI, username: u, password_env: PW}}\n", "mechanism"},
 		{"sasl without user", minimal + "kafka: {sasl: {mechanism: PLAIN, password_env: PW}}\n", "username"},
 		{"sasl without password_env", minimal + "kafka: {sasl: {mechanism: PLAIN, username: u}}\n", "password_env"},
+		{"callback", minimal + "callback: {listen: \"127.0.0.1:8090\", secret_file: /run/secrets/cb}\n", ""},
+		{"callback without listen", minimal + "callback: {secret_file: /run/secrets/cb}\n", "callback.listen is missing"},
+		{"callback listen without port", minimal + "callback: {listen: localhost, secret_file: cb}\n", "not host:port"},
+		{"callback without secret_file", minimal + "callback: {listen: \":8090\"}\n", "callback.secret_file is missing"},
+		{"callback unknown key", minimal + "callback: {listen: \":8090\", secret: x}\n", "field secret not found"},
+		{"store", minimal + "store: {database_url_env: CRM_STORE_URL, table: connector.dedup}\n", ""},
+		{"store without database_url_env", minimal + "store: {table: dedup}\n", "store.database_url_env is missing"},
+		{"store bad database_url_env", minimal + "store: {database_url_env: bad-name}\n", "store.database_url_env"},
+		{"store bad table", minimal + "store: {database_url_env: URL, table: \"Dedup\"}\n", "store.table"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -89,8 +89,8 @@
 //	404 with a not_found body      not_found
 //	404 without one                failed, not retryable: a wrong url must never
 //	                               read as "nothing held here"
-//	202 with a status url          polled until a final answer (see Slow endpoints)
-//	202 without a usable one       failed, not retryable
+//	202                            answered later (see Slow endpoints)
+//	202 that cannot be followed    failed, not retryable
 //	other 2xx, 3xx                 failed, not retryable (redirects are not followed)
 //	408, 409, 425, 429, 5xx        retried (409 is the Idempotency-Key convention for
 //	                               "the same key is still being processed")
@@ -114,34 +114,17 @@
 //
 // # Slow endpoints
 //
-// An endpoint that erases later (a vendor that takes days) answers 202
-// Accepted and names a status URL: the Location header, or else the body
-// {"status_url": "…"} (other fields of that body are ignored). A relative
-// URL resolves against the request's. It must be http or https without
-// user:password, on the configured url's host (host and port) unless
-// poll.allow_hosts names its host; otherwise the answer is failed, not
-// retryable, and the URL is never requested.
-//
-// The connector then GETs the status URL, with the configured headers and
-// Lethe-Command-Id but no signature, after a capped exponential backoff with
-// jitter (poll.initial doubling up to poll.max; a Retry-After is honoured
-// within poll.max). Its answers map like the endpoint's: 200 or a not_found
-// 404 end the poll with their outcome; 202 means still working, and a new
-// Location or status_url moves the poll there (checked alike); transient
-// failures mean still working too. When the command's confirm_by passes
-// first, the confirmation is failed and retryable, naming the timeout, and
-// Lethe dispatches the command again, which calls the endpoint afresh with
-// the same Idempotency-Key.
-//
-// The poll in progress (status URL, polls made, next poll time; never an
-// identifier) is kept in Config.Store, the SDK's dedup store, before the
-// first wait and after every poll. A connector stopped in between leaves
-// its command uncommitted; delivered again, the command finds the record and
-// resumes the poll without calling the endpoint a second time. With
-// connectors.NewPostgresDedup's store this survives restarts and works
-// across replicas; the default in-memory store forgets polls on restart.
-// While it polls, the command is neither confirmed nor committed, and the
-// SDK takes no further commands until the batch it belongs to is done.
+// An endpoint that erases later answers 202 Accepted. Under connectors.Run
+// the command is then deferred (connectors.Resumer): recorded in
+// Config.Store, committed, and answered in the background, by polling the
+// status URL the 202 names (Location, or the body's status_url; poll.*) or
+// by the endpoint's signed callback (callback.*, CallbackHandler), until a
+// final answer or confirm_by. The record holds the status URL, polls made
+// and times, never an identifier; with connectors.NewPostgresDedup's store
+// (store.* in the file) it survives restarts and replicas share it. The
+// items of a batch command cannot be deferred: their status URL is polled
+// within Erase. docs/connectors.md describes the status URL's rules, the
+// backoff, the callback's body, header and answers, and the restarts.
 //
 // # Rejections by Verifier
 //

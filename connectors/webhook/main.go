@@ -2,11 +2,14 @@ package webhook
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 
+	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lethe-dev/lethe/connectors"
@@ -43,9 +46,32 @@ func MainWithMetrics(ctx context.Context, configPath string, env func(string) st
 	if len(secret) < MinSecretBytes {
 		return fmt.Errorf("webhook: $%s holds %d bytes; the shared secret needs at least %d", cfg.SecretEnv, len(secret), MinSecretBytes)
 	}
+	if cfg.StoreDB != nil {
+		db, store, err := openStore(ctx, cfg.StoreDB, env)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		cfg.Store = store
+	}
 	conn, err := New(cfg, []byte(secret), nil)
 	if err != nil {
 		return err
+	}
+	if cfg.Callback != nil {
+		ln, err := net.Listen("tcp", cfg.Callback.Listen)
+		if err != nil {
+			return fmt.Errorf("webhook: callback.listen: %w", err)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		served := make(chan error, 1)
+		go func() { served <- conn.serveCallbacks(ctx, ln) }()
+		defer func() {
+			cancel()
+			<-served
+		}()
+		logger.Info("webhook callback server listening", "addr", ln.Addr().String())
 	}
 	tlsConfig, mechanism, err := cfg.Kafka.Build(env)
 	if err != nil {
@@ -85,6 +111,26 @@ func MainWithMetrics(ctx context.Context, configPath string, env func(string) st
 		// file sets; retrying it again in the SDK would multiply them.
 		Retry: connectors.RetryPolicy{MaxAttempts: 1},
 	}, conn)
+}
+
+// openStore opens the store's database and its PostgreSQL store. Errors
+// never quote the URL, which may carry a password.
+func openStore(ctx context.Context, sc *StoreConfig, env func(string) string) (*sql.DB, connectors.PendingStore, error) {
+	dbURL := env(sc.DatabaseURLEnv)
+	if dbURL == "" {
+		return nil, nil, fmt.Errorf("webhook: $%s (store.database_url_env) is empty", sc.DatabaseURLEnv)
+	}
+	pc, err := pq.NewConnector(dbURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webhook: $%s (store.database_url_env) is not a valid database URL", sc.DatabaseURLEnv)
+	}
+	db := sql.OpenDB(pc)
+	store, err := connectors.NewPostgresDedup(ctx, db, sc.Table)
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("webhook: store: %w", err)
+	}
+	return db, store.(connectors.PendingStore), nil
 }
 
 func splitBrokers(s string) []string {

@@ -1,10 +1,18 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +44,10 @@ func TestMainRefusesToStart(t *testing.T) {
 		{"invalid file", writeConfig(t, "system: crm\nsecret_env: SECRET\n"), map[string]string{"SECRET": string(testSecret)}, "url"},
 		{"secret unset", good, nil, "$SECRET is empty"},
 		{"secret too short", good, map[string]string{"SECRET": "0123456789"}, "holds 10 bytes"},
+		{"store url unset", writeConfig(t, minimal+"store: {database_url_env: STORE_URL}\n"),
+			map[string]string{"SECRET": string(testSecret)}, "$STORE_URL (store.database_url_env) is empty"},
+		{"callback secret file missing", writeConfig(t, minimal+"callback: {listen: \"127.0.0.1:0\", secret_file: /nonexistent/cb}\n"),
+			map[string]string{"SECRET": string(testSecret)}, "callback.secret_file"},
 		{"sasl password unset", writeConfig(t, minimal+"kafka: {sasl: {mechanism: PLAIN, username: u, password_env: PW}}\n"),
 			map[string]string{"SECRET": string(testSecret)}, "$PW"},
 		{"bad ca file", writeConfig(t, minimal+"kafka: {tls: true, tls_ca_file: /nonexistent/ca.pem}\n"),
@@ -181,4 +193,88 @@ func readConfirmations(ctx context.Context, t *testing.T, brokers []string, n in
 		out = append(out, c)
 	}
 	return out
+}
+
+// TestMainCallbackWithStore runs the connector as `lethe connector webhook`
+// runs it with callback and store in its file: the endpoint accepts a
+// command with a bare 202, the command waits in the PostgreSQL store, and a
+// signed callback to the configured address confirms it.
+func TestMainCallbackWithStore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	brokers, _ := testenv.Kafka(t, wire.ConfirmationsTopic, wire.DefaultTopic("crm"))
+	dbURL := testenv.PostgresURL(t)
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // Main listens there
+	secretFile := filepath.Join(t.TempDir(), "callback-secret")
+	if err := os.WriteFile(secretFile, callbackSecret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, fmt.Sprintf("system: crm\nurl: %s/erase\nsecret_env: WEBHOOK_SECRET\n"+
+		"callback: {listen: %q, secret_file: %q}\nstore: {database_url_env: STORE_URL}\n", srv.URL, addr, secretFile))
+	env := envOf(map[string]string{"WEBHOOK_SECRET": string(testSecret), webhook.BrokersEnv: strings.Join(brokers, ","), "STORE_URL": dbURL})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- webhook.Main(runCtx, path, env, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Main returned %v after cancel, want nil", err)
+		}
+	}()
+
+	now := time.Now().UTC().Truncate(time.Second)
+	cmd := wire.Command{Schema: wire.SchemaCommand, CommandID: uuid.NewString(), RequestID: uuid.NewString(), System: "crm", Attempt: 1,
+		Identifiers: []wire.Identifier{{Type: "email", Value: personal}}, IssuedAt: now, ConfirmBy: now.Add(time.Hour)}
+	w := connectors.NewWriter(brokers)
+	defer w.Close()
+	m, err := connectors.EncodeCommand(wire.DefaultTopic("crm"), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteMessages(ctx, m); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	body := []byte(`{"outcome":"not_found"}`)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/callbacks/"+cmd.CommandID, bytes.NewReader(body))
+		req.Header.Set(webhook.HeaderSignature, webhook.Sign(callbackSecret, time.Now(), body))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		// Not listening yet, or the command not yet accepted (404).
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the callback was never accepted (last: %v %v)", resp, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if c := readConfirmations(ctx, t, brokers, 1)[0]; c.CommandID != cmd.CommandID || c.Outcome != wire.OutcomeNotFound {
+		t.Errorf("confirmation %+v, want the callback's not_found", c)
+	}
+	if n := posts.Load(); n != 1 {
+		t.Errorf("the endpoint got %d POSTs, want 1", n)
+	}
+	db, err := sql.Open("postgres", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n := deferredRows(ctx, t, db, cmd.CommandID); n != 0 {
+		t.Errorf("the command still waits in the store after its callback")
+	}
 }

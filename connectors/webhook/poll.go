@@ -20,6 +20,12 @@ import (
 // without the endpoint's answer. Fixed texts: a status URL may carry a token.
 const (
 	detailPollTimeout = "the endpoint accepted the command (HTTP 202) but its status url gave no final answer before confirm_by"
+	// detailCallbackTimeout is the same for an endpoint that was to call
+	// back rather than be polled.
+	detailCallbackTimeout = "the endpoint accepted the command (HTTP 202) but sent no callback before confirm_by"
+	// detailNoWaiting answers a 202 without a status url for a command
+	// that cannot wait for a callback: an item of a batch command.
+	detailNoWaiting = "the endpoint accepted the command (HTTP 202) without a status url, and an item of a batch command cannot wait for a callback"
 )
 
 // acceptedBody is the body of a 202 answer that names its status URL there
@@ -40,8 +46,14 @@ type pendingPoll struct {
 // accepted reads the status URL of a 202 answer to a request of base: the
 // Location header, else the body's status_url. Without a usable one the
 // answer is a failure, since nothing would ever confirm the command.
+//
+// With a callback configured, a 202 without a status URL, or any 202 when
+// poll.enabled is off, waits for the callback alone.
 func (c *Connector) accepted(base *url.URL, h http.Header, body []byte) delivery {
 	raw := statusURLOf(h, body)
+	if c.cfg.Callback != nil && (raw == "" || !c.cfg.Poll.Enabled) {
+		return delivery{accepted: true, status: http.StatusAccepted}
+	}
 	if raw == "" {
 		return rejected(http.StatusAccepted, "endpoint answered HTTP 202 without a status url (Location or status_url)")
 	}
@@ -98,12 +110,14 @@ func (c *Connector) allowedHost(host string) bool {
 	return false
 }
 
-// follow polls p's status URL for req's answer until the endpoint gives a
-// final one or req.ConfirmBy passes; then it forgets the poll and returns
-// the result. The poll is recorded in the store before the first wait and
-// after each poll, so a connector stopped in between (ctx ends: follow
-// returns ctx's error and the command stays uncommitted) resumes it when the
-// command is delivered again, with no second call of the endpoint.
+// follow polls p's status URL for req's answer within Erase, for a command
+// that cannot be deferred (an item of a batch command, or Erase called
+// outside connectors.Run), until the endpoint gives a final answer or
+// req.ConfirmBy passes; then it forgets the poll and returns the result.
+// The poll is recorded in the store before the first wait and after each
+// poll, so a connector stopped in between (ctx ends: follow returns ctx's
+// error and the command stays uncommitted) resumes it when the command is
+// delivered again, with no second call of the endpoint.
 //
 // Polls wait a capped exponential backoff with jitter (poll.initial doubling
 // up to poll.max); a Retry-After of the endpoint is honoured within that
@@ -143,25 +157,17 @@ func (c *Connector) follow(ctx context.Context, req connectors.Request, log *slo
 			}
 			return connectors.Result{Outcome: wire.OutcomeFailed, Retryable: true, Detail: detailPollTimeout}, nil
 		}
-		p.Attempt++
-		out := c.poll(ctx, req, p.StatusURL)
+		res, final, next := c.pollOnce(ctx, req, log, p)
 		if err := ctx.Err(); err != nil {
 			return connectors.Result{}, fmt.Errorf("webhook: %w", err)
 		}
-		if out.final {
-			c.logFinal(log, out)
+		if final {
 			if err := c.dropPoll(ctx, req.CommandID); err != nil {
 				return connectors.Result{}, fmt.Errorf("webhook: %w", err)
 			}
-			return out.result, nil
+			return res, nil
 		}
-		if out.accepted {
-			p.StatusURL = out.statusURL
-			log.Debug("endpoint still working", "polls", p.Attempt)
-		} else {
-			log.Warn("polling the status url failed; polling again", "polls", p.Attempt, "reason", out.reason)
-		}
-		p.NextPoll = c.cfg.Now().Add(c.pollDelay(p.Attempt+1, out.retryAfter))
+		p = next
 		if err := c.savePoll(ctx, req.CommandID, p); err != nil {
 			return connectors.Result{}, fmt.Errorf("webhook: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	_ "github.com/lib/pq" // the driver a service would pick for its dedup store
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/webhook"
@@ -200,12 +201,13 @@ func TestPollingEndsAtConfirmBy(t *testing.T) {
 }
 
 // TestPollSurvivesARestart stops the connector between two polls and starts
-// it again on the same PostgreSQL store: the command, delivered again,
-// resumes the poll, and the vendor is asked to erase once.
+// it again on the same PostgreSQL store: the command, committed once the
+// vendor accepted it, is resumed from the store, and the vendor is asked
+// to erase once.
 func TestPollSurvivesARestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	brokers, _ := testenv.Kafka(t, wire.ConfirmationsTopic, wire.DefaultTopic("crm"))
+	brokers, cluster := testenv.Kafka(t, wire.ConfirmationsTopic, wire.DefaultTopic("crm"))
 	db, err := sql.Open("postgres", testenv.PostgresURL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -215,10 +217,7 @@ func TestPollSurvivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewPostgresDedup: %v", err)
 	}
-	store, ok := dedup.(connectors.PendingStore)
-	if !ok {
-		t.Fatal("the PostgreSQL dedup store keeps no pending state")
-	}
+	store := dedup.(connectors.PendingStore)
 	v := newSlowVendor(t, 3, "/status/job-1")
 	v.polled = make(chan int32, 10)
 
@@ -232,7 +231,7 @@ func TestPollSurvivesARestart(t *testing.T) {
 		go func() {
 			done <- connectors.Run(runCtx, connectors.Config{
 				Brokers: brokers, System: "crm", Dedup: store, Logger: slog.New(slog.DiscardHandler),
-				Retry: connectors.RetryPolicy{MaxAttempts: 1}, ShutdownGrace: -1,
+				Retry: connectors.RetryPolicy{MaxAttempts: 1}, ShutdownGrace: -1, DeferredCheck: 50 * time.Millisecond,
 			}, conn)
 		}()
 		return func() {
@@ -265,8 +264,11 @@ func TestPollSurvivesARestart(t *testing.T) {
 		t.Fatal("the status url was never polled")
 	}
 	stop()
-	if _, found, err := store.GetPending(ctx, cmd.CommandID); err != nil || !found {
-		t.Fatalf("after the stop the poll is not recorded (found %v, %v)", found, err)
+	if n := deferredRows(ctx, t, db, cmd.CommandID); n != 1 {
+		t.Fatalf("after the stop the poll is recorded %d times, want once", n)
+	}
+	if off := committedOffset(cluster, "lethe-connector-crm", wire.DefaultTopic("crm")); off != 1 {
+		t.Errorf("committed offset %d while the vendor works, want 1: the accepted command must not hold its partition", off)
 	}
 
 	stop = run()
@@ -278,9 +280,33 @@ func TestPollSurvivesARestart(t *testing.T) {
 	if p, g := v.posts.Load(), v.polls.Load(); p != 1 || g != 3 {
 		t.Errorf("the vendor saw %d POSTs and %d polls, want 1 and 3", p, g)
 	}
-	if _, found, _ := store.GetPending(ctx, cmd.CommandID); found {
+	if n := deferredRows(ctx, t, db, cmd.CommandID); n != 0 {
 		t.Errorf("the poll is still recorded after its final answer")
 	}
+}
+
+// deferredRows counts the rows of commandID in the default store's table of
+// deferred commands.
+func deferredRows(ctx context.Context, t *testing.T, db *sql.DB, commandID string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+connectors.DefaultDedupTable+`_deferred WHERE command_id = $1`, commandID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// committedOffset is the sum of the offsets group committed on topic.
+func committedOffset(cluster *kfake.Cluster, group, topic string) int64 {
+	info := cluster.GroupInfo(group)
+	if info == nil {
+		return 0
+	}
+	var n int64
+	for _, c := range info.Commits[topic] {
+		n += c.Offset
+	}
+	return n
 }
 
 func TestStillWorkingMovesThePoll(t *testing.T) {

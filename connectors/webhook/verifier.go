@@ -72,39 +72,11 @@ type Verifier struct {
 // which it also puts back into r.Body for the handler. The returned errors
 // wrap the Err values above; their messages never quote the body.
 func (v *Verifier) Verify(r *http.Request) ([]byte, error) {
-	if len(v.Secret) < MinSecretBytes {
-		return nil, ErrWeakSecret
-	}
-	h := r.Header.Get(HeaderSignature)
-	if h == "" {
-		return nil, ErrUnsigned
-	}
-	sig, err := parseSignature(h)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
-	}
 	now := v.now()
 	window := v.window()
-	sent := time.Unix(sig.unix, 0)
-	if now.Sub(sent) > window || sent.Sub(now) > window {
-		return nil, ErrStale
-	}
-	body, err := readBody(r.Body)
+	body, want, sent, err := authenticate(r, v.Secret, now, window)
 	if err != nil {
 		return nil, err
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-
-	want := mac(v.Secret, sig.ts, body)
-	matched := false
-	for _, got := range sig.v1 {
-		if hmac.Equal(got, want) {
-			matched = true
-		}
-	}
-	if !matched {
-		return nil, ErrBadSignature
 	}
 	// The MAC, not the header's text, identifies the request, so that
 	// reformatting the header cannot pass a replay off as new.
@@ -112,6 +84,46 @@ func (v *Verifier) Verify(r *http.Request) ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// authenticate checks r's Lethe-Signature under secret: present, within
+// window of now, and matching the body in constant time. It returns the
+// body, also put back into r.Body, the MAC it matched and when the request
+// was signed. Verify and the connector's callback share it.
+func authenticate(r *http.Request, secret []byte, now time.Time, window time.Duration) (body, want []byte, sent time.Time, err error) {
+	if len(secret) < MinSecretBytes {
+		return nil, nil, time.Time{}, ErrWeakSecret
+	}
+	h := r.Header.Get(HeaderSignature)
+	if h == "" {
+		return nil, nil, time.Time{}, ErrUnsigned
+	}
+	sig, err := parseSignature(h)
+	if err != nil {
+		return nil, nil, time.Time{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	sent = time.Unix(sig.unix, 0)
+	if now.Sub(sent) > window || sent.Sub(now) > window {
+		return nil, nil, time.Time{}, ErrStale
+	}
+	body, err = readBody(r.Body)
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+
+	want = mac(secret, sig.ts, body)
+	matched := false
+	for _, got := range sig.v1 {
+		if hmac.Equal(got, want) {
+			matched = true
+		}
+	}
+	if !matched {
+		return nil, nil, time.Time{}, ErrBadSignature
+	}
+	return body, want, sent, nil
 }
 
 func readBody(body io.ReadCloser) ([]byte, error) {

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,6 +85,11 @@ type Connector struct {
 	// endpointHost is the configured url's host, the one status URLs may
 	// name without poll.allow_hosts.
 	endpointHost string
+	// callbackSecret signs the endpoint's callbacks; nil without a
+	// callback.
+	callbackSecret []byte
+	// finish confirms a deferred command, once connectors.Run attached it.
+	finish atomic.Pointer[connectors.FinishFunc]
 }
 
 var _ connectors.Handler = (*Connector)(nil)
@@ -92,7 +98,8 @@ var _ connectors.Handler = (*Connector)(nil)
 // secret. client may be nil for a default one; New uses a copy of it that
 // never follows redirects, since following one would turn the POST into a
 // GET or carry the signed identifiers to another host. Timeouts come from
-// cfg.Timeout per attempt, not from client.
+// cfg.Timeout per attempt, not from client. With a callback, New reads its
+// secret file.
 func New(cfg Config, secret []byte, client *http.Client) (*Connector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -115,6 +122,13 @@ func New(cfg Config, secret []byte, client *http.Client) (*Connector, error) {
 		store:        cfg.Store,
 		endpointHost: u.Host,
 	}
+	if cfg.Callback != nil {
+		cs, err := readCallbackSecret(cfg.Callback.SecretFile)
+		if err != nil {
+			return nil, err
+		}
+		conn.callbackSecret = cs
+	}
 	if u.Scheme == "http" && !loopback(u.Hostname()) {
 		conn.log.Warn("the endpoint is plain http: identifiers cross the network unencrypted; use https")
 	}
@@ -135,9 +149,11 @@ func loopback(host string) bool {
 // after the last one Erase returns an error wrapping ErrUnavailable. When ctx
 // ends it stops at once and returns ctx's error.
 //
-// An endpoint that answers 202 Accepted with a status URL is polled instead
-// (see follow); a command delivered again while its poll is recorded resumes
-// the poll without calling the endpoint again.
+// An endpoint that answers 202 Accepted is answered later: under Run, the
+// command is deferred (see Resume) and its offset committed at once;
+// elsewhere (the items of a batch command) its status URL is polled within
+// Erase (see follow), and a command delivered again while its poll is
+// recorded resumes the poll without calling the endpoint again.
 func (c *Connector) Erase(ctx context.Context, req connectors.Request) (connectors.Result, error) {
 	log := c.log.With("request_id", req.RequestID, "attempt", req.Attempt)
 	if p, found, err := c.loadPoll(ctx, req.CommandID); err != nil {
@@ -156,7 +172,13 @@ func (c *Connector) Erase(ctx context.Context, req connectors.Request) (connecto
 			c.logFinal(log, out)
 			return out.result, nil
 		}
+		if out.accepted && connectors.CanDefer(ctx) {
+			return c.deferPoll(req, log, pendingPoll{StatusURL: out.statusURL}, out.retryAfter)
+		}
 		if out.accepted {
+			if out.statusURL == "" {
+				return connectors.Result{Outcome: wire.OutcomeFailed, Detail: detailNoWaiting}, nil
+			}
 			return c.follow(ctx, req, log, pendingPoll{StatusURL: out.statusURL}, out.retryAfter)
 		}
 		last = out.reason
@@ -266,10 +288,10 @@ func (c *Connector) deliver(ctx context.Context, req connectors.Request) deliver
 // table is in the package documentation.
 func (c *Connector) interpret(base *url.URL, status int, h http.Header, body []byte) delivery {
 	switch {
-	case status == http.StatusAccepted && c.cfg.Poll.Enabled:
+	case status == http.StatusAccepted && (c.cfg.Poll.Enabled || c.cfg.Callback != nil):
 		return c.accepted(base, h, body)
 	case status == http.StatusAccepted:
-		return rejected(status, "endpoint answered HTTP 202; set poll.enabled to follow it to its status URL")
+		return rejected(status, "endpoint answered HTTP 202; set poll.enabled or callback to wait for its answer")
 	case status == http.StatusOK:
 		res, problem := decodeAnswer(body)
 		if problem != "" {

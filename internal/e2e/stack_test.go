@@ -264,6 +264,36 @@ func (s *stack) startWorker() (stop func()) {
 // signs confirmations with the system's credential when it has one.
 func (s *stack) runConnector(system string, h connectors.Handler) {
 	s.t.Helper()
+	cfg := s.connectorConfig(system)
+	s.goRun("connector "+system, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
+}
+
+// startConnector runs a connector as runConnector does, on cfg (from
+// connectorConfig, adjusted by the test), until the returned stop is
+// called, which waits until it has stopped: a test restarts a connector
+// with it. The stack's end stops it too.
+func (s *stack) startConnector(cfg connectors.Config, h connectors.Handler) (stop func()) {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		if err := connectors.Run(ctx, cfg, h); err != nil {
+			s.t.Errorf("connector %s stopped: %v", cfg.System, err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// connectorConfig is the SDK configuration runConnector gives a system's
+// connector.
+func (s *stack) connectorConfig(system string) connectors.Config {
+	s.t.Helper()
 	cfg := connectors.Config{Brokers: s.Brokers, System: system, Logger: s.Log.With("connector", system)}
 	if s.Secure {
 		if err := testenv.AddKafkaUser(s.ctx, s.Brokers, s.KafkaAdmin, system, kafkaPassword(system),
@@ -279,7 +309,7 @@ func (s *stack) runConnector(system string, h connectors.Handler) {
 	if c, ok := s.credential(system); ok {
 		cfg.KeyID, cfg.Secret = c.KeyID, c.Secret
 	}
-	s.goRun("connector "+system, func(ctx context.Context) error { return connectors.Run(ctx, cfg, h) })
+	return cfg
 }
 
 // grantLethe lets Lethe's principal create and write the topics named
