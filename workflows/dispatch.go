@@ -321,6 +321,14 @@ func undeliveredDelay(retry time.Duration, n int) time.Duration {
 // deliver publishes again a command whose topic failed before, under the
 // same command_id and attempt: the system never received it.
 func (w *erasure) deliver(now time.Time, cmd *CommandState) {
+	w.publishAt(now, cmd)
+	w.event(now, lethe.AuditEvent{Kind: lethe.AuditDispatched, System: cmd.System, Attempt: cmd.Attempt,
+		Detail: fmt.Sprintf("dispatched after %d failed tries to publish", cmd.Undelivered)})
+}
+
+// publishAt publishes a command that was held back (undelivered, or
+// waiting for other systems) at its current attempt, as dispatched now.
+func (w *erasure) publishAt(now time.Time, cmd *CommandState) {
 	cmd.Status = lethe.SystemDispatched
 	cmd.Detail = ""
 	cmd.IssuedAt = now
@@ -328,6 +336,4 @@ func (w *erasure) deliver(now time.Time, cmd *CommandState) {
 	cmd.Due = cmd.ConfirmBy
 	cmd.ChangedAt = now
 	w.publish(cmd)
-	w.event(now, lethe.AuditEvent{Kind: lethe.AuditDispatched, System: cmd.System, Attempt: cmd.Attempt,
-		Detail: fmt.Sprintf("dispatched after %d failed tries to publish", cmd.Undelivered)})
 }

@@ -88,13 +88,7 @@ func (w *erasure) releaseWaiting(now time.Time) {
 			continue
 		}
 		cmd.Waiting = false
-		cmd.Status = lethe.SystemDispatched
-		cmd.Detail = ""
-		cmd.IssuedAt = now
-		cmd.ConfirmBy = now.Add(cmd.ConfirmWithin)
-		cmd.Due = cmd.ConfirmBy
-		cmd.ChangedAt = now
-		w.publish(cmd)
+		w.publishAt(now, cmd)
 		w.event(now, lethe.AuditEvent{Kind: lethe.AuditDispatched, System: cmd.System, Attempt: cmd.Attempt,
 			Detail: "identifier types: " + strings.Join(identifierTypes(cmd.Identifiers), ", ") +
 				"; the systems it is erased after are final"})

@@ -354,26 +354,7 @@ func TestRecordBatchHistories(t *testing.T) {
 	for i := range 4 {
 		fmt.Fprintf(&body, "{\"subject\": {\"email\": %q, \"user_id\": %q}}\n", bulkEmail(i), bulkUserID(i))
 	}
-	r := s.doRaw(http.MethodPost, "/v1/erasure-batches", body.String(), "application/x-ndjson")
-	if r.Status != http.StatusAccepted {
-		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
-	}
-	var b lethe.Batch
-	r.Decode(t, &b)
-	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestFailed {
-		t.Fatalf("batch = %s, want failed before the retry", b.Status)
-	}
-	mended.Store(true)
-	if r := s.do(http.MethodPost, "/v1/erasure-batches/"+b.ID+"/retry", nil); r.Status != http.StatusAccepted {
-		t.Fatalf("retry = %d %s", r.Status, r.Body)
-	}
-	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestCompleted {
-		t.Fatalf("batch = %s, want completed after the retry", b.Status)
-	}
-	var chunkID string
-	if err := s.DB.QueryRowContext(s.ctx, `SELECT id FROM batch_chunks WHERE batch_id = $1`, b.ID).Scan(&chunkID); err != nil {
-		t.Fatal(err)
-	}
+	b, chunkID := s.failThenRetryBatch(t, body.String(), func() { mended.Store(true) })
 	ordered := recordOrderedBatch(t, s)
 	for name, id := range map[string]string{"batch-retry": workflows.BatchWorkflowID(b.ID), "chunk-retry": workflows.ErasureWorkflowID(chunkID),
 		"chunk-ordered": workflows.ErasureWorkflowID(ordered)} {
@@ -388,6 +369,34 @@ func TestRecordBatchHistories(t *testing.T) {
 		}
 		writeHistory(t, file, runs[0])
 	}
+}
+
+// failThenRetryBatch submits ndjson as a batch, waits for it to end
+// failed, calls mend, retries it and waits for it to complete; it returns
+// the batch and the id of its one chunk.
+func (s *stack) failThenRetryBatch(t *testing.T, ndjson string, mend func()) (lethe.Batch, string) {
+	t.Helper()
+	r := s.doRaw(http.MethodPost, "/v1/erasure-batches", ndjson, "application/x-ndjson")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
+	}
+	var b lethe.Batch
+	r.Decode(t, &b)
+	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestFailed {
+		t.Fatalf("batch = %s, want failed before the retry", b.Status)
+	}
+	mend()
+	if r := s.do(http.MethodPost, "/v1/erasure-batches/"+b.ID+"/retry", nil); r.Status != http.StatusAccepted {
+		t.Fatalf("retry = %d %s", r.Status, r.Body)
+	}
+	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestCompleted {
+		t.Fatalf("batch = %s, want completed after the retry", b.Status)
+	}
+	var chunkID string
+	if err := s.DB.QueryRowContext(s.ctx, `SELECT id FROM batch_chunks WHERE batch_id = $1`, b.ID).Scan(&chunkID); err != nil {
+		t.Fatal(err)
+	}
+	return b, chunkID
 }
 
 // recordOrderedBatch runs a batch of three subjects over ord-first and
@@ -410,26 +419,7 @@ func recordOrderedBatch(t *testing.T, s *stack) string {
 	for i := range 3 {
 		fmt.Fprintf(&body, "{\"subject\": {\"member_id\": \"m%d-%s\"}}\n", i, batchMarker)
 	}
-	r := s.doRaw(http.MethodPost, "/v1/erasure-batches", body.String(), "application/x-ndjson")
-	if r.Status != http.StatusAccepted {
-		t.Fatalf("POST /v1/erasure-batches = %d %s", r.Status, r.Body)
-	}
-	var b lethe.Batch
-	r.Decode(t, &b)
-	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestFailed {
-		t.Fatalf("ordered batch = %s, want failed before the retry", b.Status)
-	}
-	mended.Store(true)
-	if r := s.do(http.MethodPost, "/v1/erasure-batches/"+b.ID+"/retry", nil); r.Status != http.StatusAccepted {
-		t.Fatalf("retry = %d %s", r.Status, r.Body)
-	}
-	if b = s.awaitBatch(b.ID, time.Minute); b.Status != lethe.RequestCompleted {
-		t.Fatalf("ordered batch = %s, want completed after the retry", b.Status)
-	}
-	var chunkID string
-	if err := s.DB.QueryRowContext(s.ctx, `SELECT id FROM batch_chunks WHERE batch_id = $1`, b.ID).Scan(&chunkID); err != nil {
-		t.Fatal(err)
-	}
+	_, chunkID := s.failThenRetryBatch(t, body.String(), func() { mended.Store(true) })
 	return chunkID
 }
 
