@@ -75,7 +75,9 @@ func confirmation(cmd wire.Command) string {
 // confirmation posted completes the request. Tokens of no or another
 // system are refused, and the value never reaches PostgreSQL.
 func TestPullModeCompletesOverHTTP(t *testing.T) {
-	s := newStack(t, stackOptions{})
+	// Unsigned, so that the confirmations below test the rules other than
+	// the signature; TestPullModeSigned tests that one.
+	s := newStack(t, stackOptions{Unsigned: true})
 	s.putPullSystem("pullsys", "user_id")
 	s.putPullSystem("othersys", "email")
 	conn := testenv.Token(t, s.Store, "pullsys-connector", auth.Scope("connector:pullsys"))
@@ -238,7 +240,7 @@ func TestPullModeSigned(t *testing.T) {
 // workflow through the lease, and the confirmations posted complete the
 // batch.
 func TestPullModeBulkErasure(t *testing.T) {
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{Unsigned: true})
 	s.putPullSystem("bulkpull", "user_id")
 	conn := testenv.Token(t, s.Store, "bulkpull-connector", auth.Scope("connector:bulkpull"))
 	const n = 3

@@ -122,6 +122,10 @@ type stackOptions struct {
 	// credential for every system the stack's helpers register;
 	// LETHE_E2E_SIGNED=1 sets it for every stack.
 	Signed bool
+	// Unsigned keeps signatures optional even under LETHE_E2E_SIGNED=1,
+	// for the tests of what an unsigned system may do; the signed path
+	// has tests of its own.
+	Unsigned bool
 	// Engine, when set, wraps the engine the API starts and signals
 	// workflows through, for tests that change what it sends.
 	Engine func(api.Engine) api.Engine
@@ -142,7 +146,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	s.DB, s.DBURL = testenv.Postgres(t)
 	s.Store = registry.New(s.DB)
 	s.Secure = opts.Secure || (os.Getenv(secureEnv) == "1" && !opts.Plaintext)
-	s.Signed = opts.Signed || os.Getenv(signedEnv) == "1"
+	s.Signed = opts.Signed || (os.Getenv(signedEnv) == "1" && !opts.Unsigned)
 	if s.Signed && opts.SystemKey == nil {
 		opts.SystemKey = randomSystemKey(t)
 	}
