@@ -62,8 +62,9 @@ func (r *pullRig) startSDK(t *testing.T, shop *fileShop) {
 
 // startLax runs shop as a pull connector that signs its confirmations but
 // never checks a lease answer's signature: the forgery signed_messages
-// must catch. It remembers the commands it answered.
-func (r *pullRig) startLax(t *testing.T, shop *fileShop) {
+// must catch. It remembers the commands it answered. With lenient it also
+// acts on items that are not valid commands, as long as they are JSON.
+func (r *pullRig) startLax(t *testing.T, shop *fileShop, lenient bool) {
 	t.Helper()
 	shop.path = r.data
 	secret, _ := hex.DecodeString(r.secret)
@@ -97,7 +98,7 @@ func (r *pullRig) startLax(t *testing.T, shop *fileShop) {
 			var confs []wire.Confirmation
 			for _, raw := range list.Items {
 				cmd, err := wire.DecodeCommand(raw)
-				if err != nil {
+				if err != nil && (!lenient || json.Unmarshal(raw, &cmd) != nil) {
 					continue
 				}
 				res, seen := answered[cmd.CommandID]
@@ -174,13 +175,47 @@ func TestConformancePullFailsBrokenConnectors(t *testing.T) {
 	t.Run("ignores the answer's signature", func(t *testing.T) {
 		t.Parallel()
 		r := newPullRig(t)
-		r.startLax(t, &fileShop{})
+		r.startLax(t, &fileShop{}, false)
 		out, _, err := r.conformance(t)
 		if err == nil || exitCode(err) == exitOK {
 			t.Errorf("lethe conformance --pull = %v, want it to fail", err)
 		}
 		wantLines(t, out, without(connectortest.CheckSignedMessages),
 			map[string]string{connectortest.CheckSignedMessages: "an unsigned command was confirmed"})
+	})
+	t.Run("acts on an invalid item", func(t *testing.T) {
+		t.Parallel()
+		r := newPullRig(t)
+		r.startLax(t, &fileShop{}, true)
+		out, _, err := r.conformance(t)
+		if err == nil {
+			t.Error("lethe conformance --pull succeeded, want it to fail")
+		}
+		wantLines(t, out, without(connectortest.CheckSignedMessages, connectortest.CheckMalformed),
+			map[string]string{connectortest.CheckMalformed: "a lease item that is not a valid command (it has no identifiers) was confirmed 1 time(s)"})
+	})
+	t.Run("posts unsigned confirmations", func(t *testing.T) {
+		t.Parallel()
+		r := newPullRig(t)
+		shop := &fileShop{path: r.data}
+		cfg := connectors.PullConfig{URL: "http://" + r.addr, System: "shop", Token: "tok", Wait: 2 * time.Second,
+			Logger: slog.New(slog.DiscardHandler)}
+		// RunPull reads no credential from the test's environment, which
+		// sets none.
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- connectors.RunPull(ctx, cfg, shop) }()
+		defer func() { cancel(); <-done }()
+		// The refused post is retried for ever (no confirmation is
+		// dropped), so the later checks only time out: keep them short.
+		out, _, err := r.conformance(t, "--timeout", "3s")
+		if err == nil {
+			t.Error("lethe conformance --pull succeeded, want it to fail")
+		}
+		wantLines(t, out, nil, map[string]string{
+			connectortest.CheckEraseLeavesNothing: "was posted without lethe-key-id",
+			connectortest.CheckSignedMessages:     "no confirmation within 3s",
+		})
 	})
 	t.Run("erases on dry run", func(t *testing.T) {
 		t.Parallel()
