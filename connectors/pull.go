@@ -125,7 +125,9 @@ func (c PullConfig) Validate() error {
 // when their lease runs out), the refusal is logged without values, and
 // RunPull backs off before it polls again. An item that is not a valid
 // command for the system is skipped, logged by its problem alone, and the
-// others are handled. A failed poll or post is retried with backoff (100ms
+// others are handled. The Observer hears of a refused answer and a skipped
+// item as CommandDeadLettered (reason unsigned, bad_signature or
+// malformed), since they are what Run dead-letters. A failed poll or post is retried with backoff (100ms
 // doubling to 10s); confirmations are retried until Lethe accepts them
 // and the next lease waits for that, so none is dropped while RunPull runs.
 // At shutdown, calls in flight have ShutdownGrace and the post a few more
