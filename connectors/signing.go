@@ -62,13 +62,20 @@ func newSigner(keyID, secretHex string) (*signer, error) {
 func (s *signer) check(m kafka.Message) (reason, detail string) {
 	keyID, okKey := Header(m, wire.HeaderKeyID)
 	sig, okSig := Header(m, wire.HeaderSignature)
+	return s.verify(keyID, okKey, sig, okSig, m.Value)
+}
+
+// verify is check for any signed bytes: a Kafka message's value or a pull
+// lease's response body, with the signature headers it came with (ok false
+// for a missing one).
+func (s *signer) verify(keyID string, okKey bool, sig string, okSig bool, body []byte) (reason, detail string) {
 	switch {
 	case !okKey || !okSig:
 		return DLQUnsigned, fmt.Sprintf("unsigned: the connector requires %s and %s", wire.HeaderKeyID, wire.HeaderSignature)
 	case keyID != s.keyID:
 		return DLQBadSignature, fmt.Sprintf("bad_signature: signed with key %q, not this connector's %q", keyID, s.keyID)
-	case !wire.Verify(s.secret, m.Value, sig):
-		return DLQBadSignature, "bad_signature: it does not match the command's value"
+	case !wire.Verify(s.secret, body, sig):
+		return DLQBadSignature, "bad_signature: it does not match the signed bytes"
 	}
 	return "", ""
 }

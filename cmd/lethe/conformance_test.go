@@ -265,7 +265,7 @@ func TestConformanceFailsBrokenConnectors(t *testing.T) {
 				connectortest.CheckDryRun:             "a fresh command for a subject already confirmed erased was answered erased",
 			}},
 		{"accepts forged commands", &fileShop{}, true, laxRemembers, without(connectortest.CheckSignedMessages),
-			map[string]string{connectortest.CheckSignedMessages: "an unsigned command was confirmed; it must be dead-lettered and never confirmed"}},
+			map[string]string{connectortest.CheckSignedMessages: "an unsigned command was confirmed; it must be refused (over Kafka, dead-lettered) and never confirmed"}},
 		{"runs a repeated command again", &fileShop{}, true, laxForgets, []string{connectortest.CheckEraseLeavesNothing, connectortest.CheckDryRun},
 			map[string]string{connectortest.CheckRepeatedCommand: "was confirmed not_found with 0 records after erased with 2"}},
 		{"ignores its credential", &fileShop{}, false, 0, nil,

@@ -35,7 +35,8 @@ Commands:
   connector run a reference connector: lethe connector <postgres|webhook> --config FILE
   conformance
             lethe conformance --system NAME [--seed CMD] [--key-id ID]: check a running
-            connector of any language over Kafka; PASS/FAIL per check, non-zero on a failure
+            connector of any language over Kafka; PASS/FAIL per check, non-zero on a failure;
+            --pull --listen ADDR checks a pull-mode connector polling ADDR instead
   bench     measure end-to-end erasures next to raw Temporal and Kafka baselines
   version   print the version
 

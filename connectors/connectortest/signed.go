@@ -13,8 +13,9 @@ import (
 
 // fixSigned is what a service whose connector mishandles signatures must do.
 const fixSigned = "With the credential Lethe issued, check the signature of every command and " +
-	"dead-letter, unhandled, one unsigned or signed with another key or secret; sign every confirmation " +
-	"(docs/connectors.md, Signed messages). The Go SDK does both given Config.KeyID and Config.Secret, " +
+	"dead-letter, unhandled, one unsigned or signed with another key or secret (in pull mode, refuse the whole " +
+	"lease answer); sign every confirmation (docs/connectors.md, Signed messages). The Go SDK does both given " +
+	"Config.KeyID and Config.Secret (PullConfig's for RunPull), " +
 	"or LETHE_CONNECTOR_KEY_ID and LETHE_CONNECTOR_SECRET; do not send confirmations of your own"
 
 // checkSignedMessages sends a connector that holds a signing credential, for
@@ -67,7 +68,7 @@ func checkSignedMessages(ctx context.Context, k *checker) error {
 			return fmt.Errorf("the connector with a signing credential called Erase %d times for %s; it must dead-letter it unhandled. %s", n, refused.what, fixSigned)
 		}
 		if c.confirmed(refused.cmd.CommandID) != 0 {
-			return fmt.Errorf("%s was confirmed; it must be dead-lettered and never confirmed. %s", refused.what, fixSigned)
+			return fmt.Errorf("%s was confirmed; it must be refused (over Kafka, dead-lettered) and never confirmed. %s", refused.what, fixSigned)
 		}
 		after, intact, err := k.held(ctx, c, refused.subject, refused.count)
 		if err != nil {

@@ -28,6 +28,10 @@ const (
 type Command struct {
 	// Wire is what to check; its Seed is set from SeedCommand.
 	Wire connectortest.WireConfig
+	// Pull, when set, checks a pull-mode connector through
+	// connectortest.CheckPull instead: its System, IdentifierType, KeyID,
+	// Secret and Timeout are Wire's, and its Seed is set from SeedCommand.
+	Pull *connectortest.PullConfig
 	// SeedCommand, when not empty, is run through sh -c to seed each
 	// subject (see Seed).
 	SeedCommand string
@@ -49,7 +53,8 @@ type Check struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// Run checks the connector and prints the results to stdout: "PASS name"
+// Run checks the connector (over Kafka, or with Pull as its pull-mode
+// API) and prints the results to stdout: "PASS name"
 // or "FAIL name: problem" per check and a summary, or a Report with JSON.
 // It returns an error, for a non-zero exit, when any check failed.
 func (c Command) Run(ctx context.Context, stdout io.Writer) error {
@@ -57,7 +62,15 @@ func (c Command) Run(ctx context.Context, stdout io.Writer) error {
 	if c.SeedCommand != "" {
 		wc.Seed = Seed(c.SeedCommand)
 	}
-	results := connectortest.CheckWire(ctx, wc)
+	var results []connectortest.Result
+	if c.Pull != nil {
+		pc := *c.Pull
+		pc.System, pc.IdentifierType, pc.Seed = wc.System, wc.IdentifierType, wc.Seed
+		pc.KeyID, pc.Secret, pc.Timeout = wc.KeyID, wc.Secret, wc.Timeout
+		results = connectortest.CheckPull(ctx, pc)
+	} else {
+		results = connectortest.CheckWire(ctx, wc)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

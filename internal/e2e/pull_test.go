@@ -2,16 +2,20 @@ package e2e_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/lethe-dev/lethe"
 	"github.com/lethe-dev/lethe/auth"
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/credential"
 	"github.com/lethe-dev/lethe/internal/apicall"
 	"github.com/lethe-dev/lethe/internal/testenv"
@@ -280,4 +284,71 @@ func TestPullModeBulkErasure(t *testing.T) {
 	if done := s.awaitBatch(b.ID, time.Minute); done.Status != lethe.RequestCompleted || done.Counts.Completed != n {
 		t.Fatalf("batch = %s %+v, want completed", done.Status, done.Counts)
 	}
+}
+
+// TestRunPullCompletesARequest runs the Go SDK's pull runner against the
+// real stack's signed pull-mode system: it leases the command, verifies
+// the answer's signature, calls the handler with the subject and posts the
+// signed confirmation that completes the request. Its logs hold no
+// identifier value.
+func TestRunPullCompletesARequest(t *testing.T) {
+	master, err := credential.New(bytes.Repeat([]byte{9}, credential.MinMasterKeyBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{SystemKey: master})
+	s.putPullSystem("sdkpull", "user_id")
+	cred := s.issueCredential("sdkpull")
+	conn := testenv.Token(t, s.Store, "sdkpull-connector", auth.Scope("connector:sdkpull"))
+	const value = "u-sdk-pull-canary-41c2"
+
+	var (
+		mu   sync.Mutex
+		seen []string
+		logs bytes.Buffer
+	)
+	h := connectors.HandlerFunc(func(_ context.Context, req connectors.Request) (connectors.Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, req.Values("user_id")...)
+		return connectors.Result{Outcome: wire.OutcomeErased, Records: 1}, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	cfg := connectors.PullConfig{URL: s.URL, System: "sdkpull", Token: conn, KeyID: cred.KeyID, Secret: cred.Secret,
+		Wait: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	go func() { done <- connectors.RunPull(ctx, cfg, h) }()
+
+	e := s.submit(map[string]string{"user_id": value})
+	final := s.await(e.ID, 60*time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("RunPull = %v", err)
+	}
+	if final.Status != lethe.RequestCompleted || systemByName(t, final, "sdkpull").Status != lethe.SystemErased {
+		t.Fatalf("request: %s", describe(final))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != value {
+		t.Errorf("the handler saw %d user ids, want the subject's once", len(seen))
+	}
+	if strings.Contains(logs.String(), value) {
+		t.Error("RunPull's logs hold the identifier value")
+	}
+	if !strings.Contains(logs.String(), "connector started") {
+		t.Error("RunPull's logs were not captured")
+	}
+}
+
+// syncWriter serialises writes to w under mu.
+type syncWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
