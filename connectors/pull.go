@@ -290,7 +290,9 @@ func (p *puller) answerAll(ctx, hctx, dctx context.Context, items []wire.Command
 				if ctx.Err() != nil {
 					return
 				}
-				conf, ok := p.answer(ctx, hctx, dctx, cmd, twins)
+				// Pull mode defers nothing: a Resumer's work is finished
+				// before its confirmation is posted.
+				conf, _, ok := p.answer(ctx, hctx, dctx, cmd, twins, false)
 				if !ok {
 					return
 				}
