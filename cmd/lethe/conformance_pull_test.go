@@ -49,15 +49,7 @@ func (r *pullRig) startSDK(t *testing.T, shop *fileShop) {
 	shop.path = r.data
 	cfg := connectors.PullConfig{URL: "http://" + r.addr, System: "shop", Token: "tok", KeyID: r.keyID, Secret: r.secret,
 		Wait: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- connectors.RunPull(ctx, cfg, shop) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("connectors.RunPull: %v", err)
-		}
-	})
+	runUntilEnd(t, "connectors.RunPull", func(ctx context.Context) error { return connectors.RunPull(ctx, cfg, shop) })
 }
 
 // startLax runs shop as a pull connector that signs its confirmations but

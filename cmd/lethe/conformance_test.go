@@ -96,13 +96,20 @@ func (r *conformanceRig) start(t *testing.T, shop *fileShop, signed bool) {
 	if signed {
 		cfg.KeyID, cfg.Secret = r.keyID, r.secret
 	}
+	runUntilEnd(t, "connectors.Run", func(ctx context.Context) error { return connectors.Run(ctx, cfg, shop) })
+}
+
+// runUntilEnd runs fn until the test ends, then cancels its context and
+// fails the test if fn returned an error.
+func runUntilEnd(t *testing.T, what string, fn func(ctx context.Context) error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- connectors.Run(ctx, cfg, shop) }()
+	go func() { done <- fn(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("connectors.Run: %v", err)
+			t.Errorf("%s: %v", what, err)
 		}
 	})
 }
