@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -191,14 +190,9 @@ func (c *Connector) poll(ctx context.Context, req connectors.Request, statusURL 
 	}
 	hreq.Header.Set("User-Agent", "lethe-webhook-connector")
 	hreq.Header.Set(HeaderCommandID, req.CommandID)
-	resp, err := c.client.Do(hreq)
-	if err != nil {
-		return transient(0, transportProblem(err), 0)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
-	if err != nil {
-		return transient(resp.StatusCode, "reading the answer: "+transportProblem(err), 0)
+	resp, answer, failed := c.exchange(hreq)
+	if failed != nil {
+		return *failed
 	}
 	if resp.StatusCode == http.StatusAccepted && statusURLOf(resp.Header, answer) == "" {
 		// Still working, and the status URL stays where it is.

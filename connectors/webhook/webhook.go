@@ -272,16 +272,28 @@ func (c *Connector) deliver(ctx context.Context, req connectors.Request) deliver
 	hreq.Header.Set(HeaderIdempotency, req.CommandID)
 	hreq.Header.Set(HeaderSignature, Sign(c.secret, c.cfg.Now(), body))
 
-	resp, err := c.client.Do(hreq)
-	if err != nil {
-		return transient(0, transportProblem(err), 0)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
-	if err != nil {
-		return transient(resp.StatusCode, "reading the answer: "+transportProblem(err), 0)
+	resp, answer, failed := c.exchange(hreq)
+	if failed != nil {
+		return *failed
 	}
 	return c.interpret(hreq.URL, resp.StatusCode, resp.Header, answer)
+}
+
+// exchange sends hreq and reads its answer, at most MaxBodyBytes+1 of it;
+// when either fails, failed is the transient delivery to report.
+func (c *Connector) exchange(hreq *http.Request) (resp *http.Response, answer []byte, failed *delivery) {
+	resp, err := c.client.Do(hreq)
+	if err != nil {
+		d := transient(0, transportProblem(err), 0)
+		return nil, nil, &d
+	}
+	defer resp.Body.Close()
+	answer, err = io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	if err != nil {
+		d := transient(resp.StatusCode, "reading the answer: "+transportProblem(err), 0)
+		return nil, nil, &d
+	}
+	return resp, answer, nil
 }
 
 // interpret maps one HTTP answer to a request of base to a delivery; the
