@@ -18,7 +18,6 @@ import (
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
-	"github.com/lethe-dev/lethe/internal/conformance"
 	"github.com/lethe-dev/lethe/wire"
 )
 
@@ -142,17 +141,7 @@ func TestConformancePullPassesRunPull(t *testing.T) {
 	if !strings.Contains(stderr, "LETHE_API_URL=http://"+r.addr+" LETHE_TOKEN=tok") {
 		t.Errorf("stderr does not tell how to point the connector at the stand-in: %q", stderr)
 	}
-	var rep conformance.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("--json output: %v", err)
-	}
-	var got []string
-	for _, c := range rep.Checks {
-		got = append(got, c.Check)
-		if !c.Passed {
-			t.Errorf("check %s failed: %s", c.Check, c.Problem)
-		}
-	}
+	rep, got := allPassed(t, out)
 	if !rep.Passed || !slices.Equal(got, connectortest.PullChecks) {
 		t.Errorf("report = %+v, want passed with checks %v", rep, connectortest.PullChecks)
 	}

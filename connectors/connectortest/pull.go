@@ -92,19 +92,7 @@ func CheckPull(ctx context.Context, cfg PullConfig) []Result {
 		return []Result{{Check: CheckSetup, Problem: fmt.Sprintf("no connector polled %s/v1/systems/%s/commands with the token within %s: start it with that as its API URL (LETHE_API_URL) and the token (LETHE_TOKEN)",
 			st.url, cfg.System, pollWait)}}
 	}
-	byName := map[string]func(context.Context, *checker) error{
-		CheckEraseLeavesNothing: checkEraseLeavesNothing,
-		CheckRepeatedCommand:    checkRepeatedCommand,
-		CheckUnknownSubject:     checkUnknownSubject,
-		CheckDryRun:             checkDryRun,
-		CheckUnknownType:        checkUnknownType,
-		CheckMalformed:          checkMalformedItem,
-		CheckSignedMessages:     checkSignedMessages,
-	}
-	checks := make([]check, len(PullChecks))
-	for i, name := range PullChecks {
-		checks[i] = check{name, byName[name]}
-	}
+	checks := blackBoxChecks(PullChecks, checkMalformedItem)
 	b := &blackBox{cfg: wc}
 	k := &checker{t: &pullBox{blackBox: b, sess: st}, timeout: cfg.Timeout}
 	return k.runAll(ctx, checks)

@@ -94,19 +94,7 @@ func CheckWire(ctx context.Context, cfg WireConfig) []Result {
 		return []Result{{Check: CheckSetup, Problem: err.Error()}}
 	}
 	defer b.close()
-	byName := map[string]func(context.Context, *checker) error{
-		CheckEraseLeavesNothing: checkEraseLeavesNothing,
-		CheckRepeatedCommand:    checkRepeatedCommand,
-		CheckUnknownSubject:     checkUnknownSubject,
-		CheckDryRun:             checkDryRun,
-		CheckUnknownType:        checkUnknownType,
-		CheckMalformed:          checkMalformed,
-		CheckSignedMessages:     checkSignedMessages,
-	}
-	checks := make([]check, len(WireChecks))
-	for i, name := range WireChecks {
-		checks[i] = check{name, byName[name]}
-	}
+	checks := blackBoxChecks(WireChecks, checkMalformed)
 	k := &checker{t: b, timeout: cfg.Timeout}
 	return k.runAll(ctx, checks)
 }
@@ -213,3 +201,23 @@ func (s *wireSession) cause(string) string { return "" }
 // close leaves the shared session open for the next check; the run closes
 // it at its end.
 func (s *wireSession) close() {}
+
+// blackBoxChecks picks the checks names lists, in order, from those a
+// running connector can be put through; malformed is the transport's own
+// check of a command the connector cannot decode.
+func blackBoxChecks(names []string, malformed func(context.Context, *checker) error) []check {
+	byName := map[string]func(context.Context, *checker) error{
+		CheckEraseLeavesNothing: checkEraseLeavesNothing,
+		CheckRepeatedCommand:    checkRepeatedCommand,
+		CheckUnknownSubject:     checkUnknownSubject,
+		CheckDryRun:             checkDryRun,
+		CheckUnknownType:        checkUnknownType,
+		CheckMalformed:          malformed,
+		CheckSignedMessages:     checkSignedMessages,
+	}
+	checks := make([]check, len(names))
+	for i, name := range names {
+		checks[i] = check{name, byName[name]}
+	}
+	return checks
+}
